@@ -1,0 +1,29 @@
+PY ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install test test-all lint bench clean
+
+# torch/torchvision are pinned to the releases this project is tested with (CUDA build; runs on CPU)
+install: $(BIN)/dse
+$(BIN)/dse: setup.cfg pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+test: install
+	$(BIN)/pytest -q
+
+test-all: install
+	$(BIN)/pytest -q -m "not gpu"
+
+lint: install
+	$(BIN)/ruff check dse tests bench
+
+bench: install
+	$(BIN)/python bench/sample_speed.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
