@@ -152,6 +152,10 @@ def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, seed, store_pa
                f"({len(have) + len(added)} in all)")
 
 
+# Commands of the later stages live in their own modules; importing them registers them.
+from dse import cli_analysis, cli_train  # noqa: E402,F401
+
+
 def main():
     cli(prog_name="dse")
 

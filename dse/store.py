@@ -156,3 +156,78 @@ def _add_models(store, space, dataset, task, rows, seed):
             write_atomic(spec_path, lambda p: Path(p).write_text(text))
         write_atomic(d / "models.parquet", lambda p: pq.write_table(table, p))
         return new
+
+
+# ---- training results: one Parquet file per trained model ---------------------------------
+#     <store>/<space>/results/<model_id>.parquet   (RESULTS_SCHEMA, one row)
+
+RESULTS_SCHEMA = pa.schema([
+    ("model_id", pa.string()),
+    ("space", pa.string()),
+    ("status", pa.string()),            # done | diverged | failed
+    ("error", pa.float64()),            # top-1 test error in percent; null unless done
+    ("message", pa.string()),           # why it diverged or failed; empty when done
+    ("epochs", pa.int64()),
+    ("batch_size", pa.int64()),
+    ("lr", pa.float64()),
+    ("wd", pa.float64()),
+    ("seed", pa.int64()),               # training seed
+    ("dataset", pa.string()),
+    ("train_subset", pa.int64()),       # training images used; null = the full train split
+    ("train_seconds", pa.float64()),
+    ("images_per_second", pa.float64()),
+    ("train_loss", pa.float64()),       # mean loss of the final epoch
+    ("device", pa.string()),
+    ("torch_version", pa.string()),
+    ("dse_version", pa.string()),
+    ("finished_at", pa.timestamp("s", tz="UTC")),
+])
+
+RESULT_STATUSES = ("done", "diverged", "failed")
+
+
+def results_dir(store: Path, space: str) -> Path:
+    return space_dir(store, space) / "results"
+
+
+def write_result(store: Path, space: str, row: dict, schema: pa.Schema = RESULTS_SCHEMA) -> Path:
+    """Write one model's result atomically to <store>/<space>/results/<model_id>.parquet.
+    Columns of `schema` missing from `row` are stored as null."""
+    d = results_dir(store, space)
+    d.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
+    path = d / f"{row['model_id']}.parquet"
+    write_atomic(path, lambda p: pq.write_table(table, p))
+    return path
+
+
+def read_results(store: Path, space: str) -> pd.DataFrame:
+    """Every stored result of a space as one frame (empty with the schema's columns if none).
+    Equivalent to pandas.read_parquet("<store>/<space>/results")."""
+    d = results_dir(store, space)
+    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    if not files:
+        return RESULTS_SCHEMA.empty_table().to_pandas()
+    try:
+        tables = [pq.read_table(f) for f in files]
+    except (pa.ArrowException, OSError) as e:
+        raise DseError(f"a result file in {d} is not a readable Parquet table ({e})") from None
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
+def load(store: Path, spaces: list[str] | None = None) -> pd.DataFrame:
+    """Models joined with their results (left join: untrained models have null status),
+    for the named spaces or every space in the store."""
+    store = Path(store)
+    names = spaces or spaces_in(store)
+    frames = []
+    for name in names:
+        models = read_models(store, name)
+        res = read_results(store, name).drop(columns=["space", "dataset", "dse_version"],
+                                             errors="ignore")
+        frames.append(models.merge(res, on="model_id", how="left"))
+    if not frames:
+        return read_models(store, "").merge(RESULTS_SCHEMA.empty_table().to_pandas()
+                                            .drop(columns=["space", "dataset", "dse_version"]),
+                                            on="model_id", how="left")
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,1 @@
+"""Analysis commands (`dse edf`, `dse fit-linear`, ...): registered on the `dse` group."""
