@@ -20,6 +20,7 @@ from dse.spec import AnyNetSpec, Task, model_id
 
 BATCH = 8192
 MAX_DRAWS = 2_000_000
+GIVE_UP = 32 * BATCH  # draws with no model in the windows at all: treat them as unreachable
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def sample(space: Space, n: int, task: Task, flops: Window = Window(),
     draw = _draw_anynet if space.kind == "anynet" else _draw_regnet
     rows, seen, draws, in_window = [], set(exclude), 0, 0
     flops_seen = []
-    while len(rows) < n and draws < max_draws:
+    while len(rows) < n and draws < max_draws and (in_window or draws < GIVE_UP):
         ds, ws, bs, gs, p = draw(space, rng, BATCH)
         draws += BATCH
         total, *_ = cost_arrays(ds, ws, bs, gs, task, space.se_ratio)

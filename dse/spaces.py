@@ -108,7 +108,7 @@ def _resolve_path(name: str) -> Path:
     files = _builtin_files()
     if name in files:
         return files[name]
-    for stem, p in files.items():
+    for p in files.values():
         try:
             if _read(p).get("alias") == name:
                 return p

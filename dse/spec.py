@@ -78,7 +78,7 @@ class AnyNetSpec:
     def depth(self) -> int:
         return sum(self.ds)
 
-    def compatible(self) -> "AnyNetSpec":
+    def compatible(self) -> AnyNetSpec:
         """The same spec with widths made compatible with b and g (pycls rounding)."""
         ws, bs, gs = regnet.make_compatible(list(self.ws), list(self.bs), list(self.gs))
         return AnyNetSpec(self.ds, tuple(map(int, ws)), tuple(map(int, bs)),

@@ -42,7 +42,7 @@ MODELS_SCHEMA = pa.schema([
     ("in_channels", pa.int64()), ("num_classes", pa.int64()),
     ("seed", pa.int64()),           # seed of the sampling run that drew the model
     ("sample_index", pa.int64()),   # position in the space's population, from 0
-    ("sampled_at", pa.timestamp("s", tz="UTC")),
+    ("sampled_at", pa.timestamp("ms", tz="UTC")),
     ("dse_version", pa.string()),
 ])
 
@@ -180,7 +180,7 @@ RESULTS_SCHEMA = pa.schema([
     ("device", pa.string()),
     ("torch_version", pa.string()),
     ("dse_version", pa.string()),
-    ("finished_at", pa.timestamp("s", tz="UTC")),
+    ("finished_at", pa.timestamp("ms", tz="UTC")),
 ])
 
 RESULT_STATUSES = ("done", "diverged", "failed")

@@ -1,0 +1,75 @@
+"""The torch builder agrees with the analytic complexity and initializes as pycls does."""
+
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dse import spaces
+from dse.complexity import complexity
+from dse.models import Block, build, num_params
+from dse.sampling import Window, sample
+from dse.spec import DATASETS, AnyNetSpec, Task, default_flops_window, parse_spec
+
+
+def _spec(r):
+    return AnyNetSpec(tuple(r["ds"]), tuple(r["ws"]), tuple(r["bs"]), tuple(r["gs"]),
+                      r["se_ratio"], r["stem_w"])
+
+
+@pytest.mark.parametrize("space", ["xa", "xb", "xc", "xd", "xe", "rx", "ry"])
+@pytest.mark.parametrize("dataset", ["imagenet", "fashion-mnist"])
+def test_module_params_equal_analytic(space, dataset):
+    task = DATASETS[dataset]
+    rows = sample(spaces.load(space), 4, task, Window(*default_flops_window(dataset)), seed=1)
+    for r in rows:
+        assert num_params(build(_spec(r), task)) == r["params"]
+
+
+def test_published_models_params(zoo_model):
+    name, spec, _, params, _ = zoo_model
+    assert num_params(build(parse_spec(spec)[0], Task())) == params
+
+
+def _counted_flops(model, task):
+    x = torch.zeros(1, task.in_channels, task.resolution, task.resolution)
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() / 2  # FlopCounterMode counts 2 per multiply-add
+
+
+@pytest.mark.parametrize("spec,task", [
+    (dict(kind="regnet", depth=13, w0=24, wa=36.44, wm=2.49, group_w=8), Task()),
+    (dict(kind="regnet", depth=16, w0=48, wa=27.89, wm=2.09, group_w=8, se_ratio=0.25), Task()),
+    (dict(kind="anynet", ds=[2, 3, 4, 2], ws=[24, 56, 152, 368], bs=[1, 2, 4, 1],
+          gs=[8, 4, 2, 16]), Task(32, "cifar", 3, 10)),
+    (dict(kind="anynet", ds=[1, 2, 5, 1], ws=[32, 64, 96, 320], bs=[1, 1, 1, 1],
+          gs=[16, 16, 16, 16], se_ratio=0.25), Task(28, "cifar", 1, 10)),
+])
+def test_flops_cross_checked_with_flop_counter(spec, task):
+    # pycls also counts the biases of SE convs and the classifier, which the counter ignores;
+    # both are far below 0.5% of the total.
+    s = parse_spec(spec)[0]
+    analytic = complexity(s, task)["flops"]
+    assert _counted_flops(build(s, task), task) == pytest.approx(analytic, rel=5e-3)
+
+
+def test_forward_shape_and_pycls_init():
+    spec = parse_spec(dict(kind="anynet", ds=[1, 2], ws=[16, 32], bs=[1, 2], gs=[4, 8],
+                           se_ratio=0.25))[0]
+    task = Task(28, "cifar", 1, 10)
+    torch.manual_seed(0)
+    model = build(spec, task)
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    conv = model.body[1].f[0][0]  # first 1×1 conv of stage 2 (w_b = 32 / 2 = 16 outputs)
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / conv.out_channels), rel=0.3)
+    assert model.fc.weight.std().item() == pytest.approx(0.01, rel=0.3)
+    assert model.fc.bias.abs().max().item() == 0
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    assert all(b.final_bn.weight.min().item() == 1 for b in blocks)
+    zero = build(spec, task, zero_init_final_gamma=True)
+    assert all(b.final_bn.weight.abs().max().item() == 0 for b in zero.modules()
+               if isinstance(b, Block))
+    assert zero.stem[1].weight.min().item() == 1  # only each block's final BN starts at 0

@@ -1,0 +1,127 @@
+"""The sampler: determinism, windows, per-space constraints, no duplicates, clear failures."""
+
+import time
+
+import numpy as np
+import pytest
+
+from dse import regnet, spaces
+from dse.complexity import complexity
+from dse.errors import DseError
+from dse.sampling import Window, parse_window, sample
+from dse.spec import DATASETS, AnyNetSpec, Task, default_flops_window, model_id
+
+IMAGENET = Task()
+WINDOW = Window(360e6, 400e6)
+
+
+@pytest.fixture(scope="module")
+def populations():
+    return {s.name: sample(s, 200, IMAGENET, WINDOW, seed=3) for s in spaces.builtin()}
+
+
+def _spec(r):
+    return AnyNetSpec(tuple(r["ds"]), tuple(r["ws"]), tuple(r["bs"]), tuple(r["gs"]),
+                      r["se_ratio"], r["stem_w"])
+
+
+def test_same_seed_same_population():
+    s = spaces.load("xa")
+    a, b = sample(s, 50, IMAGENET, WINDOW, seed=7), sample(s, 50, IMAGENET, WINDOW, seed=7)
+    assert a == b
+    assert [r["model_id"] for r in sample(s, 50, IMAGENET, WINDOW, seed=8)] != \
+        [r["model_id"] for r in a]
+
+
+def test_windows_and_stored_complexity_are_exact(populations):
+    for name, rows in populations.items():
+        assert len(rows) == 200 and len({r["model_id"] for r in rows}) == 200, name
+        for r in rows:
+            assert 360e6 <= r["flops"] <= 400e6
+            spec = _spec(r)
+            assert complexity(spec, IMAGENET) == {k: r[k] for k in ("flops", "params", "acts")}
+            assert r["model_id"] == model_id(spec, IMAGENET)
+            assert spec.compatible() == spec  # widths already compatible with b and g
+            assert all(len(r[k]) == 4 for k in ("ds", "ws", "bs", "gs"))
+
+
+def test_anynet_constraints_hold(populations):
+    for name in ("anynetxa", "anynetxb", "anynetxc", "anynetxd", "anynetxe"):
+        for r in populations[name]:
+            ds, ws, bs, gs = (np.array(r[k]) for k in ("ds", "ws", "bs", "gs"))
+            assert ((1 <= ds) & (ds <= 16)).all() and ((8 <= ws) & (ws <= 1024)).all()
+            assert (ws % 8 == 0).all() and set(bs) <= {1, 2, 4}
+            # g' = min(g, w_b): a group width larger than the bottleneck becomes w_b
+            assert (np.isin(gs, [1, 2, 4, 8, 16, 32]) | (gs == ws // bs)).all()
+            assert ((ws // bs) % gs == 0).all()
+            if name >= "anynetxb":
+                assert len(set(bs)) == 1
+            if name >= "anynetxc":  # one g, reduced to the bottleneck width where larger
+                g = gs.max()
+                assert (gs == np.minimum(g, ws // bs)).all()
+            if name >= "anynetxd":
+                assert (np.diff(ws) >= 0).all()
+            if name >= "anynetxe":
+                assert (np.diff(ds) >= 0).all()
+    # the constraints are not vacuous: the unconstrained space violates them
+    xa = populations["anynetxa"]
+    assert any(len(set(r["bs"])) > 1 for r in xa)
+    assert any((np.diff(r["ws"]) < 0).any() for r in xa)
+    assert any((np.diff(r["ds"]) < 0).any() for r in populations["anynetxd"])
+
+
+def test_regnet_samples_regenerate(populations):
+    for name in ("regnetx", "regnety"):
+        for r in populations[name]:
+            assert 12 <= r["d"] <= 28 and r["b"] == 1 and 2 <= r["wm"] <= 3
+            assert r["w0"] % 8 == 0 and 8 <= r["wa"] <= 256
+            assert sum(r["ds"]) == r["d"] and len(r["ds"]) == 4
+            ds, ws, _ = regnet.regnet_stages(r["d"], r["w0"], r["wa"], r["wm"])
+            cws, _, cgs = regnet.make_compatible(ws, [1] * 4, [r["group_w"]] * 4)
+            assert ds == r["ds"] and cws.tolist() == r["ws"] and cgs.tolist() == r["gs"]
+            assert (np.diff(r["ws"]) > 0).all()
+            assert r["se_ratio"] == (0.25 if name == "regnety" else 0)
+
+
+def test_params_and_acts_windows():
+    s = spaces.load("xc")
+    rows = sample(s, 40, IMAGENET, WINDOW, params=Window(None, 3e6), acts=Window(2e6, 5e6))
+    assert all(r["params"] <= 3e6 and 2e6 <= r["acts"] <= 5e6 for r in rows)
+
+
+def test_exclude_adds_new_models():
+    s = spaces.load("xb")
+    first = sample(s, 30, IMAGENET, WINDOW, seed=0)
+    more = sample(s, 30, IMAGENET, WINDOW, seed=0, exclude={r["model_id"] for r in first})
+    assert not {r["model_id"] for r in first} & {r["model_id"] for r in more}
+
+
+def test_unreachable_window_fails_fast_and_names_it():
+    t = time.perf_counter()
+    with pytest.raises(DseError, match=r"found only 0 of 5 anynetxa models with flops 1:2"):
+        sample(spaces.load("xa"), 5, IMAGENET, Window(1, 2))
+    assert time.perf_counter() - t < 30  # generous: a correctness guard, not a benchmark
+    with pytest.raises(DseError, match="regnetx models with flops 100G:200G"):
+        sample(spaces.load("rx"), 5, IMAGENET, Window(100e9, 200e9))
+
+
+def test_window_parsing():
+    assert parse_window("360M:400M") == Window(360e6, 400e6)
+    assert parse_window("0.4G:") == Window(4e8, None)
+    assert parse_window(":5e6") == Window(None, 5e6)
+    assert parse_window("1.5k:2K") == Window(1500, 2000)
+    for bad, msg in [("400M:360M", "reversed"), ("360M", "malformed"), ("a:b", "not a number"),
+                     ("1:2:3", "malformed"), ("-5:3", "finite and ≥ 0")]:
+        with pytest.raises(DseError, match=msg):
+            parse_window(bad, "--flops")
+    with pytest.raises(DseError, match="positive integer"):
+        sample(spaces.load("xa"), 0, IMAGENET, WINDOW)
+
+
+def test_default_windows_scale_the_papers_by_area():
+    assert default_flops_window("imagenet") == (360e6, 400e6)
+    assert default_flops_window("cifar10") == (29.4e6, 32.7e6)  # (32/112)^2
+    assert default_flops_window("fashion-mnist") == (22.5e6, 25.0e6)  # (28/112)^2
+    for ds in ("cifar10", "fashion-mnist"):
+        rows = sample(spaces.load("rx"), 20, DATASETS[ds], Window(*default_flops_window(ds)))
+        assert len(rows) == 20

@@ -1,0 +1,99 @@
+"""The Parquet store: schema round trip, appends keep old rows, refusals change nothing."""
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dse import spaces, store
+from dse.errors import DseError
+from dse.sampling import Window, sample
+from dse.spec import DATASETS
+
+TASK = DATASETS["fashion-mnist"]
+
+
+def _add(root, name="xe", n=10, seed=0, dataset="fashion-mnist"):
+    space = spaces.load(name)
+    have = set(store.read_models(root, space.name)["model_id"])
+    rows = sample(space, n, DATASETS[dataset], Window(1e6, 3e6), seed=seed, exclude=have)
+    return store.add_models(root, space, dataset, DATASETS[dataset], rows, seed)
+
+
+def test_round_trip_with_schema(tmp_path):
+    added = _add(tmp_path, "rx", 12)
+    path = tmp_path / "regnetx" / "models.parquet"
+    stored = pq.read_schema(path)
+    assert stored.names == store.MODELS_SCHEMA.names
+    for f in store.MODELS_SCHEMA:  # parquet renames list items; compare value types
+        got = stored.field(f.name).type
+        assert (got.value_type == f.type.value_type) if hasattr(f.type, "value_type") \
+            else got == f.type, f.name
+    df = pd.read_parquet(path)
+    assert len(df) == 12 and df["model_id"].is_unique
+    assert df["sample_index"].tolist() == list(range(12))
+    r = df.iloc[0]
+    assert r["space"] == "regnetx" and r["kind"] == "regnet" and r["dataset"] == "fashion-mnist"
+    assert (r["resolution"], r["stem"], r["in_channels"], r["num_classes"]) == (28, "cifar", 1, 10)
+    assert list(r["ds"]) == list(added.iloc[0]["ds"]) and sum(r["ds"]) == r["d"]
+    assert 1e6 <= r["flops"] <= 3e6 and r["group_w"] in (1, 2, 4, 8, 16, 32)
+    assert (tmp_path / "regnetx" / "space.yaml").is_file()
+
+
+def test_anynet_rows_have_null_regnet_params(tmp_path):
+    df = _add(tmp_path, "xa", 5)
+    df = store.read_models(tmp_path, "anynetxa")
+    assert df[["d", "w0", "wa", "wm", "group_w", "b"]].isna().all().all()
+
+
+def test_sampling_more_keeps_old_and_adds_distinct(tmp_path):
+    _add(tmp_path, n=10, seed=0)
+    before = store.read_models(tmp_path, "anynetxe")
+    _add(tmp_path, n=10, seed=0)  # same seed: the first 10 are skipped as repeats
+    after = store.read_models(tmp_path, "anynetxe")
+    assert len(after) == 20 and after["model_id"].is_unique
+    pd.testing.assert_frame_equal(after.iloc[:10], before)
+    assert after["sample_index"].tolist() == list(range(20))
+
+
+def _snapshot(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_refusals_leave_the_store_unchanged(tmp_path):
+    root = tmp_path / "store"
+    _add(root, n=5)
+    snap = _snapshot(root)
+    with pytest.raises(DseError, match="holds fashion-mnist models"):
+        _add(root, n=5, dataset="cifar10")
+    other = tmp_path / "other.yaml"
+    other.write_text("extends: anynetxe\nname: anynetxe\nse_ratio: 0.25\n")
+    space = spaces.load(str(other))
+    with pytest.raises(DseError, match="different definition"):
+        store.add_models(root, space, "fashion-mnist", TASK, [], 0)
+    assert _snapshot(root) == snap
+
+
+def test_damaged_table_is_reported_not_overwritten(tmp_path):
+    _add(tmp_path, n=3)
+    path = tmp_path / "anynetxe" / "models.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(DseError, match="not a readable Parquet table"):
+        _add(tmp_path, n=3)
+    assert path.read_bytes() == b"not parquet"
+
+
+def test_results_and_join(tmp_path):
+    _add(tmp_path, n=4)
+    ids = store.read_models(tmp_path, "anynetxe")["model_id"].tolist()
+    store.write_result(tmp_path, "anynetxe", dict(model_id=ids[0], space="anynetxe",
+                                                   status="done", error=12.5, epochs=10))
+    store.write_result(tmp_path, "anynetxe", dict(model_id=ids[1], space="anynetxe",
+                                                   status="diverged", epochs=10))
+    res = pd.read_parquet(tmp_path / "anynetxe" / "results")
+    assert sorted(res["status"]) == ["diverged", "done"]
+    joined = store.load(tmp_path)
+    assert len(joined) == 4
+    assert joined.set_index("model_id").loc[ids[0], "error"] == 12.5
+    assert joined["status"].isna().sum() == 2
+    assert store.spaces_in(tmp_path) == ["anynetxe"]
+    assert not list((tmp_path / "anynetxe" / "results").glob("*.tmp"))
