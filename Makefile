@@ -8,7 +8,6 @@ BIN = $(VENV)/bin
 install: $(BIN)/dse
 $(BIN)/dse: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
