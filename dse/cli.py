@@ -141,15 +141,14 @@ def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, seed, store_pa
     params = sampling.parse_window(params_w, "--params")
     acts = sampling.parse_window(acts_w, "--acts")
     root = store.root(store_path)
-    have = store.read_models(root, space.name)
-    rows = sampling.sample(space, n, task, flops, params, acts, seed,
-                           exclude=frozenset(have["model_id"]))
-    added = store.add_models(root, space, dataset, task, rows, seed)
+    draw = lambda have: sampling.sample(space, n, task, flops, params, acts, seed, exclude=have)
+    added = store.add_models(root, space, dataset, task, draw, seed)
+    total = len(store.read_models(root, space.name))
     f = added["flops"]
     click.echo(f"sampled {len(added)} {space.name} models for {dataset} (flops {flops}, "
                f"{f.min() / 1e6:.1f}–{f.max() / 1e6:.1f} MF) → "
                f"{store.space_dir(root, space.name) / 'models.parquet'} "
-               f"({len(have) + len(added)} in all)")
+               f"({total} in all)")
 
 
 # Commands of the later stages live in their own modules; importing them registers them.

@@ -109,9 +109,11 @@ def spaces_in(store: Path) -> list[str]:
     return sorted(p.name for p in store.iterdir() if (p / "models.parquet").is_file())
 
 
-def add_models(store: Path, space, dataset: str, task, rows: list[dict], seed: int) -> pd.DataFrame:
+def add_models(store: Path, space, dataset: str, task, rows, seed: int) -> pd.DataFrame:
     """Append sampled rows to <store>/<space>/models.parquet; returns the rows added.
 
+    `rows` is a list of row dicts, or a function of the set of stored model ids returning
+    one; the function runs under the space's lock, so concurrent samplers never collide.
     Rows whose model_id is already stored are skipped. The space's definition is recorded in
     space.yaml on first use; adding models drawn from a different definition of the same
     name, or for another dataset, is refused so that a population stays one population.
@@ -137,6 +139,8 @@ def _add_models(store, space, dataset, task, rows, seed):
                                "models into another --store")
         old = read_models(store, space.name)
         have = set(old["model_id"])
+        if callable(rows):
+            rows = rows(frozenset(have))
         rows = [r for r in rows if r["model_id"] not in have]
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         new = pd.DataFrame([{

@@ -97,3 +97,17 @@ def test_results_and_join(tmp_path):
     assert joined["status"].isna().sum() == 2
     assert store.spaces_in(tmp_path) == ["anynetxe"]
     assert not list((tmp_path / "anynetxe" / "results").glob("*.tmp"))
+
+
+def test_concurrent_samplers_never_collide(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "dse.cli", "sample", "--space", "xd", "--n", "25",
+           "--dataset", "synthetic", "--flops", "1M:5M", "--store", str(tmp_path)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    df = store.read_models(tmp_path, "anynetxd")
+    assert len(df) == 75 and df["model_id"].is_unique
+    assert sorted(df["sample_index"]) == list(range(75))
