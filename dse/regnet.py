@@ -42,7 +42,7 @@ def quantized_widths(d, w0, wa, wm, q: int = Q) -> Widths:
     with np.errstate(divide="ignore", invalid="ignore"):
         s = np.log(u / w0[:, None]) / np.log(wm[:, None])
     ks = np.where(mask, np.round(s), -1)
-    w = np.round(w0[:, None] * np.power(wm[:, None], np.maximum(ks, 0)) / q).astype(np.int64) * q
+    w = quantize(w0[:, None], wm[:, None], ks, q)
     w = np.where(mask, w, 0)
     total = ks.max(axis=1).astype(np.int64) + 1
     # distinct quantized widths among real blocks (pycls counts np.unique of the widths)
@@ -50,6 +50,12 @@ def quantized_widths(d, w0, wa, wm, q: int = Q) -> Widths:
     distinct = (srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] >= 0)
     num = distinct.sum(axis=1) + (srt[:, 0] >= 0)
     return Widths(u, s, ks.astype(np.int64), w, mask, num.astype(np.int64), total)
+
+
+def quantize(w0, wm, ks, q: int = Q) -> np.ndarray:
+    """Width of exponent k: w_0 · w_m^k rounded to the nearest multiple of q (half to even).
+    Broadcasts; negative exponents (padding) count as 0."""
+    return np.round(w0 * np.power(wm, np.maximum(ks, 0)) / q).astype(np.int64) * q
 
 
 def stages_from_widths(ks: np.ndarray, w: np.ndarray, num_stages: int):
