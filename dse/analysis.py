@@ -10,6 +10,7 @@ with w_i = 1/n unless a population is complexity-normalized; only finished model
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -633,3 +634,28 @@ def fit_linear_population(pop: pd.DataFrame, top: int = 20) -> dict:
     k = min(top, len(rows))
     return dict(rows=rows, joint=dict(**joint_linear_fit(W[:k], d[:k]), top=k),
                 spearman=rank_correlation(rows["e_fit"], rows["error"]), W=W, d=d)
+
+
+def write_output(path, write) -> Path:
+    """Write an analysis output (table, figure, report) atomically via write(tmp_path),
+    creating its directory, with the permissions of a normal file (umask applies)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mask = os.umask(0)
+        os.umask(mask)
+
+        def _write(tmp):
+            write(tmp)
+            os.chmod(tmp, 0o666 & ~mask)
+
+        dstore.write_atomic(path, _write)
+    except OSError as e:
+        raise DseError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+def save_table(store, space: str, name: str, df: pd.DataFrame) -> Path:
+    """Write an analysis table atomically to <store>/<space>/analysis/<name>.parquet."""
+    path = dstore.space_dir(Path(store), space) / "analysis" / f"{name}.parquet"
+    return write_output(path, lambda p: df.to_parquet(p, index=False))

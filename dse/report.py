@@ -1,0 +1,181 @@
+"""A self-contained HTML report of a store: every analysis of every space, figures embedded
+as base64 PNG, no external resources (readable offline, easy to mail or archive)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from pathlib import Path
+
+from dse import __version__, analysis, plots
+from dse import store as dstore
+from dse.errors import DseError
+
+SECTIONS = [("populations", "Populations"), ("edf", "Error EDFs"),
+            ("edf-normalized", "Complexity-normalized EDFs"),
+            ("search-efficiency", "Random search efficiency"), ("fit-linear", "fit-linear"),
+            ("trends", "Trends and good ranges")]
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
+color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;
+margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#775;
+font-style:italic}nav a{margin-right:1em}code{background:#f4f4f4;padding:0 .2em}"""
+
+
+def _img(fig, alt: str) -> str:
+    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[dict], keys: list[str], header: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (header or keys))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(k)))}</td>" for k in keys)
+                   + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.2f}"
+    return str(v)
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _normalized(df, names, metric="flops", bins=10):
+    """compare() normalized by `metric` with the most bins (≤ bins) that leave none empty."""
+    last = None
+    for k in range(bins, 0, -1):
+        try:
+            return analysis.compare(df, names, metric, k), None
+        except DseError as e:
+            last = str(e)
+            if "do not overlap" in last:
+                break
+    return None, last
+
+
+def build(store=None, seed: int = 0, repeats: int = 10_000, top: int = 20) -> str:
+    """The report's HTML for every space in the store."""
+    root = analysis.existing_store(store)
+    df = analysis.load_population(root)
+    names = dstore.spaces_in(root)
+    counts = {s: analysis.counts(df, s) for s in names}
+    ready = [s for s in names if counts[s]["finished"] > 0]
+    parts = {}
+
+    rows = []
+    for s in names:
+        sub = df[df["space"] == s]
+        c = counts[s]
+        row = dict(space=s, kind=sub["kind"].iloc[0], dataset=sub["dataset"].iloc[0],
+                   flops=f"{sub['flops'].min() / 1e6:.1f}–{sub['flops'].max() / 1e6:.1f} MF",
+                   **{k: c[k] for k in ("sampled", "trained", "finished", "diverged",
+                                        "failed")})
+        if c["finished"]:
+            row.update(analysis.summarize(analysis.population(df, s)["error"]))
+        rows.append(row)
+    parts["populations"] = _table(rows, ["space", "kind", "dataset", "flops", "sampled",
+                                         "trained", "finished", "diverged", "failed", "min",
+                                         "mean", "median"],
+                                  ["space", "kind", "dataset", "flops", "sampled", "trained",
+                                   "finished", "diverged", "failed", "min error", "mean error",
+                                   "median error"])
+    missing = [s for s in names if s not in ready]
+    if missing:
+        parts["populations"] += _note(
+            "No finished models yet (left out below): " + ", ".join(
+                f"{s} ({counts[s]['sampled']} sampled, {counts[s]['trained']} trained)"
+                for s in missing))
+    if not ready:
+        for key, _ in SECTIONS[1:]:
+            parts[key] = _note("No space has finished models yet; train some with "
+                               "`dse train`.")
+        return _page(root, parts)
+
+    cmp = analysis.compare(df, ready)
+    parts["edf"] = _img(plots.edf_figure(cmp), "error EDFs") + _pairs(cmp)
+    ncmp, why = _normalized(df, ready)
+    if ncmp is None:
+        parts["edf-normalized"] = _note(f"Not available: {why}")
+    else:
+        lo, hi = ncmp["range"]
+        parts["edf-normalized"] = (
+            f"<p>Flops-normalized over the common range [{lo:.4g}, {hi:.4g}] in "
+            f"{ncmp['bins']} log-spaced bins; each bin weighs 1/{ncmp['bins']}.</p>"
+            + _img(plots.edf_figure(ncmp), "flops-normalized EDFs") + _pairs(ncmp))
+    curves = {s: analysis.search_efficiency(e, w, rng=seed) for s, (e, w) in cmp["curves"].items()}
+    parts["search-efficiency"] = _img(plots.search_efficiency_figure(curves),
+                                      "search efficiency") + _search_table(curves)
+
+    fl, tr = [], []
+    for s in ready:
+        pop = analysis.population(df, s)
+        fit = analysis.fit_linear_population(pop, top)
+        j, sp = fit["joint"], fit["spearman"]
+        rho = "undefined" if sp["rho"] is None else f"{sp['rho']:.3f} (p = {sp['p']:.3g})"
+        fl.append(f"<h3>{html.escape(s)}</h3><p>{len(pop)} trained models; mean e_fit "
+                  f"{fit['rows']['e_fit'].mean():.3f}. Joint linear fit over the top {j['top']}:"
+                  f" w_j ≈ {j['w0']:.1f} + {j['wa']:.1f}·j. Spearman ρ(e_fit, error) = {rho}."
+                  "</p>" + _img(plots.fit_linear_figure(fit, s), f"{s} fit-linear")
+                  + _table(fit["rows"].head(min(10, j["top"])).to_dict(orient="records"),
+                           ["rank", "model_id", "error", "e_fit", "d", "w0", "wa", "wm"]))
+        trs = analysis.trends(pop, repeats=repeats, seed=seed)
+        tr.append(f"<h3>{html.escape(s)}</h3>" + (
+            _img(plots.trends_figure(trs, s), f"{s} trends")
+            + _table([{k: t[k] for k in ("param", "best", "lo", "median", "hi")} for t in trs],
+                     ["param", "best", "lo", "median", "hi"],
+                     ["parameter", "best model", "95% lo", "median", "95% hi"])
+            if trs else _note("every parameter takes a single value")))
+    parts["fit-linear"] = ("<p>Per-model quantized linear fit of the per-block widths "
+                           "(DDS §3.3): e_fit = mean_j |log(pred_j / obs_j)|.</p>" + "".join(fl))
+    parts["trends"] = (f"<p>Shaded: the 95% interval of the best model's parameter over "
+                       f"{repeats} bootstrap resamples of 25% of the models; line: "
+                       "the median.</p>" + "".join(tr))
+    return _page(root, parts)
+
+
+def _pairs(cmp) -> str:
+    if not cmp["pairs"]:
+        return ""
+    return _table([dict(a=p["a"], b=p["b"], D=p["D"], p=p["p"]) for p in cmp["pairs"]],
+                  ["a", "b", "D", "p"], ["space A", "space B", "KS D", "p-value"])
+
+
+def _search_table(curves) -> str:
+    ks = sorted({int(k) for c in curves.values() for k in c["k"]})
+    rows = []
+    for k in ks:
+        row = {"k": k}
+        for s, c in curves.items():
+            hit = c[c["k"] == k]
+            row[s] = "" if hit.empty else f"{hit['mean'].iloc[0]:.2f} ± " \
+                                          f"{2 * hit['std'].iloc[0]:.2f}"
+        rows.append(row)
+    return _table(rows, ["k", *curves])
+
+
+def _page(root, parts) -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
+    body = "".join(f'<section id="{k}"><h2>{html.escape(t)}</h2>{parts[k]}</section>'
+                   for k, t in SECTIONS)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>dse report: {html.escape(str(root))}</title><style>{CSS}</style></head>"
+            f"<body><h1>dse report</h1><p>store <code>{html.escape(str(root))}</code> · "
+            f"generated {now} · dse {__version__}</p><nav>{nav}</nav>{body}</body></html>\n")
+
+
+def write(store=None, out=None, seed: int = 0, repeats: int = 10_000) -> Path:
+    """Build the report and write it atomically to `out` (default <store>/report.html)."""
+    root = analysis.existing_store(store)
+    text = build(root, seed=seed, repeats=repeats)
+    path = Path(out) if out else root / "report.html"
+    return analysis.write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
