@@ -185,6 +185,16 @@ RESULTS_SCHEMA = pa.schema([
     ("torch_version", pa.string()),
     ("dse_version", pa.string()),
     ("finished_at", pa.timestamp("ms", tz="UTC")),
+    # the rest of the recipe and how it ran (docs/training.md)
+    ("momentum", pa.float64()),
+    ("nesterov", pa.bool_()),
+    ("warmup_epochs", pa.float64()),    # linear lr warm-up length; 0 = none (the paper)
+    ("zero_init_final_gamma", pa.bool_()),  # each block's final BN γ started at 0 (paper: 1)
+    ("augment", pa.bool_()),            # pad + random crop (+ flip on CIFAR-10)
+    ("precision", pa.string()),         # bf16-autocast | fp32
+    ("cuda_graph", pa.bool_()),         # training step replayed from a CUDA graph
+    ("epochs_run", pa.int64()),         # epochs completed (fewer than epochs if diverged)
+    ("host", pa.string()),
 ])
 
 RESULT_STATUSES = ("done", "diverged", "failed")

@@ -1,0 +1,251 @@
+"""Proxy training of one model: the recipe in one place, the data on the device (torch).
+
+`train` reads top to bottom: build the network → for each epoch build the augmented,
+shuffled epoch on the device → run the steps (eagerly, or replaying one captured CUDA graph)
+→ read the epoch's mean loss once (the only host sync; NaN/inf ends the run as diverged) →
+top-1 test error at the end. On CUDA it runs in bf16 autocast with fp32 weights and BN, no
+GradScaler. The same code runs on CPU, minus the CUDA-only parts. See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dse.data import DeviceData
+from dse.errors import DseError
+from dse.models import build
+from dse.spec import AnyNetSpec, Task
+
+GRAPH_WARMUP_STEPS = 3  # eager steps (on a side stream) before the step is captured
+EVAL_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The proxy-training recipe. Defaults: the paper's (REFERENCE §6) plus zero-init of each
+    block's final BN γ, which keeps deep narrow networks from stalling (docs/training.md)."""
+
+    epochs: int = 10                  # passes over the training images
+    batch_size: int = 128             # images per step; the last partial batch is dropped
+    lr: float = 0.05                  # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    wd: float = 5e-5                  # L2 weight decay on every parameter
+    warmup_epochs: float = 0.0        # linear warm-up from 0 to lr, then half-period cosine
+    zero_init_final_gamma: bool = True  # each block's final BN γ starts at 0 (paper: 1)
+    augment: bool = True              # pad + random crop (+ flip), see dse.data.AUGMENT
+    seed: int = 0                     # model init, shuffling and augmentation
+    train_subset: int | None = None   # train on N images of a fixed permutation; None = all
+
+    def __post_init__(self):
+        checks = [("epochs", self.epochs, 1), ("batch_size", self.batch_size, 1)]
+        for name, v, lo in checks:
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise DseError(f"{name} must be an integer ≥ {lo} (got {v!r})")
+        if self.train_subset is not None and (not isinstance(self.train_subset, int)
+                                              or self.train_subset < 1):
+            raise DseError(f"train_subset must be a positive integer (got {self.train_subset!r})")
+        for name in ("lr", "momentum", "wd", "warmup_epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise DseError(f"{name} must be a finite number ≥ 0 (got {v!r})")
+        if self.lr == 0:
+            raise DseError("lr must be > 0")
+        if self.momentum >= 1:
+            raise DseError(f"momentum must be < 1 (got {self.momentum})")
+        if self.warmup_epochs > self.epochs:
+            raise DseError(f"warmup_epochs ({self.warmup_epochs:g}) exceeds epochs "
+                           f"({self.epochs})")
+
+    def paper(self) -> Recipe:
+        """The same recipe with the paper's exact settings: every BN γ = 1, no warm-up."""
+        return replace(self, zero_init_final_gamma=False, warmup_epochs=0.0)
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+def lr_schedule(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
+    """Learning rate of every step: lr · ½(1 + cos(π t / T)), t = 0..T−1 (half-period
+    cosine per step), times a linear ramp (t + 1) / W over the first W warm-up steps."""
+    total = recipe.epochs * steps_per_epoch
+    t = np.arange(total, dtype=np.float64)
+    lr = recipe.lr * 0.5 * (1 + np.cos(np.pi * t / total))
+    warm = round(recipe.warmup_epochs * steps_per_epoch)
+    if warm:
+        lr *= np.minimum(1.0, (t + 1) / warm)
+    return lr
+
+
+@torch.no_grad()
+def sgd_step_(params, grads, bufs, lr: torch.Tensor, momentum: float, wd: float,
+              nesterov: bool) -> None:
+    """torch.optim.SGD's update (dampening 0), in place, with lr a 0-dim device tensor so the
+    step can be captured in a CUDA graph (torch's SGD reads a tensor lr back to the host).
+    Overwrites grads."""
+    if wd:
+        torch._foreach_add_(grads, params, alpha=wd)       # g ← g + wd·p
+    torch._foreach_mul_(bufs, momentum)
+    torch._foreach_add_(bufs, grads)                       # v ← m·v + g
+    if nesterov:
+        torch._foreach_add_(grads, bufs, alpha=momentum)   # g ← g + m·v
+    else:
+        torch._foreach_copy_(grads, bufs)                  # g ← v
+    torch._foreach_mul_(grads, lr)
+    torch._foreach_sub_(params, grads)                     # p ← p − lr·g
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' → cuda if available else cpu; 'cpu'; 'cuda' or 'cuda:N' (checked to exist)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise DseError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise DseError(f"device {name!r} asked for, but this machine has no usable CUDA "
+                           "device; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= n:
+            raise DseError(f"device {name!r} does not exist; this machine has cuda:0..{n - 1}")
+    return dev
+
+
+def device_name(device: torch.device) -> str:
+    """A human name of the device: the card, or the CPU and its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"cpu {cpu} ({torch.get_num_threads()} threads of {os.cpu_count()})"
+
+
+def train(spec: AnyNetSpec, task: Task, data: DeviceData, recipe: Recipe, *,
+          amp: bool | None = None, cuda_graph: bool | None = None,
+          channels_last: bool = False, on_epoch=None) -> dict:
+    """Train one network with `recipe` on `data` (already on its device) and measure its
+    top-1 test error. amp (bf16 autocast) and cuda_graph default to on for CUDA, off for CPU.
+    on_epoch(epoch, mean_loss) is called after each epoch. Returns the outcome: status
+    (done | diverged), error (percent), message, train_loss, train_seconds,
+    images_per_second, epochs_run, precision, cuda_graph."""
+    device = data.device
+    cuda = device.type == "cuda"
+    amp = cuda if amp is None else amp
+    cuda_graph = cuda if cuda_graph is None else cuda_graph
+    if cuda_graph and not cuda:
+        raise DseError("CUDA graphs need a CUDA device")
+    if task.in_channels != data.train_x.shape[1] or task.resolution != data.train_x.shape[2]:
+        raise DseError(f"models for {task.resolution}×{task.resolution}×{task.in_channels} "
+                       f"inputs cannot train on {data.name} images "
+                       f"{tuple(data.train_x.shape[1:])}")
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    torch.manual_seed(recipe.seed)
+    gen = torch.Generator(device).manual_seed(recipe.seed)
+    model = build(spec, task, recipe.zero_init_final_gamma).to(device, memory_format=fmt)
+    model.train()
+    params = list(model.parameters())
+    bufs = [torch.zeros_like(p) for p in params]  # momentum
+    steps = data.n_train // recipe.batch_size
+    lrs = torch.tensor(lr_schedule(recipe, steps), dtype=torch.float32, device=device)
+    t = torch.zeros(1, dtype=torch.long, device=device)  # global step, read by the graph
+    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    x_dtype = torch.bfloat16 if amp else torch.float32
+
+    def step(x, y):
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp, cache_enabled=False):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        sgd_step_(params, [p.grad for p in params], bufs, lrs.index_select(0, t).squeeze(0),
+                  recipe.momentum, recipe.wd, recipe.nesterov)
+        t.add_(1)
+        loss_sum.add_(loss.detach().float())
+
+    replay = None
+    side = torch.cuda.Stream(device) if cuda_graph else None
+    start = time.perf_counter()
+    mean_loss = float("nan")
+    for epoch in range(recipe.epochs):
+        xs, ys = data.epoch(recipe.batch_size, gen, recipe.augment, x_dtype, channels_last)
+        loss_sum.zero_()
+        for i in range(steps):
+            if replay is not None:
+                replay(xs[i], ys[i])
+            elif cuda_graph and epoch * steps + i >= GRAPH_WARMUP_STEPS:
+                replay = _capture(step, xs[i], ys[i], params)
+                replay(xs[i], ys[i])
+            else:
+                for p in params:
+                    p.grad = None
+                if side is None:
+                    step(xs[i], ys[i])
+                else:  # warm-up before capture runs on a side stream, as CUDA graphs require
+                    side.wait_stream(torch.cuda.current_stream(device))
+                    with torch.cuda.stream(side):
+                        step(xs[i], ys[i])
+                    torch.cuda.current_stream(device).wait_stream(side)
+        mean_loss = loss_sum.item() / steps  # the one host sync of the epoch
+        if not math.isfinite(mean_loss):
+            return _outcome("diverged", None, f"train loss became {mean_loss} in epoch "
+                            f"{epoch + 1}", mean_loss, time.perf_counter() - start, epoch + 1,
+                            steps, recipe, amp, cuda_graph)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, mean_loss)
+    seconds = time.perf_counter() - start  # the last .item() waited for the last step
+    error = evaluate(model, data, amp, fmt)
+    return _outcome("done", error, "", mean_loss, seconds, recipe.epochs, steps, recipe, amp,
+                    cuda_graph)
+
+
+def _capture(step, x, y, params):
+    """Record one whole training step in a CUDA graph; returns replay(x, y)."""
+    for p in params:
+        p.grad = None  # backward inside the graph allocates the grads that replays overwrite
+    static_x, static_y = x.clone(memory_format=torch.preserve_format), y.clone()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(static_x, static_y)
+
+    def replay(x, y):
+        static_x.copy_(x)
+        static_y.copy_(y)
+        graph.replay()
+
+    return replay
+
+
+@torch.no_grad()
+def evaluate(model, data: DeviceData, amp: bool = False,
+             fmt: torch.memory_format = torch.contiguous_format) -> float:
+    """Top-1 error in percent on the whole test split (BN in inference mode)."""
+    model.eval()
+    wrong = torch.zeros((), dtype=torch.long, device=data.device)
+    n = len(data.test_y)
+    for i in range(0, n, EVAL_BATCH):
+        x = data.normalize(data.test_x[i: i + EVAL_BATCH]).contiguous(memory_format=fmt)
+        with torch.autocast(data.device.type, torch.bfloat16, enabled=amp):
+            logits = model(x)
+        wrong += (logits.argmax(1) != data.test_y[i: i + EVAL_BATCH]).sum()
+    model.train()
+    return 100.0 * wrong.item() / n
+
+
+def _outcome(status, error, message, loss, seconds, epochs_run, steps, recipe, amp, graph):
+    return dict(status=status, error=error, message=message, train_loss=loss,
+                train_seconds=seconds,
+                images_per_second=epochs_run * steps * recipe.batch_size / seconds,
+                epochs_run=epochs_run, precision="bf16-autocast" if amp else "fp32",
+                cuda_graph=bool(graph))
