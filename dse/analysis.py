@@ -591,7 +591,8 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
             a[redo] = np.where(two, a2, a[redo])
             wm[redo] = np.where(two, wm2, wm[redo])
         out[idx] = np.stack([w0, a * w0, wm], axis=1)
-    w0, wa, wm = out.T
+    w0, wa = out[:, 0], out[:, 1]
+    wm = np.clip(out[:, 2], *wm_range)  # exp(log(x)) may leave the range by an ulp
     gen = regnet.quantized_widths(d, w0, wa, wm, q)
     obs = np.log(np.maximum(W[:, :gen.w.shape[1]], 1))
     e_fit = np.where(gen.mask, np.abs(np.log(np.maximum(gen.w, 1)) - obs), 0).sum(1) / d
