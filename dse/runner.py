@@ -542,10 +542,13 @@ class _DataCache:
 
 
 def _set_threads(n_workers_here: int) -> None:
+    """CPU threads of a worker: $OMP_NUM_THREADS if set, else its share of the cores."""
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, cores // n_workers_here))
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(int(env) if env.isdigit() and int(env) > 0
+                          else max(1, cores // n_workers_here))
 
 
 class _InProcess:

@@ -1,0 +1,149 @@
+"""Crash safety and concurrency of `dse train`: atomic claims, stale-claim takeover,
+heartbeats, two runs on one store, and a real kill -9 followed by a resume."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from dse import runner, store
+from dse.cli import cli
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+def sample(tmp_path, n):
+    r = CliRunner().invoke(cli, ["sample", "--space", "rx", "--n", str(n), "--dataset",
+                                 "synthetic", "--flops", "0.5M:2M", "--store", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    return list(store.read_models(tmp_path, "regnetx")["model_id"])
+
+
+def dse_train(store_dir, *args):
+    cmd = [sys.executable, "-c", "from dse.cli import main; main()", "train", "--store",
+           str(store_dir), *args]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def trained_ids(output):
+    """Model ids of the per-model log lines `[k/n] space model_id status ...`."""
+    return [ln.split()[2] for ln in output.splitlines() if ln.startswith("[")]
+
+
+def test_a_claim_is_exclusive_and_released(tmp_path):
+    c = runner.claim(tmp_path, "s", "m1")
+    assert c is not None and runner.claim(tmp_path, "s", "m1") is None
+    rec = json.loads(c.path.read_text())
+    assert rec["pid"] == os.getpid() and rec["host"] == runner.HOST and rec["token"] == c.token
+    before = rec["heartbeat_at"]
+    time.sleep(0.01)
+    assert runner.heartbeat(c)
+    assert json.loads(c.path.read_text())["heartbeat_at"] > before
+    runner.release(c)
+    assert not c.path.exists()
+    assert runner.claim(tmp_path, "s", "m1") is not None
+
+
+def write_claim(path, **rec):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model_id": path.stem, "token": "t", **rec}))
+
+
+def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path):
+    d = runner.claims_dir(tmp_path, "s")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    now = time.time()
+    write_claim(d / "dead.json", host=runner.HOST, pid=dead.pid, heartbeat_at=now)
+    write_claim(d / "old.json", host="elsewhere", pid=1, heartbeat_at=now - 1000)
+    write_claim(d / "live.json", host="elsewhere", pid=1, heartbeat_at=now)
+    write_claim(d / "alive_here.json", host=runner.HOST, pid=os.getppid(), heartbeat_at=now)
+    (d / "garbled.json").write_text("{not json")
+    os.utime(d / "garbled.json", (now - 1000, now - 1000))
+    for name in ("dead", "old", "garbled"):
+        c = runner.claim(tmp_path, "s", name, timeout=300)
+        assert c is not None, name
+        assert json.loads(c.path.read_text())["pid"] == os.getpid()
+    for name in ("live", "alive_here"):
+        assert runner.claim(tmp_path, "s", name, timeout=300) is None, name
+    # the old owner, if it comes back, finds its claim gone and stops refreshing it
+    old = runner.Claim(tmp_path, "s", "old", token="t")
+    assert not runner.heartbeat(old)
+
+
+def test_a_model_with_a_result_is_not_claimed(tmp_path):
+    store.write_result(tmp_path, "s", {"model_id": "m", "space": "s", "status": "done"})
+    assert runner.claim(tmp_path, "s", "m") is None
+    store.write_result(tmp_path, "s", {"model_id": "f", "space": "s", "status": "failed"})
+    assert runner.claim(tmp_path, "s", "f") is None
+    assert runner.claim(tmp_path, "s", "f", retry_failed=True) is not None
+
+
+def test_status_counts_claims_in_flight_and_stale(tmp_path):
+    ids = sample(tmp_path, 3)
+    d = runner.claims_dir(tmp_path, "regnetx")
+    write_claim(d / f"{ids[0]}.json", host="elsewhere", pid=1, heartbeat_at=time.time())
+    write_claim(d / f"{ids[1]}.json", host="elsewhere", pid=1, heartbeat_at=0)
+    (row,) = runner.status(tmp_path)
+    assert (row["sampled"], row["pending"], row["in_flight"], row["stale_claims"]) == (3, 3, 1, 1)
+
+
+def test_two_runs_on_one_store_train_disjoint_models(tmp_path):
+    ids = sample(tmp_path, 6)
+    args = ["--epochs", "1", "--train-subset", "1000"]
+    a, b = dse_train(tmp_path, *args), dse_train(tmp_path, *args)
+    out_a, out_b = a.communicate(timeout=600)[0], b.communicate(timeout=600)[0]
+    assert a.returncode == 0 and b.returncode == 0, out_a + out_b
+    ta, tb = trained_ids(out_a), trained_ids(out_b)
+    assert sorted(ta + tb) == sorted(ids)  # every model once, none twice
+    res = store.read_results(tmp_path, "regnetx")
+    assert sorted(res["model_id"]) == sorted(ids) and (res["status"] == "done").all()
+    assert not list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
+
+
+def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_path):
+    ids = sample(tmp_path, 4)
+    results = store.results_dir(tmp_path, "regnetx")
+    p = dse_train(tmp_path, "--epochs", "2", "--train-subset", "1000")
+    deadline = time.time() + 300
+    while not (results.is_dir() and list(results.glob("*.parquet"))):
+        assert p.poll() is None and time.time() < deadline, p.stdout.read()
+        time.sleep(0.2)
+    time.sleep(0.5)  # now inside the next model
+    p.kill()
+    p.wait()
+    p.stdout.close()
+    before = {f.name: f.read_bytes() for f in results.glob("*.parquet")}
+    assert 1 <= len(before) < 4
+    claims = list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
+    assert len(claims) == 1  # the model in flight, held by a dead process
+    (row,) = runner.status(tmp_path)
+    assert row["pending"] == 4 - len(before) and row["stale_claims"] == 1
+
+    r = dse_train(tmp_path, "--epochs", "2", "--train-subset", "1000")
+    out = r.communicate(timeout=600)[0]
+    assert r.returncode == 0, out
+    again = trained_ids(out)
+    assert sorted(again) == sorted(set(ids) - {Path(n).stem for n in before})
+    for name, data in before.items():  # finished models were not trained again
+        assert (results / name).read_bytes() == data
+    res = pd.read_parquet(results)
+    assert sorted(res["model_id"]) == sorted(ids) and (res["status"] == "done").all()
+    assert not list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_max_models_stops_after_k(tmp_path, n):
+    sample(tmp_path, 3)
+    r = CliRunner().invoke(cli, ["train", "--store", str(tmp_path), "--epochs", "1",
+                                 "--train-subset", "500", "--max-models", str(n)])
+    assert r.exit_code == 0, r.output
+    assert len(store.read_results(tmp_path, "regnetx")) == n
+    assert f"trained {n} of {n} pending models" in r.output
