@@ -392,6 +392,13 @@ def _now_ms() -> dt.datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def _describe(workers: list[str]) -> str:
+    """'1 worker (cpu)', '8 workers (4 × cuda:0, 4 × cuda:1)'."""
+    per = {w: workers.count(w) for w in workers}
+    where = ", ".join(f"{k} × {w}" if k > 1 else w for w, k in per.items())
+    return f"{len(workers)} worker{'s' * (len(workers) > 1)} ({where})"
+
+
 def _finite_or_none(x):
     return x if isinstance(x, float) and math.isfinite(x) else None
 
@@ -402,7 +409,8 @@ def run(store_dir, spaces=(), recipe=None, *, device: str = "auto", jobs: int = 
         channels_last: bool = False, claim_timeout: float = CLAIM_TIMEOUT,
         heartbeat_s: float = HEARTBEAT, report=None) -> Summary:
     """Train every pending model of the spaces; returns a Summary. `report` (a Progress or
-    None) hears start(total, workers), epoch(job, epoch, loss), result(job, row), end()."""
+    None) hears start(total, workers), begin(job), epoch(job, epoch, loss), result(job, row),
+    tick() and end(summary)."""
     from dse import data
     from dse.train import Recipe
 
@@ -419,7 +427,7 @@ def run(store_dir, spaces=(), recipe=None, *, device: str = "auto", jobs: int = 
     summary = Summary(total=len(todo) if max_models is None else min(len(todo), max_models))
     report = report or _Silent()
     if not todo:
-        report.start(0, len(workers))
+        report.start(0, _describe(workers))
         report.end(summary)
         return summary
     arrays = {ds: data.load(ds, data_dir, download) for ds in {j.dataset for j in todo}}
@@ -435,7 +443,7 @@ def run(store_dir, spaces=(), recipe=None, *, device: str = "auto", jobs: int = 
         executor = _InProcess(workers[0], arrays, report, **opts)
     else:
         executor = _Processes(workers, **opts)
-    report.start(summary.total, len(workers))
+    report.start(summary.total, _describe(workers))
     start = time.perf_counter()
     held: dict[str, tuple[Job, Claim]] = {}
     it = iter(todo)
@@ -449,6 +457,7 @@ def run(store_dir, spaces=(), recipe=None, *, device: str = "auto", jobs: int = 
                     if job is None:
                         break
                     executor.submit(job)
+                    report.begin(job)
                     started += 1
                 if not held:
                     break
@@ -706,6 +715,7 @@ class _Processes:
 
 class _Silent:
     def start(self, total, workers): pass
+    def begin(self, job): pass
     def epoch(self, job, epoch, loss): pass
     def result(self, job, row): pass
     def tick(self): pass
@@ -727,7 +737,11 @@ class Progress:
         self._w = 0
         if total == 0:
             return
-        self._print(f"training {total} models on {workers} worker{'s' * (workers > 1)}")
+        self._print(f"training {total} models on {workers}")
+
+    def begin(self, job):
+        self.epoch_of[job.key] = 0
+        self.tick()
 
     def epoch(self, job, epoch, loss):
         self.epoch_of[job.key] = epoch

@@ -30,7 +30,7 @@ def test_sample_train_status_end_to_end(tmp_path):
     r = invoke("train", "--store", tmp_path, *FAST)
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
-    assert lines[0] == "training 3 models on 1 worker"
+    assert lines[0] == "training 3 models on 1 worker (cpu)"
     assert sum(" done error " in ln for ln in lines) == 3
     assert lines[-1].startswith("trained 3 of 3 pending models in ")
     assert "3 done, 0 diverged, 0 failed; best " in lines[-1]
@@ -155,7 +155,7 @@ def test_worker_processes_train_disjoint_models(tmp_path, monkeypatch):
     r = invoke("train", "--store", tmp_path, "--epochs", "1", "--train-subset", "1000",
                "--jobs", "2", "--max-models", "2")
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("training 2 models on 2 workers")
+    assert r.output.startswith("training 2 models on 2 workers (2 × cpu)")
     res = store.read_results(tmp_path, "regnetx")
     assert sorted(res["model_id"]) == sorted(models["model_id"])
     assert (res["status"] == "done").all()

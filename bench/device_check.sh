@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# GPU checks of the proxy trainer, one short script for a short lease on a CUDA machine.
+#
+#   PYTHONPATH=. bash bench/device_check.sh            # on the GPU machine, python3 with torch
+#   PYTHONPATH=. bash bench/device_check.sh --cpu-tiny # the same stages, tiny, on this CPU
+#
+# Stages (STAGES="env tests correct bench stall" by default), each under its own time limit,
+# each writing its log to $OUT (default ./device-out) as it goes, so a cut-short run still
+# returns what finished:
+#   env      card, driver, torch
+#   tests    the GPU tests (pytest -m gpu): graph+bf16 vs eager fp32, divergence in a graph
+#   correct  Fashion-MNIST, models at the default window: CUDA graph + bf16 vs eager fp32,
+#            same seed and recipe; test errors must agree within ~1 point
+#   bench    bench/train_throughput.py on a CIFAR-shaped synthetic set (50k × 3×32×32 in the
+#            official cifar-10-batches-py format): dse vs the DataLoader baseline
+#   stall    dse train on Fashion-MNIST, full 10-epoch schedule: --paper vs the defaults
+# Fashion-MNIST is read from ./data/fashion-mnist (copy Debian's four .gz files there and
+# carry `data`), DSE_DATA, or /usr/share/datasets/fashion-mnist; without it `correct` and
+# `stall` are skipped with a note.
+set -u
+PY=${PYTHON:-python3}
+OUT=${OUT:-./device-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-.}
+STAGES=${STAGES:-env tests correct bench stall}
+
+TINY=0
+[ "${1:-}" = "--cpu-tiny" ] && TINY=1
+if [ $TINY = 1 ]; then
+  DEV=cpu; C_N=1; C_EPOCHS=1; C_SUBSET=2000
+  B_ARGS="--dataset cifar10 --fake-cifar 2000 --n 2 --flops 0.5M:2M --epochs 1 --workers 2"
+  S_N=2; S_ARGS="--epochs 1 --train-subset 1000 --flops 0.5M:2M"; LIMIT=600
+else
+  DEV=cuda; C_N=3; C_EPOCHS=5; C_SUBSET=0
+  B_ARGS="--dataset cifar10 --fake-cifar 50000 --n 6 --epochs 2 --jobs 4 --workers 8"
+  S_N=8; S_ARGS="--epochs 10"; LIMIT=240
+fi
+
+stage() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
+log() { echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$OUT/summary.txt"; }
+
+if stage env; then
+  log env
+  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
+    $PY -c "import torch, platform; print('torch', torch.__version__, 'cuda',
+torch.version.cuda, 'available', torch.cuda.is_available(),
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor())"
+    nproc; } 2>&1 | tee "$OUT/env.txt" | tee -a "$OUT/summary.txt"
+fi
+
+if stage tests; then
+  log "tests (pytest -m gpu)"
+  timeout 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_train.py 2>&1 \
+    | tail -5 | tee "$OUT/tests.txt" | tee -a "$OUT/summary.txt"
+fi
+
+if stage correct; then
+  log "correct: graph+bf16 vs eager fp32 on Fashion-MNIST ($C_N models, $C_EPOCHS epochs)"
+  timeout $LIMIT $PY - "$DEV" "$C_N" "$C_EPOCHS" "$C_SUBSET" <<'EOF' 2>&1 | tee "$OUT/correct.txt" | tail -8 >> "$OUT/summary.txt"
+import sys
+import torch
+from dse import data, sampling, spaces
+from dse.errors import DseError
+from dse.spec import DATASETS, AnyNetSpec, default_flops_window
+from dse.train import Recipe, device_name, train
+
+dev, n, epochs, subset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+try:
+    arrays = data.load("fashion-mnist")
+except DseError as e:
+    sys.exit(f"skipped: {e}")
+task = DATASETS["fashion-mnist"]
+W = sampling.Window
+window = W(*default_flops_window("fashion-mnist")) if dev == "cuda" else W(5e5, 2e6)
+rows = sampling.sample(spaces.load("rx"), n, task, window, W(), W(), seed=1)
+d = data.DeviceData(arrays, dev, subset or None)
+recipe = Recipe(epochs=epochs)
+print(f"{device_name(torch.device(dev))}: {n} models, {epochs} epochs on {d.n_train} images")
+worst = 0.0
+for r in rows:
+    spec = AnyNetSpec(tuple(r["ds"]), tuple(r["ws"]), tuple(r["bs"]), tuple(r["gs"]))
+    fast = train(spec, task, d, recipe)                                  # graph + bf16 on CUDA
+    ref = train(spec, task, d, recipe, amp=False, cuda_graph=False)      # eager fp32
+    gap = abs(fast["error"] - ref["error"])
+    worst = max(worst, gap)
+    print(f"{r['model_id']} {r['flops'] / 1e6:5.1f} MF  fast {fast['error']:6.2f}% "
+          f"({fast['images_per_second']:7.0f} img/s, graph={fast['cuda_graph']}, "
+          f"{fast['precision']})  eager-fp32 {ref['error']:6.2f}% "
+          f"({ref['images_per_second']:7.0f} img/s)  |Δ| {gap:.2f}")
+print(f"largest |Δ error| {worst:.2f} points: {'OK' if worst <= 1.5 else 'CHECK'}")
+EOF
+fi
+
+if stage bench; then
+  log "bench: bench/train_throughput.py $B_ARGS --device $DEV"
+  timeout $((LIMIT + 120)) $PY bench/train_throughput.py $B_ARGS --device $DEV \
+    --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -4 >> "$OUT/summary.txt"
+fi
+
+if stage stall; then
+  log "stall: dse train --paper vs defaults on Fashion-MNIST, $S_N models, $S_ARGS"
+  S=$(mktemp -d)
+  {
+    if $PY -c "from dse import data; data.load('fashion-mnist')" 2>/dev/null; then
+      sflops=$(echo "$S_ARGS" | grep -o -- '--flops [^ ]*' || true)
+      sargs=$(echo "$S_ARGS" | sed 's/--flops [^ ]*//')
+      $PY -c "from dse.cli import main; main()" sample --space rx --n $S_N \
+        --dataset fashion-mnist $sflops --seed 1 --store "$S/paper"
+      cp -r "$S/paper" "$S/default"
+      J=$([ $DEV = cuda ] && echo 4 || echo 1)
+      timeout $LIMIT $PY -c "from dse.cli import main; main()" train --store "$S/paper" \
+        --device $DEV --jobs $J --paper $sargs
+      timeout $LIMIT $PY -c "from dse.cli import main; main()" train --store "$S/default" \
+        --device $DEV --jobs $J $sargs
+      $PY - "$S" <<'EOF'
+import sys
+import pandas as pd
+from dse import store
+s = sys.argv[1]
+m = store.read_models(f"{s}/paper", "regnetx").set_index("model_id")
+p = store.read_results(f"{s}/paper", "regnetx").set_index("model_id")
+d = store.read_results(f"{s}/default", "regnetx").set_index("model_id")
+t = pd.DataFrame({"depth": m.ds.apply(sum), "ws": m.ws.apply(list), "paper": p.error,
+                  "default": d.error, "paper_status": p.status, "default_status": d.status})
+print(t.sort_values("depth").to_string())
+print(f"mean error: paper {p.error.mean():.2f}%, default {d.error.mean():.2f}%; worst: paper "
+      f"{p.error.max():.2f}%, default {d.error.max():.2f}%")
+EOF
+    else
+      echo "skipped: Fashion-MNIST not found (copy it to ./data/fashion-mnist and carry data)"
+    fi
+  } 2>&1 | tee "$OUT/stall.txt" | tail -3 >> "$OUT/summary.txt"
+  rm -rf "$S"
+fi
+log done
+cat "$OUT/summary.txt"
