@@ -507,51 +507,69 @@ class _Chunk:
     q: int
 
     def best(self, rows, w0, wm):
-        """e_fit and best a (n, M) of models `rows` with w_0 (n,) and candidate w_m (n|1, M)."""
-        w0 = np.broadcast_to(np.asarray(w0)[:, None], (len(rows), wm.shape[1]))
+        """e_fit and best a (n, M) of models `rows` for w_0 (n,) or (n, M) and candidate
+        w_m (n|1, M)."""
+        w0 = np.asarray(w0, dtype=float)
+        w0 = np.broadcast_to(w0[:, None] if w0.ndim == 1 else w0, (len(rows), wm.shape[1]))
         return _best_a(self.logobs[rows], self.mask[rows], self.d[rows], w0, wm,
                        self.a_range, self.K, self.q)
 
-    def search(self, rows, w0, seeds, shared=None, keep=2, levels=4):
-        """Best (e_fit, a, w_m) of each model from w_m seeds (n, M) [and shared ones (1, G)]:
-        the `keep` best seeds each move `levels` times to the best point of a local grid
-        spanning ± one step, the step halving every time."""
+    def search(self, rows, w0s, seeds, shared=None, keep=3, levels=4):
+        """Best (e_fit, w_0, a, w_m) of each model over w_0 candidates w0s (n, C) crossed
+        with w_m seeds (n, M) [and the first w_0 with shared w_m (1, G)]: the `keep` best
+        pairs each move `levels` times along w_m to the best point of a local grid spanning
+        ± one step, the step halving every time."""
         n = len(rows)
-        e, _ = self.best(rows, w0, seeds)
-        cand = seeds
-        if shared is not None:
-            e = np.concatenate([self.best(rows, w0, shared)[0], e], axis=1)
-            cand = np.concatenate([np.broadcast_to(shared, (n, shared.shape[1])), seeds], 1)
+        es, w0c, wmc = [], [], []
+        for c in range(w0s.shape[1]):  # the shared grid with the first w_0 only (cost)
+            for wm in ([] if shared is None or c else [shared]) + [seeds]:
+                es.append(self.best(rows, w0s[:, c], wm)[0])
+                w0c.append(np.broadcast_to(w0s[:, c:c + 1], es[-1].shape))
+                wmc.append(np.broadcast_to(wm, es[-1].shape))
+        e, w0c, wmc = (np.concatenate(x, axis=1) for x in (es, w0c, wmc))
         top = np.argsort(e, axis=1, kind="stable")[:, :keep]
-        pm = np.log(np.take_along_axis(cand, top, 1))
-        pe = np.take_along_axis(e, top, 1)
-        st = self.step
+        pe, p0 = np.take_along_axis(e, top, 1), np.take_along_axis(w0c, top, 1)
+        pm = np.log(np.take_along_axis(wmc, top, 1))
+        k, st = pe.shape[1], self.step
+        w0g = np.repeat(p0, 4, axis=1)
         for _ in range(levels):
             c = np.clip(pm[:, :, None] + np.array([-1, -0.5, 0.5, 1]) * st, *self.lm)
-            e = self.best(rows, w0, np.exp(c.reshape(n, -1)))[0].reshape(c.shape)
+            e = self.best(rows, w0g, np.exp(c.reshape(n, -1)))[0].reshape(n, k, 4)
             b = np.argmin(e, axis=2)[..., None]
             eb = np.take_along_axis(e, b, 2)[..., 0]
             pm = np.where(eb < pe, np.take_along_axis(c, b, 2)[..., 0], pm)
             pe = np.minimum(pe, eb)
             st /= 2
-        wm = np.exp(np.take_along_axis(pm, np.argmin(pe, axis=1)[:, None], 1))
+        b = np.argmin(pe, axis=1)[:, None]
+        w0, wm = np.take_along_axis(p0, b, 1)[:, 0], np.exp(np.take_along_axis(pm, b, 1))
         e, a = self.best(rows, w0, wm)
-        return e[:, 0], a[:, 0], wm[:, 0]
+        return e[:, 0], w0, a[:, 0], wm[:, 0]
+
+
+def _stage_widths(W, d, count: int) -> np.ndarray:
+    """The first `count` distinct widths of each model in order of depth, padded with the
+    first width (n, count)."""
+    out = np.repeat(W[:, :1], count, axis=1).astype(float)
+    for i, (row, n) in enumerate(zip(W, d)):
+        u = row[:n][np.r_[True, row[1:n] != row[:n - 1]]][:count]
+        out[i, :len(u)] = u
+    return out
 
 
 def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: int = 48,
-               keep: int = 2, levels: int = 4, chunk: int = 4_000_000) -> pd.DataFrame:
+               keep: int = 3, levels: int = 4, chunk: int = 4_000_000) -> pd.DataFrame:
     """Quantized linear fit of each model's per-block widths (DDS §3.3).
 
     For every model (row of W, depth d) find w_0, w_a, w_m minimizing
     e_fit = mean_j |log(pred_j / obs_j)|, pred_j from the RegNet quantizer with this d.
     The exponents depend on a = w_a/w_0 and w_m only; for a given (w_0, w_m) the best a is
-    found exactly (_best_a). w_m: a log grid of `grid` values plus guesses from the model's
-    own width ratios, then `levels` rounds of local refinement around the `keep` best. w_0:
-    the first observed width (exact for quantized-linear widths), then the L1-optimal w_0 of
-    the best pattern (a multiple of q) where that differs and does better. Vectorized over
-    models in chunks of about `chunk` array elements. Returns columns d, w0, wa, wm, e_fit,
-    with e_fit recomputed from these parameters by regnet.quantized_widths."""
+    found exactly (_best_a). Candidates: w_0 among the model's first four stage widths (the
+    first is exact for quantized-linear widths) crossed with w_m guesses from the model's own
+    width ratios, and the first width with a log grid of `grid` w_m values; the `keep` best
+    pairs are refined along w_m `levels` times; finally the L1-optimal w_0 of the best
+    pattern (a multiple of q) is tried. Vectorized over models in chunks of about `chunk`
+    array elements. Returns columns d, w0, wa, wm, e_fit, with e_fit recomputed from these
+    parameters by regnet.quantized_widths."""
     W = np.asarray(W, dtype=np.int64)
     d = np.asarray(d, dtype=np.int64)
     B = len(d)
@@ -563,8 +581,9 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
     lm = np.log(wm_range)
     gwm = np.geomspace(*wm_range, grid)[None, :]
     wmc = _wm_candidates(W, d, wm_range, q)
+    w0s = _stage_widths(W, d, 4)
     # follow exponents until predictions reach twice the widest block (at the smallest w_m)
-    ratio = np.where(mask_all, W, 0).max(axis=1) / W[:, 0]
+    ratio = np.where(mask_all, W, 0).max(axis=1) / w0s.min(axis=1)
     K = int(np.ceil(np.log(2 * ratio.max()) / np.log(wm_range[0]))) + 1
     out = np.zeros((B, 3))
     order = np.argsort(d, kind="stable")  # chunks of similar depth pad little
@@ -576,16 +595,16 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
         ch = _Chunk(np.where(mask, np.log(np.maximum(W[idx, :D], 1)), 0.0), mask, d[idx], K,
                     tuple(a_range), lm, (lm[1] - lm[0]) / (grid - 1), q)
         rows = np.arange(len(idx))
-        w0 = W[idx, 0].astype(float)
         seeds = np.where(np.isfinite(wmc[idx]), wmc[idx], wm_range[0])
-        e, a, wm = ch.search(rows, w0, seeds, shared=gwm, keep=keep, levels=levels)
+        e, w0, a, wm = ch.search(rows, w0s[idx], seeds, shared=gwm, keep=keep, levels=levels)
         # the L1-optimal w_0 of that pattern: the median of log(obs_j) − k_j·log(w_m)
         ks = _patterns(D, a, wm)
         r = np.where(mask, ch.logobs - np.maximum(ks, 0) * np.log(wm)[:, None], np.nan)
         w0b = np.maximum(q, np.round(np.exp(np.nanmedian(r, axis=1)) / q) * q)
         redo = np.flatnonzero((w0b != w0) & (e > 0))
         if len(redo):
-            e2, a2, wm2 = ch.search(redo, w0b[redo], wm[redo, None], keep=1, levels=levels)
+            e2, _, a2, wm2 = ch.search(redo, w0b[redo, None], wm[redo, None], keep=1,
+                                       levels=levels)
             two = e2 < e[redo]
             w0[redo] = np.where(two, w0b[redo], w0[redo])
             a[redo] = np.where(two, a2, a[redo])

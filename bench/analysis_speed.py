@@ -1,0 +1,154 @@
+"""Analysis speed: EDF/KS on 100k models and fit-linear on 500 AnyNetX_E models, each side by
+side with a straightforward baseline in the same run (targets: ≤ 2 s and ≤ 5 s).
+
+    .venv/bin/python bench/analysis_speed.py [--n-edf 100000] [--n-fit 500] [--baseline-fit 100]
+
+Baselines: the EDF evaluated point by point on a 1000-point grid and the KS statistic by a
+two-pointer merge in Python; fit-linear as a per-model loop over a fixed (w_0, w_a, w_m) grid
+(24 × 48 × 24 points, each prediction from regnet.quantized_widths), the grid search as one
+would first write it. fit-linear quality is reported with the speed: mean e_fit on the same
+models, and how many RegNet-generated width sequences each method reproduces exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+from dse import analysis as A
+from dse import regnet, sampling, spaces
+from dse.spec import DATASETS, default_flops_window
+
+
+def best_of(fn, repeat=3):
+    """(min wall seconds over `repeat` calls, last result)."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+# ---- EDF / KS ---------------------------------------------------------------------------------
+
+
+def edf_ks_dse(a, b, ca, cb):
+    """What `dse edf compare --normalize flops` computes for two populations."""
+    xa, ya = A.edf(a)
+    xb, yb = A.edf(b)
+    d, p = A.ks(a, b)
+    lo, hi = A.common_range([ca, cb])
+    wa, wb = A.complexity_weights(ca, lo, hi, 10), A.complexity_weights(cb, lo, hi, 10)
+    dn, pn = A.ks(a, b, wa, wb)
+    return d, p, dn, pn, len(xa) + len(xb)
+
+
+def edf_ks_baseline(a, b, grid=1000):
+    """EDF point by point on a grid, KS D by a two-pointer merge in Python."""
+    pts = np.linspace(min(a.min(), b.min()), max(a.max(), b.max()), grid)
+    fa = [float(np.mean(a < x)) for x in pts]
+    fb = [float(np.mean(b < x)) for x in pts]
+    sa, sb = sorted(a.tolist()), sorted(b.tolist())
+    i = j = 0
+    d = 0.0
+    while i < len(sa) and j < len(sb):
+        x = min(sa[i], sb[j])
+        while i < len(sa) and sa[i] == x:
+            i += 1
+        while j < len(sb) and sb[j] == x:
+            j += 1
+        d = max(d, abs(i / len(sa) - j / len(sb)))
+    return d, fa, fb
+
+
+# ---- fit-linear -------------------------------------------------------------------------------
+
+
+def fit_baseline(W, d):
+    """Per-model loop over a fixed (w_0, w_a, w_m) grid."""
+    w0 = np.unique(np.round(np.geomspace(8, 1024, 24) / 8) * 8)
+    wa = np.geomspace(1, 512, 48)
+    wm = np.geomspace(1.5, 3.0, 24)
+    g0, ga, gm = (x.ravel() for x in np.meshgrid(w0, wa, wm, indexing="ij"))
+    out = []
+    for i in range(len(d)):
+        obs = W[i, :d[i]]
+        pred = regnet.quantized_widths(np.full(len(g0), d[i]), g0, ga, gm).w
+        e = np.abs(np.log(pred / obs)).mean(axis=1)
+        k = int(np.argmin(e))
+        out.append((g0[k], ga[k], gm[k], e[k]))
+    return np.array(out)
+
+
+def anynetxe_widths(n, seed=0):
+    space = spaces.load("anynetxe")
+    task = DATASETS["fashion-mnist"]
+    rows = sampling.sample(space, n, task, sampling.Window(*default_flops_window(
+        "fashion-mnist")), sampling.Window(), sampling.Window(), seed)
+    return A.block_widths([r["ds"] for r in rows], [r["ws"] for r in rows])
+
+
+def regnet_widths(n, seed=1):
+    r = np.random.default_rng(seed)
+    lu = lambda lo, hi: np.exp(r.uniform(np.log(lo), np.log(hi), n))  # noqa: E731
+    d = r.integers(12, 29, n)
+    gen = regnet.quantized_widths(d, np.round(lu(8, 256) / 8) * 8, np.round(lu(8, 256), 1),
+                                  np.round(lu(2, 3), 3))
+    return gen.w, d
+
+
+def exact(W, d, w0, wa, wm):
+    pred = regnet.quantized_widths(d, w0, wa, wm).w
+    return int((pred == W[:, :pred.shape[1]]).all(axis=1).sum())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-edf", type=int, default=100_000, help="models per population")
+    ap.add_argument("--n-fit", type=int, default=500)
+    ap.add_argument("--baseline-fit", type=int, default=100,
+                    help="models the fit-linear baseline runs on (it is slow)")
+    args = ap.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f}; numpy {np.__version__}")
+
+    rng = np.random.default_rng(0)
+    n = args.n_edf
+    a, b = np.round(rng.normal(12, 1.5, n), 2), np.round(rng.normal(11.5, 1.5, n), 2)
+    ca, cb = rng.uniform(2e7, 2.5e7, n), rng.uniform(2.1e7, 2.6e7, n)
+    t_dse, (d, p, dn, pn, pts) = best_of(lambda: edf_ks_dse(a, b, ca, cb))
+    t_base, (d_base, _, _) = best_of(lambda: edf_ks_baseline(a, b), repeat=1)
+    assert abs(d - d_base) < 1e-12, (d, d_base)
+    print(f"\nEDF/KS, two populations of {n:,} models: dse {t_dse:.3f} s (both EDFs at all "
+          f"{pts:,} distinct errors, KS D = {d:.4f} p = {p:.3g}, flops-normalized weights "
+          f"and KS D = {dn:.4f}); baseline {t_base:.3f} s (1000-point EDFs, same D); "
+          f"ratio {t_base / t_dse:.0f}x; target ≤ 2 s: {'met' if t_dse <= 2 else 'MISSED'}")
+
+    W, dd = anynetxe_widths(args.n_fit)
+    t_fit, fit = best_of(lambda: A.fit_linear(W, dd), repeat=2)
+    k = min(args.baseline_fit, len(dd))
+    t_fit_k, fit_k = best_of(lambda: A.fit_linear(W[:k], dd[:k]), repeat=2)
+    t_b, base = best_of(lambda: fit_baseline(W[:k], dd[:k]), repeat=1)
+    print(f"\nfit-linear, {len(dd)} AnyNetX_E models (fashion-mnist window, mean depth "
+          f"{dd.mean():.1f}): dse {t_fit:.2f} s, mean e_fit {fit['e_fit'].mean():.4f}; "
+          f"target ≤ 5 s: {'met' if t_fit <= 5 else 'MISSED'}")
+    print(f"  on the first {k}: dse {t_fit_k:.2f} s (mean e_fit {fit_k['e_fit'].mean():.4f}), "
+          f"baseline grid {t_b:.2f} s (mean e_fit {base[:, 3].mean():.4f}); ratio "
+          f"{t_b / t_fit_k:.1f}x; dse lower or equal e_fit on "
+          f"{int((fit_k['e_fit'].to_numpy() <= base[:, 3] + 1e-12).sum())}/{k}")
+    Wr, dr = regnet_widths(k)
+    fr = A.fit_linear(Wr, dr)
+    br = fit_baseline(Wr, dr)
+    print(f"  {k} RegNet-generated width sequences reproduced exactly: dse "
+          f"{exact(Wr, dr, fr['w0'], fr['wa'], fr['wm'])}/{k} (max e_fit "
+          f"{fr['e_fit'].max():.4f}), baseline {exact(Wr, dr, *br[:, :3].T)}/{k} "
+          f"(max e_fit {br[:, 3].max():.4f})")
+
+
+if __name__ == "__main__":
+    main()
