@@ -147,3 +147,31 @@ def test_max_models_stops_after_k(tmp_path, n):
     assert r.exit_code == 0, r.output
     assert len(store.read_results(tmp_path, "regnetx")) == n
     assert f"trained {n} of {n} pending models" in r.output
+
+
+def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from dse.train import Recipe
+
+    sample(tmp_path, 2)
+    jobs = runner.jobs_of(tmp_path, "regnetx")
+    opts = dict(recipe=Recipe(epochs=5, train_subset=1000), data_dir=None, download=False,
+                amp=None, cuda_graph=None, channels_last=False)
+    with runner._Processes(["cpu"], **opts) as ex:
+        ex.submit(jobs[0])
+        events = []
+        while not any(e[0] == "epoch" for e in events):  # it is training
+            events += ex.events(timeout=1.0)
+        ex.slots[0][0].kill()
+        deadline = time.time() + 60
+        while not any(e[0] == "result" for e in events) and time.time() < deadline:
+            events += ex.events(timeout=1.0)
+        (res,) = [e for e in events if e[0] == "result"]
+        assert res[1] == jobs[0].key and res[2]["status"] == "failed"
+        assert res[2]["message"] == "worker process died (exit code -9)"
+        assert ex.free() and ex.slots[0][0].is_alive()  # a fresh worker took its place
+        ex.submit(jobs[1])
+        done = []
+        while not any(e[0] == "result" for e in done):
+            done += ex.events(timeout=1.0)
+        assert [e[2]["status"] for e in done if e[0] == "result"] == ["done"]
