@@ -248,3 +248,17 @@ def test_only_diverged_and_nan_errors(small):
     train(root, "anynetxe", xe.tail(3), [float("nan")] * 3)
     line = one_error_line(run("fit-linear", "--space", "xe", "--store", root, ok=False))
     assert "6 done without an error value" in line
+
+
+def test_the_python_api_example_in_the_docs_runs(pop, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root, _ = pop
+    text = (Path(__file__).parent.parent / "docs" / "analysis.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "runs").symlink_to(root)
+    monkeypatch.chdir(tmp_path)
+    before = digest(root)
+    exec(compile(code, "docs/analysis.md", "exec"), {})
+    assert (tmp_path / "edf.png").read_bytes().startswith(PNG)
+    assert digest(root) == before
