@@ -170,6 +170,13 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
     path = _out_path(out, root / space / "analysis" / "trends.png")
     pop = analysis.population(df, space)
     tr = analysis.trends(pop, list(params), repeats=repeats, seed=seed)
+    if not tr:
+        if as_json:
+            _echo_json(dict(space=space, n=len(pop), repeats=repeats, ranges={}, figure=None))
+        else:
+            click.echo(f"nothing to plot: every parameter takes a single value among the "
+                       f"{len(pop)} trained {space} models (name one with --param)")
+        return
     plots.save(plots.trends_figure(tr, space), path)
     ranges = {t["param"]: {k: t[k] for k in ("lo", "median", "hi", "best")} for t in tr}
     if as_json:

@@ -229,6 +229,7 @@ def test_one_result(small):
                           "--store", root).output)
     d = data["ranges"]["depth"]
     assert d["lo"] == d["hi"] == d["best"]
+    assert "nothing to plot" in run("trends", "xa", "--store", root).output
     data = json.loads(run("search-efficiency", "xa", "--json", "--store", root).output)
     assert data["spaces"]["anynetxa"] == [dict(k=1, mean=11.5, std=0.0, trials=10)]
     run("report", "--store", root)
