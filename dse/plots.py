@@ -91,7 +91,6 @@ def fit_linear_figure(fit: dict, space: str):
     jf = fit["joint"]
     a1.plot(j, jf["w0"] + jf["wa"] * j, color="black", lw=2,
             label=f"joint fit: w_j ≈ {jf['w0']:.1f} + {jf['wa']:.1f}·j")
-    a1.plot(j, 48 * (j + 1), color="gray", ls="--", lw=1, label="DDS AnyNetX_E: 48·(j+1)")
     a1.set_yscale("log")
     a1.set_xlabel("block index j")
     a1.set_ylabel("width w_j")

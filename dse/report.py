@@ -41,6 +41,8 @@ def _cell(v) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e6:
+            return str(int(v))
         return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.2f}"
     return str(v)
 
@@ -145,7 +147,8 @@ def build(store=None, seed: int = 0, repeats: int = 10_000, top: int = 20) -> st
 def _pairs(cmp) -> str:
     if not cmp["pairs"]:
         return ""
-    return _table([dict(a=p["a"], b=p["b"], D=p["D"], p=p["p"]) for p in cmp["pairs"]],
+    return _table([dict(a=p["a"], b=p["b"], D=f"{p['D']:.3f}", p=f"{p['p']:.3g}")
+                   for p in cmp["pairs"]],
                   ["a", "b", "D", "p"], ["space A", "space B", "KS D", "p-value"])
 
 
