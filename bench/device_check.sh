@@ -55,7 +55,7 @@ if stage tests; then
 fi
 
 if stage correct; then
-  log "correct: graph+bf16 vs eager fp32 on Fashion-MNIST ($C_N models, $C_EPOCHS epochs)"
+  log "correct: graph+bf16 vs eager fp32 on Fashion-MNIST ($C_N models, $C_EPOCHS epochs each)"
   timeout $LIMIT $PY - "$DEV" "$C_N" "$C_EPOCHS" "$C_SUBSET" <<'EOF' 2>&1 | tee "$OUT/correct.txt" | tail -8 >> "$OUT/summary.txt"
 import sys
 import torch
@@ -75,7 +75,7 @@ window = W(*default_flops_window("fashion-mnist")) if dev == "cuda" else W(5e5, 
 rows = sampling.sample(spaces.load("rx"), n, task, window, W(), W(), seed=1)
 d = data.DeviceData(arrays, dev, subset or None)
 recipe = Recipe(epochs=epochs)
-print(f"{device_name(torch.device(dev))}: {n} models, {epochs} epochs on {d.n_train} images")
+print(f"{device_name(torch.device(dev))}: {n} model(s), {epochs} epoch(s) on {d.n_train} images")
 worst = 0.0
 for r in rows:
     spec = AnyNetSpec(tuple(r["ds"]), tuple(r["ws"]), tuple(r["bs"]), tuple(r["gs"]))

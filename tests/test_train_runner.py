@@ -142,8 +142,8 @@ def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_p
 @pytest.mark.parametrize("n", [1, 2])
 def test_max_models_stops_after_k(tmp_path, n):
     sample(tmp_path, 3)
-    r = CliRunner().invoke(cli, ["train", "--store", str(tmp_path), "--epochs", "1",
-                                 "--train-subset", "500", "--max-models", str(n)])
+    r = CliRunner().invoke(cli, ["train", "--store", str(tmp_path), "--space", "rx",
+                                 "--epochs", "1", "--train-subset", "500", "--max-models", str(n)])
     assert r.exit_code == 0, r.output
     assert len(store.read_results(tmp_path, "regnetx")) == n
     assert f"trained {n} of {n} pending models" in r.output
@@ -175,3 +175,17 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
         while not any(e[0] == "result" for e in done):
             done += ex.events(timeout=1.0)
         assert [e[2]["status"] for e in done if e[0] == "result"] == ["done"]
+
+
+def test_workers_per_device():
+    import torch
+
+    assert runner.devices_for("cpu", 3) == ["cpu"] * 3
+    if not torch.cuda.is_available():
+        assert runner.devices_for("auto", 2) == ["cpu", "cpu"]
+    else:  # every GPU gets its own workers
+        n = torch.cuda.device_count()
+        assert runner.devices_for("cuda", 2) == [f"cuda:{i}" for i in range(n) for _ in "ab"]
+        assert runner.devices_for("cuda:0", 1) == ["cuda:0"]
+    assert runner._describe(["cuda:0", "cuda:0", "cuda:1"]) == \
+        "3 workers (2 × cuda:0, cuda:1)"
