@@ -95,6 +95,11 @@ if stage bench; then
   log "bench: bench/train_throughput.py $B_ARGS --device $DEV"
   timeout $((LIMIT + 120)) $PY bench/train_throughput.py $B_ARGS --device $DEV \
     --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -4 >> "$OUT/summary.txt"
+  if [ $DEV = cuda ]; then  # the memory format on our grouped convs: NHWC vs the default
+    log "bench: the same, dse only, --channels-last on"
+    timeout $LIMIT $PY bench/train_throughput.py $B_ARGS --device $DEV --skip-baseline \
+      --channels-last on 2>&1 | tee "$OUT/bench_nhwc.txt" | tail -2 >> "$OUT/summary.txt"
+  fi
 fi
 
 if stage stall; then

@@ -157,7 +157,8 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1, help="dse models at once per device")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                     help="baseline DataLoader workers")
-    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                    help="dse's memory format [default: dse's per-device default]")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
@@ -184,7 +185,8 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     runner.run(tmp / "store", [space.name], recipe, device=a.device, jobs=a.jobs,
-               data_dir=data_dir, channels_last=a.channels_last)
+               data_dir=data_dir,
+               channels_last={"auto": None, "on": True, "off": False}[a.channels_last])
     dse_wall = time.perf_counter() - t0
     res = store.read_results(tmp / "store", space.name).set_index("model_id")
 

@@ -53,7 +53,8 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
               help="Also train models whose stored result is `failed`.")
 @click.option("--fp32", is_flag=True, help="On CUDA: fp32 instead of bf16 autocast.")
 @click.option("--no-cuda-graph", is_flag=True, help="On CUDA: run each step eagerly.")
-@click.option("--channels-last", is_flag=True, help="Channels-last memory format.")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC memory format [default: on for CPU, off for CUDA].")
 @click.option("--claim-timeout", type=click.FloatRange(min=1), default=300.0, hidden=True,
               help="Seconds without a heartbeat after which another run's claim is stale.")
 def train_cmd(spaces, epochs, device, jobs, max_models, store_path, data_dir, download,

@@ -384,6 +384,7 @@ def result_row(job: Job, recipe, outcome: dict, device: str) -> dict:
         momentum=r.momentum, nesterov=r.nesterov, warmup_epochs=r.warmup_epochs,
         zero_init_final_gamma=r.zero_init_final_gamma, augment=r.augment,
         precision=outcome.get("precision"), cuda_graph=outcome.get("cuda_graph"),
+        channels_last=outcome.get("channels_last"),
         epochs_run=outcome.get("epochs_run"), host=HOST)
 
 
@@ -406,11 +407,11 @@ def _finite_or_none(x):
 def run(store_dir, spaces=(), recipe=None, *, device: str = "auto", jobs: int = 1,
         max_models: int | None = None, data_dir=None, download: bool = False,
         retry_failed: bool = False, amp: bool | None = None, cuda_graph: bool | None = None,
-        channels_last: bool = False, claim_timeout: float = CLAIM_TIMEOUT,
+        channels_last: bool | None = None, claim_timeout: float = CLAIM_TIMEOUT,
         heartbeat_s: float = HEARTBEAT, report=None) -> Summary:
     """Train every pending model of the spaces; returns a Summary. `report` (a Progress or
-    None) hears start(total, workers), begin(job), epoch(job, epoch, loss), result(job, row),
-    tick() and end(summary)."""
+    None) hears start(total, workers), info(line), begin(job), epoch(job, epoch, loss),
+    result(job, row), tick() and end(summary)."""
     from dse import data
     from dse.train import Recipe
 
@@ -444,6 +445,10 @@ def run(store_dir, spaces=(), recipe=None, *, device: str = "auto", jobs: int = 
     else:
         executor = _Processes(workers, **opts)
     report.start(summary.total, _describe(workers))
+    for ds, a in arrays.items():
+        report.info(f"{ds}: {len(a.train_y)} training images"
+                    + (f" (using {recipe.train_subset})" if recipe.train_subset else "")
+                    + f", {len(a.test_y)} test images, from {a.source}")
     start = time.perf_counter()
     held: dict[str, tuple[Job, Claim]] = {}
     it = iter(todo)
@@ -716,6 +721,7 @@ class _Processes:
 class _Silent:
     def start(self, total, workers): pass
     def begin(self, job): pass
+    def info(self, line): pass
     def epoch(self, job, epoch, loss): pass
     def result(self, job, row): pass
     def tick(self): pass
@@ -742,6 +748,9 @@ class Progress:
     def begin(self, job):
         self.epoch_of[job.key] = 0
         self.tick()
+
+    def info(self, line):
+        self._print(line)
 
     def epoch(self, job, epoch, loss):
         self.epoch_of[job.key] = epoch

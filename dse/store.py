@@ -76,11 +76,16 @@ def locked(directory: Path):
         os.close(fd)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomic(path: Path, write) -> None:
     """Call write(tmp_path) then rename tmp onto path (same directory, so atomic)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; store files are ordinary files
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -193,6 +198,7 @@ RESULTS_SCHEMA = pa.schema([
     ("augment", pa.bool_()),            # pad + random crop (+ flip on CIFAR-10)
     ("precision", pa.string()),         # bf16-autocast | fp32
     ("cuda_graph", pa.bool_()),         # training step replayed from a CUDA graph
+    ("channels_last", pa.bool_()),      # NHWC memory format (CPU default)
     ("epochs_run", pa.int64()),         # epochs completed (fewer than epochs if diverged)
     ("host", pa.string()),
 ])
@@ -230,18 +236,15 @@ def read_results(store: Path, space: str) -> pd.DataFrame:
 
 
 def load(store: Path, spaces: list[str] | None = None) -> pd.DataFrame:
-    """Models joined with their results (left join: untrained models have null status),
-    for the named spaces or every space in the store."""
+    """Models joined with their results (left join: untrained models have a null status),
+    for the named spaces or every space in the store. The sampling seed stays `seed`; the
+    training seed becomes `train_seed`."""
     store = Path(store)
-    names = spaces or spaces_in(store)
     frames = []
-    for name in names:
-        models = read_models(store, name)
-        res = read_results(store, name).drop(columns=["space", "dataset", "dse_version"],
-                                             errors="ignore")
-        frames.append(models.merge(res, on="model_id", how="left"))
+    for name in dict.fromkeys(spaces or spaces_in(store)):
+        res = read_results(store, name).drop(columns=["space", "dataset", "dse_version"])
+        res = res.rename(columns={"seed": "train_seed"}).drop_duplicates("model_id", keep="last")
+        frames.append(read_models(store, name).merge(res, on="model_id", how="left"))
     if not frames:
-        return read_models(store, "").merge(RESULTS_SCHEMA.empty_table().to_pandas()
-                                            .drop(columns=["space", "dataset", "dse_version"]),
-                                            on="model_id", how="left")
+        return load(store, [""])
     return pd.concat(frames, ignore_index=True)

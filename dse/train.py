@@ -133,16 +133,19 @@ def device_name(device: torch.device) -> str:
 
 def train(spec: AnyNetSpec, task: Task, data: DeviceData, recipe: Recipe, *,
           amp: bool | None = None, cuda_graph: bool | None = None,
-          channels_last: bool = False, on_epoch=None) -> dict:
+          channels_last: bool | None = None, on_epoch=None) -> dict:
     """Train one network with `recipe` on `data` (already on its device) and measure its
-    top-1 test error. amp (bf16 autocast) and cuda_graph default to on for CUDA, off for CPU.
-    on_epoch(epoch, mean_loss) is called after each epoch. Returns the outcome: status
-    (done | diverged), error (percent), message, train_loss, train_seconds,
-    images_per_second, epochs_run, precision, cuda_graph."""
+    top-1 test error. amp (bf16 autocast) and cuda_graph default to on for CUDA, off for CPU;
+    channels_last (NHWC activations and weights) to on for CPU, where it measured ~2× faster
+    on our grouped convs, off for CUDA. on_epoch(epoch, mean_loss) is called after each
+    epoch. Returns the outcome: status (done | diverged), error (percent), message,
+    train_loss, train_seconds, images_per_second, epochs_run, precision, cuda_graph,
+    channels_last."""
     device = data.device
     cuda = device.type == "cuda"
     amp = cuda if amp is None else amp
     cuda_graph = cuda if cuda_graph is None else cuda_graph
+    channels_last = (not cuda) if channels_last is None else channels_last
     if cuda_graph and not cuda:
         raise DseError("CUDA graphs need a CUDA device")
     if task.in_channels != data.train_x.shape[1] or task.resolution != data.train_x.shape[2]:
@@ -201,13 +204,13 @@ def train(spec: AnyNetSpec, task: Task, data: DeviceData, recipe: Recipe, *,
         if not math.isfinite(mean_loss):
             return _outcome("diverged", None, f"train loss became {mean_loss} in epoch "
                             f"{epoch + 1}", mean_loss, time.perf_counter() - start, epoch + 1,
-                            steps, recipe, amp, cuda_graph)
+                            steps, recipe, amp, cuda_graph, channels_last)
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
     seconds = time.perf_counter() - start  # the last .item() waited for the last step
     error = evaluate(model, data, amp, fmt)
     return _outcome("done", error, "", mean_loss, seconds, recipe.epochs, steps, recipe, amp,
-                    cuda_graph)
+                    cuda_graph, channels_last)
 
 
 def _capture(step, x, y, params):
@@ -243,9 +246,10 @@ def evaluate(model, data: DeviceData, amp: bool = False,
     return 100.0 * wrong.item() / n
 
 
-def _outcome(status, error, message, loss, seconds, epochs_run, steps, recipe, amp, graph):
+def _outcome(status, error, message, loss, seconds, epochs_run, steps, recipe, amp, graph,
+             channels_last):
     return dict(status=status, error=error, message=message, train_loss=loss,
                 train_seconds=seconds,
                 images_per_second=epochs_run * steps * recipe.batch_size / seconds,
                 epochs_run=epochs_run, precision="bf16-autocast" if amp else "fp32",
-                cuda_graph=bool(graph))
+                cuda_graph=bool(graph), channels_last=bool(channels_last))

@@ -31,6 +31,8 @@ def test_sample_train_status_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
     assert lines[0] == "training 3 models on 1 worker (cpu)"
+    assert lines[1] == ("synthetic: 10000 training images (using 2000), 2000 test images, "
+                        "from generated (seed 0)")
     assert sum(" done error " in ln for ln in lines) == 3
     assert lines[-1].startswith("trained 3 of 3 pending models in ")
     assert "3 done, 0 diverged, 0 failed; best " in lines[-1]
@@ -44,6 +46,7 @@ def test_sample_train_status_end_to_end(tmp_path):
     assert row.dataset == "synthetic" and row.momentum == 0.9 and row.nesterov
     assert row.zero_init_final_gamma and row.warmup_epochs == 0 and row.augment
     assert row.precision == "fp32" and not row.cuda_graph and row.epochs_run == 2
+    assert row.channels_last
     assert row.device.startswith("cpu") and row.torch_version == torch.__version__
     assert row.train_seconds > 0 and row.images_per_second > 0 and row.train_loss < 2.3
     assert not list((tmp_path / "regnetx" / "claims").iterdir())
