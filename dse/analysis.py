@@ -35,14 +35,7 @@ def load_population(store=None, spaces=None) -> pd.DataFrame:
     names = [resolve_space(root, s) for s in spaces] if spaces else dstore.spaces_in(root)
     if not names:
         raise DseError(f"store {root} holds no sampled models; run `dse sample --store {root}`")
-    frames = []
-    for name in dict.fromkeys(names):
-        models = dstore.read_models(root, name)
-        res = dstore.read_results(root, name)
-        res = res.drop(columns=["space", "dataset", "dse_version"], errors="ignore")
-        res = res.rename(columns={"seed": "train_seed"}).drop_duplicates("model_id", keep="last")
-        frames.append(models.merge(res, on="model_id", how="left"))
-    return pd.concat(frames, ignore_index=True)
+    return dstore.load(root, names)
 
 
 def existing_store(store=None) -> Path:

@@ -1,5 +1,8 @@
 """The Parquet store: schema round trip, appends keep old rows, refusals change nothing."""
 
+import os
+import stat
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -37,6 +40,9 @@ def test_round_trip_with_schema(tmp_path):
     assert list(r["ds"]) == list(added.iloc[0]["ds"]) and sum(r["ds"]) == r["d"]
     assert 1e6 <= r["flops"] <= 3e6 and r["group_w"] in (1, 2, 4, 8, 16, 32)
     assert (tmp_path / "regnetx" / "space.yaml").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_anynet_rows_have_null_regnet_params(tmp_path):
@@ -94,6 +100,7 @@ def test_results_and_join(tmp_path):
     joined = store.load(tmp_path)
     assert len(joined) == 4
     assert joined.set_index("model_id").loc[ids[0], "error"] == 12.5
+    assert "train_seed" in joined and "seed_x" not in joined
     assert joined["status"].isna().sum() == 2
     assert store.spaces_in(tmp_path) == ["anynetxe"]
     assert not list((tmp_path / "anynetxe" / "results").glob("*.tmp"))
