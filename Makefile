@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install test test-all lint bench clean
+.PHONY: install test test-all lint bench demo clean
 
 # torch/torchvision are pinned to the releases this project is tested with (CUDA build; runs on CPU)
 install: $(BIN)/dse
@@ -23,6 +23,13 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/sample_speed.py
+	$(BIN)/python bench/analysis_speed.py
+	$(BIN)/python bench/train_throughput.py
+
+# The README's main job: AnyNetX_A vs AnyNetX_E on Fashion-MNIST (DEMO_SIZE=gpu for the full size)
+demo: install
+	test -d /usr/share/datasets/fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || true
+	DSE=$(BIN)/dse experiments/demo.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

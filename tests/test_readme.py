@@ -1,4 +1,5 @@
-"""Every foundation command in the README runs as written, and its shown output is real."""
+"""Every command in the README runs as written, and its shown output is real. `dse train`
+lines are exercised by tests/test_cli_train.py (they train for minutes)."""
 
 import shlex
 from pathlib import Path
@@ -8,7 +9,8 @@ from click.testing import CliRunner
 from dse.cli import cli
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-FAST = {"spaces", "describe", "sample"}
+FAST = {"spaces", "describe", "sample", "status"}
+ANALYSIS = {"edf", "fit-linear", "trends", "search-efficiency", "report"}
 
 
 def _blocks(lang):
@@ -27,11 +29,11 @@ def _blocks(lang):
     return out
 
 
-def _commands():
+def _commands(kinds):
     for block in _blocks("bash"):
         for line in block.splitlines():
             line = line.split("  #")[0].strip()
-            if line.startswith("dse ") and shlex.split(line)[1] in FAST:
+            if line.startswith("dse ") and shlex.split(line)[1] in kinds:
                 yield shlex.split(line)[1:]
 
 
@@ -40,7 +42,7 @@ def test_readme_commands_run(tmp_path, monkeypatch):
     monkeypatch.setenv("DSE_STORE", str(tmp_path / "runs"))
     own = next(b for b in _blocks("yaml") if b.startswith("# my_space.yaml"))
     (tmp_path / "my_space.yaml").write_text(own)
-    commands = list(_commands())
+    commands = list(_commands(FAST))
     assert {c[0] for c in commands} == FAST
     for args in commands:
         r = CliRunner().invoke(cli, args)
@@ -58,3 +60,29 @@ def test_readme_describe_output_is_current():
                                    '"wa":24.48,"wm":2.54,"group_w":16}']).output
     table = shown.strip().split("\n\n")[0]
     assert out.startswith(table)
+
+
+def test_readme_analysis_commands_run(tmp_path, monkeypatch):
+    """On a store of AnyNetX_A and AnyNetX_E models with recorded errors (E better)."""
+    import numpy as np
+
+    from dse import store
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    monkeypatch.setenv("DSE_STORE", str(root))
+    rng = np.random.default_rng(0)
+    for space, base in (("anynetxa", 14.0), ("anynetxe", 12.0)):
+        r = CliRunner().invoke(cli, ["sample", "--space", space, "--n", "150", "--dataset",
+                                     "fashion-mnist", "--flops", "1M:3M"])
+        assert r.exit_code == 0, r.output
+        for mid in store.read_models(root, space)["model_id"]:
+            store.write_result(root, space, dict(model_id=mid, space=space, status="done",
+                                                 error=base + rng.normal(0, 1), epochs=1))
+    commands = list(_commands(ANALYSIS))
+    assert {c[0] for c in commands} == ANALYSIS
+    for args in commands:
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (args, r.output)
+    assert (root / "analysis" / "edf_anynetxa_anynetxe.png").is_file()
+    assert (root / "report.html").is_file()
