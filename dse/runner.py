@@ -743,7 +743,7 @@ class Progress:
         self._w = 0
         if total == 0:
             return
-        self._print(f"training {total} models on {workers}")
+        self._print(f"training {total} model{'s' * (total != 1)} on {workers}")
 
     def begin(self, job):
         self.epoch_of[job.key] = 0
