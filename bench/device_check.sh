@@ -29,11 +29,11 @@ TINY=0
 if [ $TINY = 1 ]; then
   DEV=cpu; C_N=1; C_EPOCHS=1; C_SUBSET=2000
   B_ARGS="--dataset cifar10 --fake-cifar 2000 --n 2 --flops 0.5M:2M --epochs 1 --workers 2"
-  S_N=2; S_ARGS="--epochs 1 --train-subset 1000 --flops 0.5M:2M"; LIMIT=600
+  S_N=2; S_DEPTH=1; S_FLOPS=0.5M:2M; S_ARGS="--epochs 1 --train-subset 1000"; LIMIT=600
 else
   DEV=cuda; C_N=3; C_EPOCHS=5; C_SUBSET=0
   B_ARGS="--dataset cifar10 --fake-cifar 50000 --n 6 --epochs 2 --jobs 4 --workers 8"
-  S_N=8; S_ARGS="--epochs 10"; LIMIT=240
+  S_N=8; S_DEPTH=20; S_FLOPS=22.5M:25M; S_ARGS="--epochs 10"; LIMIT=240
 fi
 
 stage() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
@@ -103,20 +103,35 @@ if stage bench; then
 fi
 
 if stage stall; then
-  log "stall: dse train --paper vs defaults on Fashion-MNIST, $S_N models, $S_ARGS"
+  log "stall: dse train --paper vs defaults on Fashion-MNIST, $S_N deep models, $S_ARGS"
   S=$(mktemp -d)
   {
     if $PY -c "from dse import data; data.load('fashion-mnist')" 2>/dev/null; then
-      sflops=$(echo "$S_ARGS" | grep -o -- '--flops [^ ]*' || true)
-      sargs=$(echo "$S_ARGS" | sed 's/--flops [^ ]*//')
-      $PY -c "from dse.cli import main; main()" sample --space rx --n $S_N \
-        --dataset fashion-mnist $sflops --seed 1 --store "$S/paper"
-      cp -r "$S/paper" "$S/default"
+      # the first $S_N models with >= $S_DEPTH blocks of `dse sample --space rx --seed 1`
+      $PY - "$S" "$S_N" "$S_DEPTH" "$S_FLOPS" <<'EOF'
+import shutil
+import sys
+import pyarrow.parquet as pq
+from dse import sampling, spaces, store
+from dse.spec import DATASETS
+s, n, depth, flops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+space, task = spaces.load("rx"), DATASETS["fashion-mnist"]
+rows = sampling.sample(space, 4 * n, task, sampling.parse_window(flops), sampling.Window(),
+                       sampling.Window(), 1)
+store.add_models(f"{s}/all", space, "fashion-mnist", task, rows, 1)
+m = store.read_models(f"{s}/all", "regnetx")
+keep = m.index[m.ds.apply(sum) >= depth][:n].to_numpy()
+for name in ("paper", "default"):
+    shutil.copytree(f"{s}/all/regnetx", f"{s}/{name}/regnetx")
+    pq.write_table(pq.read_table(f"{s}/all/regnetx/models.parquet").take(keep),
+                   f"{s}/{name}/regnetx/models.parquet")
+print(f"{len(keep)} models with >= {depth} blocks")
+EOF
       J=$([ $DEV = cuda ] && echo 4 || echo 1)
       timeout $LIMIT $PY -c "from dse.cli import main; main()" train --store "$S/paper" \
-        --device $DEV --jobs $J --paper $sargs
+        --device $DEV --jobs $J --paper $S_ARGS
       timeout $LIMIT $PY -c "from dse.cli import main; main()" train --store "$S/default" \
-        --device $DEV --jobs $J $sargs
+        --device $DEV --jobs $J $S_ARGS
       $PY - "$S" <<'EOF'
 import sys
 import pandas as pd
@@ -126,8 +141,9 @@ m = store.read_models(f"{s}/paper", "regnetx").set_index("model_id")
 p = store.read_results(f"{s}/paper", "regnetx").set_index("model_id")
 d = store.read_results(f"{s}/default", "regnetx").set_index("model_id")
 t = pd.DataFrame({"depth": m.ds.apply(sum), "ws": m.ws.apply(list), "paper": p.error,
-                  "default": d.error, "paper_status": p.status, "default_status": d.status})
-print(t.sort_values("depth").to_string())
+                  "default": d.error, "paper_loss": p.train_loss, "default_loss": d.train_loss,
+                  "paper_s": p.train_seconds, "default_s": d.train_seconds})
+print(t.to_string())
 print(f"mean error: paper {p.error.mean():.2f}%, default {d.error.mean():.2f}%; worst: paper "
       f"{p.error.max():.2f}%, default {d.error.max():.2f}%")
 EOF
