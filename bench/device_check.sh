@@ -28,11 +28,13 @@ TINY=0
 [ "${1:-}" = "--cpu-tiny" ] && TINY=1
 if [ $TINY = 1 ]; then
   DEV=cpu; C_N=1; C_EPOCHS=1; C_SUBSET=2000
-  B_ARGS="--dataset cifar10 --fake-cifar 2000 --n 2 --flops 0.5M:2M --epochs 1 --workers 2"
+  B_ARGS="--dataset cifar10 --fake-cifar 2000 --train-subset 0 --n 2 --flops 0.5M:2M"
+  B_ARGS="$B_ARGS --epochs 1 --workers 2"
   S_N=2; S_DEPTH=1; S_FLOPS=0.5M:2M; S_ARGS="--epochs 1 --train-subset 1000"; LIMIT=600
 else
   DEV=cuda; C_N=3; C_EPOCHS=5; C_SUBSET=0
-  B_ARGS="--dataset cifar10 --fake-cifar 50000 --n 6 --epochs 2 --jobs 4 --workers 8"
+  B_ARGS="--dataset cifar10 --fake-cifar 50000 --train-subset 0 --flops default --n 6"
+  B_ARGS="$B_ARGS --epochs 2 --jobs 4 --workers 8"
   S_N=8; S_DEPTH=20; S_FLOPS=22.5M:25M; S_ARGS="--epochs 10"; LIMIT=240
 fi
 

@@ -15,10 +15,10 @@ images (same --train-subset) and the same epochs. Printed per model: seconds, im
 TFLOP/s (6 · flops · images/s), test error; for the population: models per hour and the
 dse/baseline ratio.
 
-    python bench/train_throughput.py --dataset synthetic --n 3 --flops 1M:3M --epochs 1 \\
-        --train-subset 2000                                    # small, on CPU
-    python bench/train_throughput.py --dataset cifar10 --fake-cifar 50000 --n 16 \\
-        --epochs 10 --jobs 4                                   # GPU, CIFAR-shaped
+    python bench/train_throughput.py       # small, for a CPU: 3 synthetic models of 1-3 MF,
+                                           # 2 epochs on 4000 images
+    python bench/train_throughput.py --dataset cifar10 --fake-cifar 50000 --flops default \\
+        --train-subset 0 --n 16 --epochs 10 --jobs 4          # GPU, CIFAR-shaped
 """
 
 from __future__ import annotations
@@ -149,10 +149,11 @@ def main(argv=None):
                     help="with --dataset cifar10: write N synthetic training images as a "
                          "cifar-10-batches-py copy and use it (for machines without CIFAR-10)")
     ap.add_argument("--space", default="rx")
-    ap.add_argument("--n", type=int, default=4, help="models in the population")
-    ap.add_argument("--flops", default=None, help="window LO:HI [default: dataset's]")
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--train-subset", type=int, default=None)
+    ap.add_argument("--n", type=int, default=3, help="models in the population")
+    ap.add_argument("--flops", default="1M:3M",
+                    help="window LO:HI, or `default` for the dataset's default window")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--train-subset", type=int, default=4000, help="0 = every image")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--jobs", type=int, default=1, help="dse models at once per device")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
@@ -165,15 +166,15 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     device = resolve_device(a.device)
-    recipe = Recipe(epochs=a.epochs, train_subset=a.train_subset)
+    recipe = Recipe(epochs=a.epochs, train_subset=a.train_subset or None)
     tmp = Path(tempfile.mkdtemp(prefix="dse-bench-"))
     data_dir = a.data_dir
     if a.fake_cifar:
         data_dir = write_fake_cifar(tmp / "data", a.fake_cifar)
     space = spaces.load(a.space)
     task = DATASETS[a.dataset]
-    flops = (sampling.parse_window(a.flops) if a.flops
-             else sampling.Window(*default_flops_window(a.dataset)))
+    flops = (sampling.Window(*default_flops_window(a.dataset)) if a.flops == "default"
+             else sampling.parse_window(a.flops))
     rows = sampling.sample(space, a.n, task, flops, sampling.Window(), sampling.Window(), a.seed)
     store.add_models(tmp / "store", space, a.dataset, task, rows, a.seed)
     models = store.read_models(tmp / "store", space.name).set_index("model_id")
