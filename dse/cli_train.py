@@ -61,8 +61,15 @@ def train_cmd(spaces, epochs, device, jobs, max_models, store_path, data_dir, do
               batch_size, lr, wd, momentum, warmup, zero_gamma, paper, no_augment, seed,
               train_subset, retry_failed, fp32, no_cuda_graph, channels_last, claim_timeout):
     """Train the sampled models that have no result yet (proxy recipe, docs/training.md)."""
+    import signal
+
     from dse import runner, store
     from dse.train import Recipe
+
+    def terminate(signum, frame):  # unwind like Ctrl-C: the claims in flight are given back
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
 
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, wd=wd,
                     warmup_epochs=warmup, zero_init_final_gamma=zero_gamma,

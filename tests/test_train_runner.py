@@ -171,8 +171,8 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
         assert res[2]["message"] == "worker process died (exit code -9)"
         assert ex.free() and ex.slots[0][0].is_alive()  # a fresh worker took its place
         ex.submit(jobs[1])
-        done = []
-        while not any(e[0] == "result" for e in done):
+        done, deadline = [], time.time() + 300
+        while not any(e[0] == "result" for e in done) and time.time() < deadline:
             done += ex.events(timeout=1.0)
         assert [e[2]["status"] for e in done if e[0] == "result"] == ["done"]
 
@@ -189,3 +189,23 @@ def test_workers_per_device():
         assert runner.devices_for("cuda:0", 1) == ["cuda:0"]
     assert runner._describe(["cuda:0", "cuda:0", "cuda:1"]) == \
         "3 workers (2 × cuda:0, cuda:1)"
+
+
+def test_sigterm_gives_the_claims_back(tmp_path):
+    import signal
+
+    sample(tmp_path, 3)
+    results = store.results_dir(tmp_path, "regnetx")
+    p = dse_train(tmp_path, "--epochs", "2", "--train-subset", "1000")
+    deadline = time.time() + 300
+    while not (results.is_dir() and list(results.glob("*.parquet"))):
+        assert p.poll() is None and time.time() < deadline, p.stdout.read()
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 128 + signal.SIGTERM
+    p.stdout.close()
+    assert not list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
+    (row,) = runner.status(tmp_path)
+    assert row["pending"] == 3 - len(list(results.glob("*.parquet"))) > 0
+    assert row["in_flight"] == row["stale_claims"] == 0
