@@ -658,17 +658,19 @@ class _Processes:
 
         self.ctx = mp.get_context("spawn")
         self.devices, self.opts = devices, opts
-        self.results = self.ctx.Queue()
-        self.slots = [None] * len(devices)  # per worker: (process, task queue, job key)
+        # per worker: [process, task queue, job key, result queue]. Each worker has its own
+        # result queue: a worker killed while writing holds that queue's lock forever, which
+        # would block every other writer of a shared queue.
+        self.slots = [None] * len(devices)
 
     def _start(self, i):
-        tasks = self.ctx.Queue()
+        tasks, results = self.ctx.Queue(), self.ctx.Queue()
         n_here = self.devices.count(self.devices[i])
         p = self.ctx.Process(target=_worker_main, name=f"dse-worker-{i}", daemon=True,
-                             args=(self.devices[i], n_here, self.opts, tasks, self.results,
+                             args=(self.devices[i], n_here, self.opts, tasks, results,
                                    os.getpid()))
         p.start()
-        self.slots[i] = [p, tasks, None]
+        self.slots[i] = [p, tasks, None, results]
 
     def __enter__(self):
         for i in range(len(self.devices)):
@@ -676,10 +678,10 @@ class _Processes:
         return self
 
     def __exit__(self, *exc):
-        for _p, tasks, _ in self.slots:
+        for _p, tasks, _, _r in self.slots:
             with contextlib.suppress(Exception):
                 tasks.put(None)
-        for p, _, key in self.slots:
+        for p, _, key, _r in self.slots:
             p.join(timeout=None if key is None and exc[0] is None else 0.5)
             if p.is_alive():
                 p.kill()
@@ -695,18 +697,23 @@ class _Processes:
 
     def events(self, timeout):
         out = []
-        try:
-            out.append(self.results.get(timeout=timeout))
-            while True:
-                out.append(self.results.get_nowait())
-        except queue_mod.Empty:
-            pass
+        deadline = time.monotonic() + timeout
+        while True:
+            for s in self.slots:
+                if s[0].is_alive() or s[0].exitcode == 0:
+                    with contextlib.suppress(queue_mod.Empty):
+                        while True:
+                            out.append(s[3].get_nowait())
+            if out or time.monotonic() >= deadline or any(not s[0].is_alive()
+                                                          for s in self.slots):
+                break
+            time.sleep(0.02)
         for ev in out:
             if ev[0] == "result":
                 for s in self.slots:
                     if s[2] == ev[1]:
                         s[2] = None
-        for i, (p, _, key) in enumerate(self.slots):
+        for i, (p, _, key, _r) in enumerate(self.slots):
             if not p.is_alive():  # killed (OOM killer, segfault): its model failed
                 if key is not None and not any(e[0] == "result" and e[1] == key for e in out):
                     out.append(("result", key, dict(
