@@ -218,16 +218,9 @@ def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, s
         _echo_json(dict(spaces={s: c.to_dict(orient="records") for s, c in curves.items()},
                         normalize=normalize, figure=str(path)))
         return
-    ks = sorted({int(k) for c in curves.values() for k in c["k"]})
-    rows = []
-    for k in ks:
-        row = {"k": k}
-        for s, c in curves.items():
-            hit = c[c["k"] == k]
-            row[s] = "" if hit.empty else \
-                f"{hit['mean'].iloc[0]:.2f} ± {2 * hit['std'].iloc[0]:.2f}"
-        rows.append(row)
-    click.echo(_table(rows, ["k", *curves]))
+    from dse.report import search_rows
+
+    click.echo(_table(search_rows(curves), ["k", *curves]))
     click.echo(f"\nmin error of k random models, mean ± 2 std\nfigure: {path}")
 
 

@@ -152,17 +152,21 @@ def _pairs(cmp) -> str:
                   ["a", "b", "D", "p"], ["space A", "space B", "KS D", "p-value"])
 
 
-def _search_table(curves) -> str:
-    ks = sorted({int(k) for c in curves.values() for k in c["k"]})
+def search_rows(curves) -> list[dict]:
+    """One row per k: each space's expected minimum error as 'mean ± 2 std'."""
     rows = []
-    for k in ks:
+    for k in sorted({int(k) for c in curves.values() for k in c["k"]}):
         row = {"k": k}
         for s, c in curves.items():
             hit = c[c["k"] == k]
-            row[s] = "" if hit.empty else f"{hit['mean'].iloc[0]:.2f} ± " \
-                                          f"{2 * hit['std'].iloc[0]:.2f}"
+            row[s] = "" if hit.empty else \
+                f"{hit['mean'].iloc[0]:.2f} ± {2 * hit['std'].iloc[0]:.2f}"
         rows.append(row)
-    return _table(rows, ["k", *curves])
+    return rows
+
+
+def _search_table(curves) -> str:
+    return _table(search_rows(curves), ["k", *curves])
 
 
 def _page(root, parts) -> str:
