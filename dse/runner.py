@@ -736,8 +736,9 @@ class _Silent:
 
 
 class Progress:
-    """A progress bar on a terminal (models done/total, ETA, last error); otherwise one log
-    line per finished model. Ends with the summary line."""
+    """On a terminal, a progress bar (models done/total, in flight, ETA, the last model's
+    error or why it diverged/failed) under one log line per finished model; otherwise the
+    log lines alone. Ends with the summary line."""
 
     def __init__(self, stream=None, tty: bool | None = None, epochs: int = 10):
         self.stream = stream or sys.stdout
@@ -769,8 +770,8 @@ class Progress:
         self.done += 1
         self.epoch_of.pop(f"{job.space}/{job.model_id}", None)
         err = f"{row['error']:.2f}%" if row["error"] is not None else row["status"]
-        if row["status"] != "done":
-            self.last = f"{job.model_id[:8]} {row['status']}: {row['message'][:60]}"
+        self.last = (f"{job.model_id[:8]} {err}" if row["status"] == "done" else
+                     f"{job.model_id[:8]} {row['status']}: {row['message'][:60]}")
         line = (f"[{self.done}/{self.total}] {job.space} {job.model_id} {row['status']} "
                 f"error {err}  {row['train_seconds'] or 0:.1f}s")
         if row.get("images_per_second"):
