@@ -108,14 +108,20 @@ def test_two_runs_on_one_store_train_disjoint_models(tmp_path):
     assert not list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
 
 
-def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_path):
-    ids = sample(tmp_path, 4)
-    results = store.results_dir(tmp_path, "regnetx")
+def train_until_first_result(tmp_path, results):
+    """Start `dse train` (2 epochs on 1000 images) and return once a result file exists."""
     p = dse_train(tmp_path, "--epochs", "2", "--train-subset", "1000")
     deadline = time.time() + 300
     while not (results.is_dir() and list(results.glob("*.parquet"))):
         assert p.poll() is None and time.time() < deadline, p.stdout.read()
         time.sleep(0.2)
+    return p
+
+
+def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_path):
+    ids = sample(tmp_path, 4)
+    results = store.results_dir(tmp_path, "regnetx")
+    p = train_until_first_result(tmp_path, results)
     time.sleep(0.5)  # now inside the next model
     p.kill()
     p.wait()
@@ -196,11 +202,7 @@ def test_sigterm_gives_the_claims_back(tmp_path):
 
     sample(tmp_path, 3)
     results = store.results_dir(tmp_path, "regnetx")
-    p = dse_train(tmp_path, "--epochs", "2", "--train-subset", "1000")
-    deadline = time.time() + 300
-    while not (results.is_dir() and list(results.glob("*.parquet"))):
-        assert p.poll() is None and time.time() < deadline, p.stdout.read()
-        time.sleep(0.2)
+    p = train_until_first_result(tmp_path, results)
     time.sleep(0.5)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 128 + signal.SIGTERM
