@@ -21,8 +21,7 @@ import time
 import numpy as np
 
 from dse import analysis as A
-from dse import regnet, sampling, spaces
-from dse.spec import DATASETS, default_flops_window
+from dse import datasets, fitlinear, regnet, sampling, spaces
 
 
 def best_of(fn, repeat=3):
@@ -89,10 +88,10 @@ def fit_baseline(W, d):
 
 def anynetxe_widths(n, seed=0):
     space = spaces.load("anynetxe")
-    task = DATASETS["fashion-mnist"]
-    rows = sampling.sample(space, n, task, sampling.Window(*default_flops_window(
+    task = datasets.task("fashion-mnist")
+    rows = sampling.sample(space, n, task, sampling.Window(*datasets.default_flops_window(
         "fashion-mnist")), sampling.Window(), sampling.Window(), seed)
-    return A.block_widths([r["ds"] for r in rows], [r["ws"] for r in rows])
+    return fitlinear.block_widths([r["ds"] for r in rows], [r["ws"] for r in rows])
 
 
 def regnet_widths(n, seed=1):
@@ -138,9 +137,9 @@ def main():
               f"{'met' if max(w_dse, c_dse) <= 2 else 'see CPU'}")
 
     W, dd = anynetxe_widths(args.n_fit)
-    w_fit, c_fit, fit = best_of(lambda: A.fit_linear(W, dd), repeat=2)
+    w_fit, c_fit, fit = best_of(lambda: fitlinear.fit_linear(W, dd), repeat=2)
     k = min(args.baseline_fit, len(dd))
-    w_k, c_k, fit_k = best_of(lambda: A.fit_linear(W[:k], dd[:k]), repeat=2)
+    w_k, c_k, fit_k = best_of(lambda: fitlinear.fit_linear(W[:k], dd[:k]), repeat=2)
     w_b, c_b, base = best_of(lambda: fit_baseline(W[:k], dd[:k]), repeat=1)
     print(f"\nfit-linear, {len(dd)} AnyNetX_E models (fashion-mnist window, mean depth "
           f"{dd.mean():.1f}): dse {w_fit:.2f} s wall / {c_fit:.2f} s CPU, mean e_fit "
@@ -151,7 +150,7 @@ def main():
           f"(mean e_fit {base[:, 3].mean():.4f}); CPU ratio {c_b / c_k:.1f}x; dse e_fit lower "
           f"or equal on {int((fit_k['e_fit'].to_numpy() <= base[:, 3] + 1e-12).sum())}/{k}")
     Wr, dr = regnet_widths(k)
-    fr = A.fit_linear(Wr, dr)
+    fr = fitlinear.fit_linear(Wr, dr)
     br = fit_baseline(Wr, dr)
     print(f"  {k} RegNet-generated width sequences reproduced exactly: dse "
           f"{exact(Wr, dr, fr['w0'], fr['wa'], fr['wm'])}/{k} (max e_fit "

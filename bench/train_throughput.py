@@ -39,19 +39,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dse import data, runner, sampling, spaces, store  # noqa: E402
+from dse import datasets, runner, sampling, spaces  # noqa: E402
 from dse.models import build  # noqa: E402
-from dse.spec import DATASETS, default_flops_window  # noqa: E402
+from dse.recipe import TrainOptions  # noqa: E402
+from dse.store import Store  # noqa: E402
 from dse.train import Recipe, device_name, lr_schedule, resolve_device  # noqa: E402
 
 
 def write_fake_cifar(root: Path, n_train: int, n_test: int = 10_000) -> Path:
     """dse's synthetic images (learnable) written as an official cifar-10-batches-py copy."""
-    a = data.synthetic.__wrapped__(n_train, n_test, seed=0)
+    a = datasets.synthetic.__wrapped__(n_train, n_test, seed=0)
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True, exist_ok=True)
     parts = np.array_split(np.arange(n_train), 5)
-    for name, idx in zip(data.CIFAR_TRAIN, parts):
+    for name, idx in zip(datasets.CIFAR_TRAIN, parts):
         with open(d / name, "wb") as f:
             pickle.dump({"data": a.train_x[idx].reshape(len(idx), -1),
                          "labels": a.train_y[idx].tolist()}, f)
@@ -91,7 +92,7 @@ def baseline(spec, task, arrays, recipe: Recipe, device, workers: int) -> dict:
         x, y = x[keep], y[keep]
     sample = x[:: max(1, len(x) // 10_000)].astype(np.float64) / 255
     mean, std = sample.mean(axis=(0, 2, 3)).tolist(), sample.std(axis=(0, 2, 3)).tolist()
-    pad, flip = data.AUGMENT[arrays.name]
+    pad, flip = datasets.get(arrays.name).pad, datasets.get(arrays.name).flip
     aug = [T.RandomCrop(x.shape[-1], padding=pad)] + ([T.RandomHorizontalFlip()] if flip else [])
     norm = [T.ToTensor(), T.Normalize(mean, std)]
     cuda = device.type == "cuda"
@@ -143,7 +144,7 @@ def baseline(spec, task, arrays, recipe: Recipe, device, workers: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", default="synthetic", choices=data.TRAINABLE)
+    ap.add_argument("--dataset", default="synthetic", choices=datasets.trainable())
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--fake-cifar", type=int, default=0, metavar="N",
                     help="with --dataset cifar10: write N synthetic training images as a "
@@ -172,24 +173,25 @@ def main(argv=None):
     if a.fake_cifar:
         data_dir = write_fake_cifar(tmp / "data", a.fake_cifar)
     space = spaces.load(a.space)
-    task = DATASETS[a.dataset]
-    flops = (sampling.Window(*default_flops_window(a.dataset)) if a.flops == "default"
+    task = datasets.task(a.dataset)
+    flops = (sampling.Window(*datasets.default_flops_window(a.dataset)) if a.flops == "default"
              else sampling.parse_window(a.flops))
     rows = sampling.sample(space, a.n, task, flops, sampling.Window(), sampling.Window(), a.seed)
-    store.add_models(tmp / "store", space, a.dataset, task, rows, a.seed)
-    models = store.read_models(tmp / "store", space.name).set_index("model_id")
-    arrays = data.load(a.dataset, data_dir)
+    Store(tmp / "store").add_models(space, a.dataset, task, rows, a.seed)
+    models = Store(tmp / "store").read_models(space.name).set_index("model_id")
+    arrays = datasets.load(a.dataset, data_dir)
     n_img = recipe.train_subset or len(arrays.train_y)
     print(f"# {len(models)} {space.name} models for {a.dataset} ({flops} flops, "
           f"{models.flops.min() / 1e6:.1f}–{models.flops.max() / 1e6:.1f} MF), {a.epochs} "
           f"epoch(s) × {n_img} images; device {device_name(device)}; torch {torch.__version__}")
 
     t0 = time.perf_counter()
-    runner.run(tmp / "store", [space.name], recipe, device=a.device, jobs=a.jobs,
-               data_dir=data_dir,
-               channels_last={"auto": None, "on": True, "off": False}[a.channels_last])
+    options = TrainOptions(recipe=recipe, device=a.device, jobs=a.jobs, data_dir=data_dir,
+                           channels_last={"auto": None, "on": True,
+                                          "off": False}[a.channels_last])
+    runner.run(Store(tmp / "store"), [space.name], options)
     dse_wall = time.perf_counter() - t0
-    res = store.read_results(tmp / "store", space.name).set_index("model_id")
+    res = Store(tmp / "store").read_results(space.name).set_index("model_id")
 
     out = {"device": device_name(device), "dataset": a.dataset, "epochs": a.epochs,
            "train_images": n_img, "jobs": a.jobs, "models": []}

@@ -1,5 +1,33 @@
-"""The one exception type a user can cause; the CLI prints it as a single `Error:` line."""
+"""What a user can get wrong, as exceptions and warnings the CLI prints as one line.
+
+The library names its own arguments (`train_subset`); the CLI turns an `ArgumentError` into
+the flag that set it (`--train-subset`). Warnings of `DseWarning` are printed by the CLI as
+one `Warning:` line on stderr and are ordinary Python warnings in a notebook.
+"""
+
+from __future__ import annotations
 
 
 class DseError(Exception):
     """A user-facing error: bad option, unknown space, malformed file, impossible budget."""
+
+
+class ArgumentError(DseError):
+    """A bad value of the library argument `param`: the message is "<param> <problem>"."""
+
+    def __init__(self, param: str, problem: str):
+        self.param, self.problem = param, problem
+        super().__init__(f"{param} {problem}")
+
+
+class DamagedFileError(DseError):
+    """A store file that cannot be read (truncated, not Parquet); it is never changed."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} is not a readable Parquet table ({reason}); it was not "
+                         "changed")
+
+
+class DseWarning(UserWarning):
+    """Something a user should know that does not stop the command (a damaged file skipped)."""

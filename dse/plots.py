@@ -15,6 +15,7 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa
 
 from dse import analysis  # noqa: E402
 from dse.errors import DseError  # noqa: E402
+from dse.store import write_output  # noqa: E402
 
 FORMATS = ("png", "svg", "pdf")
 NORMALIZED_BY = {"flops": "flops", "params": "parameters", "acts": "activations"}
@@ -34,7 +35,7 @@ def save(fig, path) -> Path:
     path = check_path(path)
     fmt = path.suffix[1:].lower()
     try:
-        return analysis.write_output(path, lambda p: fig.savefig(p, format=fmt, dpi=150,
+        return write_output(path, lambda p: fig.savefig(p, format=fmt, dpi=150,
                                                                  bbox_inches="tight"))
     finally:
         plt.close(fig)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import warnings
 from pathlib import Path
 
-from dse import __version__, analysis, plots
-from dse import store as dstore
-from dse.errors import DseError
+import pandas as pd
+
+from dse import __version__, analysis, fitlinear, plots
+from dse.errors import DseError, DseWarning
+from dse.store import Store, write_output
 
 SECTIONS = [("populations", "Populations"), ("edf", "Error EDFs"),
             ("edf-normalized", "Complexity-normalized EDFs"),
@@ -31,10 +34,10 @@ def _img(fig, alt: str) -> str:
 
 
 def _table(rows: list[dict], keys: list[str], header: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in (header or keys))
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(k)))}</td>" for k in keys)
-                   + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    """An HTML table of `keys` of each row (pandas, cells escaped) under `header`."""
+    frame = pd.DataFrame([[_cell(r.get(k)) for k in keys] for r in rows],
+                         columns=header or keys)
+    return frame.to_html(index=False, border=0, escape=True)
 
 
 def _cell(v) -> str:
@@ -64,11 +67,16 @@ def _normalized(df, names, metric="flops", bins=10):
     return None, last
 
 
-def build(store=None, seed: int = 0, repeats: int = 10_000, top: int = 20) -> str:
-    """The report's HTML for every space in the store."""
-    root = analysis.existing_store(store)
-    df = analysis.load_population(root)
-    names = dstore.spaces_in(root)
+def build(store: Store, seed: int = 0, repeats: int = 10_000, top: int = 20) -> str:
+    """The report's HTML for every space in the store (a space whose models cannot be read
+    is named in a note and left out)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DseWarning)
+        df = store.load()
+    for w in caught:  # show them (once) as well as noting them in the report
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    skipped = [str(w.message) for w in caught if issubclass(w.category, DseWarning)]
+    names = list(dict.fromkeys(df["space"]))
     counts = {s: analysis.counts(df, s) for s in names}
     ready = [s for s in names if counts[s]["finished"] > 0]
     parts = {}
@@ -90,6 +98,8 @@ def build(store=None, seed: int = 0, repeats: int = 10_000, top: int = 20) -> st
                                   ["space", "kind", "dataset", "flops", "sampled", "trained",
                                    "finished", "diverged", "failed", "min error", "mean error",
                                    "median error"])
+    if skipped:
+        parts["populations"] += _note("Skipped: " + "; ".join(skipped))
     missing = [s for s in names if s not in ready]
     if missing:
         parts["populations"] += _note(
@@ -100,7 +110,7 @@ def build(store=None, seed: int = 0, repeats: int = 10_000, top: int = 20) -> st
         for key, _ in SECTIONS[1:]:
             parts[key] = _note("No space has finished models yet; train some with "
                                "`dse train`.")
-        return _page(root, parts)
+        return _page(store.root, parts)
 
     cmp = analysis.compare(df, ready)
     parts["edf"] = _img(plots.edf_figure(cmp), "error EDFs") + _pairs(cmp)
@@ -120,7 +130,7 @@ def build(store=None, seed: int = 0, repeats: int = 10_000, top: int = 20) -> st
     fl, tr = [], []
     for s in ready:
         pop = analysis.population(df, s)
-        fit = analysis.fit_linear_population(pop, top)
+        fit = fitlinear.fit_linear_population(pop, top)
         j, sp = fit["joint"], fit["spearman"]
         rho = "undefined" if sp["rho"] is None else f"{sp['rho']:.3f} (p = {sp['p']:.3g})"
         fl.append(f"<h3>{html.escape(s)}</h3><p>{len(pop)} trained models; mean e_fit "
@@ -141,32 +151,16 @@ def build(store=None, seed: int = 0, repeats: int = 10_000, top: int = 20) -> st
     parts["trends"] = (f"<p>Shaded: the 95% interval of the best model's parameter over "
                        f"{repeats} bootstrap resamples of 25% of the models; line: "
                        "the median.</p>" + "".join(tr))
-    return _page(root, parts)
+    return _page(store.root, parts)
 
 
 def _pairs(cmp) -> str:
-    if not cmp["pairs"]:
-        return ""
-    return _table([dict(a=p["a"], b=p["b"], D=f"{p['D']:.3f}", p=f"{p['p']:.3g}")
-                   for p in cmp["pairs"]],
-                  ["a", "b", "D", "p"], ["space A", "space B", "KS D", "p-value"])
-
-
-def search_rows(curves) -> list[dict]:
-    """One row per k: each space's expected minimum error as 'mean ± 2 std'."""
-    rows = []
-    for k in sorted({int(k) for c in curves.values() for k in c["k"]}):
-        row = {"k": k}
-        for s, c in curves.items():
-            hit = c[c["k"] == k]
-            row[s] = "" if hit.empty else \
-                f"{hit['mean'].iloc[0]:.2f} ± {2 * hit['std'].iloc[0]:.2f}"
-        rows.append(row)
-    return rows
+    rows = analysis.ks_rows(cmp)
+    return _table(rows, list(rows[0])) if rows else ""
 
 
 def _search_table(curves) -> str:
-    return _table(search_rows(curves), ["k", *curves])
+    return _table(analysis.search_rows(curves), ["k", *curves])
 
 
 def _page(root, parts) -> str:
@@ -180,9 +174,8 @@ def _page(root, parts) -> str:
             f"generated {now} · dse {__version__}</p><nav>{nav}</nav>{body}</body></html>\n")
 
 
-def write(store=None, out=None, seed: int = 0, repeats: int = 10_000) -> Path:
+def write(store: Store, out=None, seed: int = 0, repeats: int = 10_000) -> Path:
     """Build the report and write it atomically to `out` (default <store>/report.html)."""
-    root = analysis.existing_store(store)
-    text = build(root, seed=seed, repeats=repeats)
-    path = Path(out) if out else root / "report.html"
-    return analysis.write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    text = build(store, seed=seed, repeats=repeats)
+    path = Path(out) if out else store.report_path
+    return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -26,11 +26,15 @@ ACCUMULATE = ("shared", "non_decreasing")
 
 
 def spaces_dir() -> Path:
-    """Where the built-in spaces live: $DSE_SPACES, the repo's spaces/, or share/dse/spaces."""
+    """Where the built-in spaces live: $DSE_SPACES, else the package data dse/builtin_spaces
+    (real files once installed; in the source tree a symlink to the top-level spaces/, which
+    is also the last resort where a checkout has no symlinks)."""
     env = os.environ.get("DSE_SPACES")
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parent.parent / "spaces",
-                   Path(sys.prefix) / "share" / "dse" / "spaces"]
+    data = resources.files("dse") / "builtin_spaces"
+    if isinstance(data, Path):  # a package on the file system (not a zip)
+        candidates.append(data.resolve())  # in the source tree: spaces/, as before
+    candidates.append(Path(__file__).resolve().parent.parent / "spaces")
     for c in candidates:
         if c.is_dir() and any(c.glob("*.yaml")):
             return c

@@ -40,28 +40,6 @@ class Task:
         return 2 if self.stem == "imagenet" else 1
 
 
-# Each dataset fixes the task of the models sampled for it.
-DATASETS = {
-    "imagenet": Task(224, "imagenet", 3, 1000),
-    "cifar10": Task(32, "cifar", 3, 10),
-    "fashion-mnist": Task(28, "cifar", 1, 10),
-    "synthetic": Task(32, "cifar", 3, 10),
-}
-
-# The paper's window (360–400MF at 224×224, ImageNet stem) carried to other inputs by the
-# area of the first stage's input: flops of every stage scale with it, the stem and head are
-# negligible. 224 → 112 after the ImageNet stem; the CIFAR stem keeps 32 and 28.
-PAPER_WINDOW = (360e6, 400e6)
-
-
-def default_flops_window(dataset: str) -> tuple[float, float]:
-    """The paper's 360–400MF window scaled by (stage-1 input side / 112)^2, rounded to 0.1M."""
-    task = DATASETS[dataset]
-    side = (task.resolution - 1) // task.stem_stride + 1
-    scale = (side / 112) ** 2
-    return tuple(round(x * scale / 1e5) * 1e5 for x in PAPER_WINDOW)
-
-
 @dataclass(frozen=True)
 class AnyNetSpec:
     """A concrete network: per-stage depths, widths, bottleneck ratios b = w/w_b, group

@@ -1,11 +1,23 @@
-"""The population store: one directory per space holding Parquet tables (pure).
+"""The population store: a directory laid out by this module alone (pure).
 
-    <store>/<space>/models.parquet   one row per sampled model (MODELS_SCHEMA)
-    <store>/<space>/space.yaml       the resolved space definition the models came from
+    <store>/
+      <space>/
+        models.parquet                 one row per sampled model (dse.schema.MODELS_SCHEMA)
+        space.yaml                     the resolved space definition the models came from
+        results/<model_id>.parquet     one row per trained model (RESULTS_SCHEMA)
+        claims/<model_id>.json         held while a model trains (dse.claims)
+        damaged/<model_id>.<time>.parquet   unreadable results that dse train set aside
+        analysis/<name>.parquet|.png   analyses of this space (fit-linear, trends)
+        .lock                          the space's inter-process lock
+      analysis/                        figures that compare spaces (EDFs, search efficiency)
+      report.html                      dse report
+      experiments/  jobs/              experiment and cluster-job records
 
-Writes go to a temporary file in the same directory and are renamed into place, under an
-exclusive lock, so a reader never sees a half-written table and a crash never loses rows.
-The schema is documented in docs/store.md; columns are only ever added.
+Writes go to a temporary file in the same directory and are renamed into place, under the
+space's lock, so a reader never sees a half-written table and a crash never loses rows.
+A damaged file (truncated, not Parquet) is never changed or deleted: an unreadable result is
+skipped with a warning and its model counts as untrained; an unreadable models.parquet stops
+what needs that space and leaves the other spaces usable. Schemas: docs/store.md.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ import datetime as dt
 import fcntl
 import os
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,57 +37,306 @@ import pyarrow.parquet as pq
 import yaml
 
 from dse import __version__
-from dse.errors import DseError
+from dse.errors import DamagedFileError, DseError, DseWarning
+from dse.schema import DEFINITION_KEYS, MODELS_SCHEMA, RESULT_STATUSES, RESULTS_SCHEMA
 
 DEFAULT_STORE = "runs"
-
-_ints = pa.list_(pa.int64())
-MODELS_SCHEMA = pa.schema([
-    ("model_id", pa.string()),      # 16 hex of sha1(architecture + task)
-    ("space", pa.string()),
-    ("kind", pa.string()),          # anynet | regnet
-    ("ds", _ints), ("ws", _ints), ("bs", _ints), ("gs", _ints),  # per stage, after rounding
-    ("d", pa.int64()), ("w0", pa.int64()), ("wa", pa.float64()), ("wm", pa.float64()),
-    ("group_w", pa.int64()), ("b", pa.int64()),  # RegNet parameters; null for AnyNet
-    ("se_ratio", pa.float64()),
-    ("stem_w", pa.int64()),
-    ("flops", pa.int64()), ("params", pa.int64()), ("acts", pa.int64()),
-    ("dataset", pa.string()), ("resolution", pa.int64()), ("stem", pa.string()),
-    ("in_channels", pa.int64()), ("num_classes", pa.int64()),
-    ("seed", pa.int64()),           # seed of the sampling run that drew the model
-    ("sample_index", pa.int64()),   # position in the space's population, from 0
-    ("sampled_at", pa.timestamp("ms", tz="UTC")),
-    ("dse_version", pa.string()),
-])
+DAMAGED = "damaged"  # the status of a result file that cannot be read
 
 
-# What makes two definitions of a space the same population (titles may change freely).
-DEFINITION_KEYS = ("kind", "stages", "se_ratio", "params", "shared", "non_decreasing")
+def needs_training(status: str | None, retry_failed: bool = False) -> bool:
+    """Whether a model with this stored result status is to be trained (again)."""
+    return status is None or status == DAMAGED or (retry_failed and status == "failed")
 
 
-def root(path: str | os.PathLike | None = None) -> Path:
-    """The store directory: the given path, else $DSE_STORE, else ./runs."""
-    return Path(path or os.environ.get("DSE_STORE") or DEFAULT_STORE)
+@dataclass(frozen=True)
+class Damaged:
+    """A store file that cannot be read, and why."""
+
+    path: Path
+    reason: str
 
 
-def space_dir(store: Path, space: str) -> Path:
-    return Path(store) / space
+class Store:
+    """A population store rooted at a directory: every path under it comes from here."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.root = Path(path or os.environ.get("DSE_STORE") or DEFAULT_STORE)
+
+    @classmethod
+    def existing(cls, path: str | os.PathLike | None = None) -> Store:
+        """The store at `path` ($DSE_STORE, ./runs), which must exist."""
+        store = cls(path)
+        if not store.root.is_dir():
+            raise DseError(f"store {store.root} does not exist; sample models into it first "
+                           f"(dse sample --store {store.root}), or name another store")
+        return store
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    # ---- layout ----------------------------------------------------------------------------
+
+    def space_dir(self, space: str) -> Path:
+        return self.root / space
+
+    def models_path(self, space: str) -> Path:
+        return self.root / space / "models.parquet"
+
+    def definition_path(self, space: str) -> Path:
+        return self.root / space / "space.yaml"
+
+    def results_dir(self, space: str) -> Path:
+        return self.root / space / "results"
+
+    def result_path(self, space: str, model_id: str) -> Path:
+        return self.results_dir(space) / f"{model_id}.parquet"
+
+    def claims_dir(self, space: str) -> Path:
+        return self.root / space / "claims"
+
+    def claim_path(self, space: str, model_id: str) -> Path:
+        return self.claims_dir(space) / f"{model_id}.json"
+
+    def damaged_dir(self, space: str) -> Path:
+        return self.root / space / "damaged"
+
+    def analysis_dir(self, space: str | None = None) -> Path:
+        """Outputs of one space's analyses, or (no space) of comparisons between spaces."""
+        return (self.root / space if space else self.root) / "analysis"
+
+    def figure_path(self, name: str, spaces: list[str], suffix: str = "") -> Path:
+        """Default figure of an analysis: <space>/analysis/<name>.png for one space's
+        analyses, analysis/<name>_<spaces><suffix>.png for comparisons."""
+        if name in ("fit_linear", "trends"):
+            (space,) = spaces
+            return self.analysis_dir(space) / f"{name}.png"
+        return self.analysis_dir() / f"{name}_{'_'.join(spaces)}{suffix}.png"
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / "experiments"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @contextlib.contextmanager
+    def lock(self, space: str):
+        """An exclusive inter-process lock on a space's directory."""
+        d = self.space_dir(space)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:
+            raise DseError(f"cannot write to store {self.root}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # ---- spaces and models -----------------------------------------------------------------
+
+    def spaces(self) -> list[str]:
+        """Names of the spaces that have sampled models in the store."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "models.parquet").is_file())
+
+    def read_models(self, space: str) -> pd.DataFrame:
+        """The sampled models of a space (empty frame with the schema's columns if none);
+        DamagedFileError if models.parquet cannot be read."""
+        path = self.models_path(space)
+        if not path.exists():
+            return MODELS_SCHEMA.empty_table().to_pandas()
+        return _read_table(path).to_pandas()
+
+    def resolve(self, name: str) -> str:
+        """The store's name of a space given by name, alias or YAML path."""
+        have = self.spaces()
+        if name in have:
+            return name
+        from dse import spaces
+
+        held = ", ".join(have) or "no spaces"
+        try:
+            resolved = spaces.load(name).name
+        except DseError:
+            raise DseError(f"unknown space {name!r}: not in store {self.root} (which holds "
+                           f"{held}) and not a built-in space "
+                           f"({', '.join(spaces.valid_names())})") from None
+        if resolved not in have:
+            raise DseError(f"no {resolved} models in store {self.root} (it holds {held}); "
+                           f"run `dse sample --space {resolved}` first")
+        return resolved
+
+    def add_models(self, space, dataset: str, task, rows, seed: int) -> pd.DataFrame:
+        """Append sampled rows to the space's models.parquet; returns the rows added.
+
+        `rows` is a list of row dicts, or a function of the set of stored model ids returning
+        one; the function runs under the space's lock, so concurrent samplers never collide.
+        Rows whose model_id is already stored are skipped. The space's definition is recorded
+        in space.yaml on first use; adding models drawn from a different definition of the
+        same name, or for another dataset, is refused so that a population stays one."""
+        try:
+            return self._add_models(space, dataset, task, rows, seed)
+        except OSError as e:
+            raise DseError(f"cannot write to store {self.root}: {e.strerror or e}") from None
+
+    def _add_models(self, space, dataset, task, rows, seed):
+        d, spec_path = self.space_dir(space.name), self.definition_path(space.name)
+        with self.lock(space.name):
+            config = {k: space.config.get(k) for k in DEFINITION_KEYS}
+            if spec_path.exists():
+                stored = yaml.safe_load(spec_path.read_text()) or {}
+                if stored.get("definition") != config:
+                    raise DseError(f"{d} holds models of a different definition of space "
+                                   f"'{space.name}' ({spec_path}); use another store or name")
+                if stored.get("dataset") != dataset:
+                    raise DseError(f"{d} holds {stored.get('dataset')} models; sample "
+                                   f"{dataset} models into another store")
+            old = self.read_models(space.name)
+            have = set(old["model_id"])
+            if callable(rows):
+                rows = rows(frozenset(have))
+            rows = [r for r in rows if r["model_id"] not in have]
+            now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+            new = pd.DataFrame([{
+                **{f.name: None for f in MODELS_SCHEMA},
+                **r, "space": space.name, "kind": space.kind, "dataset": dataset,
+                "resolution": task.resolution, "stem": task.stem,
+                "in_channels": task.in_channels, "num_classes": task.num_classes,
+                "seed": seed, "sample_index": len(old) + i, "sampled_at": now,
+                "dse_version": __version__} for i, r in enumerate(rows)],
+                columns=MODELS_SCHEMA.names)
+            table = pa.concat_tables([
+                pa.Table.from_pandas(old, schema=MODELS_SCHEMA, preserve_index=False),
+                pa.Table.from_pandas(new, schema=MODELS_SCHEMA, preserve_index=False)])
+            if not spec_path.exists():
+                text = yaml.safe_dump({"name": space.name, "dataset": dataset,
+                                       "source": space.source, "definition": config},
+                                      sort_keys=False)
+                write_atomic(spec_path, lambda p: Path(p).write_text(text))
+            write_atomic(self.models_path(space.name), lambda p: pq.write_table(table, p))
+            return new
+
+    # ---- results ---------------------------------------------------------------------------
+
+    def write_result(self, space: str, row: dict, schema: pa.Schema = RESULTS_SCHEMA) -> Path:
+        """Write one model's result atomically; columns of `schema` missing from `row` are
+        stored as null."""
+        self.results_dir(space).mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
+        path = self.result_path(space, row["model_id"])
+        write_atomic(path, lambda p: pq.write_table(table, p))
+        return path
+
+    def scan_results(self, space: str) -> tuple[pd.DataFrame, list[Damaged]]:
+        """Every readable result of a space as one frame (empty with the schema's columns if
+        none), and the result files that cannot be read."""
+        d = self.results_dir(space)
+        tables, damaged = [], []
+        for f in sorted(d.glob("*.parquet")) if d.is_dir() else []:
+            try:
+                tables.append(_read_table(f))
+            except DamagedFileError as e:
+                damaged.append(Damaged(f, e.reason))
+        if not tables:
+            return RESULTS_SCHEMA.empty_table().to_pandas(), damaged
+        return pa.concat_tables(tables, promote_options="default").to_pandas(), damaged
+
+    def read_results(self, space: str) -> pd.DataFrame:
+        """Every readable result of a space; each unreadable file is skipped with a warning.
+        Equivalent to pandas.read_parquet("<store>/<space>/results") on an undamaged store."""
+        frame, damaged = self.scan_results(space)
+        for x in damaged:
+            warnings.warn(f"skipped damaged result file {x.path} ({x.reason}); `dse train` "
+                          "trains its model again", DseWarning, stacklevel=2)
+        return frame
+
+    def statuses(self, space: str) -> dict[str, str]:
+        """model_id → stored status (done, diverged, failed, or damaged when unreadable)."""
+        frame, damaged = self.scan_results(space)
+        out = {x.path.stem: DAMAGED for x in damaged}
+        out.update(zip(frame["model_id"], frame["status"]))
+        return out
+
+    def result_status(self, space: str, model_id: str) -> str | None:
+        """The status of a model's stored result; None if it has none; DAMAGED if unreadable."""
+        path = self.result_path(space, model_id)
+        if not path.is_file():
+            return None
+        try:
+            status = pq.read_table(path, columns=["status"]).column(0)[0].as_py()
+        except (pa.ArrowException, OSError, IndexError, KeyError):
+            return DAMAGED
+        return status if status in RESULT_STATUSES else DAMAGED
+
+    def set_aside(self, space: str, model_id: str) -> Path | None:
+        """Move a model's unreadable result file to <space>/damaged/ (never deleting it) so
+        the model can be trained again; returns where it went (None if it was readable)."""
+        src = self.result_path(space, model_id)
+        with self.lock(space):
+            if self.result_status(space, model_id) != DAMAGED:
+                return None
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            dst = self.damaged_dir(space) / f"{model_id}.{stamp}.parquet"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            return dst
+
+    def load(self, spaces: list[str] | None = None) -> pd.DataFrame:
+        """Models joined with their results (left join: untrained models have a null status),
+        for the named spaces (names, aliases or YAML paths) or every space in the store. The
+        sampling seed stays `seed`; the training seed becomes `train_seed`. With no names a
+        space whose models.parquet is damaged is left out with a warning."""
+        if spaces:
+            names = list(dict.fromkeys(self.resolve(s) for s in spaces))
+            models = {s: self.read_models(s) for s in names}
+        else:
+            models = {}
+            for s in self.spaces():
+                try:
+                    models[s] = self.read_models(s)
+                except DamagedFileError as e:
+                    warnings.warn(f"left out space {s}: {e}", DseWarning, stacklevel=2)
+            if not models and not self.spaces():
+                raise DseError(f"store {self.root} holds no sampled models; run "
+                               f"`dse sample --store {self.root}`")
+        frames = [_join(m, self.read_results(s)) for s, m in models.items()]
+        if not frames:
+            frames = [_join(MODELS_SCHEMA.empty_table().to_pandas(),
+                            RESULTS_SCHEMA.empty_table().to_pandas())]
+        return pd.concat(frames, ignore_index=True)
+
+    # ---- analysis outputs ------------------------------------------------------------------
+
+    def save_table(self, space: str, name: str, df: pd.DataFrame) -> Path:
+        """Write an analysis table atomically to <space>/analysis/<name>.parquet."""
+        path = self.analysis_dir(space) / f"{name}.parquet"
+        return write_output(path, lambda p: df.to_parquet(p, index=False))
 
 
-@contextlib.contextmanager
-def locked(directory: Path):
-    """An exclusive inter-process lock on a space directory."""
+def _join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    res = results.drop(columns=["space", "dataset", "dse_version"])
+    res = res.rename(columns={"seed": "train_seed"}).drop_duplicates("model_id", keep="last")
+    return models.merge(res, on="model_id", how="left")
+
+
+def _read_table(path: Path) -> pa.Table:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-    except OSError as e:
-        raise DseError(f"cannot write to store {directory.parent}: {e.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DamagedFileError(path, " ".join(str(e).split())[:200]) from None
 
 
 _UMASK = os.umask(0)
@@ -81,12 +344,14 @@ os.umask(_UMASK)
 
 
 def write_atomic(path: Path, write) -> None:
-    """Call write(tmp_path) then rename tmp onto path (same directory, so atomic)."""
+    """Call write(tmp_path) then rename tmp onto path (same directory, so atomic); the file
+    gets the permissions of an ordinary file (umask applies)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; store files are ordinary files
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # in case `write` replaced the file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -94,157 +359,13 @@ def write_atomic(path: Path, write) -> None:
         raise
 
 
-def read_models(store: Path, space: str) -> pd.DataFrame:
-    """The sampled models of a space (empty frame with the schema's columns if none)."""
-    path = space_dir(store, space) / "models.parquet"
-    if not path.exists():
-        return MODELS_SCHEMA.empty_table().to_pandas()
+def write_output(path, write) -> Path:
+    """Write an output file (table, figure, report) atomically via write(tmp_path), creating
+    its directory; a one-line error if it cannot be written."""
+    path = Path(path)
     try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as e:
-        raise DseError(f"{path} is not a readable Parquet table ({e}); it was not changed") \
-            from None
-
-
-def spaces_in(store: Path) -> list[str]:
-    """Names of the spaces that have sampled models in the store."""
-    store = Path(store)
-    if not store.is_dir():
-        return []
-    return sorted(p.name for p in store.iterdir() if (p / "models.parquet").is_file())
-
-
-def add_models(store: Path, space, dataset: str, task, rows, seed: int) -> pd.DataFrame:
-    """Append sampled rows to <store>/<space>/models.parquet; returns the rows added.
-
-    `rows` is a list of row dicts, or a function of the set of stored model ids returning
-    one; the function runs under the space's lock, so concurrent samplers never collide.
-    Rows whose model_id is already stored are skipped. The space's definition is recorded in
-    space.yaml on first use; adding models drawn from a different definition of the same
-    name, or for another dataset, is refused so that a population stays one population.
-    """
-    try:
-        return _add_models(store, space, dataset, task, rows, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, write)
     except OSError as e:
-        raise DseError(f"cannot write to store {store}: {e.strerror or e}") from None
-
-
-def _add_models(store, space, dataset, task, rows, seed):
-    d = space_dir(store, space.name)
-    with locked(d):
-        spec_path = d / "space.yaml"
-        config = {k: space.config.get(k) for k in DEFINITION_KEYS}
-        if spec_path.exists():
-            stored = yaml.safe_load(spec_path.read_text()) or {}
-            if stored.get("definition") != config:
-                raise DseError(f"{d} holds models of a different definition of space "
-                               f"'{space.name}' ({spec_path}); use another --store or name")
-            if stored.get("dataset") != dataset:
-                raise DseError(f"{d} holds {stored.get('dataset')} models; sample {dataset} "
-                               "models into another --store")
-        old = read_models(store, space.name)
-        have = set(old["model_id"])
-        if callable(rows):
-            rows = rows(frozenset(have))
-        rows = [r for r in rows if r["model_id"] not in have]
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        new = pd.DataFrame([{
-            **{f.name: None for f in MODELS_SCHEMA},
-            **r, "space": space.name, "kind": space.kind, "dataset": dataset,
-            "resolution": task.resolution, "stem": task.stem, "in_channels": task.in_channels,
-            "num_classes": task.num_classes, "seed": seed, "sample_index": len(old) + i,
-            "sampled_at": now, "dse_version": __version__} for i, r in enumerate(rows)],
-            columns=MODELS_SCHEMA.names)
-        table = pa.concat_tables([
-            pa.Table.from_pandas(old, schema=MODELS_SCHEMA, preserve_index=False),
-            pa.Table.from_pandas(new, schema=MODELS_SCHEMA, preserve_index=False)])
-        if not spec_path.exists():
-            text = yaml.safe_dump({"name": space.name, "dataset": dataset,
-                                   "source": space.source, "definition": config},
-                                  sort_keys=False)
-            write_atomic(spec_path, lambda p: Path(p).write_text(text))
-        write_atomic(d / "models.parquet", lambda p: pq.write_table(table, p))
-        return new
-
-
-# ---- training results: one Parquet file per trained model ---------------------------------
-#     <store>/<space>/results/<model_id>.parquet   (RESULTS_SCHEMA, one row)
-
-RESULTS_SCHEMA = pa.schema([
-    ("model_id", pa.string()),
-    ("space", pa.string()),
-    ("status", pa.string()),            # done | diverged | failed
-    ("error", pa.float64()),            # top-1 test error in percent; null unless done
-    ("message", pa.string()),           # why it diverged or failed; empty when done
-    ("epochs", pa.int64()),
-    ("batch_size", pa.int64()),
-    ("lr", pa.float64()),
-    ("wd", pa.float64()),
-    ("seed", pa.int64()),               # training seed
-    ("dataset", pa.string()),
-    ("train_subset", pa.int64()),       # training images used; null = the full train split
-    ("train_seconds", pa.float64()),
-    ("images_per_second", pa.float64()),
-    ("train_loss", pa.float64()),       # mean loss of the final epoch
-    ("device", pa.string()),
-    ("torch_version", pa.string()),
-    ("dse_version", pa.string()),
-    ("finished_at", pa.timestamp("ms", tz="UTC")),
-    # the rest of the recipe and how it ran (docs/training.md)
-    ("momentum", pa.float64()),
-    ("nesterov", pa.bool_()),
-    ("warmup_epochs", pa.float64()),    # linear lr warm-up length; 0 = none (the paper)
-    ("zero_init_final_gamma", pa.bool_()),  # each block's final BN γ started at 0 (paper: 1)
-    ("augment", pa.bool_()),            # pad + random crop (+ flip on CIFAR-10)
-    ("precision", pa.string()),         # bf16-autocast | fp32
-    ("cuda_graph", pa.bool_()),         # training step replayed from a CUDA graph
-    ("channels_last", pa.bool_()),      # NHWC memory format (CPU default)
-    ("epochs_run", pa.int64()),         # epochs completed (fewer than epochs if diverged)
-    ("host", pa.string()),
-])
-
-RESULT_STATUSES = ("done", "diverged", "failed")
-
-
-def results_dir(store: Path, space: str) -> Path:
-    return space_dir(store, space) / "results"
-
-
-def write_result(store: Path, space: str, row: dict, schema: pa.Schema = RESULTS_SCHEMA) -> Path:
-    """Write one model's result atomically to <store>/<space>/results/<model_id>.parquet.
-    Columns of `schema` missing from `row` are stored as null."""
-    d = results_dir(store, space)
-    d.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
-    path = d / f"{row['model_id']}.parquet"
-    write_atomic(path, lambda p: pq.write_table(table, p))
+        raise DseError(f"cannot write {path}: {e.strerror or e}") from None
     return path
-
-
-def read_results(store: Path, space: str) -> pd.DataFrame:
-    """Every stored result of a space as one frame (empty with the schema's columns if none).
-    Equivalent to pandas.read_parquet("<store>/<space>/results")."""
-    d = results_dir(store, space)
-    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-    if not files:
-        return RESULTS_SCHEMA.empty_table().to_pandas()
-    try:
-        tables = [pq.read_table(f) for f in files]
-    except (pa.ArrowException, OSError) as e:
-        raise DseError(f"a result file in {d} is not a readable Parquet table ({e})") from None
-    return pa.concat_tables(tables, promote_options="default").to_pandas()
-
-
-def load(store: Path, spaces: list[str] | None = None) -> pd.DataFrame:
-    """Models joined with their results (left join: untrained models have a null status),
-    for the named spaces or every space in the store. The sampling seed stays `seed`; the
-    training seed becomes `train_seed`."""
-    store = Path(store)
-    frames = []
-    for name in dict.fromkeys(spaces or spaces_in(store)):
-        res = read_results(store, name).drop(columns=["space", "dataset", "dse_version"])
-        res = res.rename(columns={"seed": "train_seed"}).drop_duplicates("model_id", keep="last")
-        frames.append(read_models(store, name).merge(res, on="model_id", how="left"))
-    if not frames:
-        return load(store, [""])
-    return pd.concat(frames, ignore_index=True)

@@ -1,4 +1,4 @@
-"""Proxy training of one model: the recipe in one place, the data on the device (torch).
+"""Proxy training of one model with a `Recipe` (dse.recipe), the data on the device (torch).
 
 `train` reads top to bottom: build the network → for each epoch build the augmented,
 shuffled epoch on the device → run the steps (eagerly, or replaying one captured CUDA graph)
@@ -13,76 +13,18 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dse.data import DeviceData
 from dse.errors import DseError
 from dse.models import build
+from dse.recipe import Recipe, lr_schedule
 from dse.spec import AnyNetSpec, Task
 
 GRAPH_WARMUP_STEPS = 3  # eager steps (on a side stream) before the step is captured
 EVAL_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The proxy-training recipe. Defaults: the paper's (REFERENCE §6) plus zero-init of each
-    block's final BN γ, which keeps deep narrow networks from stalling (docs/training.md)."""
-
-    epochs: int = 10                  # passes over the training images
-    batch_size: int = 128             # images per step; the last partial batch is dropped
-    lr: float = 0.05                  # peak learning rate
-    momentum: float = 0.9
-    nesterov: bool = True
-    wd: float = 5e-5                  # L2 weight decay on every parameter
-    warmup_epochs: float = 0.0        # linear warm-up from 0 to lr, then half-period cosine
-    zero_init_final_gamma: bool = True  # each block's final BN γ starts at 0 (paper: 1)
-    augment: bool = True              # pad + random crop (+ flip), see dse.data.AUGMENT
-    seed: int = 0                     # model init, shuffling and augmentation
-    train_subset: int | None = None   # train on N images of a fixed permutation; None = all
-
-    def __post_init__(self):
-        checks = [("epochs", self.epochs, 1), ("batch_size", self.batch_size, 1)]
-        for name, v, lo in checks:
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise DseError(f"{name} must be an integer ≥ {lo} (got {v!r})")
-        if self.train_subset is not None and (not isinstance(self.train_subset, int)
-                                              or self.train_subset < 1):
-            raise DseError(f"train_subset must be a positive integer (got {self.train_subset!r})")
-        for name in ("lr", "momentum", "wd", "warmup_epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise DseError(f"{name} must be a finite number ≥ 0 (got {v!r})")
-        if self.lr == 0:
-            raise DseError("lr must be > 0")
-        if self.momentum >= 1:
-            raise DseError(f"momentum must be < 1 (got {self.momentum})")
-        if self.warmup_epochs > self.epochs:
-            raise DseError(f"warmup_epochs ({self.warmup_epochs:g}) exceeds epochs "
-                           f"({self.epochs})")
-
-    def paper(self) -> Recipe:
-        """The same recipe with the paper's exact settings: every BN γ = 1, no warm-up."""
-        return replace(self, zero_init_final_gamma=False, warmup_epochs=0.0)
-
-    def asdict(self) -> dict:
-        return asdict(self)
-
-
-def lr_schedule(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
-    """Learning rate of every step: lr · ½(1 + cos(π t / T)), t = 0..T−1 (half-period
-    cosine per step), times a linear ramp (t + 1) / W over the first W warm-up steps."""
-    total = recipe.epochs * steps_per_epoch
-    t = np.arange(total, dtype=np.float64)
-    lr = recipe.lr * 0.5 * (1 + np.cos(np.pi * t / total))
-    warm = round(recipe.warmup_epochs * steps_per_epoch)
-    if warm:
-        lr *= np.minimum(1.0, (t + 1) / warm)
-    return lr
 
 
 @torch.no_grad()

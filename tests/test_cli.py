@@ -129,7 +129,7 @@ def test_bad_yaml_and_unwritable_store(tmp_path):
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "dse.cli", "sample", "--space", "zz", "--n", "1"],
+    p = subprocess.run([sys.executable, "-m", "dse", "sample", "--space", "zz", "--n", "1"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.startswith("Error: unknown space 'zz'") and p.stderr.count("\n") == 1

@@ -7,9 +7,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dse import store, train
+from dse import datasets, train
 from dse.cli import cli
-from dse.cli_train import train_cmd
+from dse.cli.train import train_cmd
+from dse.store import Store
 
 FAST = ["--epochs", "2", "--train-subset", "2000"]
 
@@ -22,7 +23,7 @@ def sample(tmp_path, n=3, dataset="synthetic", space="rx", flops="0.5M:2M", seed
     r = invoke("sample", "--space", space, "--n", n, "--dataset", dataset, "--flops", flops,
                "--seed", seed, "--store", tmp_path)
     assert r.exit_code == 0, r.output
-    return store.read_models(tmp_path, "regnetx" if space == "rx" else space)
+    return Store(tmp_path).read_models("regnetx" if space == "rx" else space)
 
 
 def test_sample_train_status_end_to_end(tmp_path):
@@ -51,7 +52,7 @@ def test_sample_train_status_end_to_end(tmp_path):
     assert row.train_seconds > 0 and row.images_per_second > 0 and row.train_loss < 2.3
     assert not list((tmp_path / "regnetx" / "claims").iterdir())
 
-    joined = store.load(tmp_path)
+    joined = Store(tmp_path).load()
     assert joined["status"].eq("done").all() and joined["error"].notna().all()
 
     r = invoke("status", "--store", tmp_path)
@@ -83,7 +84,7 @@ def test_divergence_and_failure_are_recorded_and_the_run_goes_on(tmp_path, monke
     r = invoke("train", "--store", tmp_path, "--epochs", "1", "--train-subset", "1000")
     assert r.exit_code == 0, r.output
     assert "1 done, 1 diverged, 1 failed" in r.output.splitlines()[-1]
-    res = store.read_results(tmp_path, "regnetx").set_index("status")
+    res = Store(tmp_path).read_results("regnetx").set_index("status")
     assert res.loc["diverged", "message"] == "train loss became nan in epoch 1"
     assert res.loc["diverged", "epochs_run"] == 1 and pd.isna(res.loc["diverged", "error"])
     assert res.loc["failed", "message"].startswith("OutOfMemoryError: CUDA out of memory")
@@ -95,34 +96,32 @@ def test_divergence_and_failure_are_recorded_and_the_run_goes_on(tmp_path, monke
     r = invoke("train", "--store", tmp_path, "--epochs", "1", "--train-subset", "1000",
                "--retry-failed")
     assert r.exit_code == 0 and "trained 1 of 1 pending models" in r.output
-    assert sorted(store.read_results(tmp_path, "regnetx")["status"]) == \
+    assert sorted(Store(tmp_path).read_results("regnetx")["status"]) == \
         ["diverged", "done", "done"]
 
 
 def test_user_errors_are_one_line_and_store_nothing(tmp_path, monkeypatch):
-    from dse import data
-
     def err(*args):
         r = invoke(*args)
         assert r.exit_code == 2, r.output
         assert r.output.startswith("Error: ") and r.output.count("\n") == 1, r.output
         return r.output
 
-    assert "does not exist; sample models first" in err("train", "--store", tmp_path / "x")
+    assert "does not exist; sample models into it first" in err("train", "--store", tmp_path / "x")
     assert "does not exist" in err("status", "--store", tmp_path / "x")
     sample(tmp_path / "s", 1)
     s = tmp_path / "s"
-    assert "space 'xa' has no models in" in err("train", "--store", s, "--space", "xa")
-    assert "exceeds the 10000 training images of synthetic" in err(
+    assert "no anynetxa models in store" in err("train", "--store", s, "--space", "xa")
+    assert "--train-subset 20000 exceeds the 10000 training images of synthetic" in err(
         "train", "--store", s, "--train-subset", "20000")
     assert "unknown device 'gpu'" in err("train", "--store", s, "--device", "gpu")
     if not torch.cuda.is_available():
         assert "no usable CUDA device" in err("train", "--store", s, "--device", "cuda")
     assert "--jobs" in err("train", "--store", s, "--jobs", "0")
-    assert "warmup_epochs (3) exceeds epochs (2)" in err("train", "--store", s, "--epochs", "2",
+    assert "--warmup (3) exceeds epochs (2)" in err("train", "--store", s, "--epochs", "2",
                                                          "--warmup", "3")
     sample(tmp_path / "f", 1, dataset="fashion-mnist")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     assert "fashion-mnist not found; looked in" in err(
         "train", "--store", tmp_path / "f", "--data-dir", tmp_path / "empty")
     sample(tmp_path / "i", 1, dataset="imagenet", space="xa", flops="360M:400M")
@@ -133,14 +132,15 @@ def test_user_errors_are_one_line_and_store_nothing(tmp_path, monkeypatch):
         assert not list((tmp_path / d).glob("*/claims/*"))
 
 
-def test_cli_defaults_are_the_recipe_defaults():
+def test_cli_options_are_named_and_defaulted_by_the_recipe():
+    """Options carry the names of Recipe fields (so a library error names its flag) and the
+    recipe's defaults."""
     ctx = click.Context(train_cmd)
     r, opts = train.Recipe(), {p.name: p.get_default(ctx) for p in train_cmd.params}
-    assert (opts["epochs"], opts["batch_size"], opts["lr"], opts["wd"], opts["momentum"],
-            opts["warmup"], opts["zero_gamma"], not opts["no_augment"], opts["seed"],
-            opts["train_subset"]) == \
-        (r.epochs, r.batch_size, r.lr, r.wd, r.momentum, r.warmup_epochs,
-         r.zero_init_final_gamma, r.augment, r.seed, r.train_subset)
+    for name in ("epochs", "batch_size", "lr", "wd", "momentum", "warmup_epochs",
+                 "zero_init_final_gamma", "seed", "train_subset"):
+        assert opts[name] == getattr(r, name), name
+    assert (not opts["no_augment"]) == r.augment
 
 
 def test_paper_flag_records_the_paper_recipe(tmp_path):
@@ -148,7 +148,7 @@ def test_paper_flag_records_the_paper_recipe(tmp_path):
     r = invoke("train", "--store", tmp_path, "--epochs", "1", "--train-subset", "1000",
                "--paper", "--warmup", "0.5")
     assert r.exit_code == 0, r.output
-    row = store.read_results(tmp_path, "regnetx").iloc[0]
+    row = Store(tmp_path).read_results("regnetx").iloc[0]
     assert not row.zero_init_final_gamma and row.warmup_epochs == 0
 
 
@@ -159,13 +159,13 @@ def test_worker_processes_train_disjoint_models(tmp_path, monkeypatch):
                "--jobs", "2", "--max-models", "2")
     assert r.exit_code == 0, r.output
     assert r.output.startswith("training 2 models on 2 workers (2 × cpu)")
-    res = store.read_results(tmp_path, "regnetx")
+    res = Store(tmp_path).read_results("regnetx")
     assert sorted(res["model_id"]) == sorted(models["model_id"])
     assert (res["status"] == "done").all()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (store.Path("/usr/share/datasets/fashion-mnist") /
+@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST /
                          "train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_default_recipe_does_not_stall_deep_fashion_mnist_models(tmp_path):
@@ -182,6 +182,6 @@ def test_default_recipe_does_not_stall_deep_fashion_mnist_models(tmp_path):
                    .take(deep.index.to_numpy()), tmp_path / "deep" / "regnetx" / "models.parquet")
     r = invoke("train", "--store", tmp_path / "deep", "--epochs", "2", "--train-subset", "10000")
     assert r.exit_code == 0, r.output
-    res = store.read_results(tmp_path / "deep", "regnetx")
+    res = Store(tmp_path / "deep").read_results("regnetx")
     assert len(res) == 4 and (res["status"] == "done").all()
     assert (res["error"] <= 40).all(), res[["model_id", "error"]]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from dse import data
+from dse import data, datasets
 from dse.errors import DseError
 
-FASHION = data.DEBIAN_FASHION_MNIST
+FASHION = datasets.DEBIAN_FASHION_MNIST
 has_fashion = pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
                                  reason="Debian's dataset-fashion-mnist is not installed")
 
@@ -22,7 +22,7 @@ def fake_cifar10(root, n=20, seed=0):
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
     batches = {}
-    for name in data.CIFAR_TRAIN + data.CIFAR_TEST:
+    for name in datasets.CIFAR_TRAIN + datasets.CIFAR_TEST:
         x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         y = [int(v) for v in rng.integers(0, 10, size=n)]
         with open(d / name, "wb") as f:
@@ -48,14 +48,14 @@ def fake_fashion(d, n_train=30, n_test=10, gz=True, seed=0):
               "train_y": rng.integers(0, 10, n_train),
               "test_x": rng.integers(0, 256, (n_test, 28, 28)),
               "test_y": rng.integers(0, 10, n_test)}
-    for key, stem in data.FASHION_FILES.items():
+    for key, stem in datasets.FASHION_FILES.items():
         write_idx(d / (stem + (".gz" if gz else "")), arrays[key], gz)
     return arrays
 
 
 def test_cifar10_reads_the_official_pickles(tmp_path):
     _, batches = fake_cifar10(tmp_path)
-    a = data.load("cifar10", tmp_path)
+    a = datasets.load("cifar10", tmp_path)
     assert a.train_x.shape == (100, 3, 32, 32) and a.test_x.shape == (20, 3, 32, 32)
     assert a.train_x.dtype == np.uint8 and a.train_y.dtype == np.int64
     x1, y1 = batches["data_batch_2"]
@@ -64,31 +64,31 @@ def test_cifar10_reads_the_official_pickles(tmp_path):
     assert a.train_y[20:40].tolist() == y1
     assert a.test_y.tolist() == batches["test_batch"][1]
     # the folder itself may be given
-    assert data.load("cifar10", tmp_path / "cifar-10-batches-py").train_x.shape[0] == 100
+    assert datasets.load("cifar10", tmp_path / "cifar-10-batches-py").train_x.shape[0] == 100
 
 
 def test_cifar10_damaged_or_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("DSE_DATA", raising=False)
     with pytest.raises(DseError, match=r"cifar10 not found; looked in .*cifar-10-batches-py.*"
                                        r"--download"):
-        data.load("cifar10", tmp_path)
+        datasets.load("cifar10", tmp_path)
     d, _ = fake_cifar10(tmp_path)
     (d / "data_batch_3").write_bytes((d / "data_batch_3").read_bytes()[:500])
     with pytest.raises(DseError, match="data_batch_3 is damaged"):
-        data.load("cifar10", tmp_path)
+        datasets.load("cifar10", tmp_path)
 
 
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     fake_cifar10(tmp_path)
     monkeypatch.setenv("DSE_DATA", str(tmp_path))
-    assert data.load("cifar10").train_x.shape[0] == 100
+    assert datasets.load("cifar10").train_x.shape[0] == 100
 
 
 @pytest.mark.parametrize("layout,gz", [("FashionMNIST/raw", False), ("fashion-mnist", True),
                                        (".", True)])
 def test_fashion_mnist_reads_idx_files(tmp_path, layout, gz):
     arrays = fake_fashion(tmp_path / layout, gz=gz)
-    a = data.load("fashion-mnist", tmp_path)
+    a = datasets.load("fashion-mnist", tmp_path)
     assert a.train_x.shape == (30, 1, 28, 28) and a.test_x.shape == (10, 1, 28, 28)
     np.testing.assert_array_equal(a.train_x[:, 0], arrays["train_x"])
     np.testing.assert_array_equal(a.test_y, arrays["test_y"])
@@ -96,30 +96,30 @@ def test_fashion_mnist_reads_idx_files(tmp_path, layout, gz):
 
 
 def test_fashion_mnist_damaged_or_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     with pytest.raises(DseError, match="fashion-mnist not found; looked in .*nowhere"):
-        data.load("fashion-mnist", tmp_path)
+        datasets.load("fashion-mnist", tmp_path)
     fake_fashion(tmp_path)
     f = tmp_path / "t10k-labels-idx1-ubyte.gz"
     f.write_bytes(f.read_bytes()[:20])  # truncated gzip stream
     with pytest.raises(DseError, match="t10k-labels-idx1-ubyte.gz is damaged"):
-        data.load("fashion-mnist", tmp_path)
+        datasets.load("fashion-mnist", tmp_path)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(7), gz=True)  # 7 labels, 10 images
     with pytest.raises(DseError, match="do not match"):
-        data.load("fashion-mnist", tmp_path)
+        datasets.load("fashion-mnist", tmp_path)
 
 
 def test_imagenet_and_unknown_datasets_are_refused():
     with pytest.raises(DseError, match="imagenet models cannot be trained yet"):
-        data.load("imagenet")
+        datasets.load("imagenet")
     with pytest.raises(DseError, match="unknown dataset 'mnist'"):
-        data.load("mnist")
+        datasets.load("mnist")
 
 
 @has_fashion
 def test_debian_fashion_mnist_is_found(tmp_path, monkeypatch):
     monkeypatch.delenv("DSE_DATA", raising=False)
-    a = data.load("fashion-mnist", tmp_path)  # nothing in tmp_path: falls back to Debian's
+    a = datasets.load("fashion-mnist", tmp_path)  # nothing in tmp_path: falls back to Debian's
     assert a.source == str(FASHION)
     assert a.train_x.shape == (60000, 1, 28, 28) and a.test_x.shape == (10000, 1, 28, 28)
     assert np.bincount(a.train_y).tolist() == [6000] * 10
@@ -127,7 +127,7 @@ def test_debian_fashion_mnist_is_found(tmp_path, monkeypatch):
 
 
 def test_synthetic_is_deterministic_and_balanced():
-    a, b = data.synthetic(), data.synthetic.__wrapped__()
+    a, b = datasets.synthetic(), datasets.synthetic.__wrapped__()
     np.testing.assert_array_equal(a.train_x, b.train_x)
     assert a.train_x.shape == (10_000, 3, 32, 32) and a.test_x.shape == (2_000, 3, 32, 32)
     counts = np.bincount(a.train_y, minlength=10)
@@ -138,10 +138,10 @@ def test_synthetic_is_deterministic_and_balanced():
 
 
 def small_device_data(n=300, subset=None):
-    return data.DeviceData(data.Arrays("synthetic", *[
+    return data.DeviceData(datasets.Arrays("synthetic", *[
         v[:n] if i < 2 else v for i, v in enumerate(
-            (data.synthetic().train_x, data.synthetic().train_y,
-             data.synthetic().test_x[:100], data.synthetic().test_y[:100]))], "test"),
+            (datasets.synthetic().train_x, datasets.synthetic().train_y,
+             datasets.synthetic().test_x[:100], datasets.synthetic().test_y[:100]))], "test"),
         "cpu", subset)
 
 
@@ -193,7 +193,7 @@ def test_train_subset_is_fixed_and_checked():
     a = small_device_data(subset=100)
     b = small_device_data(subset=100)
     assert a.n_train == 100 and torch.equal(a.train_x, b.train_x)
-    with pytest.raises(DseError, match="--train-subset 400 exceeds the 300 training images"):
+    with pytest.raises(DseError, match="train_subset 400 exceeds the 300 training images"):
         small_device_data(subset=400)
-    with pytest.raises(DseError, match="batch size 512 exceeds the 300 training images"):
+    with pytest.raises(DseError, match="batch_size 512 exceeds the 300 training images"):
         small_device_data().epoch(512, torch.Generator())

@@ -66,7 +66,7 @@ def test_readme_analysis_commands_run(tmp_path, monkeypatch):
     """On a store of AnyNetX_A and AnyNetX_E models with recorded errors (E better)."""
     import numpy as np
 
-    from dse import store
+    from dse.store import Store
 
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "runs"
@@ -76,8 +76,8 @@ def test_readme_analysis_commands_run(tmp_path, monkeypatch):
         r = CliRunner().invoke(cli, ["sample", "--space", space, "--n", "150", "--dataset",
                                      "fashion-mnist", "--flops", "1M:3M"])
         assert r.exit_code == 0, r.output
-        for mid in store.read_models(root, space)["model_id"]:
-            store.write_result(root, space, dict(model_id=mid, space=space, status="done",
+        for mid in Store(root).read_models(space)["model_id"]:
+            Store(root).write_result(space, dict(model_id=mid, space=space, status="done",
                                                  error=base + rng.normal(0, 1), epochs=1))
     commands = list(_commands(ANALYSIS))
     assert {c[0] for c in commands} == ANALYSIS

@@ -5,11 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from dse import regnet, spaces
+from dse import datasets, regnet, spaces
 from dse.complexity import complexity
 from dse.errors import DseError
 from dse.sampling import Window, parse_window, sample
-from dse.spec import DATASETS, AnyNetSpec, Task, default_flops_window, model_id
+from dse.spec import AnyNetSpec, Task, model_id
 
 IMAGENET = Task()
 WINDOW = Window(360e6, 400e6)
@@ -119,9 +119,10 @@ def test_window_parsing():
 
 
 def test_default_windows_scale_the_papers_by_area():
-    assert default_flops_window("imagenet") == (360e6, 400e6)
-    assert default_flops_window("cifar10") == (29.4e6, 32.7e6)  # (32/112)^2
-    assert default_flops_window("fashion-mnist") == (22.5e6, 25.0e6)  # (28/112)^2
+    assert datasets.default_flops_window("imagenet") == (360e6, 400e6)
+    assert datasets.default_flops_window("cifar10") == (29.4e6, 32.7e6)  # (32/112)^2
+    assert datasets.default_flops_window("fashion-mnist") == (22.5e6, 25.0e6)  # (28/112)^2
     for ds in ("cifar10", "fashion-mnist"):
-        rows = sample(spaces.load("rx"), 20, DATASETS[ds], Window(*default_flops_window(ds)))
+        window = Window(*datasets.default_flops_window(ds))
+        rows = sample(spaces.load("rx"), 20, datasets.task(ds), window)
         assert len(rows) == 20

@@ -7,27 +7,27 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from dse import spaces, store
+from dse import datasets, schema, spaces
 from dse.errors import DseError
 from dse.sampling import Window, sample
-from dse.spec import DATASETS
+from dse.store import Store
 
-TASK = DATASETS["fashion-mnist"]
+TASK = datasets.task("fashion-mnist")
 
 
 def _add(root, name="xe", n=10, seed=0, dataset="fashion-mnist"):
     space = spaces.load(name)
-    have = set(store.read_models(root, space.name)["model_id"])
-    rows = sample(space, n, DATASETS[dataset], Window(1e6, 3e6), seed=seed, exclude=have)
-    return store.add_models(root, space, dataset, DATASETS[dataset], rows, seed)
+    have = set(Store(root).read_models(space.name)["model_id"])
+    rows = sample(space, n, datasets.task(dataset), Window(1e6, 3e6), seed=seed, exclude=have)
+    return Store(root).add_models(space, dataset, datasets.task(dataset), rows, seed)
 
 
 def test_round_trip_with_schema(tmp_path):
     added = _add(tmp_path, "rx", 12)
     path = tmp_path / "regnetx" / "models.parquet"
     stored = pq.read_schema(path)
-    assert stored.names == store.MODELS_SCHEMA.names
-    for f in store.MODELS_SCHEMA:  # parquet renames list items; compare value types
+    assert stored.names == schema.MODELS_SCHEMA.names
+    for f in schema.MODELS_SCHEMA:  # parquet renames list items; compare value types
         got = stored.field(f.name).type
         assert (got.value_type == f.type.value_type) if hasattr(f.type, "value_type") \
             else got == f.type, f.name
@@ -47,15 +47,15 @@ def test_round_trip_with_schema(tmp_path):
 
 def test_anynet_rows_have_null_regnet_params(tmp_path):
     df = _add(tmp_path, "xa", 5)
-    df = store.read_models(tmp_path, "anynetxa")
+    df = Store(tmp_path).read_models("anynetxa")
     assert df[["d", "w0", "wa", "wm", "group_w", "b"]].isna().all().all()
 
 
 def test_sampling_more_keeps_old_and_adds_distinct(tmp_path):
     _add(tmp_path, n=10, seed=0)
-    before = store.read_models(tmp_path, "anynetxe")
+    before = Store(tmp_path).read_models("anynetxe")
     _add(tmp_path, n=10, seed=0)  # same seed: the first 10 are skipped as repeats
-    after = store.read_models(tmp_path, "anynetxe")
+    after = Store(tmp_path).read_models("anynetxe")
     assert len(after) == 20 and after["model_id"].is_unique
     pd.testing.assert_frame_equal(after.iloc[:10], before)
     assert after["sample_index"].tolist() == list(range(20))
@@ -75,7 +75,7 @@ def test_refusals_leave_the_store_unchanged(tmp_path):
     other.write_text("extends: anynetxe\nname: anynetxe\nse_ratio: 0.25\n")
     space = spaces.load(str(other))
     with pytest.raises(DseError, match="different definition"):
-        store.add_models(root, space, "fashion-mnist", TASK, [], 0)
+        Store(root).add_models(space, "fashion-mnist", TASK, [], 0)
     assert _snapshot(root) == snap
 
 
@@ -90,19 +90,19 @@ def test_damaged_table_is_reported_not_overwritten(tmp_path):
 
 def test_results_and_join(tmp_path):
     _add(tmp_path, n=4)
-    ids = store.read_models(tmp_path, "anynetxe")["model_id"].tolist()
-    store.write_result(tmp_path, "anynetxe", dict(model_id=ids[0], space="anynetxe",
+    ids = Store(tmp_path).read_models("anynetxe")["model_id"].tolist()
+    Store(tmp_path).write_result("anynetxe", dict(model_id=ids[0], space="anynetxe",
                                                    status="done", error=12.5, epochs=10))
-    store.write_result(tmp_path, "anynetxe", dict(model_id=ids[1], space="anynetxe",
+    Store(tmp_path).write_result("anynetxe", dict(model_id=ids[1], space="anynetxe",
                                                    status="diverged", epochs=10))
     res = pd.read_parquet(tmp_path / "anynetxe" / "results")
     assert sorted(res["status"]) == ["diverged", "done"]
-    joined = store.load(tmp_path)
+    joined = Store(tmp_path).load()
     assert len(joined) == 4
     assert joined.set_index("model_id").loc[ids[0], "error"] == 12.5
     assert "train_seed" in joined and "seed_x" not in joined
     assert joined["status"].isna().sum() == 2
-    assert store.spaces_in(tmp_path) == ["anynetxe"]
+    assert Store(tmp_path).spaces() == ["anynetxe"]
     assert not list((tmp_path / "anynetxe" / "results").glob("*.tmp"))
 
 
@@ -110,11 +110,11 @@ def test_concurrent_samplers_never_collide(tmp_path):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "dse.cli", "sample", "--space", "xd", "--n", "25",
+    cmd = [sys.executable, "-m", "dse", "sample", "--space", "xd", "--n", "25",
            "--dataset", "synthetic", "--flops", "1M:5M", "--store", str(tmp_path)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(3)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
-    df = store.read_models(tmp_path, "anynetxd")
+    df = Store(tmp_path).read_models("anynetxd")
     assert len(df) == 75 and df["model_id"].is_unique
     assert sorted(df["sample_index"]) == list(range(75))

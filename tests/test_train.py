@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from dse import data, train
+from dse import data, datasets, train
 from dse.errors import DseError
-from dse.spec import DATASETS, AnyNetSpec
+from dse.spec import AnyNetSpec
 
 TINY = AnyNetSpec((1, 1, 2, 1), (8, 16, 32, 64), (1, 1, 1, 1), (8, 8, 8, 8), stem_w=16)
-SYN = DATASETS["synthetic"]
+SYN = datasets.task("synthetic")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 @pytest.fixture(scope="module")
 def syn2k():
-    return data.DeviceData(data.synthetic(), "cpu", train_subset=2000)
+    return data.DeviceData(datasets.synthetic(), "cpu", train_subset=2000)
 
 
 @pytest.mark.parametrize("nesterov", [True, False])
@@ -89,7 +89,7 @@ def test_tiny_model_learns_synthetic_data(syn2k):
 
 
 def test_training_is_reproducible_by_seed():
-    d = data.DeviceData(data.synthetic(), "cpu", train_subset=640)
+    d = data.DeviceData(datasets.synthetic(), "cpu", train_subset=640)
     a, b, c = (train.train(TINY, SYN, d, train.Recipe(epochs=1, seed=s)) for s in (0, 0, 1))
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     assert a["error"] == b["error"]
@@ -104,24 +104,24 @@ def test_divergence_ends_the_run_at_the_epoch_check(syn2k):
 
 def test_wrong_task_for_the_data_is_refused(syn2k):
     with pytest.raises(DseError, match=r"models for 28×28×1 inputs cannot train on synthetic"):
-        train.train(TINY, DATASETS["fashion-mnist"], syn2k, train.Recipe(epochs=1))
+        train.train(TINY, datasets.task("fashion-mnist"), syn2k, train.Recipe(epochs=1))
     with pytest.raises(DseError, match="CUDA graphs need a CUDA device"):
         train.train(TINY, SYN, syn2k, train.Recipe(epochs=1), cuda_graph=True)
 
 
-@pytest.mark.skipif(not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_tiny_model_learns_fashion_mnist():
-    d = data.DeviceData(data.load("fashion-mnist"), "cpu", train_subset=3000)
+    d = data.DeviceData(datasets.load("fashion-mnist"), "cpu", train_subset=3000)
     spec = AnyNetSpec((1, 1, 1), (16, 32, 64), (1, 1, 1), (8, 8, 8), stem_w=16)
-    out = train.train(spec, DATASETS["fashion-mnist"], d, train.Recipe(epochs=2, lr=0.2))
+    out = train.train(spec, datasets.task("fashion-mnist"), d, train.Recipe(epochs=2, lr=0.2))
     assert out["status"] == "done" and out["error"] < 70  # the full 10k test split; chance 90
 
 
 @pytest.mark.gpu
 @cuda
 def test_cuda_graph_bf16_matches_eager_fp32():
-    d = data.DeviceData(data.synthetic(), "cuda", train_subset=4096)
+    d = data.DeviceData(datasets.synthetic(), "cuda", train_subset=4096)
     r = train.Recipe(epochs=3)
     fast = train.train(TINY, SYN, d, r)
     assert fast["cuda_graph"] and fast["precision"] == "bf16-autocast"
@@ -136,6 +136,6 @@ def test_cuda_graph_bf16_matches_eager_fp32():
 @pytest.mark.gpu
 @cuda
 def test_cuda_graph_run_diverges_cleanly():
-    d = data.DeviceData(data.synthetic(), "cuda", train_subset=2048)
+    d = data.DeviceData(datasets.synthetic(), "cuda", train_subset=2048)
     out = train.train(TINY, SYN, d, train.Recipe(epochs=2, lr=1e6))
     assert out["status"] == "diverged" and out["cuda_graph"]

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dse import runner, store
+from dse import claims, runner, workers
 from dse.cli import cli
+from dse.store import Store
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
 
@@ -22,7 +23,7 @@ def sample(tmp_path, n):
     r = CliRunner().invoke(cli, ["sample", "--space", "rx", "--n", str(n), "--dataset",
                                  "synthetic", "--flops", "0.5M:2M", "--store", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    return list(store.read_models(tmp_path, "regnetx")["model_id"])
+    return list(Store(tmp_path).read_models("regnetx")["model_id"])
 
 
 def dse_train(store_dir, *args):
@@ -38,17 +39,17 @@ def trained_ids(output):
 
 
 def test_a_claim_is_exclusive_and_released(tmp_path):
-    c = runner.claim(tmp_path, "s", "m1")
-    assert c is not None and runner.claim(tmp_path, "s", "m1") is None
+    c = claims.claim(Store(tmp_path), "s", "m1")
+    assert c is not None and claims.claim(Store(tmp_path), "s", "m1") is None
     rec = json.loads(c.path.read_text())
-    assert rec["pid"] == os.getpid() and rec["host"] == runner.HOST and rec["token"] == c.token
+    assert rec["pid"] == os.getpid() and rec["host"] == claims.HOST and rec["token"] == c.token
     before = rec["heartbeat_at"]
     time.sleep(0.01)
-    assert runner.heartbeat(c)
+    assert claims.heartbeat(c)
     assert json.loads(c.path.read_text())["heartbeat_at"] > before
-    runner.release(c)
+    claims.release(c)
     assert not c.path.exists()
-    assert runner.claim(tmp_path, "s", "m1") is not None
+    assert claims.claim(Store(tmp_path), "s", "m1") is not None
 
 
 def write_claim(path, **rec):
@@ -57,41 +58,41 @@ def write_claim(path, **rec):
 
 
 def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path):
-    d = runner.claims_dir(tmp_path, "s")
+    d = Store(tmp_path).claims_dir("s")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     now = time.time()
-    write_claim(d / "dead.json", host=runner.HOST, pid=dead.pid, heartbeat_at=now)
+    write_claim(d / "dead.json", host=claims.HOST, pid=dead.pid, heartbeat_at=now)
     write_claim(d / "old.json", host="elsewhere", pid=1, heartbeat_at=now - 1000)
     write_claim(d / "live.json", host="elsewhere", pid=1, heartbeat_at=now)
-    write_claim(d / "alive_here.json", host=runner.HOST, pid=os.getppid(), heartbeat_at=now)
+    write_claim(d / "alive_here.json", host=claims.HOST, pid=os.getppid(), heartbeat_at=now)
     (d / "garbled.json").write_text("{not json")
     os.utime(d / "garbled.json", (now - 1000, now - 1000))
     for name in ("dead", "old", "garbled"):
-        c = runner.claim(tmp_path, "s", name, timeout=300)
+        c = claims.claim(Store(tmp_path), "s", name, timeout=300)
         assert c is not None, name
         assert json.loads(c.path.read_text())["pid"] == os.getpid()
     for name in ("live", "alive_here"):
-        assert runner.claim(tmp_path, "s", name, timeout=300) is None, name
+        assert claims.claim(Store(tmp_path), "s", name, timeout=300) is None, name
     # the old owner, if it comes back, finds its claim gone and stops refreshing it
-    old = runner.Claim(tmp_path, "s", "old", token="t")
-    assert not runner.heartbeat(old)
+    old = claims.Claim(Store(tmp_path), "s", "old", token="t")
+    assert not claims.heartbeat(old)
 
 
 def test_a_model_with_a_result_is_not_claimed(tmp_path):
-    store.write_result(tmp_path, "s", {"model_id": "m", "space": "s", "status": "done"})
-    assert runner.claim(tmp_path, "s", "m") is None
-    store.write_result(tmp_path, "s", {"model_id": "f", "space": "s", "status": "failed"})
-    assert runner.claim(tmp_path, "s", "f") is None
-    assert runner.claim(tmp_path, "s", "f", retry_failed=True) is not None
+    Store(tmp_path).write_result("s", {"model_id": "m", "space": "s", "status": "done"})
+    assert claims.claim(Store(tmp_path), "s", "m") is None
+    Store(tmp_path).write_result("s", {"model_id": "f", "space": "s", "status": "failed"})
+    assert claims.claim(Store(tmp_path), "s", "f") is None
+    assert claims.claim(Store(tmp_path), "s", "f", retry_failed=True) is not None
 
 
 def test_status_counts_claims_in_flight_and_stale(tmp_path):
     ids = sample(tmp_path, 3)
-    d = runner.claims_dir(tmp_path, "regnetx")
+    d = Store(tmp_path).claims_dir("regnetx")
     write_claim(d / f"{ids[0]}.json", host="elsewhere", pid=1, heartbeat_at=time.time())
     write_claim(d / f"{ids[1]}.json", host="elsewhere", pid=1, heartbeat_at=0)
-    (row,) = runner.status(tmp_path)
+    (row,) = runner.status(Store(tmp_path))
     assert (row["sampled"], row["pending"], row["in_flight"], row["stale_claims"]) == (3, 3, 1, 1)
 
 
@@ -103,9 +104,9 @@ def test_two_runs_on_one_store_train_disjoint_models(tmp_path):
     assert a.returncode == 0 and b.returncode == 0, out_a + out_b
     ta, tb = trained_ids(out_a), trained_ids(out_b)
     assert sorted(ta + tb) == sorted(ids)  # every model once, none twice
-    res = store.read_results(tmp_path, "regnetx")
+    res = Store(tmp_path).read_results("regnetx")
     assert sorted(res["model_id"]) == sorted(ids) and (res["status"] == "done").all()
-    assert not list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
+    assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
 
 
 def train_until_first_result(tmp_path, results):
@@ -120,7 +121,7 @@ def train_until_first_result(tmp_path, results):
 
 def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_path):
     ids = sample(tmp_path, 4)
-    results = store.results_dir(tmp_path, "regnetx")
+    results = Store(tmp_path).results_dir("regnetx")
     p = train_until_first_result(tmp_path, results)
     time.sleep(0.5)  # now inside the next model
     p.kill()
@@ -128,9 +129,9 @@ def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_p
     p.stdout.close()
     before = {f.name: f.read_bytes() for f in results.glob("*.parquet")}
     assert 1 <= len(before) < 4
-    claims = list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
-    assert len(claims) == 1  # the model in flight, held by a dead process
-    (row,) = runner.status(tmp_path)
+    held = list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
+    assert len(held) == 1  # the model in flight, held by a dead process
+    (row,) = runner.status(Store(tmp_path))
     assert row["pending"] == 4 - len(before) and row["stale_claims"] == 1
 
     r = dse_train(tmp_path, "--epochs", "2", "--train-subset", "1000")
@@ -142,7 +143,7 @@ def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_p
         assert (results / name).read_bytes() == data
     res = pd.read_parquet(results)
     assert sorted(res["model_id"]) == sorted(ids) and (res["status"] == "done").all()
-    assert not list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
+    assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
 
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -151,49 +152,49 @@ def test_max_models_stops_after_k(tmp_path, n):
     r = CliRunner().invoke(cli, ["train", "--store", str(tmp_path), "--space", "rx",
                                  "--epochs", "1", "--train-subset", "500", "--max-models", str(n)])
     assert r.exit_code == 0, r.output
-    assert len(store.read_results(tmp_path, "regnetx")) == n
+    assert len(Store(tmp_path).read_results("regnetx")) == n
     assert f"trained {n} of {n} pending models" in r.output
 
 
 def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    from dse.train import Recipe
+    from dse.recipe import Recipe, TrainOptions
+    from dse.workers import Epoch, Finished
 
     sample(tmp_path, 2)
-    jobs = runner.jobs_of(tmp_path, "regnetx")
-    opts = dict(recipe=Recipe(epochs=5, train_subset=1000), data_dir=None, download=False,
-                amp=None, cuda_graph=None, channels_last=False)
-    with runner._Processes(["cpu"], **opts) as ex:
+    jobs = runner.jobs_of(Store(tmp_path), "regnetx")
+    options = TrainOptions(recipe=Recipe(epochs=5, train_subset=1000), channels_last=False)
+    with workers.Processes(["cpu"], options) as ex:
         ex.submit(jobs[0])
         events = []
-        while not any(e[0] == "epoch" for e in events):  # it is training
+        while not any(isinstance(e, Epoch) for e in events):  # it is training
             events += ex.events(timeout=1.0)
-        ex.slots[0][0].kill()
+        ex.slots[0].process.kill()
         deadline = time.time() + 60
-        while not any(e[0] == "result" for e in events) and time.time() < deadline:
+        while not any(isinstance(e, Finished) for e in events) and time.time() < deadline:
             events += ex.events(timeout=1.0)
-        (res,) = [e for e in events if e[0] == "result"]
-        assert res[1] == jobs[0].key and res[2]["status"] == "failed"
-        assert res[2]["message"] == "worker process died (exit code -9)"
-        assert ex.free() and ex.slots[0][0].is_alive()  # a fresh worker took its place
+        (res,) = [e for e in events if isinstance(e, Finished)]
+        assert res.key == jobs[0].key and res.outcome["status"] == "failed"
+        assert res.outcome["message"] == "worker process died (exit code -9)"
+        assert ex.free() and ex.slots[0].process.is_alive()  # a fresh worker took its place
         ex.submit(jobs[1])
         done, deadline = [], time.time() + 300
-        while not any(e[0] == "result" for e in done) and time.time() < deadline:
+        while not any(isinstance(e, Finished) for e in done) and time.time() < deadline:
             done += ex.events(timeout=1.0)
-        assert [e[2]["status"] for e in done if e[0] == "result"] == ["done"]
+        assert [e.outcome["status"] for e in done if isinstance(e, Finished)] == ["done"]
 
 
 def test_workers_per_device():
     import torch
 
-    assert runner.devices_for("cpu", 3) == ["cpu"] * 3
+    assert workers.devices_for("cpu", 3) == ["cpu"] * 3
     if not torch.cuda.is_available():
-        assert runner.devices_for("auto", 2) == ["cpu", "cpu"]
+        assert workers.devices_for("auto", 2) == ["cpu", "cpu"]
     else:  # every GPU gets its own workers
         n = torch.cuda.device_count()
-        assert runner.devices_for("cuda", 2) == [f"cuda:{i}" for i in range(n) for _ in "ab"]
-        assert runner.devices_for("cuda:0", 1) == ["cuda:0"]
-    assert runner._describe(["cuda:0", "cuda:0", "cuda:1"]) == \
+        assert workers.devices_for("cuda", 2) == [f"cuda:{i}" for i in range(n) for _ in "ab"]
+        assert workers.devices_for("cuda:0", 1) == ["cuda:0"]
+    assert workers.describe(["cuda:0", "cuda:0", "cuda:1"]) == \
         "3 workers (2 × cuda:0, cuda:1)"
 
 
@@ -201,13 +202,13 @@ def test_sigterm_gives_the_claims_back(tmp_path):
     import signal
 
     sample(tmp_path, 3)
-    results = store.results_dir(tmp_path, "regnetx")
+    results = Store(tmp_path).results_dir("regnetx")
     p = train_until_first_result(tmp_path, results)
     time.sleep(0.5)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 128 + signal.SIGTERM
     p.stdout.close()
-    assert not list(runner.claims_dir(tmp_path, "regnetx").glob("*.json"))
-    (row,) = runner.status(tmp_path)
+    assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
+    (row,) = runner.status(Store(tmp_path))
     assert row["pending"] == 3 - len(list(results.glob("*.parquet"))) > 0
     assert row["in_flight"] == row["stale_claims"] == 0

@@ -1,0 +1,31 @@
+"""The `dse` command line: a thin click layer over the library, one command per stage.
+
+Commands are plain click commands in the modules of this package (sample: spaces, describe,
+sample; train: train, status; analyze: edf, fit-linear, trends, search-efficiency, report),
+attached to the group here and nowhere else; they import what they need inside the command,
+so `dse --help` loads no torch. Shared options and error handling: dse.cli.common.
+"""
+
+from __future__ import annotations
+
+import click
+
+from dse.cli import analyze, sample, train
+from dse.cli.common import Group
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dse", message="dse %(version)s")
+def cli():
+    """dse: sample, train and analyze populations of networks from design spaces."""
+
+
+for command in (sample.spaces_cmd, sample.describe_cmd, sample.sample_cmd,
+                train.train_cmd, train.status_cmd,
+                analyze.edf_group, analyze.fit_linear_cmd, analyze.trends_cmd,
+                analyze.search_efficiency_cmd, analyze.report_cmd):
+    cli.add_command(command)
+
+
+def main():
+    cli(prog_name="dse")

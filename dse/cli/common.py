@@ -1,0 +1,135 @@
+"""What every command shares: the error handling, option decorators and output helpers.
+
+Every error a user can cause ends as one line `Error: ...` with a non-zero exit code (2 for
+usage errors), never a traceback; a library `ArgumentError` names the flag that set the
+argument. Warnings of dse (a damaged file skipped) are one `Warning:` line on stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import warnings
+
+import click
+
+from dse.errors import ArgumentError, DseError, DseWarning
+
+
+class Command(click.Command):
+    """A click command that names its own flag in a library's ArgumentError."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ArgumentError as e:
+            flags = [max(p.opts, key=len) for p in self.params
+                     if isinstance(p, click.Option) and p.name == e.param]
+            if not flags:
+                raise
+            raise DseError(f"{flags[0]} {e.problem}") from None
+
+
+class Group(click.Group):
+    """A click group whose commands report every user error as a single `Error:` line."""
+
+    command_class = Command
+    group_class = type  # subgroups are Groups too
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra.pop("standalone_mode", None)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                rv = super().main(args, prog_name, standalone_mode=False, **extra)
+            except click.exceptions.Exit as e:
+                sys.exit(e.exit_code)
+            except click.ClickException as e:
+                _error(e.format_message(), e.exit_code)
+            except DseError as e:
+                _error(str(e), 2)
+            except click.Abort:
+                _error("aborted", 1)
+            except KeyboardInterrupt:
+                _error("interrupted", 130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _error(msg: str, code: int):
+    click.echo(f"Error: {one_line(msg)}", err=True)
+    sys.exit(code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, DseWarning):
+        click.echo(f"Warning: {one_line(str(message))}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def one_line(msg: str) -> str:
+    return " ".join(msg.split())
+
+
+# ---- shared options --------------------------------------------------------------------------
+
+STORE_HELP = "Store directory [default: $DSE_STORE or ./runs]."
+OUT_HELP = "Figure file; the extension picks the format (.png, .svg, .pdf) [default: {}]."
+
+
+def store_option(f):
+    """--store DIR, passed as `store_path`."""
+    return click.option("--store", "store_path", default=None, help=STORE_HELP)(f)
+
+
+def json_option(help_text: str = "Print JSON instead of a table."):
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def out_option(default: str):
+    """--out FIG, a figure path whose default is described by `default`."""
+    return click.option("--out", default=None, help=OUT_HELP.format(default))
+
+
+def compose(*decorators):
+    """Several option decorators as one."""
+    return lambda f: functools.reduce(lambda acc, d: d(acc), reversed(decorators), f)
+
+
+# ---- output ----------------------------------------------------------------------------------
+
+def table(rows: list[dict], keys: list[str], header: list[str] | None = None) -> str:
+    """A plain-text table: numbers right-aligned (integers with thousands separators)."""
+    cells = [[("" if r[k] is None else f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]))
+              for k in keys] for r in rows]
+    header = header or keys
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(header)]
+    num = [all(isinstance(r[k], (int, float)) or r[k] is None for r in rows) for k in keys]
+    line = lambda cs: "  ".join(c.rjust(w) if n else c.ljust(w)  # noqa: E731
+                                for c, w, n in zip(cs, widths, num)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
+def clean(x):
+    """JSON-safe values: numpy scalars to Python, NaN/inf to null."""
+    if isinstance(x, dict):
+        return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(clean(obj), indent=2))
+
+
+def fmt(x, digits: int = 2) -> str:
+    return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) \
+        else f"{x:.{digits}f}"
