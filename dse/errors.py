@@ -25,8 +25,8 @@ class DamagedFileError(DseError):
 
     def __init__(self, path, reason: str):
         self.path, self.reason = path, reason
-        super().__init__(f"{path} is not a readable Parquet table ({reason}); it was not "
-                         "changed")
+        super().__init__(f"{path} is damaged: not a readable Parquet table ({reason}); dse "
+                         "left it unchanged; restore it from a copy")
 
 
 class DseWarning(UserWarning):

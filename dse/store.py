@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -260,7 +261,7 @@ class Store:
         frame, damaged = self.scan_results(space)
         for x in damaged:
             warnings.warn(f"skipped damaged result file {x.path} ({x.reason}); `dse train` "
-                          "trains its model again", DseWarning, stacklevel=2)
+                          "sets it aside and trains its model again", DseWarning, stacklevel=2)
         return frame
 
     def statuses(self, space: str) -> dict[str, str]:
@@ -336,7 +337,13 @@ def _read_table(path: Path) -> pa.Table:
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
-        raise DamagedFileError(path, " ".join(str(e).split())[:200]) from None
+        raise DamagedFileError(path, _why(e)) from None
+
+
+def _why(e: Exception) -> str:
+    """The first sentence of a reader's error, without the path it repeats."""
+    msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", " ".join(str(e).split()))
+    return msg.split(". ")[0].rstrip(".")[:160]
 
 
 _UMASK = os.umask(0)
