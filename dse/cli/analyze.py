@@ -11,17 +11,8 @@ from __future__ import annotations
 
 import click
 
-from dse.cli.common import (
-    Command,
-    Group,
-    compose,
-    echo_json,
-    fmt,
-    json_option,
-    out_option,
-    store_option,
-    table,
-)
+from dse.cli.common import (Command, Group, compose, echo_json, fmt, json_option, out_option,
+                            seed_option, store_option, table)
 
 NORMALIZE = click.option("--normalize", type=click.Choice(["none", "flops", "params", "acts"]),
                          default="none", show_default=True,
@@ -68,8 +59,8 @@ def edf_compare_cmd(spaces, normalize, bins, out, as_json, store_path):
     counts = {s: analysis.counts(df, s) for s in names}
     if as_json:
         echo_json(dict(spaces={s: {k: v[k] for k in ("n", "min", "mean", "median")}
-                                for s, v in cmp["spaces"].items()},
-                        pairs=cmp["pairs"], normalize=normalize, figure=str(path)))
+                               for s, v in cmp["spaces"].items()},
+                       pairs=cmp["pairs"], normalize=normalize, figure=str(path)))
         return
     rows = [dict(space=s, n=v["n"], min=fmt(v["min"]), mean=fmt(v["mean"]),
                  median=fmt(v["median"]), diverged=counts[s]["diverged"],
@@ -109,15 +100,15 @@ def fit_linear_cmd(space_name, top, out, as_json, store_path):
     rows = fit["rows"]
     if as_json:
         echo_json(dict(space=space, models=rows.to_dict(orient="records"),
-                        joint=fit["joint"], spearman=fit["spearman"], table=str(saved),
-                        figure=str(path)))
+                       joint=fit["joint"], spearman=fit["spearman"], table=str(saved),
+                       figure=str(path)))
         return
     shown = rows.head(fit["joint"]["top"])
     click.echo(table([dict(rank=int(r["rank"]), model_id=r["model_id"],
-                            error=fmt(r["error"]), e_fit=fmt(r["e_fit"], 3), d=int(r["d"]),
-                            w0=f"{r['w0']:.0f}", wa=fmt(r["wa"], 1), wm=fmt(r["wm"], 3))
-                       for _, r in shown.iterrows()],
-                      ["rank", "model_id", "error", "e_fit", "d", "w0", "wa", "wm"]))
+                           error=fmt(r["error"]), e_fit=fmt(r["e_fit"], 3), d=int(r["d"]),
+                           w0=f"{r['w0']:.0f}", wa=fmt(r["wa"], 1), wm=fmt(r["wm"], 3))
+                      for _, r in shown.iterrows()],
+                     ["rank", "model_id", "error", "e_fit", "d", "w0", "wa", "wm"]))
     j, sp = fit["joint"], fit["spearman"]
     click.echo(f"\n{space}: {len(rows)} trained models, mean e_fit {rows['e_fit'].mean():.3f}, "
                f"median {rows['e_fit'].median():.3f}")
@@ -139,7 +130,7 @@ def fit_linear_cmd(space_name, top, out, as_json, store_path):
                    "params acts, and per stage b1.. g1..].")
 @click.option("--repeats", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Bootstrap resamples (each 25% of the models, with replacement).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @out_option("<store>/<space>/analysis/trends.png")
 @json_option("Print the good ranges as JSON.")
 @store_option
@@ -162,12 +153,12 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
     ranges = {t["param"]: {k: t[k] for k in ("lo", "median", "hi", "best")} for t in tr}
     if as_json:
         echo_json(dict(space=space, n=len(pop), repeats=repeats, ranges=ranges,
-                        figure=str(path)))
+                       figure=str(path)))
         return
     click.echo(table([dict(param=p, best=f"{r['best']:.4g}", lo=f"{r['lo']:.4g}",
-                            median=f"{r['median']:.4g}", hi=f"{r['hi']:.4g}")
-                       for p, r in ranges.items()], ["param", "best", "lo", "median", "hi"],
-                      ["parameter", "best model", "95% lo", "median", "95% hi"]))
+                           median=f"{r['median']:.4g}", hi=f"{r['hi']:.4g}")
+                      for p, r in ranges.items()], ["param", "best", "lo", "median", "hi"],
+                     ["parameter", "best model", "95% lo", "median", "95% hi"]))
     click.echo(f"\n{space}: {len(pop)} trained models, {repeats} bootstrap resamples of "
                f"{max(1, int(len(pop) * 0.25))}\nfigure: {path}")
 
@@ -177,7 +168,7 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
 @compose(NORMALIZE, BINS)
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True,
               help="Random partitions per k (each gives n/k draws of k models).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @out_option("<store>/analysis/search_<spaces>[_<normalize>].png")
 @json_option("Print one JSON object.")
 @store_option
@@ -194,7 +185,7 @@ def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, s
     plots.save(plots.search_efficiency_figure(curves, normalize), path)
     if as_json:
         echo_json(dict(spaces={s: c.to_dict(orient="records") for s, c in curves.items()},
-                        normalize=normalize, figure=str(path)))
+                       normalize=normalize, figure=str(path)))
         return
     click.echo(table(analysis.search_rows(curves), ["k", *curves]))
     click.echo(f"\nmin error of k random models, mean ± 2 std\nfigure: {path}")
@@ -202,7 +193,7 @@ def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, s
 
 @click.command("report", cls=Command)
 @click.option("--out", default=None, help="HTML file [default: <store>/report.html].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @store_option
 def report_cmd(out, seed, store_path):
     """One self-contained HTML report of every space in the store (figures embedded)."""

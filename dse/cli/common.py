@@ -84,6 +84,10 @@ def store_option(f):
     return click.option("--store", "store_path", default=None, help=STORE_HELP)(f)
 
 
+def seed_option(help_text: str = "Seed of the random draws (the same seed, the same result)."):
+    return click.option("--seed", type=int, default=0, show_default=True, help=help_text)
+
+
 def json_option(help_text: str = "Print JSON instead of a table."):
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 

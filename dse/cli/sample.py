@@ -7,7 +7,7 @@ import json
 import click
 
 from dse import datasets
-from dse.cli.common import Command, json_option, store_option, table
+from dse.cli.common import Command, json_option, seed_option, store_option, table
 
 
 @click.command("spaces", cls=Command)
@@ -22,7 +22,7 @@ def spaces_cmd(as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(table(rows, ["name", "alias", "dof", "log10_size", "adds"],
-                      ["space", "alias", "dof", "log10 size", "adds"]))
+                     ["space", "alias", "dof", "log10 size", "adds"]))
 
 
 @click.command("describe", cls=Command)
@@ -53,7 +53,7 @@ def describe_cmd(spec_text, resolution, stem, in_channels, num_classes, as_json)
         return
     rows = stage_table(spec, task)
     click.echo(table(rows, ["part", "d", "w", "b", "g", "groups", "out", "flops", "params",
-                             "acts"]))
+                            "acts"]))
     click.echo(f"\ntotal: {cx['flops'] / 1e6:.2f} MF, {cx['params'] / 1e6:.3f} M params, "
                f"{cx['acts'] / 1e6:.3f} M acts  (module params: {module_params:,}; "
                f"{resolution}×{resolution}×{in_channels}, {stem} stem, {num_classes} classes)")
@@ -71,7 +71,7 @@ def describe_cmd(spec_text, resolution, stem, in_channels, num_classes, as_json)
 @click.option("--dataset", type=click.Choice(datasets.names()),
               default="cifar10", show_default=True,
               help="Dataset the models are for; fixes resolution, stem, channels, classes.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option("Sampling seed: the same seed and arguments give the same models.")
 @store_option
 def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, seed, store_path):
     """Sample N new models of a space into the store."""
