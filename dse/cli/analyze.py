@@ -11,8 +11,18 @@ from __future__ import annotations
 
 import click
 
-from dse.cli.common import (Command, Group, compose, echo_json, fmt, json_option, out_option,
-                            seed_option, store_option, table)
+from dse.cli.common import (
+    Command,
+    Group,
+    compose,
+    echo_json,
+    fmt,
+    json_option,
+    out_option,
+    seed_option,
+    store_option,
+    table,
+)
 
 NORMALIZE = click.option("--normalize", type=click.Choice(["none", "flops", "params", "acts"]),
                          default="none", show_default=True,
