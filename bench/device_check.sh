@@ -61,19 +61,19 @@ if stage correct; then
   timeout $LIMIT $PY - "$DEV" "$C_N" "$C_EPOCHS" "$C_SUBSET" <<'EOF' 2>&1 | tee "$OUT/correct.txt" | tail -8 >> "$OUT/summary.txt"
 import sys
 import torch
-from dse import data, sampling, spaces
+from dse import data, datasets, sampling, spaces
 from dse.errors import DseError
-from dse.spec import DATASETS, AnyNetSpec, default_flops_window
+from dse.spec import AnyNetSpec
 from dse.train import Recipe, device_name, train
 
 dev, n, epochs, subset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 try:
-    arrays = data.load("fashion-mnist")
+    arrays = datasets.load("fashion-mnist")
 except DseError as e:
     sys.exit(f"skipped: {e}")
-task = DATASETS["fashion-mnist"]
+task = datasets.task("fashion-mnist")
 W = sampling.Window
-window = W(*default_flops_window("fashion-mnist")) if dev == "cuda" else W(5e5, 2e6)
+window = W(*datasets.default_flops_window("fashion-mnist")) if dev == "cuda" else W(5e5, 2e6)
 rows = sampling.sample(spaces.load("rx"), n, task, window, W(), W(), seed=1)
 d = data.DeviceData(arrays, dev, subset or None)
 recipe = Recipe(epochs=epochs)
@@ -108,20 +108,20 @@ if stage stall; then
   log "stall: dse train --paper vs defaults on Fashion-MNIST, $S_N deep models, $S_ARGS"
   S=$(mktemp -d)
   {
-    if $PY -c "from dse import data; data.load('fashion-mnist')" 2>/dev/null; then
+    if $PY -c "from dse import datasets; datasets.load('fashion-mnist')" 2>/dev/null; then
       # the first $S_N models with >= $S_DEPTH blocks of `dse sample --space rx --seed 1`
       $PY - "$S" "$S_N" "$S_DEPTH" "$S_FLOPS" <<'EOF'
 import shutil
 import sys
 import pyarrow.parquet as pq
-from dse import sampling, spaces, store
-from dse.spec import DATASETS
+from dse import datasets, sampling, spaces
+from dse.store import Store
 s, n, depth, flops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-space, task = spaces.load("rx"), DATASETS["fashion-mnist"]
+space, task = spaces.load("rx"), datasets.task("fashion-mnist")
 rows = sampling.sample(space, 4 * n, task, sampling.parse_window(flops), sampling.Window(),
                        sampling.Window(), 1)
-store.add_models(f"{s}/all", space, "fashion-mnist", task, rows, 1)
-m = store.read_models(f"{s}/all", "regnetx")
+Store(f"{s}/all").add_models(space, "fashion-mnist", task, rows, 1)
+m = Store(f"{s}/all").read_models("regnetx")
 keep = m.index[m.ds.apply(sum) >= depth][:n].to_numpy()
 for name in ("paper", "default"):
     shutil.copytree(f"{s}/all/regnetx", f"{s}/{name}/regnetx")
@@ -130,18 +130,18 @@ for name in ("paper", "default"):
 print(f"{len(keep)} models with >= {depth} blocks")
 EOF
       J=$([ $DEV = cuda ] && echo 4 || echo 1)
-      timeout $LIMIT $PY -c "from dse.cli import main; main()" train --store "$S/paper" \
+      timeout $LIMIT $PY -m dse train --store "$S/paper" \
         --device $DEV --jobs $J --paper $S_ARGS
-      timeout $LIMIT $PY -c "from dse.cli import main; main()" train --store "$S/default" \
+      timeout $LIMIT $PY -m dse train --store "$S/default" \
         --device $DEV --jobs $J $S_ARGS
       $PY - "$S" <<'EOF'
 import sys
 import pandas as pd
-from dse import store
+from dse.store import Store
 s = sys.argv[1]
-m = store.read_models(f"{s}/paper", "regnetx").set_index("model_id")
-p = store.read_results(f"{s}/paper", "regnetx").set_index("model_id")
-d = store.read_results(f"{s}/default", "regnetx").set_index("model_id")
+m = Store(f"{s}/paper").read_models("regnetx").set_index("model_id")
+p = Store(f"{s}/paper").read_results("regnetx").set_index("model_id")
+d = Store(f"{s}/default").read_results("regnetx").set_index("model_id")
 t = pd.DataFrame({"depth": m.ds.apply(sum), "ws": m.ws.apply(list), "paper": p.error,
                   "default": d.error, "paper_loss": p.train_loss, "default_loss": d.train_loss,
                   "paper_s": p.train_seconds, "default_s": d.train_seconds})

@@ -72,7 +72,7 @@ def _read_cifar10(root: Path) -> Arrays:
     d = next((d for d in looked if all((d / f).is_file() for f in CIFAR_TRAIN + CIFAR_TEST)),
              None)
     if d is None:
-        raise _NotFound(looked, "the official cifar-10-batches-py folder")
+        raise DataNotFound(looked, "the official cifar-10-batches-py folder")
 
     def read(files):
         xs, ys = [], []
@@ -113,7 +113,7 @@ def _find_fashion_mnist(root: Path) -> dict:
             files[key] = f
         else:
             return files
-    raise _NotFound(looked, "the four Fashion-MNIST IDX files (.gz or not), or install "
+    raise DataNotFound(looked, "the four Fashion-MNIST IDX files (.gz or not), or install "
                             "Debian's dataset-fashion-mnist")
 
 
@@ -172,8 +172,11 @@ def synthetic(n_train: int = 10_000, n_test: int = 2_000, seed: int = 0) -> Arra
     return Arrays("synthetic", train_x, train_y, test_x, test_y, f"generated (seed {seed})")
 
 
-class _NotFound(Exception):
-    def __init__(self, looked, what):
+class DataNotFound(Exception):
+    """A reader found no copy of its dataset: the folders it looked in, and what it wanted."""
+
+    def __init__(self, looked: list[Path], what: str):
+        super().__init__(what)
         self.looked, self.what = looked, what
 
 
@@ -243,7 +246,7 @@ def load(name: str, path: str | os.PathLike | None = None, download: bool = Fals
     root = data_dir(path)
     try:
         arrays = ds.read(root)
-    except _NotFound as e:
+    except DataNotFound as e:
         if not (download and ds.torchvision):
             raise DseError(f"{name} not found; looked in {', '.join(map(str, e.looked))}; put "
                            f"{e.what} there (--data-dir DIR or DSE_DATA), or pass --download "
@@ -251,7 +254,7 @@ def load(name: str, path: str | os.PathLike | None = None, download: bool = Fals
         _download(ds, root)
         try:
             arrays = ds.read(root)
-        except _NotFound:
+        except DataNotFound:
             raise DseError(f"{name} was downloaded into {root} but cannot be found there") \
                 from None
     _check(arrays, ds)
