@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dse.data import DeviceData
-from dse.errors import DseError
+from dse.errors import ArgumentError, DseError
 from dse.models import build
 from dse.recipe import Recipe, lr_schedule
 from dse.spec import AnyNetSpec, Task
@@ -54,14 +54,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda"):
-        raise DseError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+        raise ArgumentError("device", f"{name!r} is unknown; allowed: auto, cpu, cuda, cuda:N")
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise DseError(f"device {name!r} asked for, but this machine has no usable CUDA "
-                           "device; use --device cpu (or auto)")
+            raise ArgumentError("device", f"{name!r} needs CUDA, but this machine has no usable "
+                                "CUDA device; use cpu (or auto)")
         if dev.index is not None and dev.index >= n:
-            raise DseError(f"device {name!r} does not exist; this machine has cuda:0..{n - 1}")
+            raise ArgumentError("device", f"{name!r} does not exist; this machine has "
+                                f"cuda:0..{n - 1}")
     return dev
 
 

@@ -114,9 +114,11 @@ def test_user_errors_are_one_line_and_store_nothing(tmp_path, monkeypatch):
     assert "no anynetxa models in store" in err("train", "--store", s, "--space", "xa")
     assert "--train-subset 20000 exceeds the 10000 training images of synthetic" in err(
         "train", "--store", s, "--train-subset", "20000")
-    assert "unknown device 'gpu'" in err("train", "--store", s, "--device", "gpu")
+    assert "--device 'gpu' is unknown; allowed: auto, cpu, cuda" in err(
+        "train", "--store", s, "--device", "gpu")
     if not torch.cuda.is_available():
-        assert "no usable CUDA device" in err("train", "--store", s, "--device", "cuda")
+        assert "--device 'cuda' needs CUDA, but this machine has no usable CUDA" in err(
+            "train", "--store", s, "--device", "cuda")
     assert "--jobs" in err("train", "--store", s, "--jobs", "0")
     assert "--warmup (3) exceeds epochs (2)" in err("train", "--store", s, "--epochs", "2",
                                                          "--warmup", "3")

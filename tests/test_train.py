@@ -71,10 +71,10 @@ def test_recipe_defaults_validation_and_paper():
 def test_resolve_device():
     assert train.resolve_device("cpu").type == "cpu"
     assert train.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(DseError, match="unknown device 'tpu'"):
+    with pytest.raises(DseError, match="device 'tpu' is unknown"):
         train.resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(DseError, match="no usable CUDA device; use --device cpu"):
+        with pytest.raises(DseError, match="no usable CUDA device; use cpu"):
             train.resolve_device("cuda:0")
 
 
