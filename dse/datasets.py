@@ -195,6 +195,9 @@ DATASETS = {d.name: d for d in [
 ]}
 
 
+DEFAULT = "cifar10"  # what `dse sample` samples for unless told
+
+
 def names() -> list[str]:
     return list(DATASETS)
 

@@ -73,11 +73,11 @@ def select_spaces(store: Store, names=()) -> list[str]:
     return list(models)
 
 
-def status(store: Store, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
+def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
     """Per space: sampled / done / diverged / failed / pending, how many of the pending are
     in flight (live claims) or held by stale claims, and the damaged files (a damaged result
     counts as pending; a space whose models.parquet is damaged has `error` set)."""
-    store = Store.existing(store.root)
+    store = Store.existing(store)
     rows = []
     for space in store.spaces():
         try:
@@ -181,16 +181,17 @@ def _finite_or_none(x):
     return x if isinstance(x, float) and math.isfinite(x) else None
 
 
-def run(store: Store, spaces=(), options: TrainOptions | None = None, report=None) -> Summary:
-    """Train every pending model of the spaces (default: all) with `options`; returns a
-    Summary. `report` (a dse.progress.Progress, or None for silence) hears start(total,
-    workers), info(line), begin(job), epoch(job, epoch, loss), result(job, row), tick() and
-    end(summary)."""
+def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
+        report=None) -> Summary:
+    """Train every pending model of a store's spaces (names or aliases; default: all) with
+    `options`; returns a Summary. `report` (a dse.progress.Progress, or None for silence)
+    hears start(total, workers), info(line), begin(job), epoch(job, epoch, loss),
+    result(job, row), tick() and end(summary)."""
     from dse import workers
 
     options = options or TrainOptions()
     recipe, report = options.recipe, report or Silent()
-    store = Store.existing(store.root if isinstance(store, Store) else store)
+    store = Store.existing(store)
     names = select_spaces(store, spaces)
     todo = [j for n in names for j in jobs_of(store, n, options.retry_failed)]
     todo.sort(key=lambda j: -j.flops)  # longest first: the last models finish together
@@ -215,10 +216,9 @@ def run(store: Store, spaces=(), options: TrainOptions | None = None, report=Non
         report.info(f"{ds}: {len(a.train_y)} training images"
                     + (f" (using {recipe.train_subset})" if recipe.train_subset else "")
                     + f", {len(a.test_y)} test images, from {a.source}")
-    ex = workers.executor(devices, options, arrays)
-    held: dict[str, tuple[Job, claims.Claim]] = {}
-    if isinstance(ex, workers.InProcess):
-        ex.on_epoch = lambda ev: report.epoch(held[ev.key][0], ev.epoch, ev.loss)
+    held: dict[str, tuple[Job, claims.Claim]] = {}  # key → the job and our claim on it
+    ex = workers.executor(devices, options, arrays,
+                          on_epoch=lambda ev: report.epoch(held[ev.key][0], ev.epoch, ev.loss))
     start, started, it = time.perf_counter(), 0, iter(todo)
     try:
         with claims.Heartbeats(options.heartbeat_s) as hb, ex:

@@ -59,7 +59,8 @@ class Damaged:
 
 
 class Store:
-    """A population store rooted at a directory: every path under it comes from here."""
+    """A population store rooted at a directory (a path, another Store, or None for
+    $DSE_STORE or ./runs): every path under it comes from here."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.root = Path(path or os.environ.get("DSE_STORE") or DEFAULT_STORE)
@@ -77,6 +78,9 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     def __str__(self) -> str:
+        return str(self.root)
+
+    def __fspath__(self) -> str:  # a Store is also its directory: Path(store), Store(store)
         return str(self.root)
 
     # ---- layout ----------------------------------------------------------------------------

@@ -71,10 +71,12 @@ def describe(workers: list[str]) -> str:
     return f"{len(workers)} worker{'s' * (len(workers) > 1)} ({where})"
 
 
-def executor(workers: list[str], options: TrainOptions, arrays: dict):
-    """The executor for these workers: in-process for one, worker processes for more."""
+def executor(workers: list[str], options: TrainOptions, arrays: dict, on_epoch=None):
+    """The executor for these workers: in-process for one, worker processes for more.
+    on_epoch(Epoch) hears the epochs of in-process training as they happen (worker
+    processes send theirs as events)."""
     if len(workers) == 1:
-        return InProcess(workers[0], options, arrays)
+        return InProcess(workers[0], options, arrays, on_epoch)
     return Processes(workers, options)
 
 
@@ -150,12 +152,12 @@ def _use_device(device: str, n_here: int):
 # ---- executors -------------------------------------------------------------------------------
 
 class InProcess:
-    """Trains on the calling thread; a job runs while `events` is called, and its epoch
-    events are handed to `on_epoch` as they happen (the caller sets it)."""
+    """Trains on the calling thread; a job runs while `events` is called, and its epochs
+    are handed to `on_epoch(Epoch)` as they happen."""
 
-    def __init__(self, device: str, options: TrainOptions, arrays: dict):
+    def __init__(self, device: str, options: TrainOptions, arrays: dict, on_epoch=None):
         self.dev, self.name = _use_device(device, 1)
-        self.options, self.job, self.on_epoch = options, None, None
+        self.options, self.job, self.on_epoch = options, None, on_epoch
         self.cache = _DataCache(self.dev, options, arrays)
 
     def __enter__(self):

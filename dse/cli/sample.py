@@ -8,6 +8,7 @@ import click
 
 from dse import datasets
 from dse.cli.common import Command, json_option, seed_option, store_option, table
+from dse.spec import STEMS
 
 
 @click.command("spaces", cls=Command)
@@ -30,7 +31,7 @@ def spaces_cmd(as_json):
               help='Model as JSON: {"kind":"regnet","depth":22,"w0":24,"wa":24.48,"wm":2.54,'
                    '"group_w":16} or {"kind":"anynet","ds":[..],"ws":[..],"bs":[..],"gs":[..]}.')
 @click.option("--resolution", type=click.IntRange(min=1), default=224, show_default=True)
-@click.option("--stem", type=click.Choice(["imagenet", "cifar"]), default="imagenet",
+@click.option("--stem", type=click.Choice(STEMS), default="imagenet",
               show_default=True)
 @click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -69,7 +70,7 @@ def describe_cmd(spec_text, resolution, stem, in_channels, num_classes, as_json)
 @click.option("--params", "params_w", default=None, help="Optional params window LO:HI.")
 @click.option("--acts", "acts_w", default=None, help="Optional activations window LO:HI.")
 @click.option("--dataset", type=click.Choice(datasets.names()),
-              default="cifar10", show_default=True,
+              default=datasets.DEFAULT, show_default=True,
               help="Dataset the models are for; fixes resolution, stem, channels, classes.")
 @seed_option("Sampling seed: the same seed and arguments give the same models.")
 @store_option
