@@ -65,3 +65,8 @@ def test_pip_install_ships_the_builtin_spaces(tmp_path):
     assert r.returncode == 0, r.stderr
     listed = [line.split()[0] for line in r.stdout.splitlines()[2:] if line.strip()]
     assert listed == BUILTIN
+
+    r = subprocess.run([sys.executable, "-m", "dse", "spaces", "--json"], capture_output=True,
+                       text=True, cwd=elsewhere, env=env)
+    assert r.returncode == 0, r.stderr
+    assert [s["name"] for s in json.loads(r.stdout)] == BUILTIN
