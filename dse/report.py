@@ -67,9 +67,10 @@ def _normalized(df, names, metric="flops", bins=10):
     return None, last
 
 
-def build(store: Store, seed: int = 0, repeats: int = 10_000, top: int = 20) -> str:
+def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 20) -> str:
     """The report's HTML for every space in the store (a space whose models cannot be read
     is named in a note and left out)."""
+    store = Store.existing(store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DseWarning)
         df = store.load()
@@ -174,8 +175,9 @@ def _page(root, parts) -> str:
             f"generated {now} · dse {__version__}</p><nav>{nav}</nav>{body}</body></html>\n")
 
 
-def write(store: Store, out=None, seed: int = 0, repeats: int = 10_000) -> Path:
+def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000) -> Path:
     """Build the report and write it atomically to `out` (default <store>/report.html)."""
+    store = Store.existing(store)
     text = build(store, seed=seed, repeats=repeats)
     path = Path(out) if out else store.report_path
     return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
