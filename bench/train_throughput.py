@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dse import datasets, runner, sampling, spaces  # noqa: E402
+from dse import datasets, readers, runner, sampling, spaces  # noqa: E402
 from dse.models import build  # noqa: E402
 from dse.recipe import TrainOptions  # noqa: E402
 from dse.store import Store  # noqa: E402
@@ -48,11 +48,11 @@ from dse.train import Recipe, device_name, lr_schedule, resolve_device  # noqa: 
 
 def write_fake_cifar(root: Path, n_train: int, n_test: int = 10_000) -> Path:
     """dse's synthetic images (learnable) written as an official cifar-10-batches-py copy."""
-    a = datasets.synthetic.__wrapped__(n_train, n_test, seed=0)
+    a = readers.synthetic.__wrapped__(n_train, n_test, seed=0)
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True, exist_ok=True)
     parts = np.array_split(np.arange(n_train), 5)
-    for name, idx in zip(datasets.CIFAR_TRAIN, parts):
+    for name, idx in zip(readers.CIFAR_TRAIN, parts):
         with open(d / name, "wb") as f:
             pickle.dump({"data": a.train_x[idx].reshape(len(idx), -1),
                          "labels": a.train_y[idx].tolist()}, f)

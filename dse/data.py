@@ -46,8 +46,7 @@ class DeviceData:
         # x_norm = x_uint8 · scale + shift, per channel
         self.scale = torch.tensor(1 / np.maximum(std, 1e-3), dtype=torch.float32, **to)
         self.shift = torch.tensor(-mean / np.maximum(std, 1e-3), dtype=torch.float32, **to)
-        ds = datasets.get(arrays.name)
-        self.pad, self.flip = ds.pad, ds.flip
+        self.pad, self.flip = datasets.get(arrays.name).augmentation(arrays.train_x.shape[-1])
 
     @property
     def n_train(self) -> int:

@@ -1,47 +1,32 @@
 """The datasets dse knows, in one table: each fixes the task of its models, its augmentation,
 its default flops window and how its files are read (pure: numpy, no torch).
 
-    cifar10        the official "cifar-10-batches-py" pickles (what torchvision downloads)
-    fashion-mnist  the four IDX files, gzipped or not: torchvision's FashionMNIST/raw layout, a
-                   plain folder, or Debian's dataset-fashion-mnist in /usr/share/datasets
-    synthetic      generated from a fixed seed: class = colour + stripe orientation under
-                   noise, learnable by any network and translation/flip invariant
-    imagenet       sampling and complexity only (no reader yet)
+    cifar10                 CIFAR-10, 32×32×3, 10 classes (dse.readers)
+    fashion-mnist           Fashion-MNIST, 28×28×1, 10 classes
+    imagenet16/32/64        the official downsampled ImageNet, R×R×3, 1000 classes
+    synthetic               generated, 32×32×3, 10 classes: for smoke runs
+    folder                  your own class-per-subfolder images at a resolution you choose
+                            (dse.folders); its task is set per store at sampling
+    imagenet                ImageNet at 224×224, streamed from disk while training (dse.stream)
 
-A new dataset is one `Dataset` entry in DATASETS: its task, augmentation and reader.
-Readers return host arrays (`Arrays`); dse.data puts them on the training device.
+A new dataset is one `Dataset` entry in DATASETS: its task, augmentation and reader. Readers
+return host arrays (`Arrays`); dse.data puts them on the training device. Where the files
+are looked for, caching and memory: docs/datasets.md.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
 import os
-import pickle
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from dse.errors import DseError
+from dse import folders, readers
+from dse.errors import ArgumentError, DseError
+from dse.readers import Arrays, DataNotFound  # noqa: F401 - part of this module's API
 from dse.spec import Task
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_DATA_DIR = "data"
-
-
-@dataclass(frozen=True)
-class Arrays:
-    """A dataset in host memory: uint8 images (N, C, H, W) and int64 labels (N,)."""
-
-    name: str
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    source: str  # where it was read from, for messages and logs
 
 
 @dataclass(frozen=True)
@@ -49,151 +34,73 @@ class Dataset:
     """One dataset: the task its models have, its augmentation and how to read it."""
 
     name: str
-    task: Task
-    pad: int = 0                      # zero padding (px) before the random crop; 0 = no crop
+    task: Task | None                 # None: chosen per store when sampling (folder)
+    pad: int | None = 0               # zero padding (px) before the random crop; None: R/8
     flip: bool = False                # random horizontal flips
-    read: Callable[[Path], Arrays] | None = None  # data dir → arrays; None = not trainable
+    read: Callable | None = None      # read(data_dir, resolution, options) → Arrays
+    stream: bool = False              # too large for memory: streamed from disk (dse.stream)
     torchvision: str | None = None    # torchvision.datasets class that --download uses
     about: str = ""
 
     @property
     def trainable(self) -> bool:
-        return self.read is not None
+        return self.read is not None or self.stream
+
+    def augmentation(self, resolution: int) -> tuple[int, bool]:
+        """(crop padding in px, flip): CIFAR's 4 px at 32 px scales to R/8 where not fixed."""
+        return (round(resolution / 8) if self.pad is None else self.pad), self.flip
 
 
-# ---- readers ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataRef:
+    """The data a model trains on: a dataset, the directory it is read from (None: the
+    default data directory) and the input resolution."""
 
-CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR_TEST = ["test_batch"]
-
-
-def _read_cifar10(root: Path) -> Arrays:
-    looked = [root / "cifar-10-batches-py", root]
-    d = next((d for d in looked if all((d / f).is_file() for f in CIFAR_TRAIN + CIFAR_TEST)),
-             None)
-    if d is None:
-        raise DataNotFound(looked, "the official cifar-10-batches-py folder")
-
-    def read(files):
-        xs, ys = [], []
-        for f in files:
-            try:
-                with open(d / f, "rb") as fh:
-                    entry = pickle.load(fh, encoding="latin1")
-                x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-                y = np.asarray(entry["labels"], dtype=np.int64)
-            except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError,
-                    TypeError) as e:
-                raise DseError(f"{d / f} is damaged ({type(e).__name__}: {e}); replace the "
-                               "cifar-10-batches-py folder with a fresh copy") from None
-            if len(x) != len(y):
-                raise DseError(f"{d / f} is damaged ({len(x)} images but {len(y)} labels)")
-            xs.append(x)
-            ys.append(y)
-        return np.concatenate(xs), np.concatenate(ys)
-
-    train_x, train_y = read(CIFAR_TRAIN)
-    test_x, test_y = read(CIFAR_TEST)
-    return Arrays("cifar10", train_x, train_y, test_x, test_y, str(d))
+    dataset: str
+    root: str | None
+    resolution: int
 
 
-FASHION_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-                 "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to read: skip images that cannot be decoded (folder), where to cache decoded
+    folders (default $DSE_CACHE or ~/.cache/dse), and downloading through torchvision."""
+
+    skip_bad_images: bool = False
+    cache_dir: str | None = None
+    download: bool = False
 
 
-def _find_fashion_mnist(root: Path) -> dict:
-    looked = [root / "FashionMNIST" / "raw", root / "fashion-mnist", root, DEBIAN_FASHION_MNIST]
-    for d in looked:
-        files = {}
-        for key, stem in FASHION_FILES.items():
-            f = next((d / (stem + ext) for ext in ("", ".gz") if (d / (stem + ext)).is_file()),
-                     None)
-            if f is None:
-                break
-            files[key] = f
-        else:
-            return files
-    raise DataNotFound(looked, "the four Fashion-MNIST IDX files (.gz or not), or install "
-                            "Debian's dataset-fashion-mnist")
+def _fixed(read):
+    return lambda root, r, options: read(root)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX array of unsigned bytes (the MNIST format), from a plain or gzipped file."""
-    try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DseError(f"{path} is damaged ({e}); replace it with a fresh copy") from None
-    if len(raw) < 4 or raw[0] or raw[1] or raw[2] != 0x08 or not 1 <= raw[3] <= 3:
-        raise DseError(f"{path} is not an IDX file of unsigned bytes (bad header); replace it "
-                       "with a fresh copy")
-    nd = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(nd))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * nd)
-    if data.size != int(np.prod(shape)):
-        raise DseError(f"{path} is damaged ({data.size} bytes of data for shape {shape}); "
-                       "replace it with a fresh copy")
-    return data.reshape(shape).copy()  # writable, detached from the file's bytes
+def _downsampled(r):
+    return lambda root, res, options: readers.read_downsampled_imagenet(root, r)
 
 
-def _read_fashion_mnist(root: Path) -> Arrays:
-    files = _find_fashion_mnist(root)
-    a = {k: read_idx(f) for k, f in files.items()}
-    for split in ("train", "test"):
-        x, y = a[f"{split}_x"], a[f"{split}_y"]
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DseError(f"{files[split + '_x']} and {files[split + '_y']} do not match "
-                           f"(images {x.shape}, labels {y.shape})")
-    return Arrays("fashion-mnist", a["train_x"][:, None], a["train_y"].astype(np.int64),
-                  a["test_x"][:, None], a["test_y"].astype(np.int64),
-                  str(files["train_x"].parent))
+def _folder(root, r, options):
+    return folders.load(root, r, options.skip_bad_images, options.cache_dir)
 
-
-@functools.lru_cache(maxsize=2)
-def synthetic(n_train: int = 10_000, n_test: int = 2_000, seed: int = 0) -> Arrays:
-    """3×32×32 images of 10 classes: each class has its own mean colour and stripe
-    orientation (random phase, so crops and flips keep the class), under Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    colors = rng.uniform(-1, 1, size=(10, 3))
-    angles = np.arange(10) * np.pi / 10
-    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
-    angles, colors = angles.astype(np.float32), colors.astype(np.float32)
-
-    def draw(n):
-        y = rng.integers(0, 10, size=n)
-        phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1)).astype(np.float32)
-        a = angles[y][:, None, None]
-        stripes = np.sin(0.8 * (np.cos(a) * xx + np.sin(a) * yy) + phase)  # (n, 32, 32)
-        x = rng.standard_normal((n, 3, 32, 32), dtype=np.float32) * 24
-        x += 128 + 64 * colors[y][:, :, None, None] + 48 * stripes[:, None]
-        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
-
-    train_x, train_y = draw(n_train)
-    test_x, test_y = draw(n_test)
-    return Arrays("synthetic", train_x, train_y, test_x, test_y, f"generated (seed {seed})")
-
-
-class DataNotFound(Exception):
-    """A reader found no copy of its dataset: the folders it looked in, and what it wanted."""
-
-    def __init__(self, looked: list[Path], what: str):
-        super().__init__(what)
-        self.looked, self.what = looked, what
-
-
-# ---- the table -------------------------------------------------------------------------------
 
 DATASETS = {d.name: d for d in [
-    Dataset("cifar10", Task(32, "cifar", 3, 10), pad=4, flip=True, read=_read_cifar10,
-            torchvision="CIFAR10", about="CIFAR-10, 32×32×3, 10 classes"),
+    Dataset("cifar10", Task(32, "cifar", 3, 10), pad=4, flip=True,
+            read=_fixed(readers.read_cifar10), torchvision="CIFAR10",
+            about="CIFAR-10, 32×32×3, 10 classes"),
     Dataset("fashion-mnist", Task(28, "cifar", 1, 10), pad=2, flip=False,
-            read=_read_fashion_mnist, torchvision="FashionMNIST",
+            read=_fixed(readers.read_fashion_mnist), torchvision="FashionMNIST",
             about="Fashion-MNIST, 28×28×1, 10 classes"),
+    *[Dataset(f"imagenet{r}", Task(r, "cifar", 3, 1000), pad=r // 8, flip=True,
+              read=_downsampled(r), about=f"downsampled ImageNet, {r}×{r}×3, 1000 classes")
+      for r in (16, 32, 64)],
     Dataset("synthetic", Task(32, "cifar", 3, 10), pad=4, flip=True,
-            read=lambda root: synthetic(), about="generated, 32×32×3, 10 classes"),
-    Dataset("imagenet", Task(224, "imagenet", 3, 1000),
-            about="ImageNet at 224×224, 1000 classes (sampling and complexity only)"),
+            read=_fixed(lambda root: readers.synthetic()),
+            about="generated, 32×32×3, 10 classes"),
+    Dataset("folder", None, pad=None, flip=True, read=_folder,
+            about="your images: train/<class>/* and val/<class>/*, at --resolution R"),
+    Dataset("imagenet", Task(224, "imagenet", 3, 1000), flip=True, stream=True,
+            about="ImageNet, train/ and val/ of class folders, 224×224, streamed"),
 ]}
-
 
 DEFAULT = "cifar10"  # what `dse sample` samples for unless told
 
@@ -214,9 +121,36 @@ def get(name: str) -> Dataset:
         raise DseError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
 
 
-def task(name: str) -> Task:
-    """The task (resolution, stem, channels, classes) of models for dataset `name`."""
-    return get(name).task
+def stem_for(resolution: int) -> str:
+    """The stem of models for R×R inputs of your own: CIFAR's (stride 1) up to 64 px,
+    ImageNet's (stride 2) above."""
+    return "cifar" if resolution <= 64 else "imagenet"
+
+
+def task(name: str, path: str | os.PathLike | None = None,
+         resolution: int | None = None) -> Task:
+    """The task (resolution, stem, channels, classes) of models for a dataset; for folder,
+    of the tree at `path` (the data directory) at `resolution`."""
+    return task_and_record(name, path, resolution)[0]
+
+
+def task_and_record(name: str, path=None, resolution: int | None = None) -> tuple[Task, dict]:
+    """The task, and what a store records to find and check the data again ({} for the
+    built-in datasets; folder: directory, classes, image counts)."""
+    ds = get(name)
+    if ds.task is not None:
+        if resolution is not None and resolution != ds.task.resolution:
+            raise ArgumentError("resolution", f"{resolution} does not apply to {name}, whose "
+                                f"images are {ds.task.resolution}×{ds.task.resolution}; only "
+                                "folder takes a resolution")
+        return ds.task, {}
+    if resolution is None:
+        raise ArgumentError("resolution", f"is needed for {name}: the side R of the R×R "
+                            "images the models will see (e.g. 32, 64, 224)")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
+        raise ArgumentError("resolution", f"must be an integer ≥ 8 (got {resolution!r})")
+    tree = folders.scan(data_dir(path))
+    return Task(resolution, stem_for(resolution), 3, len(tree.classes)), tree.record()
 
 
 # The paper's window (360–400MF at 224×224, ImageNet stem) carried to other inputs by the
@@ -225,12 +159,16 @@ def task(name: str) -> Task:
 PAPER_WINDOW = (360e6, 400e6)
 
 
-def default_flops_window(name: str) -> tuple[float, float]:
+def flops_window(t: Task) -> tuple[float, float]:
     """The paper's 360–400MF window scaled by (stage-1 input side / 112)^2, rounded to 0.1M."""
-    t = task(name)
     side = (t.resolution - 1) // t.stem_stride + 1
     scale = (side / 112) ** 2
     return tuple(round(x * scale / 1e5) * 1e5 for x in PAPER_WINDOW)
+
+
+def default_flops_window(name: str) -> tuple[float, float]:
+    """flops_window of a dataset with a fixed task."""
+    return flops_window(task(name))
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -240,28 +178,50 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("DSE_DATA") or DEFAULT_DATA_DIR)
 
 
-def load(name: str, path: str | os.PathLike | None = None, download: bool = False) -> Arrays:
-    """Read a dataset from disk (downloading it through torchvision when asked)."""
+def stream_root(path: str | os.PathLike | None = None) -> Path:
+    """Where ImageNet's train/ and val/ are: <data>/imagenet, else the data directory."""
+    root = data_dir(path)
+    for d in (root / "imagenet", root):
+        if (d / "train").is_dir():
+            return d
+    raise DseError(f"imagenet not found; looked for train/ and val/ in {root / 'imagenet'} "
+                   f"and {root}; put the ImageNet folders there (--data-dir DIR or DSE_DATA)")
+
+
+def load(name: str, path: str | os.PathLike | None = None, download: bool = False, *,
+         resolution: int | None = None, options: LoadOptions | None = None) -> Arrays:
+    """Read a dataset into host memory (downloading it through torchvision when asked)."""
     ds = get(name)
-    if not ds.trainable:
-        raise DseError(f"{name} models cannot be trained yet; dse trains on "
-                       f"{', '.join(trainable())}")
+    options = options or LoadOptions(download=download)
+    if ds.read is None:
+        why = "it is streamed from disk (dse.stream)" if ds.stream else "it has no reader yet"
+        raise DseError(f"{name} cannot be read into memory: {why}; in-memory datasets: "
+                       f"{', '.join(n for n, d in DATASETS.items() if d.read)}")
+    r = resolution or (ds.task.resolution if ds.task else None)
+    if r is None:
+        raise ArgumentError("resolution", f"is needed to read {name}")
     root = data_dir(path)
     try:
-        arrays = ds.read(root)
+        arrays = ds.read(root, r, options)
     except DataNotFound as e:
-        if not (download and ds.torchvision):
+        if not (options.download and ds.torchvision):
             raise DseError(f"{name} not found; looked in {', '.join(map(str, e.looked))}; put "
-                           f"{e.what} there (--data-dir DIR or DSE_DATA), or pass --download "
-                           "where the network allows") from None
+                           f"{e.what} there (--data-dir DIR or DSE_DATA)"
+                           + (", or pass --download where the network allows"
+                              if ds.torchvision else "")) from None
         _download(ds, root)
         try:
-            arrays = ds.read(root)
+            arrays = ds.read(root, r, options)
         except DataNotFound:
             raise DseError(f"{name} was downloaded into {root} but cannot be found there") \
                 from None
-    _check(arrays, ds)
+    _check(arrays, ds.task.num_classes if ds.task else int(arrays.train_y.max()) + 1)
     return arrays
+
+
+def load_ref(ref: DataRef, options: LoadOptions | None = None) -> Arrays:
+    """load() of the data a DataRef names."""
+    return load(ref.dataset, ref.root, resolution=ref.resolution, options=options)
 
 
 def _download(ds: Dataset, root: Path) -> None:
@@ -277,8 +237,7 @@ def _download(ds: Dataset, root: Path) -> None:
                        f"({' '.join(str(e).split())[:200]})") from None
 
 
-def _check(a: Arrays, ds: Dataset) -> None:
-    k = ds.task.num_classes
+def _check(a: Arrays, k: int) -> None:
     for split in ("train", "test"):
         y = getattr(a, f"{split}_y")
         if len(y) == 0:

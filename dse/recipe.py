@@ -83,13 +83,16 @@ class TrainOptions:
     models (at most max_models; failed ones again with retry_failed), where the data is, and
     the claim lease. amp, cuda_graph and channels_last None = the device's default."""
 
+
     recipe: Recipe = field(default_factory=Recipe)
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     jobs: int = 1                     # models trained at once per device
     max_models: int | None = None     # stop after starting this many
     retry_failed: bool = False        # train models whose stored result is `failed` again
-    data_dir: str | None = None       # default $DSE_DATA or ./data
+    data_dir: str | None = None       # default $DSE_DATA or ./data (folder: the recorded dir)
     download: bool = False
+    skip_bad_images: bool = False     # folder: skip images that cannot be decoded
+    cache_dir: str | None = None      # folder: decoded-image cache (default $DSE_CACHE)
     amp: bool | None = None           # bf16 autocast (default on for CUDA)
     cuda_graph: bool | None = None    # replay the step from a CUDA graph (default on for CUDA)
     channels_last: bool | None = None  # NHWC (default on for CPU)
@@ -106,3 +109,9 @@ class TrainOptions:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0:
                 raise ArgumentError(name, f"must be a number of seconds > 0 (got {v!r})")
+
+    def load_options(self):
+        """How datasets are read for this run (dse.datasets.LoadOptions)."""
+        from dse.datasets import LoadOptions
+
+        return LoadOptions(self.skip_bad_images, self.cache_dir, self.download)

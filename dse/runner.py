@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from dse import __version__, claims, datasets
+from dse.datasets import DataRef
 from dse.errors import ArgumentError, DamagedFileError, DseError, DseWarning
 from dse.recipe import CLAIM_TIMEOUT, TrainOptions
 from dse.schema import RESULT_STATUSES
@@ -27,10 +28,14 @@ from dse.workers import Epoch, Finished, Job
 # ---- what there is to train -------------------------------------------------------------------
 
 
-def jobs_of(store: Store, space: str, retry_failed: bool = False) -> list[Job]:
-    """Models of a space that have no readable result (or a failed one, with retry_failed)."""
+def jobs_of(store: Store, space: str, retry_failed: bool = False,
+            data_dir: str | None = None) -> list[Job]:
+    """Models of a space that have no readable result (or a failed one, with retry_failed),
+    each with the data it trains on (read from data_dir, else where the store recorded it,
+    else the default data directory)."""
     models = store.read_models(space)
     stored = store.statuses(space)
+    root = data_dir if data_dir is not None else store.data_record(space).get("dir")
     out = []
     for r in models.itertuples(index=False):
         if not needs_training(stored.get(r.model_id), retry_failed):
@@ -38,13 +43,15 @@ def jobs_of(store: Store, space: str, retry_failed: bool = False) -> list[Job]:
         task = Task(int(r.resolution), r.stem, int(r.in_channels), int(r.num_classes))
         spec = AnyNetSpec(tuple(map(int, r.ds)), tuple(map(int, r.ws)), tuple(map(int, r.bs)),
                           tuple(map(int, r.gs)), float(r.se_ratio), int(r.stem_w))
-        out.append(Job(space, r.model_id, r.dataset, spec, task, int(r.flops)))
+        data = DataRef(r.dataset, None if root is None else str(root), task.resolution)
+        out.append(Job(space, r.model_id, data, spec, task, int(r.flops)))
     return out
 
 
-def select_spaces(store: Store, names=()) -> list[str]:
+def select_spaces(store: Store, names=(), data_dir: str | None = None) -> list[str]:
     """The spaces to train, checked to be trainable: the named ones (names or aliases), else
-    every space of the store whose models.parquet can be read (the others with a warning)."""
+    every space of the store whose models.parquet can be read (the others with a warning).
+    A folder space's images must still have the classes its models were sampled for."""
     if not store.spaces():
         raise DseError(f"store {store.root} holds no sampled models; run dse sample first")
     chosen = list(dict.fromkeys(store.resolve(n) for n in names))
@@ -66,11 +73,26 @@ def select_spaces(store: Store, names=()) -> list[str]:
                            f"(supported: {', '.join(datasets.trainable())})"
                            + (f"; name the others to train ({', '.join(others)})"
                               if others else ""))
+        if datasets.get(ds).task is None:
+            _check_folder(store, s, data_dir)
+            continue
         r, task = m.iloc[0], datasets.task(ds)
         if (int(r.resolution), r.stem, int(r.in_channels), int(r.num_classes)) != \
                 (task.resolution, task.stem, task.in_channels, task.num_classes):
             raise DseError(f"space {s!r}: its models' task does not match {ds}")
     return list(models)
+
+
+def _check_folder(store: Store, space: str, data_dir: str | None) -> None:
+    """The image tree a folder space trains on has the classes recorded at sampling."""
+    from dse import folders
+
+    rec = store.data_record(space)
+    tree = folders.scan(datasets.data_dir(data_dir if data_dir is not None else rec.get("dir")))
+    if list(tree.classes) != rec.get("classes"):
+        raise DseError(f"the classes of {tree.root} ({len(tree.classes)}) are not those the "
+                       f"{space} models were sampled for ({len(rec.get('classes') or [])}, "
+                       f"from {rec.get('dir')}); name the right tree with --data-dir")
 
 
 def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
@@ -192,8 +214,8 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     options = options or TrainOptions()
     recipe, report = options.recipe, report or Silent()
     store = Store.existing(store)
-    names = select_spaces(store, spaces)
-    todo = [j for n in names for j in jobs_of(store, n, options.retry_failed)]
+    names = select_spaces(store, spaces, options.data_dir)
+    todo = [j for n in names for j in jobs_of(store, n, options.retry_failed, options.data_dir)]
     todo.sort(key=lambda j: -j.flops)  # longest first: the last models finish together
     devices = workers.devices_for(options.device, options.jobs)
     limit = options.max_models
@@ -202,20 +224,24 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         report.start(0, workers.describe(devices))
         report.end(summary)
         return summary
-    arrays = {ds: datasets.load(ds, options.data_dir, options.download)
-              for ds in {j.dataset for j in todo}}
-    for ds, a in arrays.items():  # fail before claiming anything
-        n = len(a.train_y)
+    arrays, sizes = {}, {}  # in-memory data by DataRef; (train, test, source) of every ref
+    for ref in dict.fromkeys(j.data for j in todo):
+        if datasets.get(ref.dataset).stream:
+            sizes[ref] = _stream_sizes(ref)
+        else:
+            a = arrays[ref] = datasets.load_ref(ref, options.load_options())
+            sizes[ref] = (len(a.train_y), len(a.test_y), a.source)
+    for ref, (n, _, _) in sizes.items():  # fail before claiming anything
         if recipe.train_subset is not None and recipe.train_subset > n:
-            raise _too_many("train_subset", recipe.train_subset, n, ds)
+            raise _too_many("train_subset", recipe.train_subset, n, ref.dataset)
         if recipe.batch_size > min(n, recipe.train_subset or n):
             raise _too_many("batch_size", recipe.batch_size, min(n, recipe.train_subset or n),
-                            ds)
+                            ref.dataset)
     report.start(summary.total, workers.describe(devices))
-    for ds, a in arrays.items():
-        report.info(f"{ds}: {len(a.train_y)} training images"
+    for ref, (n, n_test, source) in sizes.items():
+        report.info(f"{ref.dataset}: {n} training images"
                     + (f" (using {recipe.train_subset})" if recipe.train_subset else "")
-                    + f", {len(a.test_y)} test images, from {a.source}")
+                    + f", {n_test} test images, from {source}")
     held: dict[str, tuple[Job, claims.Claim]] = {}  # key → the job and our claim on it
     ex = workers.executor(devices, options, arrays,
                           on_epoch=lambda ev: report.epoch(held[ev.key][0], ev.epoch, ev.loss))
@@ -249,6 +275,15 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         summary.seconds = time.perf_counter() - start
     report.end(summary)
     return summary
+
+
+def _stream_sizes(ref: DataRef) -> tuple[int, int, str]:
+    """Training and test image counts of a streamed dataset, listed without decoding."""
+    root = datasets.stream_root(ref.root)
+    from dse.stream import list_images  # torch: only when there is something to stream
+
+    train, _, test, _, _ = list_images(root)
+    return len(train), len(test), f"{root} (streamed)"
 
 
 def _too_many(param: str, value: int, n: int, dataset: str) -> ArgumentError:

@@ -184,23 +184,39 @@ class Store:
                            f"run `dse sample --space {resolved}` first")
         return resolved
 
-    def add_models(self, space, dataset: str, task, rows, seed: int) -> pd.DataFrame:
+    def data_record(self, space: str) -> dict:
+        """What space.yaml records about the space's data: {} for the built-in datasets;
+        for folder the directory, classes and image counts at sampling (dse.folders)."""
+        path = self.definition_path(space)
+        if not path.is_file():
+            return {}
+        try:
+            return (yaml.safe_load(path.read_text()) or {}).get("data") or {}
+        except (yaml.YAMLError, OSError, AttributeError) as e:
+            raise DseError(f"{path} is not a readable space record ({e}); restore it from a "
+                           "copy") from None
+
+    def add_models(self, space, dataset: str, task, rows, seed: int,
+                   data: dict | None = None) -> pd.DataFrame:
         """Append sampled rows to the space's models.parquet; returns the rows added.
 
         `rows` is a list of row dicts, or a function of the set of stored model ids returning
         one; the function runs under the space's lock, so concurrent samplers never collide.
-        Rows whose model_id is already stored are skipped. The space's definition is recorded
-        in space.yaml on first use; adding models drawn from a different definition of the
-        same name, or for another dataset, is refused so that a population stays one."""
+        Rows whose model_id is already stored are skipped. The space's definition, dataset,
+        task and `data` (where a folder dataset lives, its classes) are recorded in
+        space.yaml on first use; adding models drawn from a different definition of the same
+        name, for another dataset, task or data, is refused so a population stays one."""
         try:
-            return self._add_models(space, dataset, task, rows, seed)
+            return self._add_models(space, dataset, task, rows, seed, data or {})
         except OSError as e:
             raise DseError(f"cannot write to store {self.root}: {e.strerror or e}") from None
 
-    def _add_models(self, space, dataset, task, rows, seed):
+    def _add_models(self, space, dataset, task, rows, seed, data):
         d, spec_path = self.space_dir(space.name), self.definition_path(space.name)
         with self.lock(space.name):
             config = {k: space.config.get(k) for k in DEFINITION_KEYS}
+            task_rec = {k: getattr(task, k) for k in ("resolution", "stem", "in_channels",
+                                                      "num_classes")}
             if spec_path.exists():
                 stored = yaml.safe_load(spec_path.read_text()) or {}
                 if stored.get("definition") != config:
@@ -209,6 +225,14 @@ class Store:
                 if stored.get("dataset") != dataset:
                     raise DseError(f"{d} holds {stored.get('dataset')} models; sample "
                                    f"{dataset} models into another store")
+                if stored.get("task", task_rec) != task_rec:
+                    raise DseError(f"{d} holds models for {_task_text(stored['task'])}, not "
+                                   f"{_task_text(task_rec)}; sample these into another store")
+                old_classes = (stored.get("data") or {}).get("classes")
+                if old_classes is not None and old_classes != data.get("classes"):
+                    raise DseError(f"{d} holds models for the classes of "
+                                   f"{stored['data'].get('dir')}, which differ from those of "
+                                   f"{data.get('dir')}; sample into another store")
             old = self.read_models(space.name)
             have = set(old["model_id"])
             if callable(rows):
@@ -228,7 +252,8 @@ class Store:
                 pa.Table.from_pandas(new, schema=MODELS_SCHEMA, preserve_index=False)])
             if not spec_path.exists():
                 text = yaml.safe_dump({"name": space.name, "dataset": dataset,
-                                       "source": space.source, "definition": config},
+                                       "source": space.source, "definition": config,
+                                       "task": task_rec, **({"data": data} if data else {})},
                                       sort_keys=False)
                 write_atomic(spec_path, lambda p: Path(p).write_text(text))
             write_atomic(self.models_path(space.name), lambda p: pq.write_table(table, p))
@@ -329,6 +354,11 @@ class Store:
         """Write an analysis table atomically to <space>/analysis/<name>.parquet."""
         path = self.analysis_dir(space) / f"{name}.parquet"
         return write_output(path, lambda p: df.to_parquet(p, index=False))
+
+
+def _task_text(t: dict) -> str:
+    return (f"{t.get('resolution')}×{t.get('resolution')}×{t.get('in_channels')} inputs, "
+            f"{t.get('num_classes')} classes")
 
 
 def _join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:

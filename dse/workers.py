@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from dse.datasets import DataRef
 from dse.errors import DseError
 from dse.recipe import TrainOptions
 from dse.spec import AnyNetSpec, Task
@@ -22,11 +23,11 @@ from dse.spec import AnyNetSpec, Task
 
 @dataclass(frozen=True)
 class Job:
-    """One model to train."""
+    """One model to train, and the data it trains on."""
 
     space: str
     model_id: str
-    dataset: str
+    data: DataRef
     spec: AnyNetSpec
     task: Task
     flops: int
@@ -34,6 +35,10 @@ class Job:
     @property
     def key(self) -> str:
         return f"{self.space}/{self.model_id}"
+
+    @property
+    def dataset(self) -> str:
+        return self.data.dataset
 
 
 class Epoch(NamedTuple):
@@ -94,7 +99,7 @@ def _train_one(job: Job, cache: _DataCache, options: TrainOptions, on_epoch) -> 
 
     t0 = time.perf_counter()
     try:
-        data = cache.get(job.dataset, options.recipe.train_subset)
+        data = cache.get(job.data, options.recipe.train_subset)
         return train(job.spec, job.task, data, options.recipe, amp=options.amp,
                      cuda_graph=options.cuda_graph, channels_last=options.channels_last,
                      on_epoch=on_epoch)
@@ -110,23 +115,29 @@ def _train_one(job: Job, cache: _DataCache, options: TrainOptions, on_epoch) -> 
 
 
 class _DataCache:
-    """Datasets put on one device, loaded once per dataset and train subset."""
+    """Data put on one device, loaded once per DataRef and train subset: host arrays moved to
+    the device (dse.data), or a dataset streamed from disk (dse.stream)."""
 
     def __init__(self, device, options: TrainOptions, arrays: dict | None = None):
         self.device, self.options, self.arrays = device, options, dict(arrays or {})
         self.on_device = {}
 
-    def get(self, dataset: str, train_subset: int | None):
+    def get(self, ref: DataRef, train_subset: int | None):
         from dse import data, datasets
 
-        key = (dataset, train_subset)
+        key = (ref, train_subset)
         if key not in self.on_device:
-            if dataset not in self.arrays:
-                self.arrays[dataset] = datasets.load(dataset, self.options.data_dir,
-                                                     self.options.download)
             self.on_device.clear()  # one dataset on the device at a time
-            self.on_device[key] = data.DeviceData(self.arrays[dataset], self.device,
-                                                  train_subset)
+            if datasets.get(ref.dataset).stream:
+                from dse.stream import StreamData
+
+                self.on_device[key] = StreamData(datasets.stream_root(ref.root), self.device,
+                                                 train_subset, resolution=ref.resolution)
+            else:
+                if ref not in self.arrays:
+                    self.arrays[ref] = datasets.load_ref(ref, self.options.load_options())
+                self.on_device[key] = data.DeviceData(self.arrays[ref], self.device,
+                                                      train_subset)
         return self.on_device[key]
 
 

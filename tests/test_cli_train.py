@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dse import datasets, train
+from dse import readers, train
 from dse.cli import cli
 from dse.cli.train import train_cmd
 from dse.store import Store
@@ -123,12 +123,12 @@ def test_user_errors_are_one_line_and_store_nothing(tmp_path, monkeypatch):
     assert "--warmup (3) exceeds epochs (2)" in err("train", "--store", s, "--epochs", "2",
                                                          "--warmup", "3")
     sample(tmp_path / "f", 1, dataset="fashion-mnist")
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     assert "fashion-mnist not found; looked in" in err(
         "train", "--store", tmp_path / "f", "--data-dir", tmp_path / "empty")
     sample(tmp_path / "i", 1, dataset="imagenet", space="xa", flops="360M:400M")
-    assert "holds imagenet models, which dse train cannot train yet" in err(
-        "train", "--store", tmp_path / "i")
+    assert "imagenet not found; looked for train/ and val/ in" in err(
+        "train", "--store", tmp_path / "i", "--data-dir", tmp_path / "empty")
     for d in ("s", "f", "i"):  # nothing claimed or stored by a refused run
         assert not list((tmp_path / d).glob("*/results/*"))
         assert not list((tmp_path / d).glob("*/claims/*"))
@@ -167,7 +167,7 @@ def test_worker_processes_train_disjoint_models(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST /
+@pytest.mark.skipif(not (readers.DEBIAN_FASHION_MNIST /
                          "train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_default_recipe_does_not_stall_deep_fashion_mnist_models(tmp_path):

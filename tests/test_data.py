@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from dse import data, datasets
+from dse import data, datasets, readers
 from dse.errors import DseError
 
-FASHION = datasets.DEBIAN_FASHION_MNIST
+FASHION = readers.DEBIAN_FASHION_MNIST
 has_fashion = pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
                                  reason="Debian's dataset-fashion-mnist is not installed")
 
@@ -22,7 +22,7 @@ def fake_cifar10(root, n=20, seed=0):
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
     batches = {}
-    for name in datasets.CIFAR_TRAIN + datasets.CIFAR_TEST:
+    for name in readers.CIFAR_TRAIN + readers.CIFAR_TEST:
         x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         y = [int(v) for v in rng.integers(0, 10, size=n)]
         with open(d / name, "wb") as f:
@@ -48,7 +48,7 @@ def fake_fashion(d, n_train=30, n_test=10, gz=True, seed=0):
               "train_y": rng.integers(0, 10, n_train),
               "test_x": rng.integers(0, 256, (n_test, 28, 28)),
               "test_y": rng.integers(0, 10, n_test)}
-    for key, stem in datasets.FASHION_FILES.items():
+    for key, stem in readers.FASHION_FILES.items():
         write_idx(d / (stem + (".gz" if gz else "")), arrays[key], gz)
     return arrays
 
@@ -96,7 +96,7 @@ def test_fashion_mnist_reads_idx_files(tmp_path, layout, gz):
 
 
 def test_fashion_mnist_damaged_or_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     with pytest.raises(DseError, match="fashion-mnist not found; looked in .*nowhere"):
         datasets.load("fashion-mnist", tmp_path)
     fake_fashion(tmp_path)
@@ -109,8 +109,8 @@ def test_fashion_mnist_damaged_or_missing(tmp_path, monkeypatch):
         datasets.load("fashion-mnist", tmp_path)
 
 
-def test_imagenet_and_unknown_datasets_are_refused():
-    with pytest.raises(DseError, match="imagenet models cannot be trained yet"):
+def test_streamed_and_unknown_datasets_are_not_read_into_memory():
+    with pytest.raises(DseError, match="imagenet cannot be read into memory: it is streamed"):
         datasets.load("imagenet")
     with pytest.raises(DseError, match="unknown dataset 'mnist'"):
         datasets.load("mnist")
@@ -127,7 +127,7 @@ def test_debian_fashion_mnist_is_found(tmp_path, monkeypatch):
 
 
 def test_synthetic_is_deterministic_and_balanced():
-    a, b = datasets.synthetic(), datasets.synthetic.__wrapped__()
+    a, b = readers.synthetic(), readers.synthetic.__wrapped__()
     np.testing.assert_array_equal(a.train_x, b.train_x)
     assert a.train_x.shape == (10_000, 3, 32, 32) and a.test_x.shape == (2_000, 3, 32, 32)
     counts = np.bincount(a.train_y, minlength=10)
@@ -140,8 +140,8 @@ def test_synthetic_is_deterministic_and_balanced():
 def small_device_data(n=300, subset=None):
     return data.DeviceData(datasets.Arrays("synthetic", *[
         v[:n] if i < 2 else v for i, v in enumerate(
-            (datasets.synthetic().train_x, datasets.synthetic().train_y,
-             datasets.synthetic().test_x[:100], datasets.synthetic().test_y[:100]))], "test"),
+            (readers.synthetic().train_x, readers.synthetic().train_y,
+             readers.synthetic().test_x[:100], readers.synthetic().test_y[:100]))], "test"),
         "cpu", subset)
 
 

@@ -10,8 +10,9 @@ import pytest
 
 DSE = Path(__file__).resolve().parent.parent / "dse"
 
-# Everything but the model builder, the device data and the trainer.
+# Everything but the model builder, the device data, the trainer and the streamed data.
 TORCH_FREE = ["errors", "rand", "regnet", "spec", "spaces", "complexity", "sampling", "schema",
+              "readers", "folders",
               "datasets", "recipe", "store", "claims", "analysis", "fitlinear", "workers",
               "runner", "progress", "plots", "report", "cli", "cli.common", "cli.sample",
               "cli.train", "cli.analyze"]
@@ -30,7 +31,7 @@ def test_module_imports_without_torch(name):
 
 
 def test_every_module_is_listed_torch_free_or_is_a_torch_stage():
-    torch_stages = {"dse.models", "dse.data", "dse.train"}
+    torch_stages = {"dse.models", "dse.data", "dse.train", "dse.stream"}
     others = set(_modules()) - {"dse", "dse.__main__"} - torch_stages
     assert others == {f"dse.{m}" for m in TORCH_FREE}
 

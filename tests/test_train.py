@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dse import data, datasets, train
+from dse import data, datasets, readers, train
 from dse.errors import DseError
 from dse.spec import AnyNetSpec
 
@@ -18,7 +18,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 @pytest.fixture(scope="module")
 def syn2k():
-    return data.DeviceData(datasets.synthetic(), "cpu", train_subset=2000)
+    return data.DeviceData(readers.synthetic(), "cpu", train_subset=2000)
 
 
 @pytest.mark.parametrize("nesterov", [True, False])
@@ -89,7 +89,7 @@ def test_tiny_model_learns_synthetic_data(syn2k):
 
 
 def test_training_is_reproducible_by_seed():
-    d = data.DeviceData(datasets.synthetic(), "cpu", train_subset=640)
+    d = data.DeviceData(readers.synthetic(), "cpu", train_subset=640)
     a, b, c = (train.train(TINY, SYN, d, train.Recipe(epochs=1, seed=s)) for s in (0, 0, 1))
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     assert a["error"] == b["error"]
@@ -109,7 +109,7 @@ def test_wrong_task_for_the_data_is_refused(syn2k):
         train.train(TINY, SYN, syn2k, train.Recipe(epochs=1), cuda_graph=True)
 
 
-@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+@pytest.mark.skipif(not (readers.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_tiny_model_learns_fashion_mnist():
     d = data.DeviceData(datasets.load("fashion-mnist"), "cpu", train_subset=3000)
@@ -121,7 +121,7 @@ def test_tiny_model_learns_fashion_mnist():
 @pytest.mark.gpu
 @cuda
 def test_cuda_graph_bf16_matches_eager_fp32():
-    d = data.DeviceData(datasets.synthetic(), "cuda", train_subset=4096)
+    d = data.DeviceData(readers.synthetic(), "cuda", train_subset=4096)
     r = train.Recipe(epochs=3)
     fast = train.train(TINY, SYN, d, r)
     assert fast["cuda_graph"] and fast["precision"] == "bf16-autocast"
@@ -136,6 +136,6 @@ def test_cuda_graph_bf16_matches_eager_fp32():
 @pytest.mark.gpu
 @cuda
 def test_cuda_graph_run_diverges_cleanly():
-    d = data.DeviceData(datasets.synthetic(), "cuda", train_subset=2048)
+    d = data.DeviceData(readers.synthetic(), "cuda", train_subset=2048)
     out = train.train(TINY, SYN, d, train.Recipe(epochs=2, lr=1e6))
     assert out["status"] == "diverged" and out["cuda_graph"]

@@ -71,10 +71,18 @@ def describe_cmd(spec_text, resolution, stem, in_channels, num_classes, as_json)
 @click.option("--acts", "acts_w", default=None, help="Optional activations window LO:HI.")
 @click.option("--dataset", type=click.Choice(datasets.names()),
               default=datasets.DEFAULT, show_default=True,
-              help="Dataset the models are for; fixes resolution, stem, channels, classes.")
+              help="Dataset the models are for; fixes resolution, stem, channels, classes "
+                   "(docs/datasets.md).")
+@click.option("--resolution", type=int, default=None,
+              help="folder: the side R of the R×R images the models see (CIFAR stem up to "
+                   "64, ImageNet stem above).")
+@click.option("--data-dir", default=None,
+              help="folder: the image tree (train/<class>/*, val/<class>/*) [default: "
+                   "$DSE_DATA or ./data]; its classes and path are recorded in the store.")
 @seed_option("Sampling seed: the same seed and arguments give the same models.")
 @store_option
-def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, seed, store_path):
+def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, data_dir, seed,
+               store_path):
     """Sample N new models of a space into the store."""
     from dse import sampling, spaces
     from dse.store import Store
@@ -82,17 +90,19 @@ def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, seed, store_pa
     if n < 1:
         raise click.BadParameter(f"must be a positive integer (got {n})", param_hint="'--n'")
     space = spaces.load(space_name)
-    task = datasets.task(dataset)
+    task, data = datasets.task_and_record(dataset, data_dir, resolution)
     flops = (sampling.parse_window(flops_w, "--flops") if flops_w is not None
-             else sampling.Window(*datasets.default_flops_window(dataset)))
+             else sampling.Window(*datasets.flops_window(task)))
     params = sampling.parse_window(params_w, "--params")
     acts = sampling.parse_window(acts_w, "--acts")
     store = Store(store_path)
     draw = lambda have: sampling.sample(space, n, task, flops, params, acts, seed, exclude=have)
-    added = store.add_models(space, dataset, task, draw, seed)
+    added = store.add_models(space, dataset, task, draw, seed, data)
     total = len(store.read_models(space.name))
     f = added["flops"]
-    click.echo(f"sampled {len(added)} {space.name} models for {dataset} (flops {flops}, "
+    what = dataset if not data else (f"{dataset} {task.resolution}×{task.resolution}, "
+                                     f"{task.num_classes} classes")
+    click.echo(f"sampled {len(added)} {space.name} models for {what} (flops {flops}, "
                f"{f.min() / 1e6:.1f}–{f.max() / 1e6:.1f} MF) → "
                f"{store.models_path(space.name)} "
                f"({total} in all)")

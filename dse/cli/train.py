@@ -29,6 +29,12 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
 @click.option("--data-dir", default=None, help=DATA_HELP)
 @click.option("--download", is_flag=True,
               help="Download a missing dataset through torchvision (needs the network).")
+@click.option("--skip-bad-images", is_flag=True,
+              help="folder: skip images that cannot be decoded (listed in a warning) instead "
+                   "of stopping.")
+@click.option("--cache-dir", default=None,
+              help="folder: where decoded images are cached [default: $DSE_CACHE or "
+                   "~/.cache/dse].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=R.batch_size,
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=R.lr,
@@ -61,9 +67,9 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
               hidden=True,
               help="Seconds without a heartbeat after which another run's claim is stale.")
 def train_cmd(spaces, epochs, device, jobs, max_models, store_path, data_dir, download,
-              batch_size, lr, wd, momentum, warmup_epochs, zero_init_final_gamma, paper,
-              no_augment, seed, train_subset, retry_failed, fp32, no_cuda_graph,
-              channels_last, claim_timeout):
+              skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
+              zero_init_final_gamma, paper, no_augment, seed, train_subset, retry_failed, fp32,
+              no_cuda_graph, channels_last, claim_timeout):
     """Train the sampled models that have no result yet (proxy recipe, docs/training.md)."""
     import signal
 
@@ -83,6 +89,7 @@ def train_cmd(spaces, epochs, device, jobs, max_models, store_path, data_dir, do
         recipe = recipe.paper()
     options = TrainOptions(recipe=recipe, device=device, jobs=jobs, max_models=max_models,
                            retry_failed=retry_failed, data_dir=data_dir, download=download,
+                           skip_bad_images=skip_bad_images, cache_dir=cache_dir,
                            amp=False if fp32 else None,
                            cuda_graph=False if no_cuda_graph else None,
                            channels_last=channels_last, claim_timeout=claim_timeout)
