@@ -10,6 +10,9 @@ from dse.cli import cli
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 FAST = {"spaces", "describe", "sample", "status"}
+PNG_1PX = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                        "1f15c4890000000d49444154789c6360f80f000001010100189dd9600000"
+                        "000049454e44ae426082")
 ANALYSIS = {"edf", "fit-linear", "trends", "search-efficiency", "report"}
 
 
@@ -42,6 +45,10 @@ def test_readme_commands_run(tmp_path, monkeypatch):
     monkeypatch.setenv("DSE_STORE", str(tmp_path / "runs"))
     own = next(b for b in _blocks("yaml") if b.startswith("# my_space.yaml"))
     (tmp_path / "my_space.yaml").write_text(own)
+    for split in ("train", "val"):  # the image folder of the `--dataset folder` example
+        for c in ("daisy", "rose", "tulip"):
+            (tmp_path / "flowers" / split / c).mkdir(parents=True)
+            (tmp_path / "flowers" / split / c / "1.png").write_bytes(PNG_1PX)
     commands = list(_commands(FAST))
     assert {c[0] for c in commands} == FAST
     for args in commands:
