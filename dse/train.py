@@ -1,10 +1,12 @@
 """Proxy training of one model with a `Recipe` (dse.recipe), the data on the device (torch).
 
-`train` reads top to bottom: build the network → for each epoch build the augmented,
-shuffled epoch on the device → run the steps (eagerly, or replaying one captured CUDA graph)
+`train` reads top to bottom: build the network → for each epoch take the data's augmented,
+shuffled batches on the device → run the steps (eagerly, or replaying one captured CUDA graph)
 → read the epoch's mean loss once (the only host sync; NaN/inf ends the run as diverged) →
-top-1 test error at the end. On CUDA it runs in bf16 autocast with fp32 weights and BN, no
-GradScaler. The same code runs on CPU, minus the CUDA-only parts. See docs/training.md.
+top-1 test error at the end. The data is anything with dse.data's interface: `DeviceData`
+(resident on the device) or `dse.stream.StreamData` (decoded from disk by worker processes).
+On CUDA it runs in bf16 autocast with fp32 weights and BN, no GradScaler. The same code runs
+on CPU, minus the CUDA-only parts. See docs/training.md.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dse.data import DeviceData
+from dse.data import Data
 from dse.errors import ArgumentError, DseError
 from dse.models import build
 from dse.recipe import Recipe, lr_schedule
 from dse.spec import AnyNetSpec, Task
 
 GRAPH_WARMUP_STEPS = 3  # eager steps (on a side stream) before the step is captured
+# CPU NHWC is the default up to this input side: ~2× faster on our grouped convs at 32 px,
+# while torch 2.14.1's CPU channels-last backward corrupts the heap on some RegNetX models
+# from 192 px up (a segfault in the second model trained at 224; NCHW is fine there).
+CPU_CHANNELS_LAST_MAX = 160
 EVAL_BATCH = 1000
 
 
@@ -74,27 +80,32 @@ def device_name(device: torch.device) -> str:
     return f"cpu {cpu} ({torch.get_num_threads()} threads of {os.cpu_count()})"
 
 
-def train(spec: AnyNetSpec, task: Task, data: DeviceData, recipe: Recipe, *,
+def train(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
           amp: bool | None = None, cuda_graph: bool | None = None,
           channels_last: bool | None = None, on_epoch=None) -> dict:
-    """Train one network with `recipe` on `data` (already on its device) and measure its
-    top-1 test error. amp (bf16 autocast) and cuda_graph default to on for CUDA, off for CPU;
-    channels_last (NHWC activations and weights) to on for CPU, where it measured ~2× faster
-    on our grouped convs, off for CUDA. on_epoch(epoch, mean_loss) is called after each
-    epoch. Returns the outcome: status (done | diverged), error (percent), message,
-    train_loss, train_seconds, images_per_second, epochs_run, precision, cuda_graph,
+    """Train one network with `recipe` on `data` (dse.data.Data: on its device, or streamed
+    to it) and measure its top-1 test error. amp (bf16 autocast) and cuda_graph default to on
+    for CUDA, off for CPU; channels_last (NHWC activations and weights) to on for CPU inputs
+    up to CPU_CHANNELS_LAST_MAX px, where it measured ~2× faster on our grouped convs, off
+    for CUDA. on_epoch(epoch, mean_loss) is
+    called after each epoch. Returns the outcome: status (done | diverged), error (percent),
+    message, train_loss, train_seconds, images_per_second, epochs_run, precision, cuda_graph,
     channels_last."""
     device = data.device
     cuda = device.type == "cuda"
     amp = cuda if amp is None else amp
     cuda_graph = cuda if cuda_graph is None else cuda_graph
-    channels_last = (not cuda) if channels_last is None else channels_last
+    if channels_last is None:
+        channels_last = not cuda and task.resolution <= CPU_CHANNELS_LAST_MAX
     if cuda_graph and not cuda:
         raise DseError("CUDA graphs need a CUDA device")
-    if task.in_channels != data.train_x.shape[1] or task.resolution != data.train_x.shape[2]:
+    c, h, w = data.image_shape
+    if (task.in_channels, task.resolution, task.resolution) != (c, h, w):
         raise DseError(f"models for {task.resolution}×{task.resolution}×{task.in_channels} "
-                       f"inputs cannot train on {data.name} images "
-                       f"{tuple(data.train_x.shape[1:])}")
+                       f"inputs cannot train on {data.name} images {(c, h, w)}")
+    if data.num_classes > task.num_classes:
+        raise DseError(f"models with {task.num_classes} outputs cannot train on {data.name}, "
+                       f"whose labels run to {data.num_classes - 1}")
     if cuda:
         torch.backends.cudnn.benchmark = True
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -105,7 +116,7 @@ def train(spec: AnyNetSpec, task: Task, data: DeviceData, recipe: Recipe, *,
     model.train()
     params = list(model.parameters())
     bufs = [torch.zeros_like(p) for p in params]  # momentum
-    steps = data.n_train // recipe.batch_size
+    steps = data.steps(recipe.batch_size)
     lrs = torch.tensor(lr_schedule(recipe, steps), dtype=torch.float32, device=device)
     t = torch.zeros(1, dtype=torch.long, device=device)  # global step, read by the graph
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
@@ -125,24 +136,28 @@ def train(spec: AnyNetSpec, task: Task, data: DeviceData, recipe: Recipe, *,
     start = time.perf_counter()
     mean_loss = float("nan")
     for epoch in range(recipe.epochs):
-        xs, ys = data.epoch(recipe.batch_size, gen, recipe.augment, x_dtype, channels_last)
         loss_sum.zero_()
-        for i in range(steps):
+        i = -1
+        for i, (x, y) in enumerate(data.batches(recipe.batch_size, gen, recipe.augment,
+                                                x_dtype, channels_last)):
             if replay is not None:
-                replay(xs[i], ys[i])
+                replay(x, y)
             elif cuda_graph and epoch * steps + i >= GRAPH_WARMUP_STEPS:
-                replay = _capture(step, xs[i], ys[i], params)
-                replay(xs[i], ys[i])
+                replay = _capture(step, x, y, params)
+                replay(x, y)
             else:
                 for p in params:
                     p.grad = None
                 if side is None:
-                    step(xs[i], ys[i])
+                    step(x, y)
                 else:  # warm-up before capture runs on a side stream, as CUDA graphs require
                     side.wait_stream(torch.cuda.current_stream(device))
                     with torch.cuda.stream(side):
-                        step(xs[i], ys[i])
+                        step(x, y)
                     torch.cuda.current_stream(device).wait_stream(side)
+        if i + 1 != steps:  # the schedule and the mean loss assume every step ran
+            raise DseError(f"{data.name} gave {i + 1} batches in epoch {epoch + 1}, not "
+                           f"the {steps} its steps() promised")
         mean_loss = loss_sum.item() / steps  # the one host sync of the epoch
         if not math.isfinite(mean_loss):
             return _outcome("diverged", None, f"train loss became {mean_loss} in epoch "
@@ -174,17 +189,19 @@ def _capture(step, x, y, params):
 
 
 @torch.no_grad()
-def evaluate(model, data: DeviceData, amp: bool = False,
+def evaluate(model, data: Data, amp: bool = False,
              fmt: torch.memory_format = torch.contiguous_format) -> float:
     """Top-1 error in percent on the whole test split (BN in inference mode)."""
     model.eval()
     wrong = torch.zeros((), dtype=torch.long, device=data.device)
-    n = len(data.test_y)
-    for i in range(0, n, EVAL_BATCH):
-        x = data.normalize(data.test_x[i: i + EVAL_BATCH]).contiguous(memory_format=fmt)
+    n = 0
+    # fp32 inputs; under amp, autocast rounds them to bf16 where the convs need it
+    for x, y in data.test_batches(EVAL_BATCH, torch.float32,
+                                  fmt == torch.channels_last):
         with torch.autocast(data.device.type, torch.bfloat16, enabled=amp):
             logits = model(x)
-        wrong += (logits.argmax(1) != data.test_y[i: i + EVAL_BATCH]).sum()
+        wrong += (logits.argmax(1) != y).sum()
+        n += len(y)
     model.train()
     return 100.0 * wrong.item() / n
 

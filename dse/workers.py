@@ -118,8 +118,10 @@ class _DataCache:
     """Data put on one device, loaded once per DataRef and train subset: host arrays moved to
     the device (dse.data), or a dataset streamed from disk (dse.stream)."""
 
-    def __init__(self, device, options: TrainOptions, arrays: dict | None = None):
+    def __init__(self, device, options: TrainOptions, arrays: dict | None = None,
+                 trainers: int = 1):
         self.device, self.options, self.arrays = device, options, dict(arrays or {})
+        self.trainers = trainers  # training processes on this machine, for decode workers
         self.on_device = {}
 
     def get(self, ref: DataRef, train_subset: int | None):
@@ -131,8 +133,12 @@ class _DataCache:
             if datasets.get(ref.dataset).stream:
                 from dse.stream import StreamData
 
-                self.on_device[key] = StreamData(datasets.stream_root(ref.root), self.device,
-                                                 train_subset, resolution=ref.resolution)
+                cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                         else os.cpu_count() or 1)  # the others decode, shared fairly
+                self.on_device[key] = StreamData(
+                    datasets.stream_root(ref.root), self.device, train_subset,
+                    resolution=ref.resolution,
+                    workers=max(1, (cores - self.trainers) // self.trainers))
             else:
                 if ref not in self.arrays:
                     self.arrays[ref] = datasets.load_ref(ref, self.options.load_options())
@@ -196,7 +202,7 @@ class InProcess:
                          self.name)]
 
 
-def _worker_main(device: str, n_here: int, options: TrainOptions, tasks, results,
+def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, tasks, results,
                  parent: int) -> None:
     """A worker process: train the jobs it is sent on `device` until it gets None."""
     import signal
@@ -206,7 +212,7 @@ def _worker_main(device: str, n_here: int, options: TrainOptions, tasks, results
 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
     dev, name = _use_device(device, n_here)
-    cache = _DataCache(dev, options)
+    cache = _DataCache(dev, options, trainers=n_all)
     while True:
         try:
             job = tasks.get(timeout=5)
@@ -251,9 +257,12 @@ class Processes:
     def _start(self, i: int) -> None:
         tasks, results = self.ctx.Queue(), self.ctx.Queue()
         n_here = self.devices.count(self.devices[i])
-        p = self.ctx.Process(target=_worker_main, name=f"dse-worker-{i}", daemon=True,
-                             args=(self.devices[i], n_here, self.options, tasks, results,
-                                   os.getpid()))
+        # not daemonic: a worker may start processes of its own (the DataLoader of a
+        # streamed dataset); it still dies with this process (prctl) and is joined or killed
+        # on exit
+        p = self.ctx.Process(target=_worker_main, name=f"dse-worker-{i}", daemon=False,
+                             args=(self.devices[i], n_here, len(self.devices), self.options,
+                                   tasks, results, os.getpid()))
         p.start()
         self.slots[i] = _Slot(p, tasks, results)
 

@@ -245,3 +245,21 @@ def test_every_dataset_has_a_default_window_by_the_paper_rule():
             assert 0 < lo < hi and hi / lo == pytest.approx(400 / 360, rel=0.02)  # 0.1M rounding
     assert datasets.default_flops_window("imagenet32") == datasets.default_flops_window("cifar10")
     assert datasets.flops_window(datasets.task("imagenet")) == (360e6, 400e6)
+
+
+# ---- ImageNet, streamed ------------------------------------------------------------------------
+
+def test_sample_and_train_imagenet_streamed_by_worker_processes(tmp_path):
+    """The paper's setting end to end through the CLI, on a tiny ImageNet-layout tree of
+    JPEGs: two worker processes, each streaming through DataLoader workers of its own."""
+    image_tree(tmp_path / "data" / "imagenet", n_train=4, n_val=2,
+               classes=("n01440764", "n01443537", "n01484850"))
+    store = tmp_path / "runs"
+    ok("sample", "--space", "rx", "--n", 2, "--dataset", "imagenet", "--flops", "10M:60M",
+       "--store", store)
+    r = ok("train", "--store", store, "--data-dir", tmp_path / "data", "--epochs", "1",
+           "--batch-size", "4", "--jobs", "2")
+    assert "imagenet: 12 training images, 6 test images" in r.stdout and "(streamed)" in r.stdout
+    res = Store(store).read_results("regnetx")
+    assert len(res) == 2 and (res["status"] == "done").all(), res["message"].tolist()
+    assert not res["channels_last"].any()  # NCHW on CPU at 224 px (dse.train)

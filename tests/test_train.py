@@ -139,3 +139,41 @@ def test_cuda_graph_run_diverges_cleanly():
     d = data.DeviceData(readers.synthetic(), "cuda", train_subset=2048)
     out = train.train(TINY, SYN, d, train.Recipe(epochs=2, lr=1e6))
     assert out["status"] == "diverged" and out["cuda_graph"]
+
+
+# ---- the data interface the trainer reads, and the memory check ----------------------------
+
+@pytest.mark.parametrize("batch_size,channels_last", [(100, False), (128, True)])
+def test_device_batches_are_the_epoch_chunk_by_chunk(batch_size, channels_last):
+    d = data.DeviceData(readers.synthetic(), "cpu", train_subset=9000)  # > one chunk of 4096
+    xs, ys = d.epoch(batch_size, torch.Generator().manual_seed(4), channels_last=channels_last,
+                     dtype=torch.bfloat16)
+    batches = list(d.batches(batch_size, torch.Generator().manual_seed(4),
+                             channels_last=channels_last, dtype=torch.bfloat16))
+    assert len(batches) == d.steps(batch_size) == len(xs) == 9000 // batch_size
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for (x, y), xe, ye in zip(batches, xs, ys):
+        assert torch.equal(x, xe) and torch.equal(y, ye) and x.is_contiguous(memory_format=fmt)
+    test = list(d.test_batches(700))
+    assert [len(y) for _, y in test] == [700, 700, 600]
+    torch.testing.assert_close(torch.cat([x for x, _ in test]), d.normalize(d.test_x))
+    assert d.image_shape == (3, 32, 32) and d.num_classes == 10
+
+
+def test_data_that_does_not_fit_the_device_is_refused(monkeypatch):
+    a = readers.synthetic()  # 36.9 MB of uint8 images: 2.2 GB with the headroom
+    monkeypatch.setattr(data, "free_memory", lambda device: (2 << 30) + 20_000_000)
+    with pytest.raises(DseError, match=r"^synthetic \(12000 images\) needs 2\.2 GB on cpu \(its "
+                                       r"0\.04 GB of uint8 images × 1\.5 plus 2\.1 GB for "
+                                       r"training\) but only 2\.2 GB are free; train on fewer"):
+        data.DeviceData(a, "cpu", train_subset=10_000)  # a subset is a copy: nothing resident
+    data.DeviceData(a, "cpu")  # the host arrays are used in place: they count as free
+    with pytest.raises(DseError, match="x needs 3.6 GB on cuda:0 .* only 2.2 GB are free"):
+        data.check_fits(10**9, torch.device("cuda", 0), "x")
+    monkeypatch.setattr(data, "free_memory", lambda device: None)  # unknown: not checked
+    data.check_fits(10**12, "cpu", "x")
+
+
+def test_free_memory_is_read_from_the_host():
+    free = data.free_memory("cpu")
+    assert free is None or free > 0
