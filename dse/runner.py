@@ -237,6 +237,7 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         if recipe.batch_size > min(n, recipe.train_subset or n):
             raise _too_many("batch_size", recipe.batch_size, min(n, recipe.train_subset or n),
                             ref.dataset)
+    _check_memory(arrays, devices, recipe.train_subset)
     report.start(summary.total, workers.describe(devices))
     for ref, (n, n_test, source) in sizes.items():
         report.info(f"{ref.dataset}: {n} training images"
@@ -275,6 +276,24 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         summary.seconds = time.perf_counter() - start
     report.end(summary)
     return summary
+
+
+def _check_memory(arrays: dict, devices: list[str], train_subset: int | None) -> None:
+    """Every device has room for the in-memory data of all its workers (one copy each),
+    checked before anything is claimed."""
+    import torch
+
+    from dse.data import check_fits
+
+    for dev in dict.fromkeys(devices):
+        k = devices.count(dev)
+        for ref, a in arrays.items():
+            n = len(a.train_y)
+            nbytes = a.train_x.nbytes * min(n, train_subset or n) // n + a.test_x.nbytes
+            in_place = dev == "cpu" and len(devices) == 1  # this process's arrays are used
+            check_fits(k * nbytes, torch.device(dev),
+                       f"{ref.dataset} for {k} worker{'s' * (k > 1)} on {dev}",
+                       resident=nbytes if in_place else 0)
 
 
 def _stream_sizes(ref: DataRef) -> tuple[int, int, str]:

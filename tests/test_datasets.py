@@ -263,3 +263,17 @@ def test_sample_and_train_imagenet_streamed_by_worker_processes(tmp_path):
     res = Store(store).read_results("regnetx")
     assert len(res) == 2 and (res["status"] == "done").all(), res["message"].tolist()
     assert not res["channels_last"].any()  # NCHW on CPU at 224 px (dse.train)
+
+
+def test_data_that_does_not_fit_stops_the_run_before_anything_is_claimed(tmp_path, monkeypatch):
+    from dse import data
+
+    downsampled(tmp_path / "data", 16)
+    store = tmp_path / "runs"
+    ok("sample", "--space", "rx", "--n", 1, "--dataset", "imagenet16", *SMALL, "--store", store)
+    monkeypatch.setattr(data, "free_memory", lambda device: 1 << 20)  # 1 MiB free
+    msg = one_error(run("train", "--store", store, "--data-dir", tmp_path / "data",
+                        "--jobs", "2"))
+    assert "imagenet16 for 2 workers on cpu needs 2.1 GB on cpu" in msg and "are free" in msg
+    assert not list(Store(store).claims_dir("regnetx").glob("*"))
+    assert not list(Store(store).results_dir("regnetx").glob("*"))
