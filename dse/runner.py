@@ -23,7 +23,7 @@ from dse.recipe import CLAIM_TIMEOUT, TrainOptions
 from dse.schema import RESULT_STATUSES
 from dse.spec import AnyNetSpec, Task
 from dse.store import DAMAGED, Store, needs_training
-from dse.workers import Epoch, Finished, Job
+from dse.workers import Epoch, Finished, Job, Returned
 
 # ---- what there is to train -------------------------------------------------------------------
 
@@ -247,10 +247,14 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     ex = workers.executor(devices, options, arrays,
                           on_epoch=lambda ev: report.epoch(held[ev.key][0], ev.epoch, ev.loss))
     start, started, it = time.perf_counter(), 0, iter(todo)
+    again: list[Job] = []  # given back untrained by a worker that could not start: still ours
     try:
         with claims.Heartbeats(options.heartbeat_s) as hb, ex:
             while True:
-                while ex.free() and (limit is None or started < limit):
+                while ex.free() and (again or limit is None or started < limit):
+                    if again:
+                        ex.submit(again.pop(0))
+                        continue
                     job = _claim_next(it, store, options, summary, held, hb, report)
                     if job is None:
                         break
@@ -263,11 +267,18 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
                     job, c = held[ev.key]
                     if isinstance(ev, Epoch):
                         report.epoch(job, ev.epoch, ev.loss)
+                    elif isinstance(ev, Returned):
+                        again.append(job)
                     elif isinstance(ev, Finished):
                         _record(store, job, options, ev, summary, report)
                         claims.release(c)
                         hb.remove(c)
                         del held[ev.key]
+                if ex.unusable:
+                    left = len(todo) - summary.finished
+                    raise DseError(f"stopped: no usable device left: {ex.unusable}; "
+                                   f"{left} model{'s' * (left != 1)} left pending (dse train "
+                                   "trains them once the device works)")
                 report.tick()
     finally:
         for _job, c in held.values():  # interrupted: give the models in flight back at once

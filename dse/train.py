@@ -87,10 +87,19 @@ def train(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
     to it) and measure its top-1 test error. amp (bf16 autocast) and cuda_graph default to on
     for CUDA, off for CPU; channels_last (NHWC activations and weights) to on for CPU inputs
     up to CPU_CHANNELS_LAST_MAX px, where it measured ~2× faster on our grouped convs, off
-    for CUDA. on_epoch(epoch, mean_loss) is
-    called after each epoch. Returns the outcome: status (done | diverged), error (percent),
-    message, train_loss, train_seconds, images_per_second, epochs_run, precision, cuda_graph,
-    channels_last."""
+    for CUDA. on_epoch(epoch, mean_loss) is called after each epoch. Returns the outcome:
+    status (done | diverged), error (percent), message, train_loss, train_seconds,
+    images_per_second, epochs_run, precision, cuda_graph (whether a captured graph was
+    replayed), channels_last. On CUDA the whole run has the data's device current: a graph
+    captured while another device is current would be empty and its replays would do
+    nothing."""
+    if data.device.type != "cuda":
+        return _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch)
+    with torch.cuda.device(data.device):
+        return _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch)
+
+
+def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch) -> dict:
     device = data.device
     cuda = device.type == "cuda"
     amp = cuda if amp is None else amp
@@ -162,13 +171,13 @@ def train(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
         if not math.isfinite(mean_loss):
             return _outcome("diverged", None, f"train loss became {mean_loss} in epoch "
                             f"{epoch + 1}", mean_loss, time.perf_counter() - start, epoch + 1,
-                            steps, recipe, amp, cuda_graph, channels_last)
+                            steps, recipe, amp, replay is not None, channels_last)
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
     seconds = time.perf_counter() - start  # the last .item() waited for the last step
     error = evaluate(model, data, amp, fmt)
     return _outcome("done", error, "", mean_loss, seconds, recipe.epochs, steps, recipe, amp,
-                    cuda_graph, channels_last)
+                    replay is not None, channels_last)  # whether a graph really was replayed
 
 
 def _capture(step, x, y, params):

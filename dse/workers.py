@@ -1,16 +1,22 @@
 """Where models train: executors that take jobs and give back typed events.
 
-`InProcess` trains on the calling thread (CPU, one GPU, one job); `Processes` runs one worker
-process per (device, job slot). Both answer `free()`, `submit(job)` and `events(timeout)`,
-which returns `Epoch` events (a model finished an epoch) and `Finished` events (its outcome).
-A worker never writes to the store: the run loop that owns the claims writes the results.
+`InProcess` trains on the calling thread (CPU, one GPU, one job); `dse.processes.Processes`
+runs one worker process per (device, job slot). Both answer `free()`, `submit(job)` and
+`events(timeout)`, which returns `Epoch` events (a model finished an epoch), `Finished`
+events (its outcome) and `Returned` events (a job given back untrained). A worker never
+writes to the store: the run loop that owns the claims writes the results.
+
+Faults: a CUDA error that is not an out-of-memory leaves a process's CUDA context unusable,
+so after one the model is recorded as failed and the worker exits; a fresh process replaces
+it. A worker that cannot start (CUDA busy or full) gives its job back uncharged. Restarts
+wait 1, 4, 16 s; a slot whose worker failed MAX_FAILURES times in a row is given up, and when
+every slot is, `unusable` says why and the run stops with the rest of its models pending.
 """
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import os
-import queue as queue_mod
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -57,6 +63,38 @@ class Finished(NamedTuple):
     device: str
 
 
+class Returned(NamedTuple):
+    """A job given back untrained (its worker could not start): train it elsewhere."""
+
+    key: str
+
+
+class _StartFailed(NamedTuple):  # a worker process could not take its device
+    message: str
+
+
+MAX_FAILURES = 3                 # consecutive failures of one worker slot before giving up
+BACKOFF_S = (1.0, 4.0, 16.0)     # wait before the 1st, 2nd, 3rd restart of a slot
+
+# Messages of CUDA errors after which the process's CUDA context cannot be used again.
+STICKY_CUDA = ("illegal memory access", "device-side assert", "launch failure",
+               "illegal instruction", "misaligned address", "CUDA error",
+               "CUBLAS_STATUS_EXECUTION_FAILED", "CUDNN_STATUS_EXECUTION_FAILED")
+
+
+def cuda_fault(e: BaseException) -> bool:
+    """Whether `e` is a CUDA error that leaves this process's CUDA context unusable;
+    running out of memory is not one (the next, smaller model may fit)."""
+    import torch
+
+    msg = str(e)
+    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in msg:
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    return ((accelerator_error is not None and isinstance(e, accelerator_error))
+            or any(s in msg for s in STICKY_CUDA))
+
+
 def devices_for(device: str, jobs: int) -> list[str]:
     """One entry per worker: `jobs` per device; 'auto'/'cuda' use every GPU."""
     import torch
@@ -82,6 +120,8 @@ def executor(workers: list[str], options: TrainOptions, arrays: dict, on_epoch=N
     processes send theirs as events)."""
     if len(workers) == 1:
         return InProcess(workers[0], options, arrays, on_epoch)
+    from dse.processes import Processes
+
     return Processes(workers, options)
 
 
@@ -92,26 +132,30 @@ def _failed(message: str, seconds: float | None = None) -> dict:
 
 
 def _train_one(job: Job, cache: _DataCache, options: TrainOptions, on_epoch) -> dict:
-    """Train a job, turning any exception into a `failed` outcome with its message."""
+    """Train a job, turning any exception into a `failed` outcome with its message; the
+    outcome has fatal=True after a CUDA error that leaves the process's CUDA unusable."""
     import torch
 
-    from dse.train import train
+    from dse import train
 
     t0 = time.perf_counter()
     try:
         data = cache.get(job.data, options.recipe.train_subset)
-        return train(job.spec, job.task, data, options.recipe, amp=options.amp,
-                     cuda_graph=options.cuda_graph, channels_last=options.channels_last,
-                     on_epoch=on_epoch)
+        return train.train(job.spec, job.task, data, options.recipe, amp=options.amp,
+                           cuda_graph=options.cuda_graph, channels_last=options.channels_last,
+                           on_epoch=on_epoch)
     except (KeyboardInterrupt, SystemExit):
         raise
     except DseError as e:
         return _failed(str(e), time.perf_counter() - t0)
     except BaseException as e:  # noqa: BLE001 - OOM, cuDNN errors, bad shapes: record them
         msg = " ".join(f"{type(e).__name__}: {e}".split())[:500]
-        if isinstance(e, torch.cuda.OutOfMemoryError):
-            torch.cuda.empty_cache()
-        return _failed(msg, time.perf_counter() - t0)
+        oom, fatal = isinstance(e, torch.cuda.OutOfMemoryError), cuda_fault(e)
+    # here the exception, and the frames that held the model and its graph pool, are gone
+    if oom:
+        gc.collect()
+        torch.cuda.empty_cache()
+    return {**_failed(msg, time.perf_counter() - t0), **({"fatal": True} if fatal else {})}
 
 
 class _DataCache:
@@ -170,12 +214,14 @@ def _use_device(device: str, n_here: int):
 
 class InProcess:
     """Trains on the calling thread; a job runs while `events` is called, and its epochs
-    are handed to `on_epoch(Epoch)` as they happen."""
+    are handed to `on_epoch(Epoch)` as they happen. After a fatal CUDA error this process
+    cannot train again: `unusable` says why."""
 
     def __init__(self, device: str, options: TrainOptions, arrays: dict, on_epoch=None):
         self.dev, self.name = _use_device(device, 1)
         self.options, self.job, self.on_epoch = options, None, on_epoch
         self.cache = _DataCache(self.dev, options, arrays)
+        self.unusable: str | None = None
 
     def __enter__(self):
         return self
@@ -184,7 +230,7 @@ class InProcess:
         pass
 
     def free(self) -> bool:
-        return self.job is None
+        return self.job is None and self.unusable is None
 
     def submit(self, job: Job):
         self.job = job
@@ -198,119 +244,7 @@ class InProcess:
             if self.on_epoch is not None:
                 self.on_epoch(Epoch(job.key, epoch, loss))
 
-        return [Finished(job.key, _train_one(job, self.cache, self.options, on_epoch),
-                         self.name)]
-
-
-def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, tasks, results,
-                 parent: int) -> None:
-    """A worker process: train the jobs it is sent on `device` until it gets None."""
-    import signal
-
-    with contextlib.suppress(Exception):  # die with the parent (Linux)
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
-    dev, name = _use_device(device, n_here)
-    cache = _DataCache(dev, options, trainers=n_all)
-    while True:
-        try:
-            job = tasks.get(timeout=5)
-        except queue_mod.Empty:
-            if os.getppid() != parent:
-                return
-            continue
-        if job is None:
-            return
-
-        def on_epoch(epoch, loss, job=job):
-            if os.getppid() != parent:
-                raise SystemExit(0)
-            results.put(Epoch(job.key, epoch, loss))
-
-        results.put(Finished(job.key, _train_one(job, cache, options, on_epoch), name))
-
-
-@dataclass
-class _Slot:
-    """One worker process: its task queue, its own result queue (a worker killed while
-    writing holds its queue's lock forever, which would block every writer of a shared
-    queue) and the key of the job it is training (None when idle)."""
-
-    process: object
-    tasks: object
-    results: object
-    key: str | None = None
-
-
-class Processes:
-    """Worker processes, one per entry of `devices`; each trains one model at a time. A
-    worker that dies (OOM killer, segfault) fails its model and is replaced."""
-
-    def __init__(self, devices: list[str], options: TrainOptions):
-        import multiprocessing as mp
-
-        self.ctx = mp.get_context("spawn")
-        self.devices, self.options = devices, options
-        self.slots: list[_Slot | None] = [None] * len(devices)
-
-    def _start(self, i: int) -> None:
-        tasks, results = self.ctx.Queue(), self.ctx.Queue()
-        n_here = self.devices.count(self.devices[i])
-        # not daemonic: a worker may start processes of its own (the DataLoader of a
-        # streamed dataset); it still dies with this process (prctl) and is joined or killed
-        # on exit
-        p = self.ctx.Process(target=_worker_main, name=f"dse-worker-{i}", daemon=False,
-                             args=(self.devices[i], n_here, len(self.devices), self.options,
-                                   tasks, results, os.getpid()))
-        p.start()
-        self.slots[i] = _Slot(p, tasks, results)
-
-    def __enter__(self):
-        for i in range(len(self.devices)):
-            self._start(i)
-        return self
-
-    def __exit__(self, *exc):
-        for s in self.slots:
-            with contextlib.suppress(Exception):
-                s.tasks.put(None)
-        for s in self.slots:
-            s.process.join(timeout=None if s.key is None and exc[0] is None else 0.5)
-            if s.process.is_alive():
-                s.process.kill()
-                s.process.join()
-
-    def free(self) -> bool:
-        return any(s.key is None for s in self.slots)
-
-    def submit(self, job: Job):
-        s = next(s for s in self.slots if s.key is None)
-        s.key = job.key
-        s.tasks.put(job)
-
-    def events(self, timeout: float) -> list:
-        out = []
-        deadline = time.monotonic() + timeout
-        while True:
-            for s in self.slots:
-                if s.process.is_alive() or s.process.exitcode == 0:
-                    with contextlib.suppress(queue_mod.Empty):
-                        while True:
-                            out.append(s.results.get_nowait())
-            if out or time.monotonic() >= deadline or any(not s.process.is_alive()
-                                                          for s in self.slots):
-                break
-            time.sleep(0.02)
-        done = {ev.key for ev in out if isinstance(ev, Finished)}
-        for s in self.slots:
-            if s.key in done:
-                s.key = None
-        for i, s in enumerate(self.slots):
-            if not s.process.is_alive():  # killed: its model failed
-                if s.key is not None:
-                    out.append(Finished(s.key, _failed(
-                        f"worker process died (exit code {s.process.exitcode})"),
-                        self.devices[i]))
-                self._start(i)
-        return out
+        outcome = _train_one(job, self.cache, self.options, on_epoch)
+        if outcome.get("fatal"):
+            self.unusable = f"{self.dev} ({self.name}): {outcome['message']}"
+        return [Finished(job.key, outcome, self.name)]

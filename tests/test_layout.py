@@ -12,10 +12,9 @@ DSE = Path(__file__).resolve().parent.parent / "dse"
 
 # Everything but the model builder, the device data, the trainer and the streamed data.
 TORCH_FREE = ["errors", "rand", "regnet", "spec", "spaces", "complexity", "sampling", "schema",
-              "readers", "folders",
-              "datasets", "recipe", "store", "claims", "analysis", "fitlinear", "workers",
-              "runner", "progress", "plots", "report", "cli", "cli.common", "cli.sample",
-              "cli.train", "cli.analyze"]
+              "readers", "folders", "datasets", "recipe", "store", "claims", "analysis",
+              "fitlinear", "workers", "processes", "runner", "progress", "plots", "report",
+              "cli", "cli.common", "cli.sample", "cli.train", "cli.analyze"]
 
 
 def _modules() -> dict[str, Path]:

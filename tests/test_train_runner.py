@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dse import claims, runner, workers
+from dse import claims, processes, runner, workers
 from dse.cli import cli
 from dse.store import Store
 
@@ -164,7 +164,7 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
     sample(tmp_path, 2)
     jobs = runner.jobs_of(Store(tmp_path), "regnetx")
     options = TrainOptions(recipe=Recipe(epochs=5, train_subset=1000), channels_last=False)
-    with workers.Processes(["cpu"], options) as ex:
+    with processes.Processes(["cpu"], options) as ex:
         ex.submit(jobs[0])
         events = []
         while not any(isinstance(e, Epoch) for e in events):  # it is training
@@ -176,7 +176,10 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
         (res,) = [e for e in events if isinstance(e, Finished)]
         assert res.key == jobs[0].key and res.outcome["status"] == "failed"
         assert res.outcome["message"] == "worker process died (exit code -9)"
-        assert ex.free() and ex.slots[0].process.is_alive()  # a fresh worker took its place
+        deadline = time.time() + 30  # a fresh worker takes its place after a back-off
+        while not ex.free() and time.time() < deadline:
+            events += ex.events(timeout=0.5)
+        assert ex.free() and ex.slots[0].process.is_alive() and ex.slots[0].failures == 1
         ex.submit(jobs[1])
         done, deadline = [], time.time() + 300
         while not any(isinstance(e, Finished) for e in done) and time.time() < deadline:
