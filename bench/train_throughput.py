@@ -92,13 +92,15 @@ def baseline(spec, task, arrays, recipe: Recipe, device, workers: int) -> dict:
         x, y = x[keep], y[keep]
     sample = x[:: max(1, len(x) // 10_000)].astype(np.float64) / 255
     mean, std = sample.mean(axis=(0, 2, 3)).tolist(), sample.std(axis=(0, 2, 3)).tolist()
-    pad, flip = datasets.get(arrays.name).pad, datasets.get(arrays.name).flip
+    pad, flip = datasets.get(arrays.name).augmentation(x.shape[-1])
     aug = [T.RandomCrop(x.shape[-1], padding=pad)] + ([T.RandomHorizontalFlip()] if flip else [])
     norm = [T.ToTensor(), T.Normalize(mean, std)]
     cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = True  # as dse sets it, not whatever ran last
     kw = dict(num_workers=workers, pin_memory=cuda)
     train_loader = torch.utils.data.DataLoader(
-        PILDataset(x, y, T.Compose(aug + norm)), batch_size=recipe.batch_size, shuffle=True,
+        # pad after normalizing, as dse does: the padding is the mean, not black
+        PILDataset(x, y, T.Compose(norm + aug)), batch_size=recipe.batch_size, shuffle=True,
         drop_last=False, **kw)
     test_loader = torch.utils.data.DataLoader(
         PILDataset(arrays.test_x, arrays.test_y, T.Compose(norm)), batch_size=200, **kw)

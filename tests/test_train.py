@@ -128,7 +128,10 @@ def test_cuda_graph_bf16_matches_eager_fp32():
     eager = train.train(TINY, SYN, d, r, amp=False, cuda_graph=False)
     assert fast["status"] == eager["status"] == "done"
     assert abs(fast["error"] - eager["error"]) < 5
-    assert abs(fast["train_loss"] - eager["train_loss"]) < 0.1
+    # bf16 rounding perturbs the run like another seed would: on CPU, seeds 0-3 of this
+    # recipe end with train losses 0.286, 0.182, 0.109, 0.182 (spread 0.18), so 0.1 would
+    # fail a correct run; 0.3 still catches a broken step (chance is ln 10 = 2.3)
+    assert abs(fast["train_loss"] - eager["train_loss"]) < 0.3
     cl = train.train(TINY, SYN, d, r, channels_last=True)
     assert abs(cl["error"] - fast["error"]) < 5
 
