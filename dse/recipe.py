@@ -73,6 +73,8 @@ def lr_schedule(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
     return lr
 
 
+CONCURRENCY = ("processes", "streams")  # --jobs models on one GPU: worker processes, or
+# CUDA streams in one process (dse.concurrent)
 CLAIM_TIMEOUT = 300.0  # seconds without a heartbeat after which a claim is stale
 HEARTBEAT = 15.0       # seconds between heartbeats
 
@@ -87,6 +89,7 @@ class TrainOptions:
     recipe: Recipe = field(default_factory=Recipe)
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     jobs: int = 1                     # models trained at once per device
+    concurrency: str = "processes"    # how they share a GPU: processes | streams (dse.concurrent)
     max_models: int | None = None     # stop after starting this many
     retry_failed: bool = False        # train models whose stored result is `failed` again
     data_dir: str | None = None       # default $DSE_DATA or ./data (folder: the recorded dir)
@@ -105,6 +108,9 @@ class TrainOptions:
         if self.max_models is not None and (not isinstance(self.max_models, int)
                                             or self.max_models < 1):
             raise ArgumentError("max_models", f"must be ≥ 1 (got {self.max_models!r})")
+        if self.concurrency not in CONCURRENCY:
+            raise ArgumentError("concurrency", f"must be {' or '.join(CONCURRENCY)} (got "
+                                f"{self.concurrency!r})")
         for name in ("claim_timeout", "heartbeat_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0:

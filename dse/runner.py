@@ -237,7 +237,9 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         if recipe.batch_size > min(n, recipe.train_subset or n):
             raise _too_many("batch_size", recipe.batch_size, min(n, recipe.train_subset or n),
                             ref.dataset)
-    _check_memory(arrays, devices, recipe.train_subset)
+    one_copy = options.concurrency == "streams"  # one process holds the data for all jobs
+    _check_memory(arrays, list(dict.fromkeys(devices)) if one_copy else devices,
+                  recipe.train_subset)
     report.start(summary.total, workers.describe(devices))
     for ref, (n, n_test, source) in sizes.items():
         report.info(f"{ref.dataset}: {n} training images"

@@ -115,9 +115,15 @@ def describe(workers: list[str]) -> str:
 
 
 def executor(workers: list[str], options: TrainOptions, arrays: dict, on_epoch=None):
-    """The executor for these workers: in-process for one, worker processes for more.
-    on_epoch(Epoch) hears the epochs of in-process training as they happen (worker
-    processes send theirs as events)."""
+    """The executor for these workers: in-process for one, CUDA streams in this process
+    with concurrency="streams", worker processes for more. on_epoch(Epoch) hears the epochs
+    of in-process training as they happen (worker processes send theirs as events)."""
+    if options.concurrency == "streams":
+        if len(set(workers)) != 1 or not workers[0].startswith("cuda"):
+            raise DseError(f"models on CUDA streams need one CUDA device (got "
+                           f"{', '.join(dict.fromkeys(workers))}); name it with --device "
+                           "cuda:N, or use worker processes")
+        return InProcess(workers[0], options, arrays, on_epoch, together=len(workers))
     if len(workers) == 1:
         return InProcess(workers[0], options, arrays, on_epoch)
     from dse.processes import Processes
@@ -156,6 +162,32 @@ def _train_one(job: Job, cache: _DataCache, options: TrainOptions, on_epoch) -> 
         gc.collect()
         torch.cuda.empty_cache()
     return {**_failed(msg, time.perf_counter() - t0), **({"fatal": True} if fatal else {})}
+
+
+def _train_together(jobs: list[Job], cache: _DataCache, options: TrainOptions,
+                    on_epoch) -> list[dict]:
+    """Train jobs on one CUDA device at once, one stream each, group by group of the same
+    data; an exception fails the group it hit (fatal after a sticky CUDA error)."""
+    from dse import concurrent
+
+    outcomes = {}
+    for ref in dict.fromkeys(j.data for j in jobs):
+        group = [k for k, j in enumerate(jobs) if j.data == ref]
+        t0 = time.perf_counter()
+        try:
+            data = cache.get(ref, options.recipe.train_subset)
+            got = concurrent.train_together(
+                [(jobs[k].spec, jobs[k].task) for k in group], data, options.recipe,
+                amp=options.amp, channels_last=bool(options.channels_last),
+                on_epoch=lambda i, e, loss, group=group: on_epoch(group[i], e, loss))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - as _train_one, for the whole group
+            msg = " ".join(f"{type(e).__name__}: {e}".split())[:500]
+            got = [{**_failed(msg, time.perf_counter() - t0),
+                    **({"fatal": True} if cuda_fault(e) else {})}] * len(group)
+        outcomes.update(zip(group, got))
+    return [outcomes[k] for k in range(len(jobs))]
 
 
 class _DataCache:
@@ -213,13 +245,15 @@ def _use_device(device: str, n_here: int):
 # ---- executors -------------------------------------------------------------------------------
 
 class InProcess:
-    """Trains on the calling thread; a job runs while `events` is called, and its epochs
-    are handed to `on_epoch(Epoch)` as they happen. After a fatal CUDA error this process
-    cannot train again: `unusable` says why."""
+    """Trains on the calling thread: the job submitted, or up to `together` jobs at once on
+    CUDA streams (dse.concurrent), while `events` is called; epochs are handed to
+    `on_epoch(Epoch)` as they happen. After a fatal CUDA error this process cannot train
+    again: `unusable` says why."""
 
-    def __init__(self, device: str, options: TrainOptions, arrays: dict, on_epoch=None):
+    def __init__(self, device: str, options: TrainOptions, arrays: dict, on_epoch=None,
+                 together: int = 1):
         self.dev, self.name = _use_device(device, 1)
-        self.options, self.job, self.on_epoch = options, None, on_epoch
+        self.options, self.jobs, self.on_epoch, self.together = options, [], on_epoch, together
         self.cache = _DataCache(self.dev, options, arrays)
         self.unusable: str | None = None
 
@@ -230,21 +264,26 @@ class InProcess:
         pass
 
     def free(self) -> bool:
-        return self.job is None and self.unusable is None
+        return len(self.jobs) < self.together and self.unusable is None
 
     def submit(self, job: Job):
-        self.job = job
+        self.jobs.append(job)
 
     def events(self, timeout: float) -> list:
-        job, self.job = self.job, None
-        if job is None:
+        jobs, self.jobs = self.jobs, []
+        if not jobs:
             return []
 
-        def on_epoch(epoch, loss):
+        def on_epoch(k, epoch, loss):
             if self.on_epoch is not None:
-                self.on_epoch(Epoch(job.key, epoch, loss))
+                self.on_epoch(Epoch(jobs[k].key, epoch, loss))
 
-        outcome = _train_one(job, self.cache, self.options, on_epoch)
-        if outcome.get("fatal"):
-            self.unusable = f"{self.dev} ({self.name}): {outcome['message']}"
-        return [Finished(job.key, outcome, self.name)]
+        if self.together > 1:
+            outcomes = _train_together(jobs, self.cache, self.options, on_epoch)
+        else:
+            outcomes = [_train_one(jobs[0], self.cache, self.options,
+                                   lambda e, loss: on_epoch(0, e, loss))]
+        fatal = [o for o in outcomes if o.get("fatal")]
+        if fatal:
+            self.unusable = f"{self.dev} ({self.name}): {fatal[0]['message']}"
+        return [Finished(j.key, o, self.name) for j, o in zip(jobs, outcomes)]

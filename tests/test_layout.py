@@ -30,7 +30,7 @@ def test_module_imports_without_torch(name):
 
 
 def test_every_module_is_listed_torch_free_or_is_a_torch_stage():
-    torch_stages = {"dse.models", "dse.data", "dse.train", "dse.stream"}
+    torch_stages = {"dse.models", "dse.data", "dse.train", "dse.stream", "dse.concurrent"}
     others = set(_modules()) - {"dse", "dse.__main__"} - torch_stages
     assert others == {f"dse.{m}" for m in TORCH_FREE}
 

@@ -23,6 +23,10 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
               help="auto, cpu, cuda (every GPU) or cuda:N.")
 @click.option("--jobs", type=click.IntRange(min=1), default=T.jobs, show_default=True,
               help="Models trained at once per device (worker processes).")
+@click.option("--concurrency", type=click.Choice(["processes", "streams"]),
+              default=T.concurrency, show_default=True,
+              help="How --jobs models share a GPU: worker processes, or CUDA streams in one "
+                   "process (one GPU; docs/training.md).")
 @click.option("--max-models", type=click.IntRange(min=1), default=None,
               help="Train at most K models, then stop [default: all pending].")
 @store_option
@@ -66,7 +70,7 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
 @click.option("--claim-timeout", type=click.FloatRange(min=1), default=T.claim_timeout,
               hidden=True,
               help="Seconds without a heartbeat after which another run's claim is stale.")
-def train_cmd(spaces, epochs, device, jobs, max_models, store_path, data_dir, download,
+def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path, data_dir, download,
               skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
               zero_init_final_gamma, paper, no_augment, seed, train_subset, retry_failed, fp32,
               no_cuda_graph, channels_last, claim_timeout):
@@ -87,7 +91,8 @@ def train_cmd(spaces, epochs, device, jobs, max_models, store_path, data_dir, do
                     augment=not no_augment, seed=seed, train_subset=train_subset)
     if paper:
         recipe = recipe.paper()
-    options = TrainOptions(recipe=recipe, device=device, jobs=jobs, max_models=max_models,
+    options = TrainOptions(recipe=recipe, device=device, jobs=jobs, concurrency=concurrency,
+                           max_models=max_models,
                            retry_failed=retry_failed, data_dir=data_dir, download=download,
                            skip_bad_images=skip_bad_images, cache_dir=cache_dir,
                            amp=False if fp32 else None,
