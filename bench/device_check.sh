@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# GPU checks of the proxy trainer, one short script for a short lease on a CUDA machine.
+# GPU checks of the proxy trainer: one short script that fits ONE device call (≤ 540 s).
 #
 #   PYTHONPATH=. bash bench/device_check.sh            # on the GPU machine, python3 with torch
 #   PYTHONPATH=. bash bench/device_check.sh --cpu-tiny # the same stages, tiny, on this CPU
 #
-# Stages (STAGES="env tests correct bench stall" by default), each under its own time limit,
-# each writing its log to $OUT (default ./device-out) as it goes, so a cut-short run still
-# returns what finished:
-#   env      card, driver, torch
-#   tests    the GPU tests (pytest -m gpu): graph+bf16 vs eager fp32, divergence in a graph
-#   correct  Fashion-MNIST, models at the default window: CUDA graph + bf16 vs eager fp32,
-#            same seed and recipe; test errors must agree within ~1 point
-#   bench    bench/train_throughput.py on a CIFAR-shaped synthetic set (50k × 3×32×32 in the
-#            official cifar-10-batches-py format): dse vs the DataLoader baseline
-#   stall    dse train on Fashion-MNIST, full 10-epoch schedule: --paper vs the defaults
+# Stages in priority order (STAGES="env tests correct bench stall" by default), each under
+# its own time limit and writing its log to $OUT (default ./device-out) as it goes, so a
+# run cut short still returns what finished. Time budget on one H100/H200 (seconds):
+#   env       5   card, driver, memory, compute mode (MPS / exclusive), torch
+#   tests    60   the GPU tests (pytest -m gpu): graph+bf16 vs eager fp32, divergence in a
+#                 graph, several models on CUDA streams, streamed ImageNet
+#   correct  90   Fashion-MNIST (all 60k), models at the default window: CUDA graph + bf16 vs
+#                 eager fp32, same seed and recipe; test errors must agree within ~1.5 points
+#   bench   250   bench/train_throughput.py on a CIFAR-shaped synthetic set (50k × 3×32×32
+#                 in the official format), 8 models × 1 epoch: --jobs 1/2/4/8 as worker
+#                 processes and as CUDA streams, channels-last on/off at the best setting,
+#                 then dse vs the DataLoader baseline on 2 of the models (the ratio)
+#   stall    90   last and cut down: dse train on Fashion-MNIST, 2 deep models, 5 epochs,
+#                 --paper vs the defaults
+#   total   495   (+ start-up of the machine, not counted by the device call's limit)
 # Fashion-MNIST is read from ./data/fashion-mnist (copy Debian's four .gz files there and
 # carry `data`), DSE_DATA, or /usr/share/datasets/fashion-mnist; without it `correct` and
 # `stall` are skipped with a note.
@@ -31,19 +36,23 @@ if [ $TINY = 1 ]; then
   B_ARGS="--dataset cifar10 --fake-cifar 2000 --train-subset 0 --n 2 --flops 0.5M:2M"
   B_ARGS="$B_ARGS --epochs 1 --workers 2"
   S_N=2; S_DEPTH=1; S_FLOPS=0.5M:2M; S_ARGS="--epochs 1 --train-subset 1000"; LIMIT=600
+  S_LIMIT=300
+  JOBS=${JOBS:-1 2}
 else
-  DEV=cuda; C_N=3; C_EPOCHS=5; C_SUBSET=0
-  B_ARGS="--dataset cifar10 --fake-cifar 50000 --train-subset 0 --flops default --n 6"
-  B_ARGS="$B_ARGS --epochs 2 --jobs 4 --workers 8"
-  S_N=8; S_DEPTH=20; S_FLOPS=22.5M:25M; S_ARGS="--epochs 10"; LIMIT=240
+  DEV=cuda; C_N=2; C_EPOCHS=3; C_SUBSET=0
+  B_ARGS="--dataset cifar10 --fake-cifar 50000 --train-subset 0 --flops default --n 8"
+  B_ARGS="$B_ARGS --epochs 1 --workers 8"
+  S_N=2; S_DEPTH=20; S_FLOPS=22.5M:25M; S_ARGS="--epochs 5"; LIMIT=90; S_LIMIT=40
 fi
+JOBS=${JOBS:-1 2 4 8}
 
 stage() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
 log() { echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$OUT/summary.txt"; }
 
 if stage env; then
   log env
-  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
+  { nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv 2>&1 \
+      || true
     $PY -c "import torch, platform; print('torch', torch.__version__, 'cuda',
 torch.version.cuda, 'available', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor())"
@@ -52,7 +61,8 @@ fi
 
 if stage tests; then
   log "tests (pytest -m gpu)"
-  timeout 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_train.py 2>&1 \
+  timeout 60 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_train.py \
+    tests/test_concurrent.py tests/test_stream.py 2>&1 \
     | tail -5 | tee "$OUT/tests.txt" | tee -a "$OUT/summary.txt"
 fi
 
@@ -94,14 +104,24 @@ EOF
 fi
 
 if stage bench; then
-  log "bench: bench/train_throughput.py $B_ARGS --device $DEV"
-  timeout $((LIMIT + 120)) $PY bench/train_throughput.py $B_ARGS --device $DEV \
-    --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -4 >> "$OUT/summary.txt"
+  log "bench: --jobs $JOBS, processes vs streams ($B_ARGS --device $DEV)"
+  for mode in processes streams; do
+    for j in $JOBS; do
+      [ $DEV = cpu ] && [ $mode = streams ] && continue  # streams need CUDA
+      timeout 60 $PY bench/train_throughput.py $B_ARGS --device $DEV --skip-baseline \
+        --jobs $j --concurrency $mode --json "$OUT/bench_${mode}_$j.json" 2>&1 \
+        | tee "$OUT/bench_${mode}_$j.txt" | tail -1 | sed "s/^/$mode --jobs $j: /" \
+        >> "$OUT/summary.txt"
+    done
+  done
   if [ $DEV = cuda ]; then  # the memory format on our grouped convs: NHWC vs the default
-    log "bench: the same, dse only, --channels-last on"
-    timeout $LIMIT $PY bench/train_throughput.py $B_ARGS --device $DEV --skip-baseline \
-      --channels-last on 2>&1 | tee "$OUT/bench_nhwc.txt" | tail -2 >> "$OUT/summary.txt"
+    log "bench: channels-last on, --jobs 4 processes"
+    timeout 40 $PY bench/train_throughput.py $B_ARGS --device $DEV --skip-baseline --jobs 4 \
+      --channels-last on 2>&1 | tee "$OUT/bench_nhwc.txt" | tail -1 >> "$OUT/summary.txt"
   fi
+  log "bench: dse vs the DataLoader baseline, 2 models"
+  timeout 90 $PY bench/train_throughput.py ${B_ARGS/--n 8/--n 2} --device $DEV \
+    --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -4 >> "$OUT/summary.txt"
 fi
 
 if stage stall; then
@@ -130,9 +150,9 @@ for name in ("paper", "default"):
 print(f"{len(keep)} models with >= {depth} blocks")
 EOF
       J=$([ $DEV = cuda ] && echo 4 || echo 1)
-      timeout $LIMIT $PY -m dse train --store "$S/paper" \
+      timeout $S_LIMIT $PY -m dse train --store "$S/paper" \
         --device $DEV --jobs $J --paper $S_ARGS
-      timeout $LIMIT $PY -m dse train --store "$S/default" \
+      timeout $S_LIMIT $PY -m dse train --store "$S/default" \
         --device $DEV --jobs $J $S_ARGS
       $PY - "$S" <<'EOF'
 import sys

@@ -159,6 +159,8 @@ def main(argv=None):
     ap.add_argument("--train-subset", type=int, default=4000, help="0 = every image")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--jobs", type=int, default=1, help="dse models at once per device")
+    ap.add_argument("--concurrency", choices=["processes", "streams"], default="processes",
+                    help="how dse's --jobs models share a GPU")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                     help="baseline DataLoader workers")
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
@@ -189,6 +191,7 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     options = TrainOptions(recipe=recipe, device=a.device, jobs=a.jobs, data_dir=data_dir,
+                           concurrency=a.concurrency,
                            channels_last={"auto": None, "on": True,
                                           "off": False}[a.channels_last])
     runner.run(Store(tmp / "store"), [space.name], options)
@@ -196,7 +199,7 @@ def main(argv=None):
     res = Store(tmp / "store").read_results(space.name).set_index("model_id")
 
     out = {"device": device_name(device), "dataset": a.dataset, "epochs": a.epochs,
-           "train_images": n_img, "jobs": a.jobs, "models": []}
+           "train_images": n_img, "jobs": a.jobs, "concurrency": a.concurrency, "models": []}
     base_wall = 0.0
     hdr = (f"{'model':16} {'MF':>6} | {'dse s':>7} {'img/s':>8} {'TFLOP/s':>8} {'err%':>6} | "
            f"{'base s':>7} {'img/s':>8} {'TFLOP/s':>8} {'err%':>6}")
