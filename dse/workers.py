@@ -252,7 +252,12 @@ class InProcess:
 
     def __init__(self, device: str, options: TrainOptions, arrays: dict, on_epoch=None,
                  together: int = 1):
-        self.dev, self.name = _use_device(device, 1)
+        try:
+            self.dev, self.name = _use_device(device, 1)
+        except Exception as e:  # noqa: BLE001 - CUDA busy (exclusive mode), full, or missing
+            raise DseError(f"{device} cannot be used: "
+                           f"{' '.join(f'{type(e).__name__}: {e}'.split())[:300]}; nothing "
+                           "was trained") from None
         self.options, self.jobs, self.on_epoch, self.together = options, [], on_epoch, together
         self.cache = _DataCache(self.dev, options, arrays)
         self.unusable: str | None = None

@@ -147,3 +147,13 @@ def test_a_captured_graph_is_recorded_only_when_replayed():
     out = train.train(AnyNetSpec((1,), (8,), (1,), (8,)), TASK, d,
                       train.Recipe(epochs=1, batch_size=64))
     assert out["cuda_graph"] is False  # on the CPU nothing is captured
+
+
+def test_a_device_that_cannot_start_in_process_is_one_line_before_any_claim(monkeypatch):
+    def busy(device, n):
+        raise RuntimeError("CUDA error: all CUDA-capable devices are busy or unavailable")
+
+    monkeypatch.setattr(workers, "_use_device", busy)
+    with pytest.raises(workers.DseError, match="cuda:0 cannot be used: RuntimeError: CUDA "
+                                               "error: all CUDA-capable devices are busy"):
+        workers.InProcess("cuda:0", TrainOptions(), {})
