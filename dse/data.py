@@ -75,6 +75,25 @@ def free_memory(device: torch.device) -> int | None:
     return None
 
 
+def subset(n: int, train_subset: int | None, name: str) -> np.ndarray | None:
+    """The indices of a fixed training subset: the first N of a seed-0 permutation (the
+    same for every model and training seed); None for all n images."""
+    if train_subset is None:
+        return None
+    if train_subset > n:
+        raise ArgumentError("train_subset", f"{train_subset} exceeds the {n} training images "
+                            f"of {name}")
+    return np.random.default_rng(0).permutation(n)[:train_subset]
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches of an epoch (the last partial batch is dropped, so shapes are static)."""
+    if n_train // batch_size == 0:
+        raise ArgumentError("batch_size", f"{batch_size} exceeds the {n_train} training "
+                            "images")
+    return n_train // batch_size
+
+
 def check_fits(nbytes: int, device: torch.device, what: str, resident: int = 0) -> None:
     """Refuse data of `nbytes` that would not fit on `device` with room to train: it needs
     HEADROOM × nbytes + RESERVE. `resident` bytes of it already sit in that memory (host
@@ -102,11 +121,8 @@ class DeviceData:
         self.name = arrays.name
         self.device = torch.device(device)
         train_x, train_y = arrays.train_x, arrays.train_y
-        if train_subset is not None:
-            if train_subset > len(train_x):
-                raise ArgumentError("train_subset", f"{train_subset} exceeds the "
-                                    f"{len(train_x)} training images of {arrays.name}")
-            keep = np.random.default_rng(0).permutation(len(train_x))[:train_subset]
+        keep = subset(len(train_x), train_subset, arrays.name)
+        if keep is not None:
             train_x, train_y = train_x[keep], train_y[keep]
         nbytes = train_x.nbytes + arrays.test_x.nbytes
         # on the CPU the host arrays are used in place; a subset is a copy
@@ -143,11 +159,7 @@ class DeviceData:
 
     def steps(self, batch_size: int) -> int:
         """Steps per epoch: full batches only (the last partial batch is dropped)."""
-        steps = self.n_train // batch_size
-        if steps == 0:
-            raise ArgumentError("batch_size", f"{batch_size} exceeds the {self.n_train} "
-                                "training images")
-        return steps
+        return steps_per_epoch(self.n_train, batch_size)
 
     def batches(self, batch_size: int, gen: torch.Generator, augment: bool = True,
                 dtype: torch.dtype = torch.float32, channels_last: bool = False

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dse.data import steps_per_epoch, subset
 from dse.errors import ArgumentError, DseError
 
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp")  # what torchvision.io.decode_image reads
@@ -140,11 +141,8 @@ class StreamData:
         self.root, self.name, self.device = Path(root), name, torch.device(device)
         images = list_images(self.root)
         files, labels = images.train_files, images.train_labels
-        if train_subset is not None:
-            if train_subset > len(files):
-                raise ArgumentError("train_subset", f"{train_subset} exceeds the "
-                                    f"{len(files)} training images of {name}")
-            keep = np.random.default_rng(0).permutation(len(files))[:train_subset]
+        keep = subset(len(files), train_subset, name)
+        if keep is not None:
             files, labels = files[keep], labels[keep]
         self.classes, self.num_classes = images.classes, len(images.classes)
         self.n_train, self.n_test = len(files), len(images.val_files)
@@ -163,11 +161,7 @@ class StreamData:
 
     def steps(self, batch_size: int) -> int:
         """Steps per epoch: full batches only (the last partial batch is dropped)."""
-        steps = self.n_train // batch_size
-        if steps == 0:
-            raise ArgumentError("batch_size", f"{batch_size} exceeds the {self.n_train} "
-                                "training images")
-        return steps
+        return steps_per_epoch(self.n_train, batch_size)
 
     def batches(self, batch_size: int, gen: torch.Generator, augment: bool = True,
                 dtype: torch.dtype = torch.float32, channels_last: bool = False
