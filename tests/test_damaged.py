@@ -6,30 +6,12 @@ import warnings
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from cli_helpers import ok, one_error, run
 
-from dse.cli import cli
 from dse.errors import DamagedFileError, DseWarning
 from dse.store import DAMAGED, Store
 
 FAST = ["--epochs", "1", "--train-subset", "500"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    r = run(*args)
-    assert r.exit_code == 0, r.output
-    return r
-
-
-def one_error(r):
-    assert r.exit_code == 2, r.output
-    assert r.stdout == "" and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
-    assert "Traceback" not in r.output
-    return r.stderr
 
 
 def truncate(path, keep=100):

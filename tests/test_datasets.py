@@ -5,11 +5,10 @@ mistake in a tree as one line."""
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
+from cli_helpers import ok, one_error, run
 from PIL import Image
 
 from dse import datasets, folders
-from dse.cli import cli
 from dse.errors import DseError, DseWarning
 from dse.store import Store
 
@@ -17,22 +16,6 @@ CLASSES = ("cat", "dog", "eel")
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "eel": (30, 30, 200)}
 SMALL = ["--flops", "0.1M:2M"]
 FAST = ["--epochs", "1", "--batch-size", "8"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    r = run(*args)
-    assert r.exit_code == 0, r.output
-    return r
-
-
-def one_error(r):
-    assert r.exit_code == 2, r.output
-    assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, r.output
-    return r.stderr
 
 
 def image_tree(root, n_train=8, n_val=3, classes=CLASSES, seed=0):

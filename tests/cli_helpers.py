@@ -1,0 +1,24 @@
+"""Running the `dse` command line in tests: a call, a call that must succeed, and the check
+that a failure is one `Error:` line with exit code 2 and nothing else."""
+
+from click.testing import CliRunner
+
+from dse.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def ok(*args):
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def one_error(r) -> str:
+    assert r.exit_code == 2, r.output
+    assert r.stdout == "" and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, \
+        r.output
+    assert "Traceback" not in r.output
+    return r.stderr
