@@ -25,6 +25,7 @@ import numpy as np
 
 from dse.errors import DseError, DseWarning
 from dse.readers import Arrays
+from dse.recipe import cpu_cores
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm")
 TEST_SPLITS = ("val", "test")
@@ -120,9 +121,7 @@ def _decode_all(paths: list[str], r: int, jobs: int | None):
 
     out = np.empty((len(paths), 3, r, r), dtype=np.uint8)
     bad = []
-    if not jobs:
-        jobs = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                else os.cpu_count() or 1)
+    jobs = jobs or cpu_cores()
     args = [(p, r) for p in paths]
     serial = jobs == 1 or mp.current_process().daemon or len(paths) < 64
     pool = None if serial else mp.get_context("spawn").Pool(jobs)

@@ -7,6 +7,7 @@ The CLI takes its defaults from here, so `dse --help` shows the recipe without i
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -71,6 +72,12 @@ def lr_schedule(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
     if warm:
         lr *= np.minimum(1.0, (t + 1) / warm)
     return lr
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
 
 
 CONCURRENCY = ("processes", "streams")  # --jobs models on one GPU: worker processes, or

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from dse.data import steps_per_epoch, subset
 from dse.errors import ArgumentError, DseError
+from dse.recipe import cpu_cores
 
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp")  # what torchvision.io.decode_image reads
 MEAN = (0.485, 0.456, 0.406)  # ImageNet's RGB mean and std, in 0..1 units
@@ -112,10 +113,10 @@ def _split(d: Path, classes) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- the data ----------------------------------------------------------------------------------
 
-def default_workers() -> int:
-    """Decoding processes: every core this process may use but one, left for the trainer."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - 1)
+def default_workers(trainers: int = 1) -> int:
+    """Decoding processes of one trainer: the cores left by `trainers` training processes
+    on this machine, shared fairly among them."""
+    return max(1, (cpu_cores() - trainers) // trainers)
 
 
 class StreamData:

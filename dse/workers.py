@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from dse.datasets import DataRef
 from dse.errors import DseError
-from dse.recipe import TrainOptions
+from dse.recipe import TrainOptions, cpu_cores
 from dse.spec import AnyNetSpec, Task
 
 
@@ -207,14 +207,11 @@ class _DataCache:
         if key not in self.on_device:
             self.on_device.clear()  # one dataset on the device at a time
             if datasets.get(ref.dataset).stream:
-                from dse.stream import StreamData
+                from dse.stream import StreamData, default_workers
 
-                cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                         else os.cpu_count() or 1)  # the others decode, shared fairly
                 self.on_device[key] = StreamData(
                     datasets.stream_root(ref.root), self.device, train_subset,
-                    resolution=ref.resolution,
-                    workers=max(1, (cores - self.trainers) // self.trainers))
+                    resolution=ref.resolution, workers=default_workers(self.trainers))
             else:
                 if ref not in self.arrays:
                     self.arrays[ref] = datasets.load_ref(ref, self.options.load_options())
@@ -232,11 +229,9 @@ def _use_device(device: str, n_here: int):
 
     dev = torch.device(device)
     if dev.type == "cpu":
-        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                 else os.cpu_count())
         env = os.environ.get("OMP_NUM_THREADS", "")
         torch.set_num_threads(int(env) if env.isdigit() and int(env) > 0
-                              else max(1, cores // n_here))
+                              else max(1, cpu_cores() // n_here))
     elif dev.index is not None:
         torch.cuda.set_device(dev)
     return dev, device_name(dev)
