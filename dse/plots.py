@@ -49,32 +49,98 @@ def png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95):
-    """Error EDFs of the compared spaces (analysis.compare), each with a DKW confidence band;
-    the legend gives n, min and mean error."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for name, (e, w) in cmp["curves"].items():
-        s = cmp["spaces"][name]
-        x, y = analysis.edf(e, w)
-        eps = analysis.dkw_band(analysis.effective_n(w) if w is not None else len(e), level)
-        xs, ys = np.r_[x[0], x], np.r_[0.0, y]
-        line, = ax.step(xs, ys, where="post", lw=1.8,
-                        label=f"{name}  (n={s['n']}, min {s['min']:.2f}, mean {s['mean']:.2f})")
+BANDS_AUTO = 3  # confidence bands by default only up to this many spaces (else unreadable)
+
+
+def _edf_colors(n: int):
+    """Distinct colours in order: tab10, then a perceptual ramp for long progressions."""
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    return [plt.get_cmap("viridis")(i / max(1, n - 1)) for i in range(n)]
+
+
+def _edf_curve(ax, e, w, color, label, eps=None, lw=1.6, ls="-"):
+    x, y = analysis.edf(e, w)
+    xs, ys = np.r_[x[0], x], np.r_[0.0, y]
+    ax.step(xs, ys, where="post", lw=lw, color=color, ls=ls, label=label)
+    if eps:
         ax.fill_between(xs, np.clip(ys - eps, 0, 1), np.clip(ys + eps, 0, 1), step="post",
-                        color=line.get_color(), alpha=0.15, lw=0)
-    ax.set_xlabel("error (%)")
-    ax.set_ylabel("cumulative prob." if cmp["normalize"] == "none"
-                  else f"cumulative prob. (normalized by {NORMALIZED_BY[cmp['normalize']]})")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+                        color=color, alpha=0.15, lw=0)
+
+
+def _eps(e, w, level):
+    return analysis.dkw_band(analysis.effective_n(w) if w is not None else len(e), level)
+
+
+def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95, bands: str = "auto"):
+    """Error EDFs of the compared spaces (analysis.compare); the legend gives n, min and mean
+    error. `bands`: DKW confidence bands for every space ("all"), none ("none"), or only
+    when at most three spaces are drawn ("auto"); with many spaces the lines are drawn in
+    order of a progression's colours, the paper's way."""
+    names = list(cmp["curves"])
+    show = bands == "all" or (bands == "auto" and len(names) <= BANDS_AUTO)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4) if len(names) <= 4 else (7.2, 4.8))
+    for name, color in zip(names, _edf_colors(len(names))):
+        e, w = cmp["curves"][name]
+        s = cmp["spaces"][name]
+        _edf_curve(ax, e, w, color, f"{name}  (n={s['n']}, min {s['min']:.2f}, "
+                   f"mean {s['mean']:.2f})", _eps(e, w, level) if show else None)
+    _edf_axes(ax, cmp)
+    ax.legend(loc="lower right", fontsize=8 if len(names) <= 4 else 7.5, frameon=True)
     if title is None:
         title = "error EDF"
         if cmp["normalize"] != "none":
             lo, hi = cmp["range"]
             title += (f", {cmp['normalize']}-normalized over [{lo:.4g}, {hi:.4g}] "
                       f"({cmp['bins']} bins)")
+    if not show and bands == "auto":
+        title += f" (bands: {BANDS_AUTO} spaces or fewer)"
     ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _edf_axes(ax, cmp, label=True):
+    if label:
+        ax.set_xlabel("error (%)")
+        ax.set_ylabel("cumulative prob." if cmp["normalize"] == "none"
+                      else f"cumulative prob. (normalized by {NORMALIZED_BY[cmp['normalize']]})")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+
+
+def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3):
+    """Small multiples of a progression: one panel per step (each space against the one
+    before it in `order`), both with DKW bands, the KS D and p of the step in the title; all
+    panels share the error axis."""
+    order = list(order or cmp["curves"])
+    steps = list(zip(order, order[1:]))
+    if not steps:
+        raise DseError("a progression needs at least two spaces")
+    cols = min(cols, len(steps))
+    rows = -(-len(steps) // cols)
+    allx = np.concatenate([cmp["curves"][s][0] for s in order])
+    lo, hi = np.percentile(allx, [0, 100])
+    pad = 0.03 * (hi - lo or 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    colors = dict(zip(order, _edf_colors(len(order))))
+    for ax, (a, b) in zip(axes.flat, steps):
+        for s, ls in ((a, "--"), (b, "-")):
+            e, w = cmp["curves"][s]
+            _edf_curve(ax, e, w, colors[s], s, _eps(e, w, level), lw=1.5, ls=ls)
+        (ea, wa), (eb, wb) = cmp["curves"][a], cmp["curves"][b]
+        d, p = analysis.ks(eb, ea, wb, wa)
+        ax.set_title(f"{a} → {b}   D={d:.2f}, p={p:.2g}", fontsize=9)
+        _edf_axes(ax, cmp, label=False)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.legend(loc="lower right", fontsize=7)
+    for ax in list(axes.flat)[len(steps):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("cumulative prob.")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("error (%)")
     fig.tight_layout()
     return fig
 
@@ -159,5 +225,33 @@ def search_efficiency_figure(curves: dict, normalize: str = "none"):
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def speed_figure(result: dict):
+    """Time per image against flops (left) and activations (right), log-log, one colour per
+    family, with the least-squares line of all models (the result of dse.speed.measure)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    models = result["models"]
+    t = [1e3 / m["images_per_second"] for m in models]  # ms per image
+    for ax, key, label in zip(axes, ("flops", "acts"), ("flops (multiply-adds)", "activations")):
+        for fam in dict.fromkeys(m["family"] for m in models):
+            idx = [i for i, m in enumerate(models) if m["family"] == fam]
+            ax.scatter([models[i][key] for i in idx], [t[i] for i in idx], s=18, label=fam)
+        fit = result["fits"][key]
+        if fit["slope"] is not None:
+            x = np.geomspace(min(m[key] for m in models), max(m[key] for m in models), 50)
+            ax.plot(x, 1e3 * np.exp(fit["intercept"]) * x ** fit["slope"], color="black",
+                    lw=1, label=f"slope {fit['slope']:.2f}, R² {fit['r2']:.2f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel("time per image (ms)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    where = "CPU" if result["cpu"] else result["device"]
+    fig.suptitle(f"{result['mode']} time on {where}, batch {result['batch_size']}", fontsize=10)
     fig.tight_layout()
     return fig

@@ -181,3 +181,45 @@ def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000) ->
     text = build(store, seed=seed, repeats=repeats)
     path = Path(out) if out else store.report_path
     return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+
+
+# ---- an experiment's page (dse run) ----------------------------------------------------------
+
+def experiment_page(exp, summary: dict, pngs: dict) -> str:
+    """The HTML of one experiment: its settings, the populations with the KS test of each
+    step, the claims with their verdicts, the EDF figures, fit-linear and trends."""
+    def img(key, alt):
+        b = pngs.get(key)
+        return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
+                f'{base64.b64encode(b).decode()}">' if b else "")
+
+    r = exp.recipe
+    settings = (f"<p>{html.escape(exp.about)}</p>" if exp.about else "") + (
+        f"<p>{exp.n} models per space from <code>{html.escape(str(exp.path))}</code>; "
+        f"dataset {html.escape(exp.dataset)}, flops {exp.flops}, sampling seed {exp.seed}; "
+        f"training {r.epochs} epochs, batch {r.batch_size}, lr {r.lr:g}, "
+        f"{r.train_subset or 'all'} training images; claims at α = {exp.alpha:g}.</p>")
+    spaces = _table(summary["spaces"], ["space", "finished", "min", "median", "mean", "vs",
+                                        "ks_D", "ks_p", "p_better", "p_worse"],
+                    ["space", "finished", "min error", "median error", "mean error",
+                     "against", "KS D", "KS p", "p (better)", "p (worse)"])
+    claims = (_table(summary["claims"], ["claim", "verdict", "p", "detail"])
+              if summary["claims"] else _note("The experiment states no claims (`expect:`)."))
+    figs = img("edf", "error EDFs") + img("edf_steps", "EDF of each step")
+    extra = "".join(f"<h3>fit-linear: {html.escape(s)}</h3>" + img(f"fit_linear_{s}", s)
+                    for s in summary["fit_linear"])
+    extra += "".join(f"<h3>trends: {html.escape(s)}</h3>" + img(f"trends_{s}", s)
+                     + _table(t, ["param", "best", "lo", "median", "hi"],
+                              ["parameter", "best model", "95% lo", "median", "95% hi"])
+                     for s, t in summary["trends"].items() if t)
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = html.escape(exp.name)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>dse '
+            f"experiment: {title}</title><style>{CSS}</style></head><body>"
+            f"<h1>experiment {title}</h1><p>store <code>{html.escape(summary['store'])}"
+            f"</code> · generated {now} · dse {__version__}</p>{settings}"
+            f"<h2>Claims</h2>{claims}<h2>Populations</h2>{spaces}"
+            f"<p>KS: two-sided test against the space before it; p (better) and p (worse): "
+            f"one-sided tests of its EDF lying above / below.</p>"
+            f"<h2>Error EDFs</h2>{figs}{'<h2>Analyses</h2>' + extra if extra else ''}"
+            f"</body></html>\n")

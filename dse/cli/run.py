@@ -1,0 +1,109 @@
+"""The method as commands: `dse run EXPERIMENT.yaml` (sample, train, analyze, check the
+claims) and `dse suggest SPACE` (the next refinement of a trained space)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from dse.cli.common import Command, json_option, one_line, table
+from dse.experiment import STAGES
+
+
+@click.command("run", cls=Command)
+@click.argument("experiment_file", metavar="EXPERIMENT.yaml")
+@click.option("--store", "store_path", default=None,
+              help="Store directory [default: the file's `store:`, else runs/<name>].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a key of the file (repeatable): n=16, train.epochs=1, "
+                   "spaces=[xa,xe]; values are read as YAML.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (models to sample and train, cost, ETA); create nothing.")
+@click.option("--only", type=click.Choice(STAGES), default=None,
+              help="Run one stage only [default: sample, train, then analyze].")
+@json_option("Print the plan (--dry-run) or the analysis summary as JSON.")
+def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
+    """Carry out an experiment file: sample what is missing, train what has no result, then
+    analyze and check its claims (docs/experiments.md). Rerunning continues where it
+    stopped and trains nothing twice."""
+    import signal
+
+    from dse import experiment, pipeline
+    from dse.store import Store
+
+    exp = experiment.load(experiment_file, sets)
+    store = Store(exp.store_path(store_path))
+    if dry_run:
+        p = pipeline.plan(exp, store)
+        if as_json:
+            click.echo(json.dumps(pipeline.jsonable(p), indent=2))
+            return
+        _print_plan(exp, p)
+        return
+
+    def terminate(signum, frame):  # unwind like Ctrl-C: claims in flight are given back
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    if only in (None, "sample"):
+        pipeline.record(exp, store)
+        pipeline.sample(exp, store, echo)
+    if only in (None, "train"):
+        from dse.progress import Progress
+
+        pipeline.train(exp, Store.existing(store),
+                       Progress(stream=click.get_text_stream("stderr") if as_json else None,
+                                epochs=exp.recipe.epochs))
+    if only in (None, "analyze"):
+        out = pipeline.analyze(exp, store)
+        if as_json:
+            click.echo(json.dumps(pipeline.jsonable(out), indent=2))
+        else:
+            _print_summary(out)
+
+
+def _print_plan(exp, p):
+    rows = [dict(r, cost=pipeline_fmt("cost", r["cost"]), eta=pipeline_fmt("eta", r["eta_s"]))
+            for r in p["rows"]]
+    click.echo(f"experiment {exp.name}: {exp.n} models per space, {exp.dataset}, flops "
+               f"{exp.flops}, {p['epochs']} epochs × {p['images'] or '?'} images, store "
+               f"{p['store']}")
+    click.echo(table(rows, ["space", "sampled", "to_sample", "to_train", "image_epochs", "cost",
+                            "eta"],
+                     ["space", "sampled", "to sample", "to train", "image-epochs",
+                      "cost (mult-adds)", "ETA"]))
+    t = p["total"]
+    line = (f"\nin all: {t['to_sample']} to sample, {t['to_train']} to train, "
+            f"{pipeline_fmt('cost', t['cost'])} multiply-adds (3 × flops × images × epochs)")
+    if p["rate"]:
+        line += (f"; about {pipeline_fmt('eta', t['eta_s'])} of training at this store's "
+                 f"measured {p['rate'] / 1e9:.3g} G mult-adds/s per trainer × {p['workers']}")
+    else:
+        line += "; no ETA yet (no model of this store has trained)"
+    click.echo(line)
+
+
+def pipeline_fmt(kind, v):
+    from dse import pipeline
+
+    return pipeline.fmt_cost(v) if kind == "cost" else pipeline.fmt_eta(v)
+
+
+def _print_summary(out):
+    click.echo(f"\nexperiment {out['experiment']} ({out['dataset']}, store {out['store']})")
+    rows = [dict(r, **{k: (round(r[k], 2) if isinstance(r.get(k), float) else r.get(k))
+                       for k in ("min", "median", "mean")},
+                 ks=(f"D={r['ks_D']:.2f} p={r['ks_p']:.2g} vs {r['vs']}" if "ks_D" in r
+                     else ""))
+            for r in out["spaces"]]
+    click.echo(table(rows, ["space", "finished", "min", "median", "mean", "ks"],
+                     ["space", "finished", "min err", "median", "mean", "KS against previous"]))
+    if out["claims"]:
+        click.echo(f"\nclaims (α = {out['alpha']:g}):")
+        for c in out["claims"]:
+            click.echo(f"  {c['verdict']:>13}  {c['claim']}  — {one_line(c['detail'])}")
+    for key, path in out["files"].items():
+        if key in ("report", "edf"):
+            click.echo(f"{'report' if key == 'report' else 'EDF figure'}: {path}")
