@@ -122,7 +122,7 @@ def parse_set(text: str) -> tuple[list[str], object]:
     key, sep, value = text.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(p.strip() for p in parts):
-        raise ArgumentError("set", f"{text!r} is not KEY=VALUE (e.g. n=16, train.epochs=1)")
+        raise ArgumentError("sets", f"{text!r} is not KEY=VALUE (e.g. n=16, train.epochs=1)")
     try:
         v = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:
@@ -140,7 +140,7 @@ def apply_sets(config: dict, sets=()) -> dict:
             if child is None:
                 child = {}
             elif not isinstance(child, dict):
-                raise ArgumentError("set", f"{text!r}: {p} is not a mapping")
+                raise ArgumentError("sets", f"{text!r}: {p} is not a mapping")
             node[p] = child = dict(child)
             node = child
         node[parts[-1]] = v

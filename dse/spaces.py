@@ -150,8 +150,18 @@ def _merged(path: Path, seen=()) -> dict:
         else path.parent / f"{parent}.yaml"
     if ppath.resolve() in seen or ppath.resolve() == path.resolve():
         raise DseError(f"{path}: 'extends' forms a cycle through {parent}")
-    base = _merged(ppath, seen + (path.resolve(),))
+    return merge(_merged(ppath, seen + (path.resolve(),)), data)
+
+
+def merge(base: dict, data: dict) -> dict:
+    """A space's mapping `data` laid over the mapping of the space it extends: params are
+    merged, `shared` and `non_decreasing` accumulate, other keys replace; name, alias, title
+    and adds are not inherited. A space that changes `kind` (an AnyNet refined into a RegNet)
+    inherits no params or constraints, only stages and se_ratio."""
     out = {k: v for k, v in base.items() if k not in OWN and k != "extends"}
+    if "kind" in data and data["kind"] != base.get("kind"):
+        for k in ("params", *ACCUMULATE):
+            out.pop(k, None)
     for k, v in data.items():
         if k == "params" and isinstance(v, dict) and isinstance(out.get("params"), dict):
             out["params"] = {**out["params"], **v}
@@ -162,12 +172,22 @@ def _merged(path: Path, seen=()) -> dict:
     return out
 
 
+def derive(space: Space, diff: dict, name: str | None = None) -> Space:
+    """The space `diff` makes of `space`, as a file with `extends: <space>` and `diff` would
+    (validated the same way), without writing it."""
+    cfg = merge(space.config, {**diff, "name": name or f"{space.name}-refined"})
+    return check(cfg, f"{space.name} + {diff}", space.source)
+
+
 def load(name: str) -> Space:
     """Load a space by name, alias or YAML path, validated; raises DseError saying what is
     wrong and what is allowed."""
     path = _resolve_path(name)
-    cfg = _merged(path)
-    where = str(path)
+    return check(_merged(path), str(path), str(path))
+
+
+def check(cfg: dict, where: str, source: str) -> Space:
+    """The Space of a merged mapping; a DseError starting with `where` otherwise."""
     for k in ("name", "kind", "params"):
         if k not in cfg:
             raise DseError(f"{where}: missing required key '{k}'")
@@ -218,7 +238,7 @@ def load(name: str) -> Space:
                  alias=alias if isinstance(alias, str) else None,
                  title=str(cfg.get("title", sname)), adds=str(cfg.get("adds", "")),
                  shared=lists["shared"], non_decreasing=lists["non_decreasing"],
-                 extends=cfg.get("extends"), source=str(path), config=cfg)
+                 extends=cfg.get("extends"), source=source, config=cfg)
 
 
 def builtin() -> list[Space]:

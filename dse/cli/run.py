@@ -7,7 +7,7 @@ import json
 
 import click
 
-from dse.cli.common import Command, json_option, one_line, table
+from dse.cli.common import Command, json_option, one_line, seed_option, store_option, table
 from dse.experiment import STAGES
 
 
@@ -107,3 +107,64 @@ def _print_summary(out):
     for key, path in out["files"].items():
         if key in ("report", "edf"):
             click.echo(f"{'report' if key == 'report' else 'EDF figure'}: {path}")
+
+
+@click.command("suggest", cls=Command)
+@click.argument("space_name", metavar="SPACE")
+@store_option
+@click.option("--frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.25, show_default=True, help="Fraction of best models that are 'top'.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.05, show_default=True,
+              help="Family-wise error level (Holm) for calling a candidate supported.")
+@click.option("--show", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Candidates listed (JSON lists all).")
+@click.option("--write", "write_path", default=None, metavar="PATH",
+              help="Write the best supported candidate as a space file extending SPACE "
+                   "(nothing is written when none is supported).")
+@seed_option("Seed of the range halves and permutations.")
+@json_option("Print one JSON object: {space, n, candidates: [...]}, best first.")
+def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_json):
+    """Rank the refinements of a trained space the paper's way (share, non-decreasing, fix,
+    narrow, linear widths), each with its evidence; --write saves the best supported one."""
+    from pathlib import Path
+
+    import yaml
+
+    from dse import analysis, spaces, suggest
+    from dse.store import Store, write_output
+
+    store = Store.existing(store_path)
+    name = store.resolve(space_name)
+    space = suggest.stored_space(store.space_record(name), name,
+                                 str(store.definition_path(name)))
+    pop = analysis.population(store.load([name]), name)
+    out = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
+    best = next((c for c in out["candidates"] if c["significant"]), None)
+    written = None
+    if write_path:
+        if best is not None:
+            stem = Path(write_path).stem
+            new = stem if stem.replace("_", "").replace("-", "").isalnum() else f"{name}-next"
+            text = yaml.safe_dump(suggest.space_file(space, best, new), sort_keys=False,
+                                  allow_unicode=True)
+            written = write_output(write_path, lambda p: Path(p).write_text(text))
+            spaces.load(str(written))  # what `dse sample --space PATH` will load
+        out["written"] = str(written) if written else None
+    if as_json:
+        from dse import pipeline
+
+        click.echo(json.dumps(pipeline.jsonable(out), indent=2))
+        return
+    n_sig = sum(c["significant"] for c in out["candidates"])
+    click.echo(f"{name}: {out['n']} trained models, {len(out['candidates'])} candidate "
+               f"refinements, {n_sig} supported at α = {alpha:g} (Holm)")
+    for i, c in enumerate(out["candidates"][:show], 1):
+        click.echo(f"{i:>2}. {'*' if c['significant'] else ' '} {c['summary']}")
+        click.echo(f"      {json.dumps(c['constraint'])}")
+    if not n_sig:
+        click.echo("nothing is supported: no candidate's top models differ from chance after "
+                   "correcting for the number of candidates")
+    if write_path:
+        click.echo(f"wrote {written} (dse sample --space {written})" if written else
+                   "no file written: nothing is supported")
