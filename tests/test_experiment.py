@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import ok, one_error, run
 
 from dse import expect, experiment, pipeline
 from dse.store import Store
-from cli_helpers import ok, one_error, run
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
 BASE = dict(name="t", dataset="synthetic", n=3, spaces=["anynetxa", "anynetxe"],
