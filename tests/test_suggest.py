@@ -1,0 +1,132 @@
+"""`dse suggest` on populations whose errors come from a known rule (it must find the rule and
+rank it first) and on pure noise (it must propose nothing); the JSON and the space file it
+writes, which `dse sample` loads."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from cli_helpers import ok, one_error, run
+
+from dse import sampling, spaces, suggest
+from dse.spec import Task
+from dse.store import Store
+
+TASK = Task(32, "cifar", 3, 10)
+WINDOW = sampling.Window(1e6, 50e6)
+
+
+def population(space_name, n, rule, seed=0, noise=1.0):
+    space = spaces.load(space_name)
+    pop = pd.DataFrame(sampling.sample(space, n, TASK, WINDOW, seed=seed))
+    pop["space"], pop["kind"] = space.name, space.kind
+    rng = np.random.default_rng(seed + 100)
+    pop["error"] = 20 + rule(pop) + noise * rng.normal(size=n)
+    return space, pop
+
+
+def stage_share(col, test):
+    return lambda df: 3.0 * df[col].map(lambda v: np.mean([not test(x) for x in v]))
+
+
+RULES = [  # (space, rule making errors, the constraint that must come first)
+    ("anynetxa", stage_share("bs", lambda b: b == 1), {"params": {"b": 1}}),
+    ("anynetxc", lambda df: 3.0 * df["ws"].map(lambda w: np.mean(np.diff(w) < 0)),
+     {"non_decreasing": ["w"]}),
+    ("anynetxd", lambda df: 3.0 * df["ds"].map(lambda d: np.mean(np.diff(d) < 0)),
+     {"non_decreasing": ["d"]}),
+    ("anynetxa", lambda df: 2.0 * df["gs"].map(lambda g: len(set(g)) - 1),
+     {"shared": ["g"]}),
+    ("regnetx", lambda df: 3.0 * (df["group_w"] != 8), {"params": {"g": 8}}),
+]
+
+
+@pytest.mark.parametrize("space_name, rule, want", RULES)
+def test_a_known_rule_is_found_and_ranked_first(space_name, rule, want):
+    space, pop = population(space_name, 240, rule)
+    out = suggest.suggest(space, pop)
+    first = out["candidates"][0]
+    assert first["constraint"] == want, [c["summary"] for c in out["candidates"][:3]]
+    assert first["significant"] and first["p_adjusted"] < 0.01
+    assert first["better"] == "obeying" and first["top_score"] > first["all_score"]
+    assert first["log10_size_after"] < first["log10_size_before"]
+
+
+def test_a_regnet_range_rule_is_narrowed_around_the_optimum():
+    space, pop = population("regnetx", 240, lambda df: 0.4 * (df["d"] - 18).abs())
+    first = suggest.suggest(space, pop)["candidates"][0]
+    d = first["constraint"]["params"]["d"]
+    assert first["significant"] and d["low"] <= 18 <= d["high"]
+    assert d["high"] - d["low"] < 16 - 0  # narrower than 12..28
+    assert first["range_chosen_on"] + first["tested_on"] == 240  # chosen on one half only
+
+
+@pytest.mark.parametrize("space_name, seed", [("anynetxa", 1), ("anynetxc", 2),
+                                              ("regnetx", 3), ("anynetxe", 4)])
+def test_pure_noise_supports_nothing(space_name, seed):
+    space, pop = population(space_name, 200, lambda df: 0.0 * df["flops"], seed=seed)
+    out = suggest.suggest(space, pop, seed=seed)
+    assert out["candidates"] and not any(c["significant"] for c in out["candidates"])
+    # Holm's adjustment: never below the raw p, monotone in it
+    ps = sorted((c["p"], c["p_adjusted"]) for c in out["candidates"])
+    assert all(pa >= p for p, pa in ps)
+    assert [pa for _, pa in ps] == sorted(pa for _, pa in ps)
+
+
+def test_an_exact_p_matches_the_hypergeometric_tail():
+    # 40 models, 10 obey a whole-model rule, all of them among the best 10 (frac 0.25)
+    e = np.arange(40.0)
+    score = (e < 10).astype(float)
+    r = suggest._evidence(score, e, 0.25, np.random.default_rng(0), {})
+    from math import comb
+    assert r["p"] == pytest.approx(1 / comb(40, 10))
+    assert r["top_share"] == 1 and r["all_share"] == 0.25 and r["better"] == "obeying"
+
+
+def stored(tmp_path, space_name, rule, n=120):
+    space, pop = population(space_name, n, rule)
+    store = Store(tmp_path / "s")
+    rows = pop.drop(columns=["space", "kind", "error"]).to_dict(orient="records")
+    store.add_models(space, "synthetic", TASK, rows, 0)
+    for m, err in zip(pop["model_id"], pop["error"]):
+        store.write_result(space.name, dict(model_id=m, space=space.name, status="done",
+                                            error=float(err), epochs=1))
+    return store
+
+
+def test_cli_json_and_write_a_space_that_sample_loads(tmp_path):
+    store = stored(tmp_path, "anynetxa", stage_share("bs", lambda b: b == 1))
+    out = json.loads(ok("suggest", "xa", "--store", store, "--json").output)
+    assert out["space"] == "anynetxa" and out["n"] == 120
+    keys = {"constraint", "significant", "p", "p_adjusted", "top_share", "all_share", "ks_D",
+            "log10_size_before", "log10_size_after", "summary"}
+    assert all(keys <= set(c) for c in out["candidates"])
+    assert out["candidates"][0]["constraint"] == {"params": {"b": 1}}
+    path = tmp_path / "xa_b1.yaml"
+    r = ok("suggest", "anynetxa", "--store", store, "--write", path)
+    assert "wrote" in r.output and "1. *" in r.output
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["extends"] == "anynetxa" and cfg["params"] == {"b": 1}
+    assert spaces.load(str(path)).params["b"].size == 1
+    ok("sample", "--space", path, "--n", "3", "--dataset", "synthetic", "--flops", "1M:50M",
+       "--store", tmp_path / "s2")
+
+
+def test_cli_on_noise_writes_nothing_and_says_so(tmp_path):
+    store = stored(tmp_path, "regnetx", lambda df: 0.0 * df["flops"])
+    path = tmp_path / "next.yaml"
+    r = ok("suggest", "rx", "--store", store, "--write", path)
+    assert "nothing is supported" in r.output and "no file written" in r.output
+    assert not path.exists()
+
+
+def test_cli_errors(tmp_path):
+    store = stored(tmp_path, "regnetx", lambda df: 0.0 * df["flops"], n=12)
+    assert "unknown space 'xq'" in one_error(run("suggest", "xq", "--store", store))
+    assert "does not exist" in one_error(run("suggest", "rx", "--store", tmp_path / "none"))
+    assert "--frac" in one_error(run("suggest", "rx", "--store", store, "--frac", "2"))
+    (store.root / "regnetx" / "results").rename(store.root / "regnetx" / "r")
+    assert "12 sampled models but no results yet" in one_error(
+        run("suggest", "rx", "--store", store))
