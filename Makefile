@@ -26,10 +26,11 @@ bench: install
 	$(BIN)/python bench/analysis_speed.py
 	$(BIN)/python bench/train_throughput.py
 
-# The README's main job: AnyNetX_A vs AnyNetX_E on Fashion-MNIST (DEMO_SIZE=gpu for the full size)
+# The README's main job: AnyNetX_A vs AnyNetX_E on Fashion-MNIST (experiments/demo.yaml;
+# DEMO_ARGS="--set n=16" and the like pass options to `dse run`)
 demo: install
 	test -d /usr/share/datasets/fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || true
-	DSE=$(BIN)/dse experiments/demo.sh
+	$(BIN)/dse run experiments/demo.yaml $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

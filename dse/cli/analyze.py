@@ -54,18 +54,26 @@ def edf_group():
 @edf_group.command("compare")
 @click.argument("spaces", nargs=-1, required=True)
 @compose(NORMALIZE, BINS)
-@out_option("<store>/analysis/edf_<spaces>[_<normalize>].png")
+@click.option("--bands", type=click.Choice(["auto", "all", "none"]), default="auto",
+              show_default=True,
+              help="95% confidence bands: for every space, none, or only for 3 spaces or fewer.")
+@click.option("--steps", is_flag=True,
+              help="Small multiples instead: each space against the one before it, with bands.")
+@out_option("<store>/analysis/edf_<spaces>[_<normalize>][_steps].png")
 @json_option("Print one JSON object.")
 @store_option
-def edf_compare_cmd(spaces, normalize, bins, out, as_json, store_path):
+def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_path):
     """Compare the error EDFs of SPACES (names or aliases) with pairwise KS tests."""
     from dse import analysis, plots
 
     store, names, df = _load(store_path, spaces)
-    suffix = "" if normalize == "none" else f"_{normalize}"
+    suffix = ("" if normalize == "none" else f"_{normalize}") + ("_steps" if steps else "")
     path = _figure(out, store.figure_path("edf", names, suffix))
     cmp = analysis.compare(df, names, normalize, bins)
-    plots.save(plots.edf_figure(cmp), path)
+    if steps and len(names) < 2:
+        raise click.BadParameter("needs at least two spaces", param_hint="'--steps'")
+    plots.save(plots.edf_steps_figure(cmp, names) if steps else
+               plots.edf_figure(cmp, bands=bands), path)
     counts = {s: analysis.counts(df, s) for s in names}
     if as_json:
         echo_json(dict(spaces={s: {k: v[k] for k in ("n", "min", "mean", "median")}
