@@ -33,7 +33,7 @@ from dse.expect import Claim, parse_claim
 from dse.recipe import Recipe, TrainOptions
 
 TOP_KEYS = ("name", "about", "dataset", "data_dir", "resolution", "store", "n", "spaces",
-            "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha")
+            "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine")
 # train: key → (Recipe or TrainOptions field, type)
 TRAIN_KEYS = {
     "epochs": ("recipe", "epochs"), "batch_size": ("recipe", "batch_size"),
@@ -91,6 +91,7 @@ class Experiment:
     analyses: Analyses = field(default_factory=Analyses)
     claims: tuple = ()
     alpha: float = 0.05
+    refine_rounds: int = 0                       # refine: rounds of suggest → sample → train
     config: dict = field(default_factory=dict)   # the mapping after --set, for the record
 
     @property
@@ -176,6 +177,13 @@ def check(config: dict, path) -> Experiment:
     unknown = [k for k in config if k not in TOP_KEYS]
     if unknown:
         raise err(str(unknown[0]), f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+    refine = config.get("refine")
+    if refine is not None:
+        if not isinstance(refine, dict) or set(refine) - {"start", "rounds"} or \
+                "start" not in refine:
+            raise err("refine", "must be a mapping {start: SPACE, rounds: K}")
+        if config.get("spaces") is None:
+            config = {**config, "spaces": [refine["start"]]}
     for k in ("name", "dataset", "n", "spaces"):
         if config.get(k) is None:
             raise err(k, "is required")
@@ -209,6 +217,11 @@ def check(config: dict, path) -> Experiment:
     options = _train(err, config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
     claims = _claims(err, config.get("expect") or [], names)
+    rounds = 0
+    if refine is not None:
+        rounds = _int(err, "refine.rounds", refine.get("rounds", 2), 1)
+        if space_of(err, "refine.start", refine["start"], names) != names[0]:
+            raise err("refine.start", "must be the first of the experiment's spaces")
     return Experiment(
         path=path, name=name, dataset=dataset, n=n, spaces=tuple(names), space_args=tuple(args),
         flops=windows["flops"], params=windows["params"] or sampling.Window(),
@@ -216,7 +229,7 @@ def check(config: dict, path) -> Experiment:
         about=_opt_str(err, "about", config.get("about")) or "", data_dir=data_dir,
         resolution=resolution, store=_opt_str(err, "store", config.get("store")),
         options=options, analyses=analyses, claims=tuple(claims), alpha=float(alpha),
-        config=config)
+        refine_rounds=rounds, config=config)
 
 
 def _int(err, key, v, lo):

@@ -96,21 +96,21 @@ def record(exp: Experiment, store: Store) -> Path:
 
 def sample(exp: Experiment, store: Store, echo=print) -> dict:
     """Top each space up to n models; returns {space: models added}."""
+    return {name: sample_space(exp, store, space_of(exp, name), echo) for name in exp.spaces}
+
+
+def sample_space(exp: Experiment, store: Store, space, echo=print) -> int:
+    """Top one space up to the experiment's n models; returns how many were added."""
     task, data = datasets.task_and_record(exp.dataset, exp.data_dir, exp.resolution)
-    added = {}
-    for name in exp.spaces:
-        space = space_of(exp, name)
-        have = len(store.read_models(name)) if name in store.spaces() else 0
-        want = exp.n - have
-        if want <= 0:
-            added[name] = 0
-            continue
-        draw = lambda ids, space=space, want=want: sampling.sample(  # noqa: E731
-            space, want, task, exp.flops, exp.params, exp.acts, exp.seed, exclude=ids)
-        new = store.add_models(space, exp.dataset, task, draw, exp.seed, data)
-        added[name] = len(new)
-        echo(f"sampled {len(new)} {name} models ({have + len(new)} in all)")
-    return added
+    have = len(store.read_models(space.name)) if space.name in store.spaces() else 0
+    want = exp.n - have
+    if want <= 0:
+        return 0
+    draw = lambda ids: sampling.sample(  # noqa: E731
+        space, want, task, exp.flops, exp.params, exp.acts, exp.seed, exclude=ids)
+    new = store.add_models(space, exp.dataset, task, draw, exp.seed, data)
+    echo(f"sampled {len(new)} {space.name} models ({have + len(new)} in all)")
+    return len(new)
 
 
 def train(exp: Experiment, store: Store, report=None):
@@ -122,26 +122,28 @@ def train(exp: Experiment, store: Store, report=None):
 def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
     """Every analysis of the experiment; writes summary.json, the figures and the report
     under the experiment's directory and returns the summary."""
-    from dse import fitlinear, plots, report
+    from dse import fitlinear, plots, refine, report
 
     store = Store.existing(store)
-    df = store.load(list(exp.spaces))
+    chain = refine.read_chain(exp, store)
+    names = list(dict.fromkeys([*exp.spaces, *(c["space"] for c in chain if c["space"])]))
+    df = store.load(names)
     a = exp.analyses
-    ready = [s for s in exp.spaces if analysis.counts(df, s)["finished"] > 0]
+    ready = [s for s in names if analysis.counts(df, s)["finished"] > 0]
     out = dict(experiment=exp.name, store=str(store), dataset=exp.dataset, n=exp.n,
                alpha=exp.alpha, spaces=[], claims=[], fit_linear={}, trends={},
-               files={}, finished_at=_now())
+               refine=chain, files={}, finished_at=_now())
     d = store.experiment_dir(exp.name)
     d.mkdir(parents=True, exist_ok=True)
     if not ready:
-        out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in exp.spaces]
+        out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in names]
         out["claims"] = [expect.check(c, {}, {}, exp.alpha) for c in exp.claims]
         _write_json(d / "summary.json", out)
         return out
     cmp = analysis.compare(df, ready, a.normalize, a.bins)
     pops = {s: analysis.population(df, s) for s in ready}
     prev = None
-    for s in exp.spaces:
+    for s in names:
         c = analysis.counts(df, s)
         row = dict(space=s, sampled=c["sampled"], finished=c["finished"],
                    diverged=c["diverged"], failed=c["failed"])

@@ -206,6 +206,10 @@ def experiment_page(exp, summary: dict, pngs: dict) -> str:
     claims = (_table(summary["claims"], ["claim", "verdict", "p", "detail"])
               if summary["claims"] else _note("The experiment states no claims (`expect:`)."))
     figs = img("edf", "error EDFs") + img("edf_steps", "EDF of each step")
+    if summary.get("refine"):
+        claims += "<h2>Refinement chain</h2>" + _table(
+            summary["refine"], ["round", "space", "refines", "verdict", "p", "summary"],
+            ["round", "space", "refines", "verdict", "p (worse)", "constraint and evidence"])
     extra = "".join(f"<h3>fit-linear: {html.escape(s)}</h3>" + img(f"fit_linear_{s}", s)
                     for s in summary["fit_linear"])
     extra += "".join(f"<h3>trends: {html.escape(s)}</h3>" + img(f"trends_{s}", s)

@@ -130,3 +130,31 @@ def test_cli_errors(tmp_path):
     (store.root / "regnetx" / "results").rename(store.root / "regnetx" / "r")
     assert "12 sampled models but no results yet" in one_error(
         run("suggest", "rx", "--store", store))
+
+
+def test_refine_suggests_writes_trains_and_refuses_a_worse_space(tmp_path):
+    """One round of the loop on a store whose AnyNetX_A errors follow "b = 1 is better":
+    the refinement b = 1 is written, sampled and trained for real (synthetic data, short),
+    and refused because its real errors are worse than the generated ones."""
+    store = stored(tmp_path, "anynetxa", stage_share("bs", lambda b: b == 1), n=150)
+    exp = tmp_path / "refine.yaml"
+    exp.write_text(yaml.safe_dump(dict(
+        name="loop", dataset="synthetic", n=6, refine=dict(start="xa", rounds=1),
+        flops="0.5M:1.5M", seed=0,
+        train=dict(epochs=1, train_subset=200, batch_size=50, device="cpu", jobs=1))))
+    r = ok("run", exp, "--store", store.root)
+    assert "refine round 1: anynetxa → anynetxa-r1: fix b = 1" in r.output, r.output
+    d = store.experiment_dir("loop") / "refine"
+    cfg = yaml.safe_load((d / "anynetxa-r1.yaml").read_text())
+    assert cfg["extends"] == "anynetxa" and cfg["params"] == {"b": 1}
+    new = store.load(["anynetxa-r1"])
+    assert len(new) == 6 and (new["status"] == "done").all()
+    assert all(set(b) == {1} for b in new["bs"])
+    chain = json.loads((d / "chain.json").read_text())
+    assert [c["space"] for c in chain] == ["anynetxa", "anynetxa-r1"]
+    assert chain[1]["verdict"] == "refused: worse" and chain[1]["p"] < 0.05
+    summary = json.loads((store.experiment_dir("loop") / "summary.json").read_text())
+    assert [s["space"] for s in summary["spaces"]] == ["anynetxa", "anynetxa-r1"]
+    # rerun: the loop reuses its file and trains nothing again
+    again = ok("run", exp, "--store", store.root)
+    assert "done error" not in again.output

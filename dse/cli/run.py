@@ -51,11 +51,18 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
         pipeline.record(exp, store)
         pipeline.sample(exp, store, echo)
     if only in (None, "train"):
+        from dse import runner
         from dse.progress import Progress
 
-        pipeline.train(exp, Store.existing(store),
-                       Progress(stream=click.get_text_stream("stderr") if as_json else None,
-                                epochs=exp.recipe.epochs))
+        progress = lambda: Progress(  # noqa: E731
+            stream=click.get_text_stream("stderr") if as_json else None,
+            epochs=exp.recipe.epochs)
+        pipeline.train(exp, Store.existing(store), progress())
+        if exp.refine_rounds:
+            from dse import refine
+
+            refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
+                                                            report=progress()), echo)
     if only in (None, "analyze"):
         out = pipeline.analyze(exp, store)
         if as_json:
@@ -83,6 +90,11 @@ def _print_plan(exp, p):
     else:
         line += "; no ETA yet (no model of this store has trained)"
     click.echo(line)
+    if exp.refine_rounds:
+        click.echo(f"then up to {exp.refine_rounds} refinement round"
+                   f"{'s' * (exp.refine_rounds != 1)} from {exp.spaces[0]}: each samples and "
+                   f"trains {exp.n} models of the refined space (about the cost of one row "
+                   "above)")
 
 
 def pipeline_fmt(kind, v):
@@ -100,6 +112,12 @@ def _print_summary(out):
             for r in out["spaces"]]
     click.echo(table(rows, ["space", "finished", "min", "median", "mean", "ks"],
                      ["space", "finished", "min err", "median", "mean", "KS against previous"]))
+    if out.get("refine"):
+        click.echo("\nrefinement chain:")
+        for c in out["refine"]:
+            click.echo(f"  round {c['round']}: {c['space'] or '-'}  {c['verdict']}"
+                       + (f"  (p = {c['p']:.3g})" if c["p"] is not None else "")
+                       + (f"  {c['summary']}" if c["summary"] else ""))
     if out["claims"]:
         click.echo(f"\nclaims (α = {out['alpha']:g}):")
         for c in out["claims"]:
