@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from dse import regnet
+from dse import regnet, zoo
 from dse.errors import DseError
 
 STEMS = ("imagenet", "cifar")
@@ -63,6 +63,15 @@ class AnyNetSpec:
                           tuple(map(int, gs)), self.se_ratio, self.stem_w)
 
 
+def from_row(row) -> tuple[AnyNetSpec, Task]:
+    """The spec and task of a stored model (a row of models.parquet, as a mapping)."""
+    spec = AnyNetSpec(*(tuple(int(x) for x in row[k]) for k in ("ds", "ws", "bs", "gs")),
+                      float(row["se_ratio"]), int(row["stem_w"]))
+    task = Task(int(row["resolution"]), str(row["stem"]), int(row["in_channels"]),
+                int(row["num_classes"]))
+    return spec, task
+
+
 def model_id(spec: AnyNetSpec, task: Task) -> str:
     """A stable 16-hex id of architecture + task: the same network gets the same id."""
     key = json.dumps([list(spec.ds), list(spec.ws), list(spec.bs), list(spec.gs),
@@ -96,7 +105,10 @@ def parse_spec(obj) -> tuple[AnyNetSpec, dict]:
 
     {"kind":"regnet","depth":..,"w0":..,"wa":..,"wm":..,"group_w":..,"b":1,"se_ratio":0}
     {"kind":"anynet","ds":[..],"ws":[..],"bs":[..],"gs":[..],"se_ratio":0}; optional "stem_w".
+    A text that is not JSON is a name of the zoo (`RegNetX-400MF`, any case; dse.zoo).
     """
+    if isinstance(obj, str) and not obj.lstrip().startswith(("{", "[", '"')):
+        obj = zoo.regnet_json(obj)
     if isinstance(obj, str):
         try:
             obj = json.loads(obj)

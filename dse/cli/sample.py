@@ -27,20 +27,34 @@ def spaces_cmd(as_json):
 
 
 @click.command("describe", cls=Command)
-@click.option("--spec", "spec_text", required=True,
+@click.argument("model", required=False)
+@click.option("--spec", "spec_text", default=None,
               help='Model as JSON: {"kind":"regnet","depth":22,"w0":24,"wa":24.48,"wm":2.54,'
-                   '"group_w":16} or {"kind":"anynet","ds":[..],"ws":[..],"bs":[..],"gs":[..]}.')
-@click.option("--resolution", type=click.IntRange(min=1), default=224, show_default=True)
+                   '"group_w":16} or {"kind":"anynet","ds":[..],"ws":[..],"bs":[..],"gs":[..]}, '
+                   'or a name of `dse zoo` (also accepted as the MODEL argument).')
+@click.option("--resolution", type=click.IntRange(min=1), default=None,
+              help="Input side [default: 224; a reference network's own].")
 @click.option("--stem", type=click.Choice(STEMS), default="imagenet",
               show_default=True)
 @click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
 @json_option("Print one JSON object.")
-def describe_cmd(spec_text, resolution, stem, in_channels, num_classes, as_json):
-    """Per-stage shapes and flops/params/acts of one model."""
+def describe_cmd(model, spec_text, resolution, stem, in_channels, num_classes, as_json):
+    """Per-stage shapes and flops/params/acts of one model (a spec or a zoo name)."""
+    from dse import zoo
     from dse.complexity import complexity, stage_table
     from dse.spec import Task, parse_spec
 
+    if (model is None) == (spec_text is None):
+        raise click.UsageError("give the model once: a name or JSON as MODEL, or --spec JSON")
+    spec_text = spec_text or model
+    if zoo.is_reference(zoo.canonical(spec_text) or ""):
+        if (stem, in_channels, num_classes) != ("imagenet", 3, 1000):
+            raise click.UsageError("a torchvision reference network has the ImageNet stem, 3 "
+                                   "channels and 1000 classes; of the task options only "
+                                   "--resolution applies")
+        return _describe_reference(zoo.canonical(spec_text), resolution, as_json)
+    resolution = resolution or 224
     spec, rp = parse_spec(spec_text)
     task = Task(resolution, stem, in_channels, num_classes)
     cx = complexity(spec, task)
@@ -58,6 +72,24 @@ def describe_cmd(spec_text, resolution, stem, in_channels, num_classes, as_json)
     click.echo(f"\ntotal: {cx['flops'] / 1e6:.2f} MF, {cx['params'] / 1e6:.3f} M params, "
                f"{cx['acts'] / 1e6:.3f} M acts  (module params: {module_params:,}; "
                f"{resolution}×{resolution}×{in_channels}, {stem} stem, {num_classes} classes)")
+
+
+def _describe_reference(name: str, resolution: int | None, as_json: bool):
+    """Totals of a torchvision reference network, counted on its module (dse.references)."""
+    import torch
+
+    from dse import references, zoo
+
+    ref = zoo.REFERENCES[name]
+    with torch.device("meta"):
+        cx = references.count(references.build(name), resolution or ref.resolution)
+    res = resolution or ref.resolution
+    if as_json:
+        click.echo(json.dumps(dict(name=name, family=ref.family, resolution=res, **cx)))
+        return
+    click.echo(f"{name} ({ref.family}, torchvision, {res}×{res}×3, 1000 classes): "
+               f"{cx['flops'] / 1e6:.2f} MF, {cx['params'] / 1e6:.3f} M params, "
+               f"{cx['acts'] / 1e6:.3f} M acts")
 
 
 @click.command("sample", cls=Command)
