@@ -21,7 +21,7 @@ from dse.datasets import DataRef
 from dse.errors import ArgumentError, DamagedFileError, DseError, DseWarning
 from dse.recipe import CLAIM_TIMEOUT, TrainOptions
 from dse.schema import RESULT_STATUSES
-from dse.spec import AnyNetSpec, Task
+from dse.spec import from_row
 from dse.store import DAMAGED, Store, needs_training
 from dse.workers import Epoch, Finished, Job, Returned
 
@@ -37,14 +37,12 @@ def jobs_of(store: Store, space: str, retry_failed: bool = False,
     stored = store.statuses(space)
     root = data_dir if data_dir is not None else store.data_record(space).get("dir")
     out = []
-    for r in models.itertuples(index=False):
-        if not needs_training(stored.get(r.model_id), retry_failed):
+    for r in models.to_dict(orient="records"):
+        if not needs_training(stored.get(r["model_id"]), retry_failed):
             continue
-        task = Task(int(r.resolution), r.stem, int(r.in_channels), int(r.num_classes))
-        spec = AnyNetSpec(tuple(map(int, r.ds)), tuple(map(int, r.ws)), tuple(map(int, r.bs)),
-                          tuple(map(int, r.gs)), float(r.se_ratio), int(r.stem_w))
-        data = DataRef(r.dataset, None if root is None else str(root), task.resolution)
-        out.append(Job(space, r.model_id, data, spec, task, int(r.flops)))
+        spec, task = from_row(r)
+        data = DataRef(r["dataset"], None if root is None else str(root), task.resolution)
+        out.append(Job(space, r["model_id"], data, spec, task, int(r["flops"])))
     return out
 
 
