@@ -56,7 +56,8 @@ def read_claim(path: Path) -> dict | None:
         return {}
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -80,7 +81,7 @@ def is_stale(rec: dict | None, path: Path, timeout: float = CLAIM_TIMEOUT) -> bo
             return now - path.stat().st_mtime > timeout
         except FileNotFoundError:
             return False
-    if rec.get("host") == HOST and not _pid_alive(int(rec.get("pid", -1))):
+    if rec.get("host") == HOST and not pid_alive(int(rec.get("pid", -1))):
         return True
     return now - float(rec.get("heartbeat_at", 0)) > timeout
 

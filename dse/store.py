@@ -25,9 +25,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ import yaml
 
 from dse import __version__
 from dse.errors import DamagedFileError, DseError, DseWarning
+from dse.files import write_atomic, write_output
 from dse.schema import DEFINITION_KEYS, MODELS_SCHEMA, RESULT_STATUSES, RESULTS_SCHEMA
 
 DEFAULT_STORE = "runs"
@@ -129,9 +130,17 @@ class Store:
     def experiments_dir(self) -> Path:
         return self.root / "experiments"
 
+    def experiment_dir(self, name: str) -> Path:
+        """One experiment's record and outputs (dse.pipeline): experiment.yaml,
+        summary.json, the figures and report.html."""
+        return self.experiments_dir / name
+
     @property
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
+
+    def job_dir(self, name: str) -> Path:  # a submission of dse.cluster: job.json, tasks/, logs/
+        return self.jobs_dir / name
 
     @contextlib.contextmanager
     def lock(self, space: str):
@@ -184,17 +193,25 @@ class Store:
                            f"run `dse sample --space {resolved}` first")
         return resolved
 
-    def data_record(self, space: str) -> dict:
-        """What space.yaml records about the space's data: {} for the built-in datasets;
-        for folder the directory, classes and image counts at sampling (dse.folders)."""
+    def space_record(self, space: str) -> dict:
+        """The space's record (space.yaml): name, dataset, source, definition, task, data;
+        {} when there is none."""
         path = self.definition_path(space)
         if not path.is_file():
             return {}
         try:
-            return (yaml.safe_load(path.read_text()) or {}).get("data") or {}
+            rec = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(rec, dict):
+                raise AttributeError("not a mapping")
+            return rec
         except (yaml.YAMLError, OSError, AttributeError) as e:
             raise DseError(f"{path} is not a readable space record ({e}); restore it from a "
                            "copy") from None
+
+    def data_record(self, space: str) -> dict:
+        """What space.yaml records about the space's data: {} for the built-in datasets;
+        for folder the directory, classes and image counts at sampling (dse.folders)."""
+        return self.space_record(space).get("data") or {}
 
     def add_models(self, space, dataset: str, task, rows, seed: int,
                    data: dict | None = None) -> pd.DataFrame:
@@ -348,6 +365,22 @@ class Store:
                             RESULTS_SCHEMA.empty_table().to_pandas())]
         return pd.concat(frames, ignore_index=True)
 
+    # ---- cluster jobs ----------------------------------------------------------------------
+
+    def write_job(self, name: str, record: dict, task: int | None = None) -> Path:
+        """Write a submission's record (job.json), or a task's own (tasks/<task>.json)."""
+        path = self.job_dir(name) / ("job.json" if task is None else f"tasks/{task}.json")
+        return write_output(path, lambda p: Path(p).write_text(json.dumps(record, indent=1)))
+
+    def read_jobs(self) -> list[dict]:
+        """Every submission, oldest first, with `task_records` (task index → the task's own
+        record); an unreadable record is skipped with a warning."""
+        jobs = [(f, _read_json(f)) for f in sorted(self.jobs_dir.glob("*/job.json"))]
+        for f, rec in (j for j in jobs if j[1] is not None):
+            tasks = sorted((int(t.stem), _read_json(t)) for t in f.parent.glob("tasks/*.json"))
+            rec["task_records"] = {k: r for k, r in tasks if r is not None}
+        return [rec for _, rec in jobs if rec is not None]
+
     # ---- analysis outputs ------------------------------------------------------------------
 
     def save_table(self, space: str, name: str, df: pd.DataFrame) -> Path:
@@ -374,39 +407,14 @@ def _read_table(path: Path) -> pa.Table:
         raise DamagedFileError(path, _why(e)) from None
 
 
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        warnings.warn(f"skipped unreadable job record {path} ({e})", DseWarning, stacklevel=3)
+
+
 def _why(e: Exception) -> str:
     """The first sentence of a reader's error, without the path it repeats."""
     msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", " ".join(str(e).split()))
     return msg.split(". ")[0].rstrip(".")[:160]
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call write(tmp_path) then rename tmp onto path (same directory, so atomic); the file
-    gets the permissions of an ordinary file (umask applies)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # in case `write` replaced the file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_output(path, write) -> Path:
-    """Write an output file (table, figure, report) atomically via write(tmp_path), creating
-    its directory; a one-line error if it cannot be written."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, write)
-    except OSError as e:
-        raise DseError(f"cannot write {path}: {e.strerror or e}") from None
-    return path

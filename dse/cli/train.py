@@ -1,5 +1,6 @@
-"""Training: `dse train` and `dse status`. Option defaults come from dse.recipe, so the help
-shows the recipe without importing torch."""
+"""Training: `dse train` (here, or with --cluster in a job array: dse.cluster), `dse status`
+and `dse cancel`. Option defaults come from dse.recipe, so the help shows the recipe without
+importing torch."""
 
 from __future__ import annotations
 
@@ -7,12 +8,46 @@ import json
 
 import click
 
-from dse.cli.common import Command, json_option, store_option, table
+from dse.cli.common import Command, compose, json_option, store_option, table
+from dse.cluster import CLUSTERS, ClusterOptions
+from dse.errors import DseError
 from dse.recipe import Recipe, TrainOptions
 
-R, T = Recipe(), TrainOptions()
+R, T, C = Recipe(), TrainOptions(), ClusterOptions()
 DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST also from "
              "/usr/share/datasets/fashion-mnist].")
+
+
+def cluster_options(f):
+    """The options of `dse train --cluster` (dse.cluster.ClusterOptions)."""
+    return compose(
+        click.option("--cluster", type=click.Choice(CLUSTERS), default=None,
+                     help="Train in a job array through submitit: slurm, local (processes "
+                          "here) or debug (in this process) [default: train here]."),
+        click.option("--tasks", type=click.IntRange(min=1), default=None,
+                     help="--cluster: array tasks, each training models until none is left "
+                          "[default: 1]."),
+        click.option("--gpus-per-task", type=click.IntRange(min=0), default=None,
+                     help="--cluster: GPUs of each task [default: 0]."),
+        click.option("--cpus-per-task", type=click.IntRange(min=1), default=None,
+                     help="--cluster: CPU cores of each task [default: the cluster's]."),
+        click.option("--mem-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="--cluster: memory of each task [default: the cluster's]."),
+        click.option("--partition", default=None, help="Slurm partition."),
+        click.option("--time-min", type=click.IntRange(min=1), default=None,
+                     help=f"--cluster: time limit of a task in minutes; it requeues itself "
+                          f"near the end [default: {C.time_min}]."),
+        click.option("--array-parallelism", type=click.IntRange(min=1), default=None,
+                     help="Slurm: tasks running at once [default: all]."),
+        click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
+                     help="Slurm: an extra sbatch option, e.g. account=proj (repeatable)."),
+        click.option("--max-requeues", type=click.IntRange(min=0), default=None,
+                     help=f"--cluster: times a task requeues itself after preemption or its "
+                          f"time limit [default: {C.max_requeues}]."),
+        click.option("--wait", is_flag=True,
+                     help="--cluster: show progress until the tasks end; exit 1 if one "
+                          "failed."),
+    )(f)
 
 
 @click.command("train", cls=Command)
@@ -68,23 +103,33 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory format [default: on for CPU, off for CUDA].")
 @click.option("--claim-timeout", type=click.FloatRange(min=1), default=T.claim_timeout,
-              hidden=True,
-              help="Seconds without a heartbeat after which another run's claim is stale.")
+              show_default=True,
+              help="Seconds without a heartbeat after which a claim of a run on another host "
+                   "is stale (on this host a dead pid is noticed at once).")
+@cluster_options
 def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path, data_dir, download,
               skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
               zero_init_final_gamma, paper, no_augment, seed, train_subset, retry_failed, fp32,
-              no_cuda_graph, channels_last, claim_timeout):
-    """Train the sampled models that have no result yet (proxy recipe, docs/training.md)."""
+              no_cuda_graph, channels_last, claim_timeout, cluster, wait, **resources):
+    """Train the sampled models that have no result yet (proxy recipe, docs/training.md);
+    with --cluster, in a job array of --tasks trainers on a shared store (docs/cluster.md)."""
     import signal
 
     from dse import runner
     from dse.progress import Progress
     from dse.store import Store
 
+    given = [f"--{k.replace('_', '-')}".replace("slurm-args", "slurm-arg")
+             for k, v in resources.items() if v not in (None, ())]
+    if cluster is None and (given or wait):
+        raise DseError(f"{(given or ['--wait'])[0]} applies to --cluster runs only (slurm, "
+                       "local or debug)")
+
     def terminate(signum, frame):  # unwind like Ctrl-C: the claims in flight are given back
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, terminate)
+    if cluster is None:
+        signal.signal(signal.SIGTERM, terminate)
 
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, wd=wd,
                     warmup_epochs=warmup_epochs, zero_init_final_gamma=zero_init_final_gamma,
@@ -98,19 +143,58 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
                            amp=False if fp32 else None,
                            cuda_graph=False if no_cuda_graph else None,
                            channels_last=channels_last, claim_timeout=claim_timeout)
-    runner.run(Store(store_path), spaces, options, report=Progress(epochs=epochs))
+    if cluster is None:
+        runner.run(Store(store_path), spaces, options, report=Progress(epochs=epochs))
+    else:
+        _submit(Store(store_path), spaces, options, cluster, wait, resources)
+
+
+def _submit(store, spaces, options, cluster, wait, resources):
+    """`dse train --cluster`: submit the array, then say where to look (or follow it)."""
+    from dse import cluster as cl
+
+    kw = {k: v for k, v in resources.items() if v not in (None, ())}
+    kw["slurm_args"] = cl.parse_slurm_args(kw.get("slurm_args", ()))
+    copts = cl.ClusterOptions(cluster=cluster, **kw)
+    rec = cl.submit(store, spaces, options, copts, echo=click.echo)
+    ids = rec["job_ids"]
+    if cluster != "debug":
+        where = f"job {ids[0].split('_')[0]}" if cluster == "slurm" else \
+            f"processes {', '.join(ids)}"
+        click.echo(f"{rec['name']}: {rec['tasks']} task{'s' * (rec['tasks'] > 1)} on "
+                   f"{cluster} ({where}) for {rec['pending']} pending models")
+        click.echo(f"logs: {rec['log_dir']}")
+    if cluster != "debug" and not wait:
+        click.echo(f"follow: dse status --store {store}   cancel: dse cancel --store {store}")
+        return
+    states = cl.follow(store, rec["name"], click.echo, poll=1.0 if cluster == "local" else 3.0)
+    bad = [t for t in states if t["state"] != "done"]
+    if bad:
+        t = bad[0]
+        click.echo(f"Error: task {t['index']} (job {t['job_id']}) {t['state']}: {t['message']}"
+                   + (f"; log: {t['log']}" if t["log"] else ""), err=True)
+        raise SystemExit(1)
 
 
 @click.command("status", cls=Command)
 @store_option
+@click.option("--jobs", "only_jobs", is_flag=True,
+              help="Only the cluster jobs of the store (each task's state).")
 @json_option("Print a JSON list instead of a table.")
-def status_cmd(store_path, as_json):
-    """Per space: sampled / done / diverged / failed / pending (and in flight) models, and
-    any damaged file."""
-    from dse import runner
+def status_cmd(store_path, only_jobs, as_json):
+    """Per space: sampled / done / diverged / failed / pending (and in flight) models, any
+    damaged file, and the store's cluster jobs (`dse train --cluster`)."""
+    from dse import cluster, runner
     from dse.store import Store
 
     store = Store(store_path)
+    if only_jobs:
+        recs = cluster.jobs(Store.existing(store))
+        if as_json:
+            click.echo(json.dumps(recs, indent=2, default=str))
+        else:
+            _jobs_table(recs) if recs else click.echo(f"no cluster jobs in {store}")
+        return
     rows = runner.status(store)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -133,3 +217,47 @@ def status_cmd(store_path, as_json):
         for f, error in damaged:
             click.echo(f"  {f}" + ("  (models.parquet: the space cannot be used until it "
                                    "is restored)" if error else ""))
+    recs = cluster.jobs(store)
+    if recs:
+        click.echo("")
+        _jobs_table(recs)
+
+
+def _jobs_table(recs: list[dict]) -> None:
+    """The cluster jobs as a table, then the tasks that ended badly with why and their log."""
+    rows = []
+    for r in recs:
+        tally: dict = {}
+        for t in r["task_states"]:
+            tally[t["state"]] = tally.get(t["state"], 0) + 1
+        ids = r["job_ids"]
+        rows.append(dict(submission=r["name"], cluster=r["cluster"],
+                         job=ids[0].split("_")[0] if r["cluster"] == "slurm" and ids else
+                         ", ".join(ids), tasks=r["tasks"], submitted=r["submitted_at"][:19],
+                         states=", ".join(f"{n} {s}" for s, n in sorted(tally.items()))))
+    click.echo("cluster jobs:")
+    click.echo(table(rows, list(rows[0])))
+    for r in recs:
+        for t in r["task_states"]:
+            if t["state"] not in ("done", "running", "pending", "requeued"):
+                click.echo(f"  {r['name']} task {t['index']} (job {t['job_id']}) "
+                           f"{t['state']}: {t['message']}" + (f"; log {t['log']}" if t["log"]
+                                                              else ""))
+
+
+@click.command("cancel", cls=Command)
+@store_option
+@click.option("--job", "name", default=None,
+              help="The submission to cancel (as `dse status` names it) [default: all].")
+def cancel_cmd(store_path, name):
+    """Cancel the unfinished cluster jobs of a store (`dse train --cluster`); their running
+    tasks give their claims back."""
+    from dse import cluster
+    from dse.store import Store
+
+    store = Store.existing(store_path)
+    done = cluster.cancel(store, name)
+    if not done:
+        click.echo(f"no unfinished cluster jobs in {store}")
+    for sub, job_id in done:
+        click.echo(f"cancelled {sub} job {job_id}")
