@@ -221,3 +221,22 @@ def test_the_shipped_experiments_are_valid():
     dds = experiment.load(root / "dds-cpu.yaml")
     assert len(dds.spaces) == 7 and len(dds.claims) >= 6
     assert pipeline.plan(dds, Store(root / "no-such-store"))["total"]["to_train"] == 7 * dds.n
+
+
+def test_the_committed_reproduction_gives_the_numbers_of_its_doc(tmp_path):
+    """docs/reproduction.md reads experiments/results/dds-cpu: its analysis, rerun on a copy,
+    gives the same verdicts and per-space numbers as the doc's tables."""
+    import shutil
+
+    root = Path(__file__).parents[1]
+    store = tmp_path / "dds-cpu"
+    shutil.copytree(root / "experiments" / "results" / "dds-cpu", store)
+    out = json.loads(ok("run", root / "experiments" / "dds-cpu.yaml", "--only", "analyze",
+                        "--store", store, "--json").output)
+    doc = (root / "docs" / "reproduction.md").read_text()
+    for c in out["claims"]:
+        assert f"| {c['claim']} | **{c['verdict']}** |" in doc, c
+    for s in out["spaces"]:
+        assert s["finished"] == 32
+        row = f"| {s['space']} | 32 | {s['min']:.2f} | {s['median']:.2f} | {s['mean']:.2f} |"
+        assert row in doc, row
