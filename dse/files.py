@@ -1,10 +1,12 @@
 """Atomic writes of files (pure): a temporary file in the same directory renamed into place,
 so a reader never sees half a file and a crash never leaves one. dse.store uses them for
-every file of a store; outputs (figures, the report) go through write_output."""
+every file of a store; outputs (figures, the report) go through write_output. `jsonable`
+makes values safe for the JSON files and the --json output."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -41,3 +43,16 @@ def write_output(path, write) -> Path:
     except OSError as e:
         raise DseError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+def jsonable(x):
+    """numpy scalars as Python numbers, NaN and inf as null, tuples as lists, keys as text."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -25,6 +25,7 @@ import yaml
 from dse import analysis, datasets, expect, sampling, spaces
 from dse.errors import DseError
 from dse.experiment import Experiment, plan_rows, train_images
+from dse.files import jsonable
 from dse.store import Store, needs_training, write_atomic
 
 
@@ -188,19 +189,6 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
         out["files"]["report"] = str(d / "report.html")
     _write_json(d / "summary.json", out)
     return out
-
-
-def jsonable(x):
-    """numpy scalars as Python numbers, NaN and inf as null, tuples as lists."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _write_json(path: Path, obj) -> None:

@@ -119,15 +119,9 @@ def table(rows: list[dict], keys: list[str], header: list[str] | None = None) ->
 
 def clean(x):
     """JSON-safe values: numpy scalars to Python, NaN/inf to null."""
-    if isinstance(x, dict):
-        return {str(k): clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+    from dse.files import jsonable
+
+    return jsonable(x)
 
 
 def echo_json(obj) -> None:

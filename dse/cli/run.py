@@ -7,7 +7,15 @@ import json
 
 import click
 
-from dse.cli.common import Command, json_option, one_line, seed_option, store_option, table
+from dse.cli.common import (
+    Command,
+    echo_json,
+    json_option,
+    one_line,
+    seed_option,
+    store_option,
+    table,
+)
 from dse.experiment import STAGES
 
 
@@ -37,7 +45,7 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
     if dry_run:
         p = pipeline.plan(exp, store)
         if as_json:
-            click.echo(json.dumps(pipeline.jsonable(p), indent=2))
+            echo_json(p)
             return
         _print_plan(exp, p)
         return
@@ -66,7 +74,7 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
     if only in (None, "analyze"):
         out = pipeline.analyze(exp, store)
         if as_json:
-            click.echo(json.dumps(pipeline.jsonable(out), indent=2))
+            echo_json(out)
         else:
             _print_summary(out)
 
@@ -170,9 +178,7 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_
             spaces.load(str(written))  # what `dse sample --space PATH` will load
         out["written"] = str(written) if written else None
     if as_json:
-        from dse import pipeline
-
-        click.echo(json.dumps(pipeline.jsonable(out), indent=2))
+        echo_json(out)
         return
     n_sig = sum(c["significant"] for c in out["candidates"])
     click.echo(f"{name}: {out['n']} trained models, {len(out['candidates'])} candidate "
