@@ -19,6 +19,10 @@
 #   stall    90   last and cut down: dse train on Fashion-MNIST, 2 deep models, 5 epochs,
 #                 --paper vs the defaults
 #   total   495   (+ start-up of the machine, not counted by the device call's limit)
+# Not in the default list, for a second call (STAGES="env speed"):
+#   speed    90   `dse speed` on the GPU: every RegNetX/RegNetY and EfficientNet-B0…B5 at
+#                 batch 64 as the paper, inference, fp32 and bf16: the R² of time against
+#                 flops and against activations (the paper's speed argument, DDS §5)
 # Fashion-MNIST is read from ./data/fashion-mnist (copy Debian's four .gz files there and
 # carry `data`), DSE_DATA, or /usr/share/datasets/fashion-mnist; without it `correct` and
 # `stall` are skipped with a note.
@@ -122,6 +126,36 @@ if stage bench; then
   log "bench: dse vs the DataLoader baseline, 2 models"
   timeout 90 $PY bench/train_throughput.py ${B_ARGS/--n 8/--n 2} --device $DEV \
     --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -4 >> "$OUT/summary.txt"
+fi
+
+if stage speed; then
+  log "speed: dse speed over the zoo and EfficientNet-B0…B5 ($DEV)"
+  if [ $TINY = 1 ]; then
+    SP_NAMES="RegNetX-200MF RegNetY-200MF efficientnet_b0"
+    SP_ARGS="--batch-size 2 --iters 2 --warmup 1 --resolution 64"
+  else
+    SP_NAMES="$(for x in X Y; do for f in 200MF 400MF 600MF 800MF 1.6GF 3.2GF 4.0GF 6.4GF \
+      8.0GF 12GF 16GF 32GF; do printf 'RegNet%s-%s ' $x $f; done; done)"
+    SP_NAMES="$SP_NAMES efficientnet_b0 efficientnet_b1 efficientnet_b2 efficientnet_b3"
+    SP_NAMES="$SP_NAMES efficientnet_b4 efficientnet_b5"
+    SP_ARGS="--batch-size 64"
+  fi
+  for prec in fp32 bf16; do
+    extra=$([ $prec = bf16 ] && echo --bf16 || true)
+    timeout 45 $PY -m dse speed $SP_NAMES --device $DEV $SP_ARGS $extra \
+      --json > "$OUT/speed_$prec.json" 2> "$OUT/speed_$prec.err"
+    $PY - "$OUT/speed_$prec.json" "$prec" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as e:
+    sys.exit(f"{sys.argv[2]}: no result ({e})")
+f = r["fits"]
+print(f"{sys.argv[2]} on {r['device']}: {len(r['models'])} models; R² flops "
+      f"{f['flops']['r2']:.3f} (slope {f['flops']['slope']:.2f}), acts {f['acts']['r2']:.3f} "
+      f"(slope {f['acts']['slope']:.2f})")
+EOF
+  done
 fi
 
 if stage stall; then
