@@ -30,64 +30,12 @@ from pathlib import Path
 
 from dse.claims import HOST, pid_alive
 from dse.errors import ArgumentError, DseError
-from dse.recipe import TrainOptions
+from dse.recipe import ClusterOptions, TrainOptions, parse_slurm_args  # noqa: F401 (API)
 from dse.schema import RESULT_STATUSES
 from dse.store import Store
 
-CLUSTERS = ("slurm", "local", "debug")
 FINAL = ("done", "failed", "stopped", "cancelled", "killed")  # task states that do not change
 REQUEUE_GRACE_S = 5.0  # after a SIGTERM on Slurm, how long a task waits for USR2 (preemption)
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    """Where and how the tasks of a submission run. Resources are per task; None leaves the
-    cluster's default. slurm_args are extra sbatch options (account, qos, constraint...)."""
-
-    cluster: str = "slurm"            # slurm | local | debug
-    tasks: int = 1                    # array tasks, each a trainer loop on the shared store
-    gpus_per_task: int = 0
-    cpus_per_task: int | None = None
-    mem_gb: float | None = None
-    partition: str | None = None
-    time_min: int = 240               # time limit of a task; it requeues itself near the end
-    array_parallelism: int | None = None  # tasks running at once (default: all)
-    slurm_args: tuple = ()            # ((key, value), ...), sbatch --key=value
-    max_requeues: int = 3             # per task, for preemptions and time limits together
-
-    def __post_init__(self):
-        if self.cluster not in CLUSTERS:
-            raise ArgumentError("cluster", f"must be one of {', '.join(CLUSTERS)} (got "
-                                f"{self.cluster!r})")
-        for name in ("tasks", "time_min", "gpus_per_task", "cpus_per_task",
-                     "array_parallelism", "max_requeues"):
-            v, least = getattr(self, name), 0 if name in ("gpus_per_task", "max_requeues") else 1
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
-                raise ArgumentError(name, f"must be an integer ≥ {least} (got {v!r})")
-        if self.mem_gb is not None and not self.mem_gb > 0:
-            raise ArgumentError("mem_gb", f"must be > 0 (got {self.mem_gb!r})")
-
-    def parameters(self) -> dict:
-        """submitit's AutoExecutor parameters."""
-        p = dict(name="dse-train", timeout_min=self.time_min, gpus_per_node=self.gpus_per_task,
-                 cpus_per_task=self.cpus_per_task, mem_gb=self.mem_gb, nodes=1, tasks_per_node=1)
-        if self.cluster == "slurm":
-            p.update(slurm_partition=self.partition,
-                     slurm_array_parallelism=self.array_parallelism,
-                     slurm_additional_parameters=dict(self.slurm_args) or None)
-        return {k: v for k, v in p.items() if v is not None}
-
-
-def parse_slurm_args(items) -> tuple:
-    """KEY=VALUE strings as ((key, value), ...); sbatch's dashes may be written as _."""
-    out = []
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip() or key.startswith("-"):
-            raise ArgumentError("slurm_args", f"{item!r} is not KEY=VALUE (an sbatch option "
-                                "without its dashes, e.g. account=proj or qos=high)")
-        out.append((key.strip().replace("-", "_"), value))
-    return tuple(out)
 
 
 # ---- a task ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from dse import datasets, sampling, spaces
+from dse.analysis import param_table
 from dse.errors import ArgumentError, DseError
 from dse.expect import Claim, parse_claim
 from dse.recipe import Recipe, TrainOptions
@@ -51,7 +52,6 @@ BOOL_TRAIN = ("zero_gamma", "augment", "paper", "retry_failed", "download", "ski
 ANALYZE_KEYS = ("edf", "fit_linear", "trends", "report")
 EDF_KEYS = ("normalize", "bins", "bands")
 BANDS = ("auto", "all", "none")
-STAGES = ("sample", "train", "analyze")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -375,8 +375,6 @@ def _claims(err, value, names) -> list[Claim]:
                     b=space_of(err, key, c.b, names) if c.b is not None else None)
         if c.param is not None:
             kind = spaces.load(c.a).kind
-            from dse.analysis import param_table
-
             if c.param not in param_table(kind):
                 raise err(key, f"{c.param!r} is not a parameter of {c.a}; choose from "
                           f"{', '.join(param_table(kind))}")

@@ -102,11 +102,11 @@ def sample(exp: Experiment, store: Store, echo=print) -> dict:
 
 def sample_space(exp: Experiment, store: Store, space, echo=print) -> int:
     """Top one space up to the experiment's n models; returns how many were added."""
-    task, data = datasets.task_and_record(exp.dataset, exp.data_dir, exp.resolution)
     have = len(store.read_models(space.name)) if space.name in store.spaces() else 0
     want = exp.n - have
     if want <= 0:
         return 0
+    task, data = datasets.task_and_record(exp.dataset, exp.data_dir, exp.resolution)
     draw = lambda ids: sampling.sample(  # noqa: E731
         space, want, task, exp.flops, exp.params, exp.acts, exp.seed, exclude=ids)
     new = store.add_models(space, exp.dataset, task, draw, exp.seed, data)

@@ -16,7 +16,8 @@ from dse.cli.common import (
     store_option,
     table,
 )
-from dse.experiment import STAGES
+
+STAGES = ("sample", "train", "analyze")  # what --only picks, in the order a run goes
 
 
 @click.command("run", cls=Command)
@@ -80,7 +81,9 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
 
 
 def _print_plan(exp, p):
-    rows = [dict(r, cost=pipeline_fmt("cost", r["cost"]), eta=pipeline_fmt("eta", r["eta_s"]))
+    from dse.pipeline import fmt_cost, fmt_eta
+
+    rows = [dict(r, cost=fmt_cost(r["cost"]), eta=fmt_eta(r["eta_s"]))
             for r in p["rows"]]
     click.echo(f"experiment {exp.name}: {exp.n} models per space, {exp.dataset}, flops "
                f"{exp.flops}, {p['epochs']} epochs × {p['images'] or '?'} images, store "
@@ -91,9 +94,9 @@ def _print_plan(exp, p):
                       "cost (mult-adds)", "ETA"]))
     t = p["total"]
     line = (f"\nin all: {t['to_sample']} to sample, {t['to_train']} to train, "
-            f"{pipeline_fmt('cost', t['cost'])} multiply-adds (3 × flops × images × epochs)")
+            f"{fmt_cost(t['cost'])} multiply-adds (3 × flops × images × epochs)")
     if p["rate"]:
-        line += (f"; about {pipeline_fmt('eta', t['eta_s'])} of training at this store's "
+        line += (f"; about {fmt_eta(t['eta_s'])} of training at this store's "
                  f"measured {p['rate'] / 1e9:.3g} G mult-adds/s per trainer × {p['workers']}")
     else:
         line += "; no ETA yet (no model of this store has trained)"
@@ -103,12 +106,6 @@ def _print_plan(exp, p):
                    f"{'s' * (exp.refine_rounds != 1)} from {exp.spaces[0]}: each samples and "
                    f"trains {exp.n} models of the refined space (about the cost of one row "
                    "above)")
-
-
-def pipeline_fmt(kind, v):
-    from dse import pipeline
-
-    return pipeline.fmt_cost(v) if kind == "cost" else pipeline.fmt_eta(v)
 
 
 def _print_summary(out):

@@ -9,9 +9,8 @@ import json
 import click
 
 from dse.cli.common import Command, compose, json_option, store_option, table
-from dse.cluster import CLUSTERS, ClusterOptions
 from dse.errors import DseError
-from dse.recipe import Recipe, TrainOptions
+from dse.recipe import CLUSTERS, ClusterOptions, Recipe, TrainOptions, parse_slurm_args
 
 R, T, C = Recipe(), TrainOptions(), ClusterOptions()
 DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST also from "
@@ -19,7 +18,7 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
 
 
 def cluster_options(f):
-    """The options of `dse train --cluster` (dse.cluster.ClusterOptions)."""
+    """The options of `dse train --cluster` (dse.recipe.ClusterOptions)."""
     return compose(
         click.option("--cluster", type=click.Choice(CLUSTERS), default=None,
                      help="Train in a job array through submitit: slurm, local (processes "
@@ -154,8 +153,8 @@ def _submit(store, spaces, options, cluster, wait, resources):
     from dse import cluster as cl
 
     kw = {k: v for k, v in resources.items() if v not in (None, ())}
-    kw["slurm_args"] = cl.parse_slurm_args(kw.get("slurm_args", ()))
-    copts = cl.ClusterOptions(cluster=cluster, **kw)
+    kw["slurm_args"] = parse_slurm_args(kw.get("slurm_args", ()))
+    copts = ClusterOptions(cluster=cluster, **kw)
     rec = cl.submit(store, spaces, options, copts, echo=click.echo)
     ids = rec["job_ids"]
     if cluster != "debug":
