@@ -97,3 +97,12 @@ def test_python_m_dse(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dse", "spaces", "--json"], cwd=tmp_path,
                          capture_output=True, text=True, check=True)
     assert '"name": "regnety"' in out.stdout
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """`dse --help` and every command's parsing load no torch, scipy, pandas or pyarrow: the
+    commands import what they need when they run."""
+    code = ("import sys, dse.cli; print(sorted(m for m in ('torch', 'scipy', 'pandas', "
+            "'pyarrow', 'matplotlib', 'submitit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
