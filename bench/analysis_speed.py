@@ -20,8 +20,11 @@ import time
 
 import numpy as np
 
-from dse import analysis as A
-from dse import datasets, fitlinear, regnet, sampling, spaces
+from dse.analysis import fitlinear
+from dse.analysis import stats as A
+from dse.data import datasets
+from dse.space import definition as spaces
+from dse.space import regnet, sampling
 
 
 def best_of(fn, repeat=3):

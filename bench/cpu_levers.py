@@ -27,9 +27,11 @@ sys.path.insert(0, str(ROOT))
 def step_speed(threads: int, compile_: bool, steps: int) -> dict:
     import torch
 
-    from dse import datasets, sampling, spaces
-    from dse.models import build
-    from dse.spec import AnyNetSpec
+    from dse.data import datasets
+    from dse.space import definition as spaces
+    from dse.space import sampling
+    from dse.space.spec import AnyNetSpec
+    from dse.train.models import build
 
     torch.set_num_threads(threads)
     task = datasets.task("fashion-mnist")

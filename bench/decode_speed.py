@@ -9,10 +9,10 @@ one image at a time in this process (one thread: images/s per core):
     decode_jpeg + v2   torchvision.io.decode_jpeg → transforms.v2 RandomResizedCrop + flip
                        on the uint8 tensor
     decode_image + v2  the same with decode_image (which also reads PNG, grey and CMYK)
-    dse.stream         what StreamData's workers run: decode_image, crop, one channels-last
+    dse.data.ondisk         what StreamData's workers run: decode_image, crop, one channels-last
                        uint8 antialiased resize, flip
 
-and the test transform (shorter side to 256, centre 224×224) by PIL and by dse.stream; then
+and the test transform (shorter side to 256, centre 224×224) by PIL and by dse.data.ondisk; then
 StreamData's DataLoader (uint8 batches of --batch, as a GPU run receives them) with 1 and 2
 worker processes. Prints a table with the ratios to PIL.
 
@@ -40,7 +40,7 @@ from torchvision import transforms as T  # noqa: E402
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from dse import stream  # noqa: E402
+from dse.data import ondisk as stream  # noqa: E402
 
 SIZES = [(500, 375)] * 5 + [(375, 500)] * 2 + [(500, 333), (333, 500), (500, 500), (640, 480),
                                                 (800, 600)]  # (w, h)
@@ -102,11 +102,11 @@ def pipelines():
                                                              mode=ImageReadMode.RGB))),
         "decode_image + v2": lambda f: flip2(rrc2(decode_image(read_file(f),
                                                                mode=ImageReadMode.RGB))),
-        "dse.stream": dse_train,
+        "dse.data.ondisk": dse_train,
     }
     test = {
         "PIL + transforms": lambda f: torch.from_numpy(np.array(test_pil(pil(f)))),
-        "dse.stream": lambda f: stream.centre_crop(stream.decode(f), 224),
+        "dse.data.ondisk": lambda f: stream.centre_crop(stream.decode(f), 224),
     }
     decode = {"PIL": pil, "decode_image": lambda f: stream.decode(f)}
     return train, test, decode
@@ -159,7 +159,7 @@ def main():
         base = next(v for t, k, v, _ in rows if t.startswith("train"))
         for w in (1, 2):
             v = loader_speed(root, w, args.batch, args.repeats)
-            rows.append((f"DataLoader, batches of {args.batch}, train", f"dse.stream, {w} "
+            rows.append((f"DataLoader, batches of {args.batch}, train", f"dse.data.ondisk, {w} "
                          f"worker{'s' * (w > 1)}", v, v / base))
     print("\n| what | pipeline | img/s | ratio to PIL |\n|---|---|---|---|")
     for title, k, v, ratio in rows:

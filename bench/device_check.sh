@@ -75,10 +75,13 @@ if stage correct; then
   timeout $LIMIT $PY - "$DEV" "$C_N" "$C_EPOCHS" "$C_SUBSET" <<'EOF' 2>&1 | tee "$OUT/correct.txt" | tail -8 >> "$OUT/summary.txt"
 import sys
 import torch
-from dse import data, datasets, sampling, spaces
+from dse.data import device as data
+from dse.data import datasets
+from dse.space import sampling
+from dse.space import definition as spaces
 from dse.errors import DseError
-from dse.spec import AnyNetSpec
-from dse.train import Recipe, device_name, train
+from dse.space.spec import AnyNetSpec
+from dse.train.trainer import Recipe, device_name, train
 
 dev, n, epochs, subset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 try:
@@ -168,8 +171,10 @@ if stage stall; then
 import shutil
 import sys
 import pyarrow.parquet as pq
-from dse import datasets, sampling, spaces
-from dse.store import Store
+from dse.data import datasets
+from dse.space import sampling
+from dse.space import definition as spaces
+from dse.store.core import Store
 s, n, depth, flops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 space, task = spaces.load("rx"), datasets.task("fashion-mnist")
 rows = sampling.sample(space, 4 * n, task, sampling.parse_window(flops), sampling.Window(),
@@ -191,7 +196,7 @@ EOF
       $PY - "$S" <<'EOF'
 import sys
 import pandas as pd
-from dse.store import Store
+from dse.store.core import Store
 s = sys.argv[1]
 m = Store(f"{s}/paper").read_models("regnetx").set_index("model_id")
 p = Store(f"{s}/paper").read_results("regnetx").set_index("model_id")

@@ -1,4 +1,4 @@
-"""Decoding and caching a folder dataset: dse.folders against a per-epoch decoding pipeline.
+"""Decoding and caching a folder dataset: dse.data.folders against a per-epoch decoding pipeline.
 
     .venv/bin/python bench/folder_cache.py [--n 3000] [--resolution 32] [--classes 10]
 
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dse import folders  # noqa: E402
+from dse.data import folders  # noqa: E402
 
 
 def make_tree(root: Path, n: int, classes: int, seed: int = 0) -> None:

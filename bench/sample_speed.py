@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dse import spaces  # noqa: E402
-from dse.complexity import complexity  # noqa: E402
-from dse.sampling import Window, sample  # noqa: E402
-from dse.spec import AnyNetSpec, Task  # noqa: E402
+from dse.space import definition as spaces  # noqa: E402
+from dse.space.complexity import complexity  # noqa: E402
+from dse.space.sampling import Window, sample  # noqa: E402
+from dse.space.spec import AnyNetSpec, Task  # noqa: E402
 
 
 def walk_flops(ds, ws, bs, gs, res=224):

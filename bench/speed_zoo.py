@@ -18,8 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dse import plots, speed, speedfit, zoo  # noqa: E402
+from dse.analysis import plots
 from dse.cli.compare import speed_text  # noqa: E402
+from dse.compare import speed, speedfit
+from dse.space import zoo  # noqa: E402
 
 
 def main():

@@ -23,8 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dse import expect, sampling, spaces, suggest  # noqa: E402
-from dse.spec import Task  # noqa: E402
+from dse.method import claims as expect
+from dse.method import suggest  # noqa: E402
+from dse.space import definition as spaces
+from dse.space import sampling
+from dse.space.spec import Task  # noqa: E402
 
 
 def population(name: str, n: int, seed: int = 0):

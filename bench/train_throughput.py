@@ -39,11 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dse import datasets, readers, runner, sampling, spaces  # noqa: E402
-from dse.models import build  # noqa: E402
-from dse.recipe import TrainOptions  # noqa: E402
-from dse.store import Store  # noqa: E402
-from dse.train import Recipe, device_name, lr_schedule, resolve_device  # noqa: E402
+from dse.data import datasets, readers
+from dse.runner import loop as runner
+from dse.runner.options import TrainOptions  # noqa: E402
+from dse.space import definition as spaces  # noqa: E402
+from dse.space import sampling
+from dse.store.core import Store  # noqa: E402
+from dse.train.models import build  # noqa: E402
+from dse.train.trainer import Recipe, device_name, lr_schedule, resolve_device  # noqa: E402
 
 
 def write_fake_cifar(root: Path, n_train: int, n_test: int = 10_000) -> Path:
@@ -87,7 +90,7 @@ def baseline(spec, task, arrays, recipe: Recipe, device, workers: int) -> dict:
     from torchvision import transforms as T
 
     x, y = arrays.train_x, arrays.train_y
-    if recipe.train_subset is not None:  # the same images as dse.data.DeviceData
+    if recipe.train_subset is not None:  # the same images as dse.data.device.DeviceData
         keep = np.random.default_rng(0).permutation(len(x))[: recipe.train_subset]
         x, y = x[keep], y[keep]
     sample = x[:: max(1, len(x) // 10_000)].astype(np.float64) / 255
@@ -215,7 +218,7 @@ def main(argv=None):
                 f"{r.images_per_second or 0:8.0f} {tf:8.4f} "
                 f"{r.error if r.error is not None else float('nan'):6.2f} |")
         if not a.skip_baseline:
-            from dse.spec import AnyNetSpec
+            from dse.space.spec import AnyNetSpec
 
             spec = AnyNetSpec(tuple(m.ds), tuple(m.ws), tuple(m.bs), tuple(m.gs),
                               float(m.se_ratio), int(m.stem_w))

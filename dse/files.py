@@ -1,5 +1,5 @@
 """Atomic writes of files (pure): a temporary file in the same directory renamed into place,
-so a reader never sees half a file and a crash never leaves one. dse.store uses them for
+so a reader never sees half a file and a crash never leaves one. dse.store.core uses them for
 every file of a store; outputs (figures, the report) go through write_output. `jsonable`
 makes values safe for the JSON files and the --json output."""
 

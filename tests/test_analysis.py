@@ -1,4 +1,4 @@
-"""dse.analysis on arrays with known answers: EDF/KS against scipy, complexity weights,
+"""dse.analysis.stats on arrays with known answers: EDF/KS against scipy, complexity weights,
 bootstrap good ranges, search efficiency, and fit-linear on RegNet-generated widths."""
 
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dse import analysis as A
+from dse.analysis import stats as A
 from dse.errors import DseError
 
 

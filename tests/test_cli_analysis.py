@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from scipy import stats
 
 from dse.cli import cli
-from dse.store import Store
+from dse.store.core import Store
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -149,7 +149,7 @@ def test_search_efficiency(pop):
 
 
 def test_report_has_every_section_and_is_self_contained(pop, tmp_path):
-    from dse.report import SECTIONS
+    from dse.analysis.report import SECTIONS
 
     root, _ = pop
     out = tmp_path / "r.html"

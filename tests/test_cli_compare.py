@@ -10,7 +10,7 @@ from cli_helpers import ok, one_error, run
 from test_references import PYCLS as PYCLS_REFS
 from test_zoo import PYCLS
 
-from dse.store import Store
+from dse.store.core import Store
 
 
 def test_zoo_regnets_json_equal_pycls():
@@ -115,7 +115,7 @@ def test_speed_and_export_of_stored_models(tmp_path):
                                                      "--format", "torchvision"))
     pt = tmp_path / "m.pt"
     ok("export", mid, "--store", root, "--format", "torch", "--out", pt)
-    from dse.export import load_torch
+    from dse.compare.export import load_torch
 
     _, spec, task = load_torch(pt)
     assert list(spec.ws) == list(row["ws"]) and (task.resolution, task.stem) == (32, "cifar")

@@ -7,10 +7,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dse import readers, train
 from dse.cli import cli
 from dse.cli.train import train_cmd
-from dse.store import Store
+from dse.data import readers
+from dse.store.core import Store
+from dse.train import trainer as train
 
 FAST = ["--epochs", "2", "--train-subset", "2000"]
 

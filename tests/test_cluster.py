@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from cli_helpers import ok, one_error, run
 
-from dse import cluster
 from dse.errors import ArgumentError
-from dse.schema import RESULTS_SCHEMA
-from dse.store import Store
+from dse.runner import cluster
+from dse.store.core import Store
+from dse.store.schema import RESULTS_SCHEMA
 
 FAST = ["--epochs", "1", "--train-subset", "500"]
 

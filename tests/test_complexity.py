@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dse import regnet
-from dse.complexity import complexity, cost_arrays, stage_table
-from dse.spec import AnyNetSpec, Task, parse_spec
+from dse.space import regnet
+from dse.space.complexity import complexity, cost_arrays, stage_table
+from dse.space.spec import AnyNetSpec, Task, parse_spec
 
 
 def test_published_models_exact(zoo_model):

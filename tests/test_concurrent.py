@@ -1,16 +1,19 @@
-"""Several models on one GPU in one process, one CUDA stream and graph each (dse.concurrent):
+"""Several models on one GPU in one process, one CUDA stream and graph each (dse.train.multistream):
 the switch and its refusals run everywhere; the training itself needs a GPU."""
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from dse import concurrent, data, readers, train
 from dse.cli import cli
+from dse.data import device as data
+from dse.data import readers
 from dse.errors import ArgumentError, DseError
-from dse.recipe import TrainOptions
-from dse.spec import AnyNetSpec, Task
-from dse.store import Store
+from dse.runner.options import TrainOptions
+from dse.space.spec import AnyNetSpec, Task
+from dse.store.core import Store
+from dse.train import multistream as concurrent
+from dse.train import trainer as train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 TASK = Task(32, "cifar", 3, 10)
@@ -49,9 +52,9 @@ def test_models_trained_together_match_each_trained_alone():
     alone = [train.train(s, TASK, d, r) for s in SPECS]
     assert sorted(seen) == [(k, e) for k in (0, 1) for e in (1, 2, 3)]
     for t, a in zip(together, alone):
-        assert t["status"] == a["status"] == "done" and t["cuda_graph"]
-        assert abs(t["error"] - a["error"]) < 5  # the same recipe, init and batches
-        assert abs(t["train_loss"] - a["train_loss"]) < 0.3  # bf16: see test_train
+        assert t.status == a.status == "done" and t.cuda_graph
+        assert abs(t.error - a.error) < 5  # the same recipe, init and batches
+        assert abs(t.train_loss - a.train_loss) < 0.3  # bf16: see test_train
 
 
 @pytest.mark.gpu
@@ -60,7 +63,7 @@ def test_a_group_diverges_cleanly():
     d = data.DeviceData(readers.synthetic(), "cuda", train_subset=2048)
     out = concurrent.train_together([(s, TASK) for s in SPECS], d,
                                     train.Recipe(epochs=2, lr=1e6))
-    assert [o["status"] for o in out] == ["diverged", "diverged"]
+    assert [o.status for o in out] == ["diverged", "diverged"]
 
 
 @pytest.mark.gpu

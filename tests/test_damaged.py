@@ -9,7 +9,7 @@ import pytest
 from cli_helpers import ok, one_error, run
 
 from dse.errors import DamagedFileError, DseWarning
-from dse.store import DAMAGED, Store
+from dse.store.core import DAMAGED, Store
 
 FAST = ["--epochs", "1", "--train-subset", "500"]
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dse import data, datasets, readers
+from dse.data import datasets, readers
+from dse.data import device as data
 from dse.errors import DseError
 
 FASHION = readers.DEBIAN_FASHION_MNIST

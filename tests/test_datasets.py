@@ -8,9 +8,9 @@ import yaml
 from cli_helpers import ok, one_error, run
 from PIL import Image
 
-from dse import datasets, folders
+from dse.data import datasets, folders
 from dse.errors import DseError, DseWarning
-from dse.store import Store
+from dse.store.core import Store
 
 CLASSES = ("cat", "dog", "eel")
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "eel": (30, 30, 200)}
@@ -245,11 +245,11 @@ def test_sample_and_train_imagenet_streamed_by_worker_processes(tmp_path):
     assert "imagenet: 12 training images, 6 test images" in r.stdout and "(streamed)" in r.stdout
     res = Store(store).read_results("regnetx")
     assert len(res) == 2 and (res["status"] == "done").all(), res["message"].tolist()
-    assert not res["channels_last"].any()  # NCHW on CPU at 224 px (dse.train)
+    assert not res["channels_last"].any()  # NCHW on CPU at 224 px (dse.train.trainer)
 
 
 def test_data_that_does_not_fit_stops_the_run_before_anything_is_claimed(tmp_path, monkeypatch):
-    from dse import data
+    from dse.data import device as data
 
     downsampled(tmp_path / "data", 16)
     store = tmp_path / "runs"

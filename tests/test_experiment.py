@@ -14,8 +14,9 @@ import pytest
 import yaml
 from cli_helpers import ok, one_error, run
 
-from dse import expect, experiment, pipeline
-from dse.store import Store
+from dse.method import claims as expect
+from dse.method import experiment, stages
+from dse.store.core import Store
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
 BASE = dict(name="t", dataset="synthetic", n=3, spaces=["anynetxa", "anynetxe"],
@@ -108,14 +109,14 @@ def test_verdicts_follow_the_one_sided_tests():
     good, bad = rng.normal(10, 1, 60), rng.normal(12, 1, 60)
     noise = rng.normal(12, 1, 60)
     curves = {"g": (good, None), "b": (bad, None), "n": (noise, None)}
-    verdict = lambda t: expect.check(expect.parse_claim(t), curves)["verdict"]  # noqa: E731
+    verdict = lambda t: expect.judge(expect.parse_claim(t), curves)["verdict"]  # noqa: E731
     assert verdict("g better than b") == "holds"
     assert verdict("b better than g") == "does not hold"
     assert verdict("b better than n") == "inconclusive"
     assert verdict("b same as n") == "holds" and verdict("g same as b") == "does not hold"
     assert verdict("g at least as good as b") == "holds"
     assert verdict("b at least as good as g") == "does not hold"
-    r = expect.check(expect.parse_claim("g better than b"), curves)
+    r = expect.judge(expect.parse_claim("g better than b"), curves)
     d, p = r["statistic"], r["p"]
     assert d > 0.5 and p < 1e-6
     # the same statistic, by hand: the largest gap of the EDFs
@@ -130,7 +131,7 @@ def test_a_good_range_claim_uses_the_bootstrap_range():
     d = rng.integers(8, 30, 200)
     pop = pd.DataFrame(dict(kind="regnet", ds=[[1, 1, 1, 1]] * 200, d=d,
                             error=np.abs(d - 20) + rng.normal(0, 0.5, 200)))
-    check = lambda t: expect.check(expect.parse_claim(t), {}, {"rx": pop})  # noqa: E731
+    check = lambda t: expect.judge(expect.parse_claim(t), {}, {"rx": pop})  # noqa: E731
     assert check("rx good d contains 20")["verdict"] == "holds"
     assert check("rx good d contains 10")["verdict"] == "does not hold"
     assert check("rx good d above 15")["verdict"] == "holds"
@@ -220,7 +221,7 @@ def test_the_shipped_experiments_are_valid():
         assert e.n >= 1 and e.spaces
     dds = experiment.load(root / "dds-cpu.yaml")
     assert len(dds.spaces) == 7 and len(dds.claims) >= 6
-    assert pipeline.plan(dds, Store(root / "no-such-store"))["total"]["to_train"] == 7 * dds.n
+    assert stages.plan(dds, Store(root / "no-such-store"))["total"]["to_train"] == 7 * dds.n
 
 
 def test_the_committed_reproduction_gives_the_numbers_of_its_doc(tmp_path):

@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
-from dse import export
+from dse.compare import export
 from dse.errors import DseError
-from dse.models import build
-from dse.spec import Task, parse_spec
+from dse.space.spec import Task, parse_spec
+from dse.train.models import build
 
 SMALL = Task(resolution=64)
 

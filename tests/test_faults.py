@@ -1,5 +1,6 @@
 """CUDA faults without a GPU: simulated sticky CUDA errors, out-of-memory and workers that
-cannot start, at the boundary where dse.workers calls dse.train.train and takes a device."""
+cannot start, at the boundary where dse.runner.executors calls dse.train.trainer.train and takes a
+device."""
 
 import gc
 import multiprocessing as mp
@@ -9,11 +10,15 @@ import weakref
 import pytest
 import torch
 
-from dse import processes, train, workers
-from dse.datasets import DataRef
-from dse.recipe import TrainOptions
-from dse.spec import AnyNetSpec, Task
-from dse.workers import Finished, Returned
+from dse.data.datasets import DataRef
+from dse.errors import DseError
+from dse.runner import _work, jobs, processes
+from dse.runner import executors as workers
+from dse.runner.jobs import Finished, Returned
+from dse.runner.options import TrainOptions
+from dse.space.spec import AnyNetSpec, Task
+from dse.train import trainer as train
+from dse.train.outcome import Outcome
 
 TASK = Task(32, "cifar", 3, 10)
 ILLEGAL = "CUDA error: an illegal memory access was encountered"
@@ -21,11 +26,11 @@ ILLEGAL = "CUDA error: an illegal memory access was encountered"
 
 def job(i, width=8):
     spec = AnyNetSpec((1,), (width,), (1,), (8,))
-    return workers.Job("s", f"m{i}", DataRef("synthetic", None, 32), spec, TASK, 1)
+    return jobs.Job("s", f"m{i}", DataRef("synthetic", None, 32), spec, TASK, 1)
 
 
 def done(*a, **k):
-    return dict(status="done", error=10.0, message="", train_seconds=0.1)
+    return Outcome(status="done", error=10.0, message="", train_seconds=0.1)
 
 
 @pytest.mark.parametrize("error, sticky", [
@@ -37,7 +42,7 @@ def done(*a, **k):
     (ValueError("mat1 and mat2 shapes cannot be multiplied"), False),
 ])
 def test_sticky_cuda_errors_are_told_from_the_others(error, sticky):
-    assert workers.cuda_fault(error) is sticky
+    assert _work.cuda_fault(error) is sticky
 
 
 def test_a_sticky_error_fails_the_model_and_marks_the_outcome_fatal(monkeypatch):
@@ -45,9 +50,9 @@ def test_a_sticky_error_fails_the_model_and_marks_the_outcome_fatal(monkeypatch)
         raise RuntimeError(ILLEGAL)
 
     monkeypatch.setattr(train, "train", broken)
-    cache = workers._DataCache(torch.device("cpu"), TrainOptions())
-    out = workers._train_one(job(0), cache, TrainOptions(), None)
-    assert out["status"] == "failed" and out["fatal"] and "illegal memory access" in out["message"]
+    cache = _work.DataCache(torch.device("cpu"), TrainOptions())
+    out = _work.train_one(job(0), cache, TrainOptions(), None)
+    assert out.status == "failed" and out.fatal and "illegal memory access" in out.message
 
 
 def test_out_of_memory_frees_the_failed_model_before_emptying_the_cache(monkeypatch):
@@ -64,9 +69,9 @@ def test_out_of_memory_frees_the_failed_model_before_emptying_the_cache(monkeypa
     seen = []
     monkeypatch.setattr(train, "train", oom)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: seen.append(alive[0]() is None))
-    cache = workers._DataCache(torch.device("cpu"), TrainOptions())
-    out = workers._train_one(job(0), cache, TrainOptions(), None)
-    assert out["status"] == "failed" and "fatal" not in out
+    cache = _work.DataCache(torch.device("cpu"), TrainOptions())
+    out = _work.train_one(job(0), cache, TrainOptions(), None)
+    assert out.status == "failed" and not out.fatal
     assert seen == [True]  # the model was gone when the cache was emptied
 
 
@@ -75,7 +80,7 @@ def test_in_process_a_sticky_error_stops_the_run_and_leaves_the_rest_pending(tmp
     from click.testing import CliRunner
 
     from dse.cli import cli
-    from dse.store import Store
+    from dse.store.core import Store
 
     r = CliRunner().invoke(cli, ["sample", "--space", "rx", "--n", "3", "--dataset",
                                  "synthetic", "--flops", "0.5M:2M", "--store", str(tmp_path)])
@@ -115,12 +120,12 @@ def test_a_worker_exits_after_a_sticky_error_and_a_fresh_one_takes_over(monkeypa
         ex.submit(job(0, width=16))
         out = _events(ex, lambda o: any(isinstance(e, Finished) for e in o))
         (bad,) = [e for e in out if isinstance(e, Finished)]
-        assert bad.outcome["status"] == "failed" and bad.outcome["fatal"]
+        assert bad.outcome.status == "failed" and bad.outcome.fatal
         _events(ex, lambda o: ex.free(), 30)
         assert ex.slots[0].process is not first and ex.unusable is None
         ex.submit(job(1))
         out = _events(ex, lambda o: any(isinstance(e, Finished) for e in o))
-        assert [e.outcome["status"] for e in out if isinstance(e, Finished)] == ["done"]
+        assert [e.outcome.status for e in out if isinstance(e, Finished)] == ["done"]
         assert ex.slots[0].failures == 0
 
 
@@ -141,19 +146,20 @@ def test_workers_that_cannot_start_give_their_jobs_back_and_are_given_up(monkeyp
 
 
 def test_a_captured_graph_is_recorded_only_when_replayed():
-    from dse import data, readers
+    from dse.data import device as data
+    from dse.data import readers
 
     d = data.DeviceData(readers.synthetic(256, 64), torch.device("cpu"))
     out = train.train(AnyNetSpec((1,), (8,), (1,), (8,)), TASK, d,
                       train.Recipe(epochs=1, batch_size=64))
-    assert out["cuda_graph"] is False  # on the CPU nothing is captured
+    assert out.cuda_graph is False  # on the CPU nothing is captured
 
 
 def test_a_device_that_cannot_start_in_process_is_one_line_before_any_claim(monkeypatch):
     def busy(device, n):
         raise RuntimeError("CUDA error: all CUDA-capable devices are busy or unavailable")
 
-    monkeypatch.setattr(workers, "_use_device", busy)
-    with pytest.raises(workers.DseError, match="cuda:0 cannot be used: RuntimeError: CUDA "
+    monkeypatch.setattr(workers, "use_device", busy)
+    with pytest.raises(DseError, match="cuda:0 cannot be used: RuntimeError: CUDA "
                                                "error: all CUDA-capable devices are busy"):
         workers.InProcess("cuda:0", TrainOptions(), {})

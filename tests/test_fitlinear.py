@@ -4,8 +4,8 @@ RegNetX-400MF, and the joint linear fit."""
 import numpy as np
 import pytest
 
-from dse import fitlinear as F
-from dse import regnet
+from dse.analysis import fitlinear as F
+from dse.space import regnet
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = ["anynetxa", "anynetxb", "anynetxc", "anynetxd", "anynetxe", "regnetx", "regnety"]
 
 PROBE = """
-import json, dse, dse.spaces
-print(json.dumps({"file": dse.__file__, "dir": str(dse.spaces.spaces_dir()),
-                  "spaces": {s.name: s.source for s in dse.spaces.builtin()}}))
+import json, dse, dse.space.definition
+print(json.dumps({"file": dse.__file__, "dir": str(dse.space.definition.spaces_dir()),
+                  "spaces": {s.name: s.source for s in dse.space.definition.builtin()}}))
 """
 
 

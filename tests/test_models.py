@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dse import datasets, spaces
-from dse.complexity import complexity
-from dse.models import Block, build, num_params
-from dse.sampling import Window, sample
-from dse.spec import AnyNetSpec, Task, parse_spec
+from dse.data import datasets
+from dse.space import definition as spaces
+from dse.space.complexity import complexity
+from dse.space.sampling import Window, sample
+from dse.space.spec import AnyNetSpec, Task, parse_spec
+from dse.train.models import Block, build, num_params
 
 
 def _spec(r):

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from dse import rand
 from dse.errors import DseError
+from dse.space import dists as rand
 
 
 def _rounded(samples, q):

@@ -73,7 +73,7 @@ def test_readme_analysis_commands_run(tmp_path, monkeypatch):
     """On a store of AnyNetX_A and AnyNetX_E models with recorded errors (E better)."""
     import numpy as np
 
-    from dse.store import Store
+    from dse.store.core import Store
 
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "runs"

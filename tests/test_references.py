@@ -1,15 +1,16 @@
 """torchvision reference networks counted the pycls way (forward hooks on the meta device):
 equal to pycls's published complexity, params equal to torchvision's, and the same counter
-on a dse network equals dse.complexity."""
+on a dse network equals dse.space.complexity."""
 
 import pytest
 import torch
 import torchvision.models as tvm
 
-from dse import references, zoo
-from dse.complexity import complexity
-from dse.models import build
-from dse.spec import Task, parse_spec
+from dse.compare import references
+from dse.space import zoo
+from dse.space.complexity import complexity
+from dse.space.spec import Task, parse_spec
+from dse.train.models import build
 
 # pycls dev/model_complexity.json: flops, params, acts (EfficientNet at its native resolution)
 PYCLS = {
@@ -64,7 +65,7 @@ def test_counting_on_a_real_module_leaves_its_mode_alone():
 
 
 def test_efficientnet_acts_grow_faster_with_flops_than_a_regnets():
-    from dse import speedfit
+    from dse.compare import speedfit
 
     rows = [dict(family="EfficientNet", flops=f, acts=a)
             for n, (f, _, a) in PYCLS.items() if n.startswith("efficientnet")]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dse import regnet
+from dse.space import regnet
 
 
 def test_quantized_widths_intermediates():

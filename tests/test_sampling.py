@@ -5,11 +5,13 @@ import time
 import numpy as np
 import pytest
 
-from dse import datasets, regnet, spaces
-from dse.complexity import complexity
+from dse.data import datasets
 from dse.errors import DseError
-from dse.sampling import Window, parse_window, sample
-from dse.spec import AnyNetSpec, Task, model_id
+from dse.space import definition as spaces
+from dse.space import regnet
+from dse.space.complexity import complexity
+from dse.space.sampling import Window, parse_window, sample
+from dse.space.spec import AnyNetSpec, Task, model_id
 
 IMAGENET = Task()
 WINDOW = Window(360e6, 400e6)

@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import ok
 from test_cluster import FAST, finished_lines, sample, the_job, wait_for_claim
 
-from dse import cluster
-from dse.store import Store
+from dse.runner import cluster
+from dse.store.core import Store
 
 pytestmark = pytest.mark.slurm
 CONF = Path(os.environ.get("DSE_SLURM_DIR", "/tmp/dse-slurm")) / "slurm.conf"

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from dse import spaces
 from dse.errors import DseError
+from dse.space import definition as spaces
 
 BUILTIN = ["anynetxa", "anynetxb", "anynetxc", "anynetxd", "anynetxe", "regnetx", "regnety"]
 

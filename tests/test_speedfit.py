@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dse import speedfit
+from dse.compare import speedfit
 
 
 def test_loglog_fit_recovers_a_power_law():

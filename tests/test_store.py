@@ -7,10 +7,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from dse import datasets, schema, spaces
+from dse.data import datasets
 from dse.errors import DseError
-from dse.sampling import Window, sample
-from dse.store import Store
+from dse.space import definition as spaces
+from dse.space.sampling import Window, sample
+from dse.store import schema
+from dse.store.core import Store
 
 TASK = datasets.task("fashion-mnist")
 

@@ -1,6 +1,6 @@
-"""ImageNet streamed from disk (dse.stream) on a tiny generated tree in ImageNet's layout:
+"""ImageNet streamed from disk (dse.data.ondisk) on a tiny generated tree in ImageNet's layout:
 listing and its errors, the crops against torchvision's, batches, determinism, the test
-split, undecodable files, and one epoch of dse.train.train through it. CPU only."""
+split, undecodable files, and one epoch of dse.train.trainer.train through it. CPU only."""
 
 import numpy as np
 import pytest
@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from dse import stream, train
+from dse.data import ondisk as stream
 from dse.errors import DseError
-from dse.spec import AnyNetSpec, Task
+from dse.space.spec import AnyNetSpec, Task
+from dse.train import trainer as train
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 SIZES = [(40, 30), (30, 44), (64, 48), (50, 50), (37, 53), (90, 60)]  # (w, h), non-square
@@ -237,9 +238,9 @@ def test_a_tiny_model_trains_on_streamed_images(data):
     losses = []
     out = train.train(TINY, task, data, train.Recipe(epochs=2, batch_size=6, lr=0.1),
                       on_epoch=lambda e, loss: losses.append(loss))
-    assert out["status"] == "done" and out["epochs_run"] == 2 and len(losses) == 2
-    assert 0 <= out["error"] <= 100 and out["images_per_second"] > 0
-    assert out["channels_last"] and out["precision"] == "fp32"
+    assert out.status == "done" and out.epochs_run == 2 and len(losses) == 2
+    assert 0 <= out.error <= 100 and out.images_per_second > 0
+    assert out.channels_last and out.precision == "fp32"
     with pytest.raises(DseError, match="models with 2 outputs cannot train on imagenet, whose "
                                        "labels run to 2"):
         train.train(TINY, Task(R, "cifar", 3, 2), data, train.Recipe(epochs=1, batch_size=6))
@@ -256,8 +257,8 @@ def test_streamed_training_on_cuda_replays_a_graph(tree):
     assert x.device.type == y.device.type == "cuda" and x.dtype == torch.bfloat16
     task = Task(R, "cifar", 3, 3)
     fast = train.train(TINY, task, d, train.Recipe(epochs=3, batch_size=6))
-    assert fast["status"] == "done" and fast["cuda_graph"]
+    assert fast.status == "done" and fast.cuda_graph
     eager = train.train(TINY, task, d, train.Recipe(epochs=3, batch_size=6), amp=False,
                         cuda_graph=False)
-    assert eager["status"] == "done" and not eager["cuda_graph"]
+    assert eager.status == "done" and not eager.cuda_graph
     d.close()

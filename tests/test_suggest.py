@@ -10,9 +10,11 @@ import pytest
 import yaml
 from cli_helpers import ok, one_error, run
 
-from dse import sampling, spaces, suggest
-from dse.spec import Task
-from dse.store import Store
+from dse.method import suggest
+from dse.space import definition as spaces
+from dse.space import sampling
+from dse.space.spec import Task
+from dse.store.core import Store
 
 TASK = Task(32, "cifar", 3, 10)
 WINDOW = sampling.Window(1e6, 50e6)

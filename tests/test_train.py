@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from dse import data, datasets, readers, train
+from dse.data import datasets, readers
+from dse.data import device as data
 from dse.errors import DseError
-from dse.spec import AnyNetSpec
+from dse.space.spec import AnyNetSpec
+from dse.train import trainer as train
 
 TINY = AnyNetSpec((1, 1, 2, 1), (8, 16, 32, 64), (1, 1, 1, 1), (8, 8, 8, 8), stem_w=16)
 SYN = datasets.task("synthetic")
@@ -82,24 +84,24 @@ def test_tiny_model_learns_synthetic_data(syn2k):
     losses = []
     out = train.train(TINY, SYN, syn2k, train.Recipe(epochs=2),
                       on_epoch=lambda e, loss: losses.append(loss))
-    assert out["status"] == "done" and out["epochs_run"] == 2 and not out["cuda_graph"]
-    assert out["error"] < 75  # chance is 90%
+    assert out.status == "done" and out.epochs_run == 2 and not out.cuda_graph
+    assert out.error < 75  # chance is 90%
     assert len(losses) == 2 and losses[1] < losses[0] < math.log(10) + 0.1
-    assert out["train_loss"] == losses[1] and out["images_per_second"] > 0
+    assert out.train_loss == losses[1] and out.images_per_second > 0
 
 
 def test_training_is_reproducible_by_seed():
     d = data.DeviceData(readers.synthetic(), "cpu", train_subset=640)
     a, b, c = (train.train(TINY, SYN, d, train.Recipe(epochs=1, seed=s)) for s in (0, 0, 1))
-    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
-    assert a["error"] == b["error"]
-    assert c["train_loss"] != pytest.approx(a["train_loss"], rel=1e-4)
+    assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+    assert a.error == b.error
+    assert c.train_loss != pytest.approx(a.train_loss, rel=1e-4)
 
 
 def test_divergence_ends_the_run_at_the_epoch_check(syn2k):
     out = train.train(TINY, SYN, syn2k, train.Recipe(epochs=3, lr=1e6))
-    assert out["status"] == "diverged" and out["error"] is None
-    assert "train loss became nan in epoch 1" in out["message"] and out["epochs_run"] == 1
+    assert out.status == "diverged" and out.error is None
+    assert "train loss became nan in epoch 1" in out.message and out.epochs_run == 1
 
 
 def test_wrong_task_for_the_data_is_refused(syn2k):
@@ -115,7 +117,7 @@ def test_tiny_model_learns_fashion_mnist():
     d = data.DeviceData(datasets.load("fashion-mnist"), "cpu", train_subset=3000)
     spec = AnyNetSpec((1, 1, 1), (16, 32, 64), (1, 1, 1), (8, 8, 8), stem_w=16)
     out = train.train(spec, datasets.task("fashion-mnist"), d, train.Recipe(epochs=2, lr=0.2))
-    assert out["status"] == "done" and out["error"] < 70  # the full 10k test split; chance 90
+    assert out.status == "done" and out.error < 70  # the full 10k test split; chance 90
 
 
 @pytest.mark.gpu
@@ -124,16 +126,16 @@ def test_cuda_graph_bf16_matches_eager_fp32():
     d = data.DeviceData(readers.synthetic(), "cuda", train_subset=4096)
     r = train.Recipe(epochs=3)
     fast = train.train(TINY, SYN, d, r)
-    assert fast["cuda_graph"] and fast["precision"] == "bf16-autocast"
+    assert fast.cuda_graph and fast.precision == "bf16-autocast"
     eager = train.train(TINY, SYN, d, r, amp=False, cuda_graph=False)
-    assert fast["status"] == eager["status"] == "done"
-    assert abs(fast["error"] - eager["error"]) < 5
+    assert fast.status == eager.status == "done"
+    assert abs(fast.error - eager.error) < 5
     # bf16 rounding perturbs the run like another seed would: on CPU, seeds 0-3 of this
     # recipe end with train losses 0.286, 0.182, 0.109, 0.182 (spread 0.18), so 0.1 would
     # fail a correct run; 0.3 still catches a broken step (chance is ln 10 = 2.3)
-    assert abs(fast["train_loss"] - eager["train_loss"]) < 0.3
+    assert abs(fast.train_loss - eager.train_loss) < 0.3
     cl = train.train(TINY, SYN, d, r, channels_last=True)
-    assert abs(cl["error"] - fast["error"]) < 5
+    assert abs(cl.error - fast.error) < 5
 
 
 @pytest.mark.gpu
@@ -141,7 +143,7 @@ def test_cuda_graph_bf16_matches_eager_fp32():
 def test_cuda_graph_run_diverges_cleanly():
     d = data.DeviceData(readers.synthetic(), "cuda", train_subset=2048)
     out = train.train(TINY, SYN, d, train.Recipe(epochs=2, lr=1e6))
-    assert out["status"] == "diverged" and out["cuda_graph"]
+    assert out.status == "diverged" and out.cuda_graph
 
 
 # ---- the data interface the trainer reads, and the memory check ----------------------------

@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dse import claims, processes, runner, workers
 from dse.cli import cli
-from dse.store import Store
+from dse.runner import executors as workers
+from dse.runner import leases, processes
+from dse.runner import loop as runner
+from dse.store.core import Store
+from dse.system import HOST
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
 
@@ -39,17 +42,17 @@ def trained_ids(output):
 
 
 def test_a_claim_is_exclusive_and_released(tmp_path):
-    c = claims.claim(Store(tmp_path), "s", "m1")
-    assert c is not None and claims.claim(Store(tmp_path), "s", "m1") is None
+    c = leases.claim(Store(tmp_path), "s", "m1")
+    assert c is not None and leases.claim(Store(tmp_path), "s", "m1") is None
     rec = json.loads(c.path.read_text())
-    assert rec["pid"] == os.getpid() and rec["host"] == claims.HOST and rec["token"] == c.token
+    assert rec["pid"] == os.getpid() and rec["host"] == HOST and rec["token"] == c.token
     before = rec["heartbeat_at"]
     time.sleep(0.01)
-    assert claims.heartbeat(c)
+    assert leases.heartbeat(c)
     assert json.loads(c.path.read_text())["heartbeat_at"] > before
-    claims.release(c)
+    leases.release(c)
     assert not c.path.exists()
-    assert claims.claim(Store(tmp_path), "s", "m1") is not None
+    assert leases.claim(Store(tmp_path), "s", "m1") is not None
 
 
 def write_claim(path, **rec):
@@ -62,29 +65,29 @@ def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     now = time.time()
-    write_claim(d / "dead.json", host=claims.HOST, pid=dead.pid, heartbeat_at=now)
+    write_claim(d / "dead.json", host=HOST, pid=dead.pid, heartbeat_at=now)
     write_claim(d / "old.json", host="elsewhere", pid=1, heartbeat_at=now - 1000)
     write_claim(d / "live.json", host="elsewhere", pid=1, heartbeat_at=now)
-    write_claim(d / "alive_here.json", host=claims.HOST, pid=os.getppid(), heartbeat_at=now)
+    write_claim(d / "alive_here.json", host=HOST, pid=os.getppid(), heartbeat_at=now)
     (d / "garbled.json").write_text("{not json")
     os.utime(d / "garbled.json", (now - 1000, now - 1000))
     for name in ("dead", "old", "garbled"):
-        c = claims.claim(Store(tmp_path), "s", name, timeout=300)
+        c = leases.claim(Store(tmp_path), "s", name, timeout=300)
         assert c is not None, name
         assert json.loads(c.path.read_text())["pid"] == os.getpid()
     for name in ("live", "alive_here"):
-        assert claims.claim(Store(tmp_path), "s", name, timeout=300) is None, name
+        assert leases.claim(Store(tmp_path), "s", name, timeout=300) is None, name
     # the old owner, if it comes back, finds its claim gone and stops refreshing it
-    old = claims.Claim(Store(tmp_path), "s", "old", token="t")
-    assert not claims.heartbeat(old)
+    old = leases.Lease(Store(tmp_path), "s", "old", token="t")
+    assert not leases.heartbeat(old)
 
 
 def test_a_model_with_a_result_is_not_claimed(tmp_path):
     Store(tmp_path).write_result("s", {"model_id": "m", "space": "s", "status": "done"})
-    assert claims.claim(Store(tmp_path), "s", "m") is None
+    assert leases.claim(Store(tmp_path), "s", "m") is None
     Store(tmp_path).write_result("s", {"model_id": "f", "space": "s", "status": "failed"})
-    assert claims.claim(Store(tmp_path), "s", "f") is None
-    assert claims.claim(Store(tmp_path), "s", "f", retry_failed=True) is not None
+    assert leases.claim(Store(tmp_path), "s", "f") is None
+    assert leases.claim(Store(tmp_path), "s", "f", retry_failed=True) is not None
 
 
 def test_status_counts_claims_in_flight_and_stale(tmp_path):
@@ -158,8 +161,9 @@ def test_max_models_stops_after_k(tmp_path, n):
 
 def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    from dse.recipe import Recipe, TrainOptions
-    from dse.workers import Epoch, Finished
+    from dse.runner.jobs import Epoch, Finished
+    from dse.runner.options import TrainOptions
+    from dse.train.recipe import Recipe
 
     sample(tmp_path, 2)
     jobs = runner.jobs_of(Store(tmp_path), "regnetx")
@@ -174,8 +178,8 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
         while not any(isinstance(e, Finished) for e in events) and time.time() < deadline:
             events += ex.events(timeout=1.0)
         (res,) = [e for e in events if isinstance(e, Finished)]
-        assert res.key == jobs[0].key and res.outcome["status"] == "failed"
-        assert res.outcome["message"] == "worker process died (exit code -9)"
+        assert res.key == jobs[0].key and res.outcome.status == "failed"
+        assert res.outcome.message == "worker process died (exit code -9)"
         deadline = time.time() + 30  # a fresh worker takes its place after a back-off
         while not ex.free() and time.time() < deadline:
             events += ex.events(timeout=0.5)
@@ -184,7 +188,7 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
         done, deadline = [], time.time() + 300
         while not any(isinstance(e, Finished) for e in done) and time.time() < deadline:
             done += ex.events(timeout=1.0)
-        assert [e.outcome["status"] for e in done if isinstance(e, Finished)] == ["done"]
+        assert [e.outcome.status for e in done if isinstance(e, Finished)] == ["done"]
 
 
 def test_workers_per_device():

@@ -3,10 +3,10 @@ case-insensitive names usable wherever a spec is accepted (pure: no torch)."""
 
 import pytest
 
-from dse import zoo
-from dse.complexity import complexity
 from dse.errors import DseError
-from dse.spec import Task, parse_spec
+from dse.space import zoo
+from dse.space.complexity import complexity
+from dse.space.spec import Task, parse_spec
 
 # pycls dev/model_complexity.json (224×224 ImageNet, 1000 classes): flops, params, acts
 PYCLS = {
@@ -95,7 +95,7 @@ def test_reference_families_and_native_resolutions():
 
 
 def test_acts_grow_with_the_square_root_of_flops_across_the_zoo():
-    from dse import speedfit
+    from dse.compare import speedfit
 
     rows = [dict(family=zoo.family(n), flops=f, acts=a) for n, (f, _, a) in PYCLS.items()]
     ex = speedfit.family_exponents(rows)

@@ -1,9 +1,10 @@
 """Analysis: `dse edf compare`, `dse fit-linear`, `dse trends`, `dse search-efficiency`,
 `dse report`.
 
-Each is a thin layer over dse.analysis and dse.fitlinear (numbers), dse.plots (figures) and
-dse.report (HTML); matplotlib is imported inside the commands. Figures go to --out or the
-store's default path (dse.store.Store.figure_path); nothing here writes to models.parquet or
+Each is a thin layer over dse.analysis.stats and dse.analysis.fitlinear (numbers),
+dse.analysis.plots (figures) and
+dse.analysis.report (HTML); matplotlib is imported inside the commands. Figures go to --out or the
+store's default path (dse.store.core.Store.figure_path); nothing here writes to models.parquet or
 results/.
 """
 
@@ -16,13 +17,13 @@ from dse.cli.common import (
     Group,
     compose,
     echo_json,
-    fmt,
     json_option,
     out_option,
     seed_option,
     store_option,
     table,
 )
+from dse.units import fixed
 
 NORMALIZE = click.option("--normalize", type=click.Choice(["none", "flops", "params", "acts"]),
                          default="none", show_default=True,
@@ -33,7 +34,7 @@ BINS = click.option("--bins", type=click.IntRange(min=1), default=10, show_defau
 
 def _load(store_path, spaces):
     """The store, the resolved space names and their models joined with results."""
-    from dse.store import Store
+    from dse.store.core import Store
 
     store = Store.existing(store_path)
     names = list(dict.fromkeys(store.resolve(s) for s in spaces))
@@ -41,7 +42,7 @@ def _load(store_path, spaces):
 
 
 def _figure(out, default):
-    from dse import plots
+    from dse.analysis import plots
 
     return plots.check_path(out if out else default)
 
@@ -64,7 +65,8 @@ def edf_group():
 @store_option
 def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_path):
     """Compare the error EDFs of SPACES (names or aliases) with pairwise KS tests."""
-    from dse import analysis, plots
+    from dse.analysis import plots
+    from dse.analysis import stats as analysis
 
     store, names, df = _load(store_path, spaces)
     suffix = ("" if normalize == "none" else f"_{normalize}") + ("_steps" if steps else "")
@@ -80,8 +82,8 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_p
                                for s, v in cmp["spaces"].items()},
                        pairs=cmp["pairs"], normalize=normalize, figure=str(path)))
         return
-    rows = [dict(space=s, n=v["n"], min=fmt(v["min"]), mean=fmt(v["mean"]),
-                 median=fmt(v["median"]), diverged=counts[s]["diverged"],
+    rows = [dict(space=s, n=v["n"], min=fixed(v["min"]), mean=fixed(v["mean"]),
+                 median=fixed(v["median"]), diverged=counts[s]["diverged"],
                  failed=counts[s]["failed"], untrained=counts[s]["sampled"]
                  - counts[s]["trained"], dropped=v["dropped"])
             for s, v in cmp["spaces"].items()]
@@ -108,7 +110,8 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_p
 @store_option
 def fit_linear_cmd(space_name, top, out, as_json, store_path):
     """Quantized linear fit (e_fit) of every trained model's per-block widths."""
-    from dse import analysis, fitlinear, plots
+    from dse.analysis import fitlinear, plots
+    from dse.analysis import stats as analysis
 
     store, (space,), df = _load(store_path, [space_name])
     path = _figure(out, store.figure_path("fit_linear", [space]))
@@ -123,8 +126,8 @@ def fit_linear_cmd(space_name, top, out, as_json, store_path):
         return
     shown = rows.head(fit["joint"]["top"])
     click.echo(table([dict(rank=int(r["rank"]), model_id=r["model_id"],
-                           error=fmt(r["error"]), e_fit=fmt(r["e_fit"], 3), d=int(r["d"]),
-                           w0=f"{r['w0']:.0f}", wa=fmt(r["wa"], 1), wm=fmt(r["wm"], 3))
+                           error=fixed(r["error"]), e_fit=fixed(r["e_fit"], 3), d=int(r["d"]),
+                           w0=f"{r['w0']:.0f}", wa=fixed(r["wa"], 1), wm=fixed(r["wm"], 3))
                       for _, r in shown.iterrows()],
                      ["rank", "model_id", "error", "e_fit", "d", "w0", "wa", "wm"]))
     j, sp = fit["joint"], fit["spearman"]
@@ -154,7 +157,8 @@ def fit_linear_cmd(space_name, top, out, as_json, store_path):
 @store_option
 def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
     """Error against each design parameter with the bootstrap good range (95%, median)."""
-    from dse import analysis, plots
+    from dse.analysis import plots
+    from dse.analysis import stats as analysis
 
     store, (space,), df = _load(store_path, [space_name])
     path = _figure(out, store.figure_path("trends", [space]))
@@ -192,7 +196,8 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
 @store_option
 def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, store_path):
     """Expected min error over k random models, k = 1, 2, 4, ..., n (mean ± 2 std)."""
-    from dse import analysis, plots
+    from dse.analysis import plots
+    from dse.analysis import stats as analysis
 
     store, names, df = _load(store_path, spaces)
     suffix = "" if normalize == "none" else f"_{normalize}"
@@ -215,8 +220,8 @@ def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, s
 @store_option
 def report_cmd(out, seed, store_path):
     """One self-contained HTML report of every space in the store (figures embedded)."""
-    from dse import report
-    from dse.store import Store
+    from dse.analysis import report
+    from dse.store.core import Store
 
     path = report.write(Store.existing(store_path), out, seed=seed)
     click.echo(f"report: {path}")

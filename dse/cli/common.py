@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 import warnings
 
@@ -126,8 +125,3 @@ def clean(x):
 
 def echo_json(obj) -> None:
     click.echo(json.dumps(clean(obj), indent=2))
-
-
-def fmt(x, digits: int = 2) -> str:
-    return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) \
-        else f"{x:.{digits}f}"

@@ -12,10 +12,10 @@ FAMILIES = ("all", "regnet", "reference")
 
 def zoo_rows(family: str = "all") -> list[dict]:
     """One row per zoo model: name, family, resolution, flops/params/acts (RegNets from
-    dse.complexity, references counted on their torchvision module)."""
-    from dse import zoo
-    from dse.complexity import complexity
-    from dse.spec import Task, parse_spec
+    dse.space.complexity, references counted on their torchvision module)."""
+    from dse.space import zoo
+    from dse.space.complexity import complexity
+    from dse.space.spec import Task, parse_spec
 
     rows = []
     if family in ("all", "regnet"):
@@ -24,7 +24,7 @@ def zoo_rows(family: str = "all") -> list[dict]:
             rows.append(dict(name=name, family=zoo.family(name), resolution=224,
                              **complexity(spec, Task()), **rp))
     if family in ("all", "reference"):
-        from dse import references
+        from dse.compare import references
 
         rows += [dict(name=n, **references.complexity(n)) for n in zoo.REFERENCES]
     return rows
@@ -46,7 +46,7 @@ def zoo_cmd(family, as_json):
 
 
 def speed_text(result: dict) -> str:
-    """The table, fits and exponents of a dse.speed result, and where it was measured."""
+    """The table, fits and exponents of a dse.compare.speed result, and where it was measured."""
     rows = [dict(name=m["name"], family=m["family"], res=m["resolution"],
                  mf=round(m["flops"] / 1e6, 1), ma=round(m["acts"] / 1e6, 2),
                  mp=round(m["params"] / 1e6, 2), ms=round(m["ms_per_batch"], 2),
@@ -102,14 +102,15 @@ def speed_cmd(names, store_path, space_name, top, device, batch_size, mode, reso
     NAMES are names of `dse zoo` (any case) or JSON specs. Without NAMES or --space: every
     RegNetY and efficientnet_b0..b5, the paper's comparison.
     """
-    from dse import plots, speed
+    from dse.analysis import plots
+    from dse.compare import speed
     from dse.errors import DseError
 
     if out:
         plots.check_path(out)
     cands = [speed.zoo_candidate(n, resolution) for n in names]
     if space_name:
-        from dse.store import Store
+        from dse.store.core import Store
 
         cands += speed.store_candidates(Store(store_path), space_name, top)
     elif not names:
@@ -129,14 +130,14 @@ def speed_cmd(names, store_path, space_name, top, device, batch_size, mode, reso
 
 def _resolve(text: str, store_path):
     """(spec, task, RegNet params or {}, name) of a zoo name, a JSON spec or a store model id."""
-    from dse import zoo
     from dse.errors import DseError
-    from dse.spec import Task, from_row, parse_spec
+    from dse.space import zoo
+    from dse.space.spec import Task, from_row, parse_spec
 
     if zoo.canonical(text) or text.lstrip().startswith("{"):
         spec, rp = parse_spec(text)
         return spec, Task(), rp, zoo.canonical(text) or "spec"
-    from dse.store import Store
+    from dse.store.core import Store
 
     store = Store(store_path)
     for space in store.spaces():
@@ -169,9 +170,9 @@ def export_cmd(model, fmt, out_path, store_path):
     """Write a model (zoo name, JSON spec or store model id) in another library's terms."""
     from pathlib import Path
 
-    from dse import export
+    from dse.compare import export
     from dse.errors import ArgumentError
-    from dse.store import write_output
+    from dse.store.core import write_output
 
     spec, task, rp, name = _resolve(model, store_path)
     if fmt == "torch":

@@ -17,7 +17,7 @@ from dse.cli.common import (
     table,
 )
 
-STAGES = ("sample", "train", "analyze")  # what --only picks, in the order a run goes
+STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipeline.STAGES)
 
 
 @click.command("run", cls=Command)
@@ -38,42 +38,33 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
     stopped and trains nothing twice."""
     import signal
 
-    from dse import experiment, pipeline
-    from dse.store import Store
+    from dse.method import experiment, pipeline, stages
+    from dse.store.core import Store
 
     exp = experiment.load(experiment_file, sets)
     store = Store(exp.store_path(store_path))
     if dry_run:
-        p = pipeline.plan(exp, store)
+        p = stages.plan(exp, store)
         if as_json:
             echo_json(p)
             return
         _print_plan(exp, p)
         return
 
-    def terminate(signum, frame):  # unwind like Ctrl-C: claims in flight are given back
+    def terminate(signum, frame):  # unwind like Ctrl-C: leases in flight are given back
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, terminate)
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    if only in (None, "sample"):
-        pipeline.record(exp, store)
-        pipeline.sample(exp, store, echo)
-    if only in (None, "train"):
-        from dse import runner
-        from dse.progress import Progress
 
-        progress = lambda: Progress(  # noqa: E731
-            stream=click.get_text_stream("stderr") if as_json else None,
-            epochs=exp.recipe.epochs)
-        pipeline.train(exp, Store.existing(store), progress())
-        if exp.refine_rounds:
-            from dse import refine
+    def progress():
+        from dse.runner.progress import Progress
 
-            refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
-                                                            report=progress()), echo)
-    if only in (None, "analyze"):
-        out = pipeline.analyze(exp, store)
+        return Progress(stream=click.get_text_stream("stderr") if as_json else None,
+                        epochs=exp.recipe.epochs)
+
+    out = pipeline.run(exp, store, only, echo, progress)
+    if out is not None:
         if as_json:
             echo_json(out)
         else:
@@ -81,7 +72,8 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
 
 
 def _print_plan(exp, p):
-    from dse.pipeline import fmt_cost, fmt_eta
+    from dse.units import eta as fmt_eta
+    from dse.units import mult_adds as fmt_cost
 
     rows = [dict(r, cost=fmt_cost(r["cost"]), eta=fmt_eta(r["eta_s"]))
             for r in p["rows"]]
@@ -154,8 +146,10 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_
 
     import yaml
 
-    from dse import analysis, spaces, suggest
-    from dse.store import Store, write_output
+    from dse.analysis import stats as analysis
+    from dse.method import suggest
+    from dse.space import definition as spaces
+    from dse.store.core import Store, write_output
 
     store = Store.existing(store_path)
     name = store.resolve(space_name)

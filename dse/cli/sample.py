@@ -6,16 +6,16 @@ import json
 
 import click
 
-from dse import datasets
 from dse.cli.common import Command, json_option, seed_option, store_option, table
-from dse.spec import STEMS
+from dse.data import datasets
+from dse.space.spec import STEMS
 
 
 @click.command("spaces", cls=Command)
 @json_option("Print a JSON list instead of a table.")
 def spaces_cmd(as_json):
     """List the built-in design spaces."""
-    from dse import spaces
+    from dse.space import definition as spaces
 
     rows = [dict(name=s.name, alias=s.alias, title=s.title, kind=s.kind, adds=s.adds,
                  dof=s.dof, log10_size=round(s.log10_size, 2)) for s in spaces.builtin()]
@@ -41,9 +41,9 @@ def spaces_cmd(as_json):
 @json_option("Print one JSON object.")
 def describe_cmd(model, spec_text, resolution, stem, in_channels, num_classes, as_json):
     """Per-stage shapes and flops/params/acts of one model (a spec or a zoo name)."""
-    from dse import zoo
-    from dse.complexity import complexity, stage_table
-    from dse.spec import Task, parse_spec
+    from dse.space import zoo
+    from dse.space.complexity import complexity, stage_table
+    from dse.space.spec import Task, parse_spec
 
     if (model is None) == (spec_text is None):
         raise click.UsageError("give the model once: a name or JSON as MODEL, or --spec JSON")
@@ -58,7 +58,7 @@ def describe_cmd(model, spec_text, resolution, stem, in_channels, num_classes, a
     spec, rp = parse_spec(spec_text)
     task = Task(resolution, stem, in_channels, num_classes)
     cx = complexity(spec, task)
-    from dse.models import build, num_params  # torch: the module's own parameter count
+    from dse.train.models import build, num_params  # torch: the module's own parameter count
 
     module_params = num_params(build(spec, task))
     if as_json:
@@ -75,10 +75,11 @@ def describe_cmd(model, spec_text, resolution, stem, in_channels, num_classes, a
 
 
 def _describe_reference(name: str, resolution: int | None, as_json: bool):
-    """Totals of a torchvision reference network, counted on its module (dse.references)."""
+    """Totals of a torchvision reference network, counted on its module (dse.compare.references)."""
     import torch
 
-    from dse import references, zoo
+    from dse.compare import references
+    from dse.space import zoo
 
     ref = zoo.REFERENCES[name]
     with torch.device("meta"):
@@ -116,8 +117,9 @@ def _describe_reference(name: str, resolution: int | None, as_json: bool):
 def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, data_dir, seed,
                store_path):
     """Sample N new models of a space into the store."""
-    from dse import sampling, spaces
-    from dse.store import Store
+    from dse.space import definition as spaces
+    from dse.space import sampling
+    from dse.store.core import Store
 
     if n < 1:
         raise click.BadParameter(f"must be a positive integer (got {n})", param_hint="'--n'")

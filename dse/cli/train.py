@@ -1,5 +1,5 @@
-"""Training: `dse train` (here, or with --cluster in a job array: dse.cluster), `dse status`
-and `dse cancel`. Option defaults come from dse.recipe, so the help shows the recipe without
+"""Training: `dse train` (here, or with --cluster in a job array: dse.runner.cluster), `dse status`
+and `dse cancel`. Option defaults come from dse.train.recipe, so the help shows the recipe without
 importing torch."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import click
 
 from dse.cli.common import Command, compose, json_option, store_option, table
 from dse.errors import DseError
-from dse.recipe import CLUSTERS, ClusterOptions, Recipe, TrainOptions, parse_slurm_args
+from dse.runner.options import CLUSTERS, ClusterOptions, TrainOptions, parse_slurm_args
+from dse.train.recipe import Recipe
 
 R, T, C = Recipe(), TrainOptions(), ClusterOptions()
 DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST also from "
@@ -18,7 +19,7 @@ DATA_HELP = ("Where datasets live [default: $DSE_DATA or ./data; Fashion-MNIST a
 
 
 def cluster_options(f):
-    """The options of `dse train --cluster` (dse.recipe.ClusterOptions)."""
+    """The options of `dse train --cluster` (dse.train.recipe.ClusterOptions)."""
     return compose(
         click.option("--cluster", type=click.Choice(CLUSTERS), default=None,
                      help="Train in a job array through submitit: slurm, local (processes "
@@ -114,9 +115,9 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
     with --cluster, in a job array of --tasks trainers on a shared store (docs/cluster.md)."""
     import signal
 
-    from dse import runner
-    from dse.progress import Progress
-    from dse.store import Store
+    from dse.runner import loop as runner
+    from dse.runner.progress import Progress
+    from dse.store.core import Store
 
     given = [f"--{k.replace('_', '-')}".replace("slurm-args", "slurm-arg")
              for k, v in resources.items() if v not in (None, ())]
@@ -150,7 +151,7 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
 
 def _submit(store, spaces, options, cluster, wait, resources):
     """`dse train --cluster`: submit the array, then say where to look (or follow it)."""
-    from dse import cluster as cl
+    from dse.runner import cluster as cl
 
     kw = {k: v for k, v in resources.items() if v not in (None, ())}
     kw["slurm_args"] = parse_slurm_args(kw.get("slurm_args", ()))
@@ -183,8 +184,9 @@ def _submit(store, spaces, options, cluster, wait, resources):
 def status_cmd(store_path, only_jobs, as_json):
     """Per space: sampled / done / diverged / failed / pending (and in flight) models, any
     damaged file, and the store's cluster jobs (`dse train --cluster`)."""
-    from dse import cluster, runner
-    from dse.store import Store
+    from dse.runner import cluster
+    from dse.runner import loop as runner
+    from dse.store.core import Store
 
     store = Store(store_path)
     if only_jobs:
@@ -251,8 +253,8 @@ def _jobs_table(recs: list[dict]) -> None:
 def cancel_cmd(store_path, name):
     """Cancel the unfinished cluster jobs of a store (`dse train --cluster`); their running
     tasks give their claims back."""
-    from dse import cluster
-    from dse.store import Store
+    from dse.runner import cluster
+    from dse.store.core import Store
 
     store = Store.existing(store_path)
     done = cluster.cancel(store, name)

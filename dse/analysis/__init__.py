@@ -1,0 +1,3 @@
+"""Analyze populations (no torch): statistics of error EDFs, ranges, trends and search
+efficiency (`stats`), the quantized linear fit (`fitlinear`), figures (`plots`) and the HTML
+report (`report`). Pure functions over DataFrames and arrays; the store gives them one."""

@@ -1,0 +1,252 @@
+"""The quantized linear fit of per-block widths (DDS §3.3), beside dse.space.regnet whose
+quantizer it inverts (pure numpy).
+
+For each model, fit_linear finds the w_0, w_a, w_m whose quantized linear widths best match
+the model's per-block widths: e_fit = mean_j |log(pred_j / obs_j)|, pred_j from
+regnet.quantized_widths at the model's depth. joint_linear_fit is the paper's plain linear
+fit w_j ≈ w_0 + w_a·j over the blocks of the best models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dse.analysis.stats import rank_correlation
+from dse.errors import DseError
+from dse.space import regnet
+
+# Search ranges: a = w_a / w_0 (the exponent pattern depends on a and w_m only) and w_m.
+# 1.5 ≤ w_m ≤ 3 is the paper's RegNet range; a spans the sampler's w_a/w_0 ∈ [1/32, 32].
+FIT_A = (1 / 64, 64.0)
+FIT_WM = (1.5, 3.0)
+
+
+def block_widths(ds, ws) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block widths (B, D), zero-padded, and depths (B,) from per-stage ds and ws."""
+    ds = [np.asarray(x, dtype=np.int64) for x in ds]
+    ws = [np.asarray(x, dtype=np.int64) for x in ws]
+    d = np.array([x.sum() for x in ds], dtype=np.int64)
+    W = np.zeros((len(ds), int(d.max()) if len(d) else 0), dtype=np.int64)
+    mask = np.arange(W.shape[1])[None, :] < d[:, None]
+    if len(ds):
+        W[mask] = np.repeat(np.concatenate(ws), np.concatenate(ds))  # row-major fill
+    return W, d
+
+
+def _patterns(depth, a, wm):
+    """Block exponents round(log(1 + a·j)/log w_m), j < depth, of the RegNet quantizer."""
+    a, wm = np.ravel(a), np.ravel(wm)
+    return regnet.quantized_widths(np.full(len(a), depth), np.ones(len(a)), a, wm).ks
+
+
+def _best_a(logobs, mask, d, w0, wm, a_range, K, q):
+    """For each model and candidate (w_0, w_m), the a = w_a/w_0 in a_range minimizing e_fit,
+    exactly. As a grows, block j's exponent round(log(1 + a·j)/log w_m) steps from k−1 to k
+    at a = (w_m^(k−1/2) − 1)/j; sorting these breakpoints and summing the cost changes gives
+    e_fit on every interval between them. Exponents are followed up to K; a is capped where
+    the last block would pass K. logobs, mask: (n, D); d: (n,); w0: (n, M); wm: (n|1, M).
+    Returns e_fit (n, M) and a (n, M), a in the middle of its best interval."""
+    n, D = logobs.shape
+    k = np.arange(K + 1)
+    T = np.log(regnet.quantize(w0[..., None], wm[..., None], k, q))  # (n, M, K+1)
+    C = np.abs(T[:, :, None, :] - logobs[:, None, :, None]) * mask[:, None, :, None]
+    e0 = C[..., 0].sum(axis=-1)  # every block at exponent 0
+    delta = (C[:, :, 1:, 1:] - C[:, :, 1:, :-1]).reshape(n, C.shape[1], -1)
+    j = np.arange(1, D)[:, None]
+    beta = (wm[..., None, None] ** (k[None, 1:] - 0.5) - 1) / j  # (n|1, M, D-1, K)
+    beta = beta.reshape(beta.shape[0], beta.shape[1], -1)
+    order = np.argsort(beta, axis=-1, kind="stable")
+    beta = np.take_along_axis(beta, order, -1)
+    cum = e0[..., None] + np.cumsum(np.take_along_axis(delta, order, -1), axis=-1)
+    e = np.concatenate([e0[..., None], cum], axis=-1)  # (n, M, N+1) per interval
+    lo = np.concatenate([np.zeros(beta.shape[:-1] + (1,)), beta], axis=-1)
+    hi = np.concatenate([beta, np.full(beta.shape[:-1] + (1,), np.inf)], axis=-1)
+    a_cap = (wm ** (K + 0.5) - 1) / np.maximum(d[:, None] - 1, 1)  # (n, M)
+    a_hi = np.minimum(a_range[1], a_cap)[..., None]
+    lo, hi = np.maximum(lo, a_range[0]), np.minimum(hi, a_hi)
+    e = np.where(hi > lo, e, np.inf)
+    best = np.argmin(e, axis=-1)[..., None]
+    a = np.sqrt(np.take_along_axis(np.broadcast_to(lo, e.shape), best, -1)
+                * np.take_along_axis(np.broadcast_to(hi, e.shape), best, -1))[..., 0]
+    return np.take_along_axis(e, best, -1)[..., 0] / d[:, None], a
+
+
+def _wm_candidates(W, d, wm_range, q: int = regnet.Q, kmax: int = 3) -> np.ndarray:
+    """Per-model w_m guesses from the observed stage widths u_0 < ... (NaN-padded, (B, M)):
+    c = (u_s/u_0)^(1/k) and (u_{s+1}/u_s)^(1/k) for k ≤ kmax, and for each c the middle of
+    the w_m interval where round_q(u_0·w_m^k_s) = u_s for every stage, k_s inferred from c
+    (this interval holds the true w_m of quantized-linear widths; it can be narrow)."""
+    out = []
+    for row, n in zip(W, d):
+        u = row[:n][np.r_[True, row[1:n] != row[:n - 1]]].astype(float)  # stage widths
+        r = np.r_[u[1:] / u[0], u[1:] / u[:-1]]
+        c = np.unique((r[r > 1][:, None] ** (1.0 / np.arange(1, kmax + 1))).ravel())
+        if len(c) and len(u) > 1:
+            ks = np.round(np.log(u[1:] / u[0])[None, :] / np.log(c)[:, None])  # (C, S-1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lo = ((u[1:] - q / 2) / u[0]) ** (1 / ks)
+                hi = ((u[1:] + q / 2) / u[0]) ** (1 / ks)
+            ok = (ks > 0).all(axis=1)
+            lo, hi = lo.max(axis=1), hi.min(axis=1)
+            ok &= lo < hi
+            c = np.unique(np.r_[c, np.sqrt(lo[ok] * hi[ok])])
+        out.append(c[(c >= wm_range[0]) & (c <= wm_range[1])])
+    m = max([len(c) for c in out] + [1])
+    return np.array([np.r_[c, np.full(m - len(c), np.nan)] for c in out])
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Models fitted together: log widths and mask (n, D), depths (n,), and the search
+    settings (largest exponent K followed, a range, log w_m range, w_m grid step, q)."""
+
+    logobs: np.ndarray
+    mask: np.ndarray
+    d: np.ndarray
+    K: int
+    a_range: tuple
+    lm: np.ndarray
+    step: float
+    q: int
+
+    def best(self, rows, w0, wm):
+        """e_fit and best a (n, M) of models `rows` for w_0 (n,) or (n, M) and candidate
+        w_m (n|1, M)."""
+        w0 = np.asarray(w0, dtype=float)
+        w0 = np.broadcast_to(w0[:, None] if w0.ndim == 1 else w0, (len(rows), wm.shape[1]))
+        return _best_a(self.logobs[rows], self.mask[rows], self.d[rows], w0, wm,
+                       self.a_range, self.K, self.q)
+
+    def search(self, rows, w0s, seeds, shared=None, keep=3, levels=4):
+        """Best (e_fit, w_0, a, w_m) of each model over w_0 candidates w0s (n, C) crossed
+        with w_m seeds (n, M) [and the first w_0 with shared w_m (1, G)]: the `keep` best
+        pairs each move `levels` times along w_m to the best point of a local grid spanning
+        ± one step, the step halving every time."""
+        n = len(rows)
+        es, w0c, wmc = [], [], []
+        for c in range(w0s.shape[1]):  # the shared grid with the first w_0 only (cost)
+            for wm in ([] if shared is None or c else [shared]) + [seeds]:
+                es.append(self.best(rows, w0s[:, c], wm)[0])
+                w0c.append(np.broadcast_to(w0s[:, c:c + 1], es[-1].shape))
+                wmc.append(np.broadcast_to(wm, es[-1].shape))
+        e, w0c, wmc = (np.concatenate(x, axis=1) for x in (es, w0c, wmc))
+        top = np.argsort(e, axis=1, kind="stable")[:, :keep]
+        pe, p0 = np.take_along_axis(e, top, 1), np.take_along_axis(w0c, top, 1)
+        pm = np.log(np.take_along_axis(wmc, top, 1))
+        k, st = pe.shape[1], self.step
+        w0g = np.repeat(p0, 4, axis=1)
+        for _ in range(levels):
+            c = np.clip(pm[:, :, None] + np.array([-1, -0.5, 0.5, 1]) * st, *self.lm)
+            e = self.best(rows, w0g, np.exp(c.reshape(n, -1)))[0].reshape(n, k, 4)
+            b = np.argmin(e, axis=2)[..., None]
+            eb = np.take_along_axis(e, b, 2)[..., 0]
+            pm = np.where(eb < pe, np.take_along_axis(c, b, 2)[..., 0], pm)
+            pe = np.minimum(pe, eb)
+            st /= 2
+        b = np.argmin(pe, axis=1)[:, None]
+        w0, wm = np.take_along_axis(p0, b, 1)[:, 0], np.exp(np.take_along_axis(pm, b, 1))
+        e, a = self.best(rows, w0, wm)
+        return e[:, 0], w0, a[:, 0], wm[:, 0]
+
+
+def _stage_widths(W, d, count: int) -> np.ndarray:
+    """The first `count` distinct widths of each model in order of depth, padded with the
+    first width (n, count)."""
+    out = np.repeat(W[:, :1], count, axis=1).astype(float)
+    for i, (row, n) in enumerate(zip(W, d)):
+        u = row[:n][np.r_[True, row[1:n] != row[:n - 1]]][:count]
+        out[i, :len(u)] = u
+    return out
+
+
+def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: int = 48,
+               keep: int = 3, levels: int = 4, chunk: int = 4_000_000) -> pd.DataFrame:
+    """Quantized linear fit of each model's per-block widths (DDS §3.3).
+
+    For every model (row of W, depth d) find w_0, w_a, w_m minimizing
+    e_fit = mean_j |log(pred_j / obs_j)|, pred_j from the RegNet quantizer with this d.
+    The exponents depend on a = w_a/w_0 and w_m only; for a given (w_0, w_m) the best a is
+    found exactly (_best_a). Candidates: w_0 among the model's first four stage widths (the
+    first is exact for quantized-linear widths) crossed with w_m guesses from the model's own
+    width ratios, and the first width with a log grid of `grid` w_m values; the `keep` best
+    pairs are refined along w_m `levels` times; finally the L1-optimal w_0 of the best
+    pattern (a multiple of q) is tried. Vectorized over models in chunks of about `chunk`
+    array elements. Returns columns d, w0, wa, wm, e_fit, with e_fit recomputed from these
+    parameters by regnet.quantized_widths."""
+    W = np.asarray(W, dtype=np.int64)
+    d = np.asarray(d, dtype=np.int64)
+    B = len(d)
+    if not B:
+        return pd.DataFrame(dict(d=d, w0=[], wa=[], wm=[], e_fit=[]), dtype=float)
+    mask_all = np.arange(W.shape[1])[None, :] < d[:, None]
+    if (W[mask_all] <= 0).any() or (d < 1).any():
+        raise DseError("fit-linear needs positive depths and widths")
+    lm = np.log(wm_range)
+    gwm = np.geomspace(*wm_range, grid)[None, :]
+    wmc = _wm_candidates(W, d, wm_range, q)
+    w0s = _stage_widths(W, d, 4)
+    # follow exponents until predictions reach twice the widest block (at the smallest w_m)
+    ratio = np.where(mask_all, W, 0).max(axis=1) / w0s.min(axis=1)
+    K = int(np.ceil(np.log(2 * ratio.max()) / np.log(wm_range[0]))) + 1
+    out = np.zeros((B, 3))
+    order = np.argsort(d, kind="stable")  # chunks of similar depth pad little
+    per = max(1, chunk // ((grid + wmc.shape[1]) * int(d.max()) * (K + 1)))
+    for s in range(0, B, per):
+        idx = order[s:s + per]
+        D = int(d[idx].max())
+        mask = mask_all[idx, :D]
+        ch = _Chunk(np.where(mask, np.log(np.maximum(W[idx, :D], 1)), 0.0), mask, d[idx], K,
+                    tuple(a_range), lm, (lm[1] - lm[0]) / (grid - 1), q)
+        rows = np.arange(len(idx))
+        seeds = np.where(np.isfinite(wmc[idx]), wmc[idx], wm_range[0])
+        e, w0, a, wm = ch.search(rows, w0s[idx], seeds, shared=gwm, keep=keep, levels=levels)
+        # the L1-optimal w_0 of that pattern: the median of log(obs_j) − k_j·log(w_m)
+        ks = _patterns(D, a, wm)
+        r = np.where(mask, ch.logobs - np.maximum(ks, 0) * np.log(wm)[:, None], np.nan)
+        w0b = np.maximum(q, np.round(np.exp(np.nanmedian(r, axis=1)) / q) * q)
+        redo = np.flatnonzero((w0b != w0) & (e > 0))
+        if len(redo):
+            e2, _, a2, wm2 = ch.search(redo, w0b[redo, None], wm[redo, None], keep=1,
+                                       levels=levels)
+            two = e2 < e[redo]
+            w0[redo] = np.where(two, w0b[redo], w0[redo])
+            a[redo] = np.where(two, a2, a[redo])
+            wm[redo] = np.where(two, wm2, wm[redo])
+        out[idx] = np.stack([w0, a * w0, wm], axis=1)
+    w0, wa = out[:, 0], out[:, 1]
+    wm = np.clip(out[:, 2], *wm_range)  # exp(log(x)) may leave the range by an ulp
+    gen = regnet.quantized_widths(d, w0, wa, wm, q)
+    obs = np.log(np.maximum(W[:, :gen.w.shape[1]], 1))
+    e_fit = np.where(gen.mask, np.abs(np.log(np.maximum(gen.w, 1)) - obs), 0).sum(1) / d
+    return pd.DataFrame(dict(d=d, w0=w0, wa=wa, wm=wm, e_fit=e_fit))
+
+
+def joint_linear_fit(W, d) -> dict:
+    """Least-squares w_j ≈ w_0 + w_a·j over every block of the given models (DDS found
+    w_j ≈ 48·(j + 1) for the best 20 AnyNetX_E models)."""
+    W = np.asarray(W)
+    d = np.asarray(d)
+    mask = np.arange(W.shape[1])[None, :] < d[:, None]
+    j = np.broadcast_to(np.arange(W.shape[1]), W.shape)[mask].astype(float)
+    w = W[mask].astype(float)
+    if len(np.unique(j)) < 2:
+        return dict(w0=float(w.mean()) if len(w) else float("nan"), wa=0.0, models=len(d))
+    wa, w0 = np.polyfit(j, w, 1)
+    return dict(w0=float(w0), wa=float(wa), models=int(len(d)))
+
+
+def fit_linear_population(pop: pd.DataFrame, top: int = 20) -> dict:
+    """fit-linear for one space's finished models: per-model rows (model_id, error, e_fit,
+    d, w0, wa, wm, rank), the joint fit over the top-K by error, and the rank correlation of
+    e_fit with error."""
+    pop = pop.sort_values("error", kind="stable").reset_index(drop=True)
+    W, d = block_widths(pop["ds"], pop["ws"])
+    fit = fit_linear(W, d)
+    rows = pd.concat([pop[["model_id", "space", "error"]], fit], axis=1)
+    rows.insert(3, "rank", np.arange(1, len(rows) + 1))
+    k = min(top, len(rows))
+    return dict(rows=rows, joint=dict(**joint_linear_fit(W[:k], d[:k]), top=k),
+                spearman=rank_correlation(rows["e_fit"], rows["error"]), W=W, d=d)

@@ -1,0 +1,231 @@
+"""A self-contained HTML report of a store: every analysis of every space, figures embedded
+as base64 PNG, no external resources (readable offline, easy to mail or archive)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from dse import __version__
+from dse.analysis import fitlinear, plots
+from dse.analysis import stats as analysis
+from dse.errors import DseError, DseWarning
+from dse.store.core import Store, write_output
+
+SECTIONS = [("populations", "Populations"), ("edf", "Error EDFs"),
+            ("edf-normalized", "Complexity-normalized EDFs"),
+            ("search-efficiency", "Random search efficiency"), ("fit-linear", "fit-linear"),
+            ("trends", "Trends and good ranges")]
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
+color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;
+margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#775;
+font-style:italic}nav a{margin-right:1em}code{background:#f4f4f4;padding:0 .2em}"""
+
+
+def _img(fig, alt: str) -> str:
+    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[dict], keys: list[str], header: list[str] | None = None) -> str:
+    """An HTML table of `keys` of each row (pandas, cells escaped) under `header`."""
+    frame = pd.DataFrame([[_cell(r.get(k)) for k in keys] for r in rows],
+                         columns=header or keys)
+    return frame.to_html(index=False, border=0, escape=True)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.2f}"
+    return str(v)
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _normalized(df, names, metric="flops", bins=10):
+    """compare() normalized by `metric` with the most bins (≤ bins) that leave none empty."""
+    last = None
+    for k in range(bins, 0, -1):
+        try:
+            return analysis.compare(df, names, metric, k), None
+        except DseError as e:
+            last = str(e)
+            if "do not overlap" in last:
+                break
+    return None, last
+
+
+def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 20) -> str:
+    """The report's HTML for every space in the store (a space whose models cannot be read
+    is named in a note and left out)."""
+    store = Store.existing(store)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DseWarning)
+        df = store.load()
+    for w in caught:  # show them (once) as well as noting them in the report
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    skipped = [str(w.message) for w in caught if issubclass(w.category, DseWarning)]
+    names = list(dict.fromkeys(df["space"]))
+    counts = {s: analysis.counts(df, s) for s in names}
+    ready = [s for s in names if counts[s]["finished"] > 0]
+    parts = {}
+
+    rows = []
+    for s in names:
+        sub = df[df["space"] == s]
+        c = counts[s]
+        row = dict(space=s, kind=sub["kind"].iloc[0], dataset=sub["dataset"].iloc[0],
+                   flops=f"{sub['flops'].min() / 1e6:.1f}–{sub['flops'].max() / 1e6:.1f} MF",
+                   **{k: c[k] for k in ("sampled", "trained", "finished", "diverged",
+                                        "failed")})
+        if c["finished"]:
+            row.update(analysis.summarize(analysis.population(df, s)["error"]))
+        rows.append(row)
+    parts["populations"] = _table(rows, ["space", "kind", "dataset", "flops", "sampled",
+                                         "trained", "finished", "diverged", "failed", "min",
+                                         "mean", "median"],
+                                  ["space", "kind", "dataset", "flops", "sampled", "trained",
+                                   "finished", "diverged", "failed", "min error", "mean error",
+                                   "median error"])
+    if skipped:
+        parts["populations"] += _note("Skipped: " + "; ".join(skipped))
+    missing = [s for s in names if s not in ready]
+    if missing:
+        parts["populations"] += _note(
+            "No finished models yet (left out below): " + ", ".join(
+                f"{s} ({counts[s]['sampled']} sampled, {counts[s]['trained']} trained)"
+                for s in missing))
+    if not ready:
+        for key, _ in SECTIONS[1:]:
+            parts[key] = _note("No space has finished models yet; train some with "
+                               "`dse train`.")
+        return _page(store.root, parts)
+
+    cmp = analysis.compare(df, ready)
+    parts["edf"] = _img(plots.edf_figure(cmp), "error EDFs") + _pairs(cmp)
+    ncmp, why = _normalized(df, ready)
+    if ncmp is None:
+        parts["edf-normalized"] = _note(f"Not available: {why}")
+    else:
+        lo, hi = ncmp["range"]
+        parts["edf-normalized"] = (
+            f"<p>Flops-normalized over the common range [{lo:.4g}, {hi:.4g}] in "
+            f"{ncmp['bins']} log-spaced bins; each bin weighs 1/{ncmp['bins']}.</p>"
+            + _img(plots.edf_figure(ncmp), "flops-normalized EDFs") + _pairs(ncmp))
+    curves = {s: analysis.search_efficiency(e, w, rng=seed) for s, (e, w) in cmp["curves"].items()}
+    parts["search-efficiency"] = _img(plots.search_efficiency_figure(curves),
+                                      "search efficiency") + _search_table(curves)
+
+    fl, tr = [], []
+    for s in ready:
+        pop = analysis.population(df, s)
+        fit = fitlinear.fit_linear_population(pop, top)
+        j, sp = fit["joint"], fit["spearman"]
+        rho = "undefined" if sp["rho"] is None else f"{sp['rho']:.3f} (p = {sp['p']:.3g})"
+        fl.append(f"<h3>{html.escape(s)}</h3><p>{len(pop)} trained models; mean e_fit "
+                  f"{fit['rows']['e_fit'].mean():.3f}. Joint linear fit over the top {j['top']}:"
+                  f" w_j ≈ {j['w0']:.1f} + {j['wa']:.1f}·j. Spearman ρ(e_fit, error) = {rho}."
+                  "</p>" + _img(plots.fit_linear_figure(fit, s), f"{s} fit-linear")
+                  + _table(fit["rows"].head(min(10, j["top"])).to_dict(orient="records"),
+                           ["rank", "model_id", "error", "e_fit", "d", "w0", "wa", "wm"]))
+        trs = analysis.trends(pop, repeats=repeats, seed=seed)
+        tr.append(f"<h3>{html.escape(s)}</h3>" + (
+            _img(plots.trends_figure(trs, s), f"{s} trends")
+            + _table([{k: t[k] for k in ("param", "best", "lo", "median", "hi")} for t in trs],
+                     ["param", "best", "lo", "median", "hi"],
+                     ["parameter", "best model", "95% lo", "median", "95% hi"])
+            if trs else _note("every parameter takes a single value")))
+    parts["fit-linear"] = ("<p>Per-model quantized linear fit of the per-block widths "
+                           "(DDS §3.3): e_fit = mean_j |log(pred_j / obs_j)|.</p>" + "".join(fl))
+    parts["trends"] = (f"<p>Shaded: the 95% interval of the best model's parameter over "
+                       f"{repeats} bootstrap resamples of 25% of the models; line: "
+                       "the median.</p>" + "".join(tr))
+    return _page(store.root, parts)
+
+
+def _pairs(cmp) -> str:
+    rows = analysis.ks_rows(cmp)
+    return _table(rows, list(rows[0])) if rows else ""
+
+
+def _search_table(curves) -> str:
+    return _table(analysis.search_rows(curves), ["k", *curves])
+
+
+def _page(root, parts) -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
+    body = "".join(f'<section id="{k}"><h2>{html.escape(t)}</h2>{parts[k]}</section>'
+                   for k, t in SECTIONS)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>dse report: {html.escape(str(root))}</title><style>{CSS}</style></head>"
+            f"<body><h1>dse report</h1><p>store <code>{html.escape(str(root))}</code> · "
+            f"generated {now} · dse {__version__}</p><nav>{nav}</nav>{body}</body></html>\n")
+
+
+def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000) -> Path:
+    """Build the report and write it atomically to `out` (default <store>/report.html)."""
+    store = Store.existing(store)
+    text = build(store, seed=seed, repeats=repeats)
+    path = Path(out) if out else store.report_path
+    return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+
+
+# ---- an experiment's page (dse run) ----------------------------------------------------------
+
+def experiment_page(exp, summary: dict, pngs: dict) -> str:
+    """The HTML of one experiment: its settings, the populations with the KS test of each
+    step, the claims with their verdicts, the EDF figures, fit-linear and trends."""
+    def img(key, alt):
+        b = pngs.get(key)
+        return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
+                f'{base64.b64encode(b).decode()}">' if b else "")
+
+    r = exp.recipe
+    settings = (f"<p>{html.escape(exp.about)}</p>" if exp.about else "") + (
+        f"<p>{exp.n} models per space from <code>{html.escape(str(exp.path))}</code>; "
+        f"dataset {html.escape(exp.dataset)}, flops {exp.flops}, sampling seed {exp.seed}; "
+        f"training {r.epochs} epochs, batch {r.batch_size}, lr {r.lr:g}, "
+        f"{r.train_subset or 'all'} training images; claims at α = {exp.alpha:g}.</p>")
+    spaces = _table(summary["spaces"], ["space", "finished", "min", "median", "mean", "vs",
+                                        "ks_D", "ks_p", "p_better", "p_worse"],
+                    ["space", "finished", "min error", "median error", "mean error",
+                     "against", "KS D", "KS p", "p (better)", "p (worse)"])
+    claims = (_table(summary["claims"], ["claim", "verdict", "p", "detail"])
+              if summary["claims"] else _note("The experiment states no claims (`expect:`)."))
+    figs = img("edf", "error EDFs") + img("edf_steps", "EDF of each step")
+    if summary.get("refine"):
+        claims += "<h2>Refinement chain</h2>" + _table(
+            summary["refine"], ["round", "space", "refines", "verdict", "p", "summary"],
+            ["round", "space", "refines", "verdict", "p (worse)", "constraint and evidence"])
+    extra = "".join(f"<h3>fit-linear: {html.escape(s)}</h3>" + img(f"fit_linear_{s}", s)
+                    for s in summary["fit_linear"])
+    extra += "".join(f"<h3>trends: {html.escape(s)}</h3>" + img(f"trends_{s}", s)
+                     + _table(t, ["param", "best", "lo", "median", "hi"],
+                              ["parameter", "best model", "95% lo", "median", "95% hi"])
+                     for s, t in summary["trends"].items() if t)
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = html.escape(exp.name)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>dse '
+            f"experiment: {title}</title><style>{CSS}</style></head><body>"
+            f"<h1>experiment {title}</h1><p>store <code>{html.escape(summary['store'])}"
+            f"</code> · generated {now} · dse {__version__}</p>{settings}"
+            f"<h2>Claims</h2>{claims}<h2>Populations</h2>{spaces}"
+            f"<p>KS: two-sided test against the space before it; p (better) and p (worse): "
+            f"one-sided tests of its EDF lying above / below.</p>"
+            f"<h2>Error EDFs</h2>{figs}{'<h2>Analyses</h2>' + extra if extra else ''}"
+            f"</body></html>\n")

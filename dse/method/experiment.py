@@ -1,0 +1,384 @@
+"""Experiments as files: which spaces, how many models, on what data, trained how, analyzed
+how, and which of the paper's claims to check. `dse run FILE` carries one out
+(dse.method.pipeline); this module reads and checks the file and makes its plan. No torch.
+
+A minimal experiment:
+
+    name: xa-vs-xe
+    dataset: fashion-mnist
+    n: 32
+    spaces: [anynetxa, anynetxe]
+    flops: 1.5M:2M
+    seed: 0
+    train: {epochs: 3, train_subset: 10000, device: cpu, jobs: 2}
+    expect: [anynetxe better than anynetxa]
+
+Every other key has a default (docs/experiments.md lists them). `--set KEY=VALUE` overrides
+any key before the file is checked (`n=8`, `train.epochs=1`, `spaces=[xa, xb]`); values are
+read as YAML. A mistake is one DseError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from dse.analysis.stats import param_table
+from dse.data import datasets
+from dse.errors import ArgumentError, DseError
+from dse.method.claims import Claim, parse_claim
+from dse.runner.options import TrainOptions
+from dse.space import definition as spaces
+from dse.space import sampling
+from dse.train.recipe import Recipe
+
+TOP_KEYS = ("name", "about", "dataset", "data_dir", "resolution", "store", "n", "spaces",
+            "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine")
+# train: key → (Recipe or TrainOptions field, type)
+TRAIN_KEYS = {
+    "epochs": ("recipe", "epochs"), "batch_size": ("recipe", "batch_size"),
+    "lr": ("recipe", "lr"), "momentum": ("recipe", "momentum"), "wd": ("recipe", "wd"),
+    "warmup": ("recipe", "warmup_epochs"), "zero_gamma": ("recipe", "zero_init_final_gamma"),
+    "augment": ("recipe", "augment"), "seed": ("recipe", "seed"),
+    "train_subset": ("recipe", "train_subset"), "paper": (None, "paper"),
+    "device": ("options", "device"), "jobs": ("options", "jobs"),
+    "concurrency": ("options", "concurrency"), "retry_failed": ("options", "retry_failed"),
+    "download": ("options", "download"), "skip_bad_images": ("options", "skip_bad_images"),
+    "cache_dir": ("options", "cache_dir"), "amp": ("options", "amp"),
+    "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last"),
+}
+BOOL_TRAIN = ("zero_gamma", "augment", "paper", "retry_failed", "download", "skip_bad_images")
+ANALYZE_KEYS = ("edf", "fit_linear", "trends", "report")
+EDF_KEYS = ("normalize", "bins", "bands")
+BANDS = ("auto", "all", "none")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Analyses:
+    """What the analyze stage computes besides the EDF comparison and the claims."""
+
+    normalize: str = "none"           # none | flops | params | acts
+    bins: int = 10
+    bands: str = "auto"               # confidence bands: auto (≤ 3 spaces) | all | none
+    fit_linear: tuple = ()            # spaces to fit the quantized linear rule to
+    fit_top: int = 10
+    trends: tuple = ()                # spaces whose parameter trends are drawn
+    report: bool = True               # write the HTML report
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A checked experiment file. `spaces` are the resolved space names in file order;
+    `space_args` what load() needs for each (a name or a file path)."""
+
+    path: Path
+    name: str
+    dataset: str
+    n: int
+    spaces: tuple
+    space_args: tuple
+    flops: sampling.Window
+    params: sampling.Window = sampling.Window()
+    acts: sampling.Window = sampling.Window()
+    seed: int = 0
+    about: str = ""
+    data_dir: str | None = None
+    resolution: int | None = None
+    store: str | None = None
+    options: TrainOptions = field(default_factory=TrainOptions)
+    analyses: Analyses = field(default_factory=Analyses)
+    claims: tuple = ()
+    alpha: float = 0.05
+    refine_rounds: int = 0                       # refine: rounds of suggest → sample → train
+    config: dict = field(default_factory=dict)   # the mapping after --set, for the record
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.options.recipe
+
+    def store_path(self, override: str | None = None) -> str:
+        """--store, else the file's `store:` (a relative path is taken from the file's
+        folder), else runs/<name> in the working directory."""
+        if override:
+            return override
+        if self.store:
+            p = Path(self.store).expanduser()
+            return str(p if p.is_absolute() else self.path.parent / p)
+        return str(Path("runs") / self.name)
+
+
+class ExperimentError(DseError):
+    """A mistake in an experiment file: '<file>: <key>: <problem>'."""
+
+    def __init__(self, path, key: str | None, problem: str):
+        super().__init__(f"{path}: {key + ': ' if key else ''}{problem}")
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+def parse_set(text: str) -> tuple[list[str], object]:
+    """'train.epochs=1' → (['train', 'epochs'], 1); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise ArgumentError("sets", f"{text!r} is not KEY=VALUE (e.g. n=16, train.epochs=1)")
+    try:
+        v = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        v = value
+    return [p.strip() for p in parts], v
+
+
+def apply_sets(config: dict, sets=()) -> dict:
+    out = dict(config)
+    for text in sets:
+        parts, v = parse_set(text)
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ArgumentError("sets", f"{text!r}: {p} is not a mapping")
+            node[p] = child = dict(child)
+            node = child
+        node[parts[-1]] = v
+    return out
+
+
+def load(path, sets=()) -> Experiment:
+    """Read and check an experiment file, with `--set` overrides applied first."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DseError(f"experiment file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DseError(f"cannot read experiment file {path}: {e}") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where else ""
+        raise ExperimentError(path, None, f"not valid YAML{at}: "
+                              f"{getattr(e, 'problem', None) or e}") from None
+    if not isinstance(config, dict):
+        raise ExperimentError(path, None, "must be a mapping of keys (name, dataset, n, "
+                              "spaces, ...)")
+    return check(apply_sets(config, sets), path)
+
+
+def check(config: dict, path) -> Experiment:
+    """The Experiment of a mapping, or an ExperimentError naming the first wrong key."""
+    path = Path(path)
+    err = lambda key, problem: ExperimentError(path, key, problem)  # noqa: E731
+    unknown = [k for k in config if k not in TOP_KEYS]
+    if unknown:
+        raise err(str(unknown[0]), f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+    refine = config.get("refine")
+    if refine is not None:
+        if not isinstance(refine, dict) or set(refine) - {"start", "rounds"} or \
+                "start" not in refine:
+            raise err("refine", "must be a mapping {start: SPACE, rounds: K}")
+        if config.get("spaces") is None:
+            config = {**config, "spaces": [refine["start"]]}
+    for k in ("name", "dataset", "n", "spaces"):
+        if config.get(k) is None:
+            raise err(k, "is required")
+    name = config["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise err("name", f"must be a word of letters, digits, '-', '_' or '.' (got {name!r})")
+    dataset = config["dataset"]
+    if dataset not in datasets.names():
+        raise err("dataset", f"unknown dataset {dataset!r}; known: {', '.join(datasets.names())}")
+    n = _int(err, "n", config["n"], 1)
+    seed = _int(err, "seed", config.get("seed", 0), 0)
+    resolution = config.get("resolution")
+    if resolution is not None:
+        resolution = _int(err, "resolution", resolution, 8)
+    names, args = _spaces(err, config["spaces"], path)
+    windows = {}
+    for k in ("flops", "params", "acts"):
+        v = config.get(k)
+        try:
+            windows[k] = sampling.parse_window(str(v), k) if v is not None else None
+        except DseError as e:
+            raise err(k, str(e)) from None
+    if windows["flops"] is None:
+        task = datasets.get(dataset).task
+        windows["flops"] = (sampling.Window(*datasets.flops_window(task)) if task is not None
+                            else sampling.Window())
+    alpha = config.get("alpha", 0.05)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < 1:
+        raise err("alpha", f"must be a number in (0, 1) (got {alpha!r})")
+    data_dir = _opt_str(err, "data_dir", config.get("data_dir"))
+    options = _train(err, config.get("train") or {}, data_dir)
+    analyses = _analyze(err, config.get("analyze") or {}, names)
+    claims = _claims(err, config.get("expect") or [], names)
+    rounds = 0
+    if refine is not None:
+        rounds = _int(err, "refine.rounds", refine.get("rounds", 2), 1)
+        if _space_name(err, "refine.start", refine["start"], names) != names[0]:
+            raise err("refine.start", "must be the first of the experiment's spaces")
+    return Experiment(
+        path=path, name=name, dataset=dataset, n=n, spaces=tuple(names), space_args=tuple(args),
+        flops=windows["flops"], params=windows["params"] or sampling.Window(),
+        acts=windows["acts"] or sampling.Window(), seed=seed,
+        about=_opt_str(err, "about", config.get("about")) or "", data_dir=data_dir,
+        resolution=resolution, store=_opt_str(err, "store", config.get("store")),
+        options=options, analyses=analyses, claims=tuple(claims), alpha=float(alpha),
+        refine_rounds=rounds, config=config)
+
+
+def _int(err, key, v, lo):
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise err(key, f"must be an integer ≥ {lo} (got {v!r})")
+    return v
+
+
+def _opt_str(err, key, v):
+    if v is not None and not isinstance(v, str):
+        raise err(key, f"must be a string (got {v!r})")
+    return v
+
+
+def _spaces(err, value, path: Path) -> tuple[list[str], list[str]]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise err("spaces", "must be a list of space names, aliases or .yaml files")
+    names, args = [], []
+    for v in value:
+        if not isinstance(v, str):
+            raise err("spaces", f"{v!r} is not a space name, alias or file")
+        arg = v
+        if v.endswith((".yaml", ".yml")) and not Path(v).is_absolute():
+            near = path.parent / v  # a space file next to the experiment
+            arg = str(near) if near.exists() else v
+        try:
+            space = spaces.load(arg)
+        except DseError as e:
+            raise err("spaces", str(e)) from None
+        if space.name in names:
+            raise err("spaces", f"{space.name} is listed twice")
+        names.append(space.name)
+        args.append(arg)
+    return names, args
+
+
+def _train(err, value, data_dir) -> TrainOptions:
+    if not isinstance(value, dict):
+        raise err("train", "must be a mapping of `dse train` options (epochs, batch_size, ...)")
+    recipe, options, paper = {}, {}, False
+    for k, v in value.items():
+        if k not in TRAIN_KEYS:
+            raise err(f"train.{k}", f"unknown key; allowed: {', '.join(TRAIN_KEYS)}")
+        if k in BOOL_TRAIN and not isinstance(v, bool):
+            raise err(f"train.{k}", f"must be true or false (got {v!r})")
+        where, fld = TRAIN_KEYS[k]
+        if where is None:
+            paper = v
+        elif where == "recipe":
+            recipe[fld] = float(v) if fld in ("lr", "momentum", "wd", "warmup_epochs") and \
+                isinstance(v, int) and not isinstance(v, bool) else v
+        else:
+            options[fld] = v
+    keys = {fld: k for k, (_, fld) in TRAIN_KEYS.items()}
+    try:
+        r = Recipe(**recipe)
+        if paper:
+            r = r.paper()
+        if options.get("device") is not None and not isinstance(options["device"], str):
+            raise ArgumentError("device", f"must be auto, cpu, cuda or cuda:N (got "
+                                f"{options['device']!r})")
+        return TrainOptions(recipe=r, data_dir=data_dir, **options)
+    except ArgumentError as e:
+        raise err(f"train.{keys.get(e.param, e.param)}", e.problem) from None
+    except TypeError as e:  # a value of the wrong type that the checks above let through
+        raise err("train", str(e)) from None
+
+
+def _analyze(err, value, names) -> Analyses:
+    if not isinstance(value, dict):
+        raise err("analyze", f"must be a mapping with keys {', '.join(ANALYZE_KEYS)}")
+    for k in value:
+        if k not in ANALYZE_KEYS:
+            raise err(f"analyze.{k}", f"unknown key; allowed: {', '.join(ANALYZE_KEYS)}")
+    a = Analyses()
+    edf = value.get("edf") or {}
+    if not isinstance(edf, dict) or any(k not in EDF_KEYS for k in edf):
+        raise err("analyze.edf", f"must be a mapping with keys {', '.join(EDF_KEYS)}")
+    normalize = edf.get("normalize", "none")
+    if normalize not in ("none", "flops", "params", "acts"):
+        raise err("analyze.edf.normalize", f"must be none, flops, params or acts "
+                  f"(got {normalize!r})")
+    bands = edf.get("bands", "auto")
+    if bands not in BANDS:
+        raise err("analyze.edf.bands", f"must be {', '.join(BANDS)} (got {bands!r})")
+    a = replace(a, normalize=normalize, bands=bands,
+                bins=_int(err, "analyze.edf.bins", edf.get("bins", 10), 1))
+    fl = value.get("fit_linear")
+    if fl is not None:
+        if isinstance(fl, dict):
+            a = replace(a, fit_linear=tuple(_named(err, "analyze.fit_linear.spaces",
+                                                   fl.get("spaces", names), names)),
+                        fit_top=_int(err, "analyze.fit_linear.top", fl.get("top", 10), 1))
+        else:
+            a = replace(a, fit_linear=tuple(_named(err, "analyze.fit_linear", fl, names)))
+    tr = value.get("trends")
+    if tr is not None:
+        a = replace(a, trends=tuple(_named(err, "analyze.trends", tr, names)))
+    report = value.get("report", True)
+    if not isinstance(report, bool):
+        raise err("analyze.report", f"must be true or false (got {report!r})")
+    return replace(a, report=report)
+
+
+def _named(err, key, value, names) -> list[str]:
+    """Spaces of the experiment named in an analysis (by name or alias)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise err(key, "must be a list of the experiment's spaces")
+    return [_space_name(err, key, v, names) for v in value]
+
+
+def _space_name(err, key, v, names) -> str:
+    if v in names:
+        return v
+    try:
+        s = spaces.load(v).name
+    except DseError:
+        s = None
+    if s not in names:
+        raise err(key, f"{v!r} is not one of the experiment's spaces ({', '.join(names)})")
+    return s
+
+
+def _claims(err, value, names) -> list[Claim]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise err("expect", "must be a list of claims such as 'anynetxe better than anynetxd'")
+    out = []
+    for i, v in enumerate(value):
+        key = f"expect[{i + 1}]"
+        if not isinstance(v, str):
+            raise err(key, f"must be a claim text (got {v!r})")
+        try:
+            c = parse_claim(v)
+        except DseError as e:
+            raise err(key, str(e)) from None
+        c = replace(c, a=_space_name(err, key, c.a, names),
+                    b=_space_name(err, key, c.b, names) if c.b is not None else None)
+        if c.param is not None:
+            kind = spaces.load(c.a).kind
+            if c.param not in param_table(kind):
+                raise err(key, f"{c.param!r} is not a parameter of {c.a}; choose from "
+                          f"{', '.join(param_table(kind))}")
+        out.append(c)
+    return out

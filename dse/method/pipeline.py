@@ -1,0 +1,34 @@
+"""`dse run` as a library call: carry out an experiment on a store, stage by stage (sample,
+train, the refine loop, analyze), as the command line does and a notebook can.
+"""
+
+from __future__ import annotations
+
+from dse.method import refine, stages, summary
+from dse.method.experiment import Experiment
+from dse.store.core import Store
+
+STAGES = ("sample", "train", "analyze")  # what `only` picks, in the order a run goes
+
+
+def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
+        progress=None) -> dict | None:
+    """Run the experiment's stages (all of them, or `only` one); returns the analysis summary
+    when the analyze stage ran. `progress()` makes a fresh training report per training call
+    (dse.runner.progress.Progress; None trains silently)."""
+    if only not in (None, *STAGES):
+        raise ValueError(f"only must be one of {', '.join(STAGES)} (got {only!r})")
+    report = progress or (lambda: None)
+    if only in (None, "sample"):
+        stages.record(exp, store)
+        stages.sample(exp, store, echo)
+    if only in (None, "train"):
+        from dse.runner import loop as runner
+
+        stages.train(exp, Store.existing(store), report())
+        if exp.refine_rounds:
+            refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
+                                                            report=report()), echo)
+    if only in (None, "analyze"):
+        return summary.analyze(exp, store)
+    return None

@@ -1,0 +1,148 @@
+"""The stages of an experiment (dse.method.experiment) on a store, and its plan:
+
+- sample: each space gets models until it holds `n` (the same seed draws the same models,
+  so a space sampled before by `dse sample` with that seed is left as it is);
+- train: every model of the experiment's spaces without a result (dse.runner.loop.run:
+  leases, resumable; an interrupted run continues and trains nothing twice).
+
+`plan` says what a run would do, without creating anything. The analysis is
+dse.method.summary; the whole sequence, with the refine loop, dse.method.pipeline. No torch
+here: training is imported when it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from dse.data import datasets
+from dse.errors import DseError
+from dse.method.experiment import Experiment
+from dse.space import definition as spaces
+from dse.space import sampling
+from dse.store.core import Store, needs_training, write_atomic
+from dse.system import stamp
+
+
+def load_space(exp: Experiment, name: str):
+    """The space of the experiment named `name`, loaded from the file or built-in name given."""
+    return spaces.load(exp.space_args[exp.spaces.index(name)])
+
+
+def plan(exp: Experiment, store: Store) -> dict:
+    """What `dse run` would do now: per space the models to sample and to train, the
+    training cost, and an ETA when models of this store have trained already."""
+    have, pending, pending_flops = {}, {}, {}
+    if Path(store).is_dir():
+        present = set(store.spaces())
+        for s in exp.spaces:
+            if s not in present:
+                continue
+            models = store.read_models(s)
+            stored = store.statuses(s)
+            todo = [needs_training(stored.get(m), exp.options.retry_failed)
+                    for m in models["model_id"]]
+            have[s] = len(models)
+            pending[s] = int(sum(todo))
+            pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
+                if len(models) else 0.0
+    rate = measured_rate(store) if Path(store).is_dir() else None
+    workers = exp.options.jobs
+    rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
+    total = {k: sum(r[k] for r in rows if r[k] is not None)
+             for k in ("to_sample", "to_train", "image_epochs", "cost", "eta_s")}
+    if all(r["eta_s"] is None for r in rows):
+        total["eta_s"] = None
+    return dict(experiment=exp.name, store=str(store), rows=rows, total=total,
+                rate=rate, workers=workers, images=train_images(exp), epochs=exp.recipe.epochs)
+
+
+def measured_rate(store: Store) -> float | None:
+    """Median training speed of this store's finished models, in multiply-adds per second
+    per trainer (3 × flops × images × epochs / train seconds), or None before any."""
+    speeds = []
+    for s in store.spaces():
+        try:
+            df = store.load([s])
+        except DseError:
+            continue
+        done = df[(df["status"] == "done") & (df["train_seconds"] > 0)]
+        if done.empty:
+            continue
+        size = datasets.get(done["dataset"].iloc[0]).train_size or 0
+        images = done["train_subset"].fillna(size).to_numpy(dtype=float)
+        speeds.append(3 * done["flops"].to_numpy(dtype=float) * images
+                      * done["epochs_run"].fillna(done["epochs"]).to_numpy(dtype=float)
+                      / done["train_seconds"].to_numpy(dtype=float))
+    speeds = np.concatenate(speeds) if speeds else np.array([])
+    speeds = speeds[np.isfinite(speeds) & (speeds > 0)]
+    return float(np.median(speeds)) if speeds.size else None
+
+
+# ---- stages ----------------------------------------------------------------------------------
+
+def record(exp: Experiment, store: Store) -> Path:
+    """Write the experiment as run (after --set) to <store>/experiments/<name>/."""
+    d = store.experiment_dir(exp.name)
+    d.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({**exp.config, "_source": str(exp.path),
+                           "_run_at": stamp()}, sort_keys=False, allow_unicode=True)
+    write_atomic(store.experiment_file(exp.name),
+                 lambda p: Path(p).write_text(text, encoding="utf-8"))
+    return d
+
+
+def sample(exp: Experiment, store: Store, echo=print) -> dict:
+    """Top each space up to n models; returns {space: models added}."""
+    return {name: sample_space(exp, store, load_space(exp, name), echo) for name in exp.spaces}
+
+
+def sample_space(exp: Experiment, store: Store, space, echo=print) -> int:
+    """Top one space up to the experiment's n models; returns how many were added."""
+    have = len(store.read_models(space.name)) if space.name in store.spaces() else 0
+    want = exp.n - have
+    if want <= 0:
+        return 0
+    task, data = datasets.task_and_record(exp.dataset, exp.data_dir, exp.resolution)
+    draw = lambda ids: sampling.sample(  # noqa: E731
+        space, want, task, exp.flops, exp.params, exp.acts, exp.seed, exclude=ids)
+    new = store.add_models(space, exp.dataset, task, draw, exp.seed, data)
+    echo(f"sampled {len(new)} {space.name} models ({have + len(new)} in all)")
+    return len(new)
+
+
+def train(exp: Experiment, store: Store, report=None):
+    from dse.runner import loop as runner
+
+    return runner.run(store, list(exp.spaces), exp.options, report=report)
+
+
+# ---- the plan --------------------------------------------------------------------------------
+
+def train_images(exp: Experiment) -> int | None:
+    """Images each model trains on per epoch (train_subset, or the dataset's known size)."""
+    return exp.recipe.train_subset or datasets.get(exp.dataset).train_size
+
+
+def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
+              rate: float | None, workers: int) -> list[dict]:
+    """Per space: models to sample and to train, and the training cost in multiply-adds
+    (3 × flops × images × epochs: forward and backward), with an ETA when `rate` (multiply-
+    adds per second per worker, measured on this store) is known."""
+    images = train_images(exp)
+    rows = []
+    for s in exp.spaces:
+        to_sample = max(0, exp.n - have.get(s, 0))
+        mid = math.sqrt(exp.flops.lo * exp.flops.hi) if exp.flops.hi < math.inf else None
+        flops = pending_flops.get(s, 0.0) + (to_sample * mid if mid else 0.0)
+        cost = 3 * flops * images * exp.recipe.epochs if images else None
+        rows.append(dict(space=s, sampled=have.get(s, 0), to_sample=to_sample,
+                         to_train=pending.get(s, 0) + to_sample,
+                         image_epochs=(pending.get(s, 0) + to_sample) * images
+                         * exp.recipe.epochs if images else None,
+                         cost=cost,
+                         eta_s=cost / (rate * workers) if cost is not None and rate else None))
+    return rows

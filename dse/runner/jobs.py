@@ -1,0 +1,79 @@
+"""What executors and the run loop exchange: a `Job` (one model to train and its data), the
+events an executor gives back (`Epoch`, `Finished`, `Returned`), the `Executor` contract that
+every executor implements, and the restart policy of worker slots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from dse.data.datasets import DataRef
+from dse.space.spec import AnyNetSpec, Task
+from dse.train.outcome import Outcome
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model to train, and the data it trains on."""
+
+    space: str
+    model_id: str
+    data: DataRef
+    spec: AnyNetSpec
+    task: Task
+    flops: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.space}/{self.model_id}"
+
+    @property
+    def dataset(self) -> str:
+        return self.data.dataset
+
+
+class Epoch(NamedTuple):
+    """A model finished an epoch with this mean training loss."""
+
+    key: str
+    epoch: int
+    loss: float
+
+
+class Finished(NamedTuple):
+    """A model's training ended: its outcome (dse.train.outcome.Outcome) and the device name."""
+
+    key: str
+    outcome: Outcome
+    device: str
+
+
+class Returned(NamedTuple):
+    """A job given back untrained (its worker could not start): train it elsewhere."""
+
+    key: str
+
+
+class StartFailed(NamedTuple):
+    """A worker process could not take its device."""
+
+    message: str
+
+
+MAX_FAILURES = 3                 # consecutive failures of one worker slot before giving up
+BACKOFF_S = (1.0, 4.0, 16.0)     # wait before the 1st, 2nd, 3rd restart of a slot
+
+
+class Executor(Protocol):
+    """Where jobs train. The run loop submits a job whenever `free()`, and collects what
+    happened with `events(timeout)`; `unusable` (None while it can train) says why it cannot
+    train any more. dse.runner.executors.InProcess trains on the calling thread;
+    dse.runner.processes.Processes in worker processes."""
+
+    unusable: str | None
+
+    def __enter__(self) -> Executor: ...
+    def __exit__(self, *exc) -> None: ...
+    def free(self) -> bool: ...
+    def submit(self, job: Job) -> None: ...
+    def events(self, timeout: float) -> list: ...

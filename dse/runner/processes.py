@@ -1,0 +1,195 @@
+"""Worker processes: one per (device, job slot), each training one model at a time.
+
+A worker takes jobs from its task queue and sends `Epoch` and `Finished` events back on its
+own result queue. After a fatal CUDA error (dse.runner.executors.cuda_fault) it records the model
+and
+exits; one that cannot take its device sends `StartFailed` and exits, and its job is given
+back (`Returned`) uncharged; one killed while training (OOM killer, segfault) fails its
+model. Each is restarted after a back-off (BACKOFF_S), up to MAX_FAILURES in a row; when
+every slot is given up, `unusable` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue as queue_mod
+import time
+from dataclasses import dataclass
+
+from dse.runner._work import DataCache, train_one, use_device
+from dse.runner.jobs import BACKOFF_S, MAX_FAILURES, Epoch, Finished, Job, Returned, StartFailed
+from dse.runner.options import TrainOptions
+from dse.train.outcome import Outcome
+
+
+def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, tasks, results,
+                 parent: int) -> None:
+    """A worker process: train the jobs it is sent on `device` until it gets None."""
+    import signal
+
+    with contextlib.suppress(Exception):  # die with the parent (Linux)
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+    try:
+        dev, name = use_device(device, n_here)
+        cache = DataCache(dev, options, trainers=n_all)
+    except Exception as e:  # noqa: BLE001 - CUDA busy (exclusive mode), full, or missing
+        results.put(StartFailed(" ".join(f"{type(e).__name__}: {e}".split())[:300]))
+        return
+    while True:
+        try:
+            job = tasks.get(timeout=5)
+        except queue_mod.Empty:
+            if os.getppid() != parent:
+                return
+            continue
+        if job is None:
+            return
+
+        def on_epoch(epoch, loss, job=job):
+            if os.getppid() != parent:
+                raise SystemExit(0)
+            results.put(Epoch(job.key, epoch, loss))
+
+        outcome = train_one(job, cache, options, on_epoch)
+        results.put(Finished(job.key, outcome, name))
+        if outcome.fatal:
+            return  # this process's CUDA context is gone; a fresh process takes over
+
+
+@dataclass
+class _Slot:
+    """One worker slot: its process (None while it waits to restart), task queue, own result
+    queue (a worker killed while writing holds its queue's lock forever, which would block
+    every writer of a shared queue), the key of the job it trains (None when idle), and its
+    record of failures."""
+
+    process: object = None
+    tasks: object = None
+    results: object = None
+    key: str | None = None
+    failures: int = 0              # in a row: start failures, fatal errors, deaths
+    restart_at: float = 0.0        # monotonic time of the next start while process is None
+    why: str = ""                  # the last failure
+    exiting: bool = False          # its worker said it exits (after a fatal CUDA error)
+    given_up: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.process is not None and not (self.exiting or self.given_up)
+
+
+class Processes:
+    """Worker processes, one per entry of `devices`; each trains one model at a time. A
+    worker that dies (OOM killer, segfault) fails its model; one that cannot start gives its
+    job back; either way it is restarted after a back-off, up to MAX_FAILURES in a row."""
+
+    def __init__(self, devices: list[str], options: TrainOptions):
+        import multiprocessing as mp
+
+        self.ctx = mp.get_context("spawn")
+        self.devices, self.options = devices, options
+        self.slots = [_Slot() for _ in devices]
+        self.unusable: str | None = None
+
+    def _start(self, i: int) -> None:
+        s = self.slots[i]
+        s.tasks, s.results, s.exiting = self.ctx.Queue(), self.ctx.Queue(), False
+        n_here = self.devices.count(self.devices[i])
+        # not daemonic: a worker may start processes of its own (the DataLoader of a
+        # streamed dataset); it still dies with this process (prctl) and is joined or killed
+        # on exit
+        s.process = self.ctx.Process(
+            target=_worker_main, name=f"dse-worker-{i}", daemon=False,
+            args=(self.devices[i], n_here, len(self.devices), self.options, s.tasks,
+                  s.results, os.getpid()))
+        s.process.start()
+
+    def __enter__(self):
+        for i in range(len(self.devices)):
+            self._start(i)
+        return self
+
+    def __exit__(self, *exc):
+        live = [s for s in self.slots if s.process is not None]
+        for s in live:
+            with contextlib.suppress(Exception):
+                s.tasks.put(None)
+        for s in live:
+            s.process.join(timeout=None if s.key is None and exc[0] is None else 0.5)
+            if s.process.is_alive():
+                s.process.kill()
+                s.process.join()
+
+    def free(self) -> bool:
+        return any(s.ready and s.key is None for s in self.slots)
+
+    def submit(self, job: Job):
+        s = next(s for s in self.slots if s.ready and s.key is None)
+        s.key = job.key
+        s.tasks.put(job)
+
+    def events(self, timeout: float) -> list:
+        got = [[] for _ in self.slots]  # what each worker sent
+        deadline = time.monotonic() + timeout
+        while True:
+            for s, g in zip(self.slots, got):
+                if s.process is not None and (s.process.is_alive() or s.process.exitcode == 0):
+                    g += _drain(s.results)
+            if any(got) or time.monotonic() >= deadline or any(
+                    s.process is not None and not s.process.is_alive() for s in self.slots):
+                break
+            time.sleep(0.02)
+        return self._settle(got)
+
+    def _settle(self, got: list[list]) -> list:
+        """Book what the workers sent, account for dead ones and restart them in time."""
+        out, now = [], time.monotonic()
+        for i, s in enumerate(self.slots):
+            if s.process is not None and not s.process.is_alive():
+                got[i] += _drain(s.results)  # its last words
+            for ev in got[i]:
+                if isinstance(ev, StartFailed):
+                    s.failures, s.why = s.failures + 1, f"cannot start: {ev.message}"
+                    s.exiting = True
+                    if s.key is not None:
+                        out.append(Returned(s.key))
+                        s.key = None
+                    continue
+                out.append(ev)
+                if isinstance(ev, Finished):
+                    s.key = None
+                    fatal = bool(ev.outcome.fatal)
+                    s.failures = s.failures + 1 if fatal else 0
+                    s.why = ev.outcome.message if fatal else s.why
+                    s.exiting = s.exiting or fatal
+            if s.process is None or s.process.is_alive():
+                continue
+            if s.key is not None:  # killed while training (OOM killer, segfault)
+                why = f"worker process died (exit code {s.process.exitcode})"
+                out.append(Finished(s.key, Outcome.failed(why), self.devices[i]))
+                s.key, s.failures, s.why = None, s.failures + 1, why
+            s.process = None
+            if s.failures >= MAX_FAILURES:
+                s.given_up = True
+            else:
+                s.restart_at = now + (BACKOFF_S[s.failures - 1] if s.failures else 0.0)
+        for i, s in enumerate(self.slots):
+            if s.process is None and not s.given_up and now >= s.restart_at:
+                self._start(i)
+        if all(s.given_up for s in self.slots):
+            self.unusable = "; ".join(sorted({f"{d}: {s.why}" for d, s in
+                                              zip(self.devices, self.slots)})) + \
+                f" ({MAX_FAILURES} failures in a row of every worker)"
+        return out
+
+
+def _drain(q) -> list:
+    """Everything waiting in a queue, without blocking."""
+    out = []
+    with contextlib.suppress(queue_mod.Empty):
+        while True:
+            out.append(q.get_nowait())
+    return out

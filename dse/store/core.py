@@ -1,0 +1,352 @@
+"""The population store: a directory laid out by this module alone (pure).
+
+The layout of its files is dse.store.paths.Layout; `Store` adds every read and write.
+
+Writes go to a temporary file in the same directory and are renamed into place, under the
+space's lock, so a reader never sees a half-written table and a crash never loses rows.
+A damaged file (truncated, not Parquet) is never changed or deleted: an unreadable result is
+skipped with a warning and its model counts as untrained; an unreadable models.parquet stops
+what needs that space and leaves the other spaces usable. Schemas: docs/store.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from dse import __version__
+from dse.errors import DamagedFileError, DseError, DseWarning
+from dse.files import write_atomic, write_output
+from dse.store.paths import Layout
+from dse.store.schema import DEFINITION_KEYS, MODELS_SCHEMA, RESULT_STATUSES, RESULTS_SCHEMA
+
+DEFAULT_STORE = "runs"
+DAMAGED = "damaged"  # the status of a result file that cannot be read
+
+
+def needs_training(status: str | None, retry_failed: bool = False) -> bool:
+    """Whether a model with this stored result status is to be trained (again)."""
+    return status is None or status == DAMAGED or (retry_failed and status == "failed")
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A store file that cannot be read, and why."""
+
+    path: Path
+    reason: str
+
+
+class Store(Layout):
+    """A population store rooted at a directory (a path, another Store, or None for
+    $DSE_STORE or ./runs): every path under it comes from here."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.root = Path(path or os.environ.get("DSE_STORE") or DEFAULT_STORE)
+
+    @classmethod
+    def existing(cls, path: str | os.PathLike | None = None) -> Store:
+        """The store at `path` ($DSE_STORE, ./runs), which must exist."""
+        store = cls(path)
+        if not store.root.is_dir():
+            raise DseError(f"store {store.root} does not exist; sample models into it first "
+                           f"(dse sample --store {store.root}), or name another store")
+        return store
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def __fspath__(self) -> str:  # a Store is also its directory: Path(store), Store(store)
+        return str(self.root)
+
+    @contextlib.contextmanager
+    def lock(self, space: str):
+        """An exclusive inter-process lock on a space's directory."""
+        d = self.space_dir(space)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:
+            raise DseError(f"cannot write to store {self.root}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # ---- spaces and models -----------------------------------------------------------------
+
+    def spaces(self) -> list[str]:
+        """Names of the spaces that have sampled models in the store."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "models.parquet").is_file())
+
+    def read_models(self, space: str) -> pd.DataFrame:
+        """The sampled models of a space (empty frame with the schema's columns if none);
+        DamagedFileError if models.parquet cannot be read."""
+        path = self.models_path(space)
+        if not path.exists():
+            return MODELS_SCHEMA.empty_table().to_pandas()
+        return _read_table(path).to_pandas()
+
+    def resolve(self, name: str) -> str:
+        """The store's name of a space given by name, alias or YAML path."""
+        have = self.spaces()
+        if name in have:
+            return name
+        from dse.space import definition as spaces
+
+        held = ", ".join(have) or "no spaces"
+        try:
+            resolved = spaces.load(name).name
+        except DseError:
+            raise DseError(f"unknown space {name!r}: not in store {self.root} (which holds "
+                           f"{held}) and not a built-in space "
+                           f"({', '.join(spaces.valid_names())})") from None
+        if resolved not in have:
+            raise DseError(f"no {resolved} models in store {self.root} (it holds {held}); "
+                           f"run `dse sample --space {resolved}` first")
+        return resolved
+
+    def space_record(self, space: str) -> dict:
+        """The space's record (space.yaml): name, dataset, source, definition, task, data;
+        {} when there is none."""
+        path = self.definition_path(space)
+        if not path.is_file():
+            return {}
+        try:
+            rec = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(rec, dict):
+                raise AttributeError("not a mapping")
+            return rec
+        except (yaml.YAMLError, OSError, AttributeError) as e:
+            raise DseError(f"{path} is not a readable space record ({e}); restore it from a "
+                           "copy") from None
+
+    def data_record(self, space: str) -> dict:
+        """What space.yaml records about the space's data: {} for the built-in datasets;
+        for folder the directory, classes and image counts at sampling (dse.data.folders)."""
+        return self.space_record(space).get("data") or {}
+
+    def add_models(self, space, dataset: str, task, rows, seed: int,
+                   data: dict | None = None) -> pd.DataFrame:
+        """Append sampled rows to the space's models.parquet; returns the rows added.
+
+        `rows` is a list of row dicts, or a function of the set of stored model ids returning
+        one; the function runs under the space's lock, so concurrent samplers never collide.
+        Rows whose model_id is already stored are skipped. The space's definition, dataset,
+        task and `data` (where a folder dataset lives, its classes) are recorded in
+        space.yaml on first use; adding models drawn from a different definition of the same
+        name, for another dataset, task or data, is refused so a population stays one."""
+        try:
+            return self._add_models(space, dataset, task, rows, seed, data or {})
+        except OSError as e:
+            raise DseError(f"cannot write to store {self.root}: {e.strerror or e}") from None
+
+    def _add_models(self, space, dataset, task, rows, seed, data):
+        d, spec_path = self.space_dir(space.name), self.definition_path(space.name)
+        with self.lock(space.name):
+            config = {k: space.config.get(k) for k in DEFINITION_KEYS}
+            task_rec = {k: getattr(task, k) for k in ("resolution", "stem", "in_channels",
+                                                      "num_classes")}
+            if spec_path.exists():
+                stored = yaml.safe_load(spec_path.read_text()) or {}
+                if stored.get("definition") != config:
+                    raise DseError(f"{d} holds models of a different definition of space "
+                                   f"'{space.name}' ({spec_path}); use another store or name")
+                if stored.get("dataset") != dataset:
+                    raise DseError(f"{d} holds {stored.get('dataset')} models; sample "
+                                   f"{dataset} models into another store")
+                if stored.get("task", task_rec) != task_rec:
+                    raise DseError(f"{d} holds models for {_task_text(stored['task'])}, not "
+                                   f"{_task_text(task_rec)}; sample these into another store")
+                old_classes = (stored.get("data") or {}).get("classes")
+                if old_classes is not None and old_classes != data.get("classes"):
+                    raise DseError(f"{d} holds models for the classes of "
+                                   f"{stored['data'].get('dir')}, which differ from those of "
+                                   f"{data.get('dir')}; sample into another store")
+            old = self.read_models(space.name)
+            have = set(old["model_id"])
+            if callable(rows):
+                rows = rows(frozenset(have))
+            rows = [r for r in rows if r["model_id"] not in have]
+            now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+            new = pd.DataFrame([{
+                **{f.name: None for f in MODELS_SCHEMA},
+                **r, "space": space.name, "kind": space.kind, "dataset": dataset,
+                "resolution": task.resolution, "stem": task.stem,
+                "in_channels": task.in_channels, "num_classes": task.num_classes,
+                "seed": seed, "sample_index": len(old) + i, "sampled_at": now,
+                "dse_version": __version__} for i, r in enumerate(rows)],
+                columns=MODELS_SCHEMA.names)
+            table = pa.concat_tables([
+                pa.Table.from_pandas(old, schema=MODELS_SCHEMA, preserve_index=False),
+                pa.Table.from_pandas(new, schema=MODELS_SCHEMA, preserve_index=False)])
+            if not spec_path.exists():
+                text = yaml.safe_dump({"name": space.name, "dataset": dataset,
+                                       "source": space.source, "definition": config,
+                                       "task": task_rec, **({"data": data} if data else {})},
+                                      sort_keys=False)
+                write_atomic(spec_path, lambda p: Path(p).write_text(text))
+            write_atomic(self.models_path(space.name), lambda p: pq.write_table(table, p))
+            return new
+
+    # ---- results ---------------------------------------------------------------------------
+
+    def write_result(self, space: str, row: dict, schema: pa.Schema = RESULTS_SCHEMA) -> Path:
+        """Write one model's result atomically; columns of `schema` missing from `row` are
+        stored as null."""
+        self.results_dir(space).mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
+        path = self.result_path(space, row["model_id"])
+        write_atomic(path, lambda p: pq.write_table(table, p))
+        return path
+
+    def scan_results(self, space: str) -> tuple[pd.DataFrame, list[Damaged]]:
+        """Every readable result of a space as one frame (empty with the schema's columns if
+        none), and the result files that cannot be read."""
+        d = self.results_dir(space)
+        tables, damaged = [], []
+        for f in sorted(d.glob("*.parquet")) if d.is_dir() else []:
+            try:
+                tables.append(_read_table(f))
+            except DamagedFileError as e:
+                damaged.append(Damaged(f, e.reason))
+        if not tables:
+            return RESULTS_SCHEMA.empty_table().to_pandas(), damaged
+        return pa.concat_tables(tables, promote_options="default").to_pandas(), damaged
+
+    def read_results(self, space: str) -> pd.DataFrame:
+        """Every readable result of a space; each unreadable file is skipped with a warning.
+        Equivalent to pandas.read_parquet("<store>/<space>/results") on an undamaged store."""
+        frame, damaged = self.scan_results(space)
+        for x in damaged:
+            warnings.warn(f"skipped damaged result file {x.path} ({x.reason}); `dse train` "
+                          "sets it aside and trains its model again", DseWarning, stacklevel=2)
+        return frame
+
+    def statuses(self, space: str) -> dict[str, str]:
+        """model_id → stored status (done, diverged, failed, or damaged when unreadable)."""
+        frame, damaged = self.scan_results(space)
+        out = {x.path.stem: DAMAGED for x in damaged}
+        out.update(zip(frame["model_id"], frame["status"]))
+        return out
+
+    def result_status(self, space: str, model_id: str) -> str | None:
+        """The status of a model's stored result; None if it has none; DAMAGED if unreadable."""
+        path = self.result_path(space, model_id)
+        if not path.is_file():
+            return None
+        try:
+            status = pq.read_table(path, columns=["status"]).column(0)[0].as_py()
+        except (pa.ArrowException, OSError, IndexError, KeyError):
+            return DAMAGED
+        return status if status in RESULT_STATUSES else DAMAGED
+
+    def set_aside(self, space: str, model_id: str) -> Path | None:
+        """Move a model's unreadable result file to <space>/damaged/ (never deleting it) so
+        the model can be trained again; returns where it went (None if it was readable)."""
+        src = self.result_path(space, model_id)
+        with self.lock(space):
+            if self.result_status(space, model_id) != DAMAGED:
+                return None
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            dst = self.damaged_dir(space) / f"{model_id}.{stamp}.parquet"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            return dst
+
+    def load(self, spaces: list[str] | None = None) -> pd.DataFrame:
+        """Models joined with their results (left join: untrained models have a null status),
+        for the named spaces (names, aliases or YAML paths) or every space in the store. The
+        sampling seed stays `seed`; the training seed becomes `train_seed`. With no names a
+        space whose models.parquet is damaged is left out with a warning."""
+        if spaces:
+            names = list(dict.fromkeys(self.resolve(s) for s in spaces))
+            models = {s: self.read_models(s) for s in names}
+        else:
+            models = {}
+            for s in self.spaces():
+                try:
+                    models[s] = self.read_models(s)
+                except DamagedFileError as e:
+                    warnings.warn(f"left out space {s}: {e}", DseWarning, stacklevel=2)
+            if not models and not self.spaces():
+                raise DseError(f"store {self.root} holds no sampled models; run "
+                               f"`dse sample --store {self.root}`")
+        frames = [_join(m, self.read_results(s)) for s, m in models.items()]
+        if not frames:
+            frames = [_join(MODELS_SCHEMA.empty_table().to_pandas(),
+                            RESULTS_SCHEMA.empty_table().to_pandas())]
+        return pd.concat(frames, ignore_index=True)
+
+    # ---- cluster jobs ----------------------------------------------------------------------
+
+    def write_job(self, name: str, record: dict, task: int | None = None) -> Path:
+        """Write a submission's record (job.json), or a task's own (tasks/<task>.json)."""
+        path = self.job_record_path(name) if task is None else self.task_record_path(name, task)
+        return write_output(path, lambda p: Path(p).write_text(json.dumps(record, indent=1)))
+
+    def read_jobs(self) -> list[dict]:
+        """Every submission, oldest first, with `task_records` (task index → the task's own
+        record); an unreadable record is skipped with a warning."""
+        jobs = [(f, _read_json(f)) for f in sorted(self.jobs_dir.glob("*/job.json"))]
+        for f, rec in (j for j in jobs if j[1] is not None):
+            tasks = sorted((int(t.stem), _read_json(t)) for t in f.parent.glob("tasks/*.json"))
+            rec["task_records"] = {k: r for k, r in tasks if r is not None}
+        return [rec for _, rec in jobs if rec is not None]
+
+    # ---- analysis outputs ------------------------------------------------------------------
+
+    def save_table(self, space: str, name: str, df: pd.DataFrame) -> Path:
+        """Write an analysis table atomically to <space>/analysis/<name>.parquet."""
+        path = self.analysis_dir(space) / f"{name}.parquet"
+        return write_output(path, lambda p: df.to_parquet(p, index=False))
+
+
+def _task_text(t: dict) -> str:
+    return (f"{t.get('resolution')}×{t.get('resolution')}×{t.get('in_channels')} inputs, "
+            f"{t.get('num_classes')} classes")
+
+
+def _join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    res = results.drop(columns=["space", "dataset", "dse_version"])
+    res = res.rename(columns={"seed": "train_seed"}).drop_duplicates("model_id", keep="last")
+    return models.merge(res, on="model_id", how="left")
+
+
+def _read_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DamagedFileError(path, _why(e)) from None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        warnings.warn(f"skipped unreadable job record {path} ({e})", DseWarning, stacklevel=3)
+
+
+def _why(e: Exception) -> str:
+    """The first sentence of a reader's error, without the path it repeats."""
+    msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", " ".join(str(e).split()))
+    return msg.split(". ")[0].rstrip(".")[:160]

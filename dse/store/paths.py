@@ -1,0 +1,112 @@
+"""Where every file of a store lives (pure): `Layout` names each path under a store directory,
+and nothing else in dse builds one. dse.store.core.Store adds the reads and writes.
+
+    <store>/
+      <space>/
+        models.parquet                 one row per sampled model (dse.store.schema.MODELS_SCHEMA)
+        space.yaml                     the resolved space definition the models came from
+        results/<model_id>.parquet     one row per trained model (RESULTS_SCHEMA)
+        claims/<model_id>.json         held while a model trains (dse.runner.leases)
+        damaged/<model_id>.<time>.parquet   unreadable results that dse train set aside
+        analysis/<name>.parquet|.png   analyses of this space (fit-linear, trends)
+        .lock                          the space's inter-process lock
+      analysis/                        figures that compare spaces (EDFs, search efficiency)
+      report.html                      dse report
+      experiments/  jobs/              experiment and cluster-job records
+
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Layout:
+    """The paths under a store directory `root`."""
+
+    root: Path
+
+    def space_dir(self, space: str) -> Path:
+        return self.root / space
+
+    def models_path(self, space: str) -> Path:
+        return self.root / space / "models.parquet"
+
+    def definition_path(self, space: str) -> Path:
+        return self.root / space / "space.yaml"
+
+    def results_dir(self, space: str) -> Path:
+        return self.root / space / "results"
+
+    def result_path(self, space: str, model_id: str) -> Path:
+        return self.results_dir(space) / f"{model_id}.parquet"
+
+    def claims_dir(self, space: str) -> Path:
+        return self.root / space / "claims"
+
+    def claim_path(self, space: str, model_id: str) -> Path:
+        return self.claims_dir(space) / f"{model_id}.json"
+
+    def damaged_dir(self, space: str) -> Path:
+        return self.root / space / "damaged"
+
+    def analysis_dir(self, space: str | None = None) -> Path:
+        """Outputs of one space's analyses, or (no space) of comparisons between spaces."""
+        return (self.root / space if space else self.root) / "analysis"
+
+    def figure_path(self, name: str, spaces: list[str], suffix: str = "") -> Path:
+        """Default figure of an analysis: <space>/analysis/<name>.png for one space's
+        analyses, analysis/<name>_<spaces><suffix>.png for comparisons."""
+        if name in ("fit_linear", "trends"):
+            (space,) = spaces
+            return self.analysis_dir(space) / f"{name}.png"
+        return self.analysis_dir() / f"{name}_{'_'.join(spaces)}{suffix}.png"
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / "experiments"
+
+    def experiment_dir(self, name: str) -> Path:
+        """One experiment's record and outputs (dse.method.pipeline): experiment.yaml,
+        summary.json, the figures and report.html."""
+        return self.experiments_dir / name
+
+    def experiment_file(self, name: str) -> Path:
+        """The experiment file as run (after --set)."""
+        return self.experiment_dir(name) / "experiment.yaml"
+
+    def summary_path(self, name: str) -> Path:
+        return self.experiment_dir(name) / "summary.json"
+
+    def experiment_output(self, name: str, key: str, suffix: str = ".png") -> Path:
+        """A figure (or the report, key 'report' with suffix '.html') of an experiment."""
+        return self.experiment_dir(name) / f"{key}{suffix}"
+
+    def refine_dir(self, name: str) -> Path:
+        """The refine loop of an experiment: its space files <start>-r<k>.yaml and chain.json."""
+        return self.experiment_dir(name) / "refine"
+
+    def refine_chain_path(self, name: str) -> Path:
+        return self.refine_dir(name) / "chain.json"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    def job_dir(self, name: str) -> Path:
+        """A submission of dse.runner.cluster: job.json, tasks/<k>.json, logs/."""
+        return self.jobs_dir / name
+
+    def job_record_path(self, name: str) -> Path:
+        return self.job_dir(name) / "job.json"
+
+    def task_record_path(self, name: str, task: int) -> Path:
+        return self.job_dir(name) / "tasks" / f"{task}.json"
+
+    def job_logs_dir(self, name: str) -> Path:
+        return self.job_dir(name) / "logs"
+

@@ -1,0 +1,29 @@
+"""The outcome of training one model (torch-free): what dse.train.trainer.train and
+dse.train.multistream.train_together return, the executors pass on and the run loop stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a model's training ended. status: done | diverged | failed; error: test top-1
+    error in % (done only); fatal: a CUDA error left this process unable to train again."""
+
+    status: str
+    error: float | None = None
+    message: str = ""
+    train_loss: float | None = None
+    train_seconds: float | None = None
+    images_per_second: float | None = None
+    epochs_run: int | None = None
+    steps: int | None = None
+    precision: str | None = None
+    cuda_graph: bool | None = None
+    channels_last: bool | None = None
+    fatal: bool = False
+
+    @classmethod
+    def failed(cls, message: str, seconds: float | None = None, fatal: bool = False) -> Outcome:
+        return cls("failed", message=message, train_seconds=seconds, fatal=fatal)
