@@ -18,7 +18,7 @@ ORDER = ["dse.errors", "dse.files", "dse.system", "dse.units", "dse.space", "dse
          "dse.cli"]
 
 # The modules that import torch when imported; every other module must not.
-TORCH_STAGES = {"dse.train.models", "dse.train.trainer", "dse.train.multistream",
+TORCH_STAGES = {"dse.train.models", "dse.train.step", "dse.train.trainer", "dse.train.multistream",
                 "dse.data.device", "dse.data.ondisk", "dse.compare.references",
                 "dse.compare.speed"}
 

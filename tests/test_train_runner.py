@@ -14,8 +14,7 @@ from click.testing import CliRunner
 
 from dse.cli import cli
 from dse.runner import executors as workers
-from dse.runner import leases, processes
-from dse.runner import loop as runner
+from dse.runner import leases, pending, processes
 from dse.store.core import Store
 from dse.system import HOST
 
@@ -95,7 +94,7 @@ def test_status_counts_claims_in_flight_and_stale(tmp_path):
     d = Store(tmp_path).claims_dir("regnetx")
     write_claim(d / f"{ids[0]}.json", host="elsewhere", pid=1, heartbeat_at=time.time())
     write_claim(d / f"{ids[1]}.json", host="elsewhere", pid=1, heartbeat_at=0)
-    (row,) = runner.status(Store(tmp_path))
+    (row,) = pending.status(Store(tmp_path))
     assert (row["sampled"], row["pending"], row["in_flight"], row["stale_claims"]) == (3, 3, 1, 1)
 
 
@@ -134,7 +133,7 @@ def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_p
     assert 1 <= len(before) < 4
     held = list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
     assert len(held) == 1  # the model in flight, held by a dead process
-    (row,) = runner.status(Store(tmp_path))
+    (row,) = pending.status(Store(tmp_path))
     assert row["pending"] == 4 - len(before) and row["stale_claims"] == 1
 
     r = dse_train(tmp_path, "--epochs", "2", "--train-subset", "1000")
@@ -166,7 +165,7 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
     from dse.train.recipe import Recipe
 
     sample(tmp_path, 2)
-    jobs = runner.jobs_of(Store(tmp_path), "regnetx")
+    jobs = pending.jobs_of(Store(tmp_path), "regnetx")
     options = TrainOptions(recipe=Recipe(epochs=5, train_subset=1000), channels_last=False)
     with processes.Processes(["cpu"], options) as ex:
         ex.submit(jobs[0])
@@ -216,6 +215,6 @@ def test_sigterm_gives_the_claims_back(tmp_path):
     assert p.wait(timeout=60) == 128 + signal.SIGTERM
     p.stdout.close()
     assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
-    (row,) = runner.status(Store(tmp_path))
+    (row,) = pending.status(Store(tmp_path))
     assert row["pending"] == 3 - len(list(results.glob("*.parquet"))) > 0
     assert row["in_flight"] == row["stale_claims"] == 0

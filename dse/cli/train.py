@@ -185,7 +185,7 @@ def status_cmd(store_path, only_jobs, as_json):
     """Per space: sampled / done / diverged / failed / pending (and in flight) models, any
     damaged file, and the store's cluster jobs (`dse train --cluster`)."""
     from dse.runner import cluster
-    from dse.runner import loop as runner
+    from dse.runner.pending import status
     from dse.store.core import Store
 
     store = Store(store_path)
@@ -196,7 +196,7 @@ def status_cmd(store_path, only_jobs, as_json):
         else:
             _jobs_table(recs) if recs else click.echo(f"no cluster jobs in {store}")
         return
-    rows = runner.status(store)
+    rows = status(store)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from dse.errors import ArgumentError, DseError
 from dse.runner.options import ClusterOptions, TrainOptions, parse_slurm_args  # noqa: F401 (API)
+from dse.runner.pending import jobs_of, select_spaces, status
 from dse.store.core import Store
 from dse.store.schema import RESULT_STATUSES
 from dse.system import HOST, pid_alive, stamp
@@ -166,12 +167,10 @@ def submit(store: Store | str, spaces=(), options: TrainOptions | None = None,
     """Submit one job array of cluster.tasks trainer tasks over the store's pending models
     (spaces: names or aliases, default all) and record it under the store; returns the
     record. With `debug` the tasks run here, one after the other, before it returns."""
-    from dse.runner import loop as runner
-
     options, cluster = options or TrainOptions(), cluster or ClusterOptions()
     store = Store(Store.existing(store).root.resolve())
-    names = runner.select_spaces(store, spaces, options.data_dir)
-    pending = sum(len(runner.jobs_of(store, n, options.retry_failed, options.data_dir))
+    names = select_spaces(store, spaces, options.data_dir)
+    pending = sum(len(jobs_of(store, n, options.retry_failed, options.data_dir))
                   for n in names)
     if options.data_dir is not None:  # the tasks may start elsewhere
         options = replace(options, data_dir=str(Path(options.data_dir).resolve()))
@@ -334,12 +333,10 @@ def cancel(store: Store | str, name: str | None = None) -> list[tuple[str, str]]
 def follow(store: Store | str, name: str, echo, poll: float = 2.0) -> list[dict]:
     """Print a line whenever the progress of a submission changes, until its tasks end;
     returns the final task states."""
-    from dse.runner import loop as runner
-
     last = None
     while True:
         (rec,) = [r for r in jobs(store) if r["name"] == name]
-        rows = [r for r in runner.status(store) if r["space"] in rec["spaces"]]
+        rows = [r for r in status(store) if r["space"] in rec["spaces"]]
         states = rec["task_states"]
         tally: dict = {}
         for t in states:

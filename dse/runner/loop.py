@@ -3,10 +3,9 @@ them to an executor, write each result the moment it arrives, give every claim b
 
     run(store, spaces, TrainOptions(...), report=Progress())   # what `dse train` does
 
-Only this process claims models and writes results; executors (dse.runner.executors) train. The
-lease
-protocol is dse.runner.leases; the layout of the store is dse.store.core; progress is
-dse.runner.progress.
+Only this process claims models and writes results; executors (dse.runner.executors) train.
+What is pending is dse.runner.pending; the lease protocol dse.runner.leases; the store
+dse.store; progress dse.runner.progress.
 """
 
 from __future__ import annotations
@@ -14,121 +13,22 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 
 from dse import __version__
 from dse.data import datasets
 from dse.data.datasets import DataRef
-from dse.errors import ArgumentError, DamagedFileError, DseError, DseWarning
+from dse.errors import ArgumentError, DseError
 from dse.runner import leases
 from dse.runner.jobs import Epoch, Finished, Job, Returned
-from dse.runner.options import CLAIM_TIMEOUT, TrainOptions
-from dse.space.spec import from_row
-from dse.store.core import DAMAGED, Store, needs_training
+from dse.runner.options import TrainOptions
+from dse.runner.pending import jobs_of, select_spaces
+from dse.store.core import Store, needs_training
 from dse.store.schema import RESULT_STATUSES
 from dse.system import HOST, now_utc
 from dse.train.outcome import Outcome
 from dse.units import clock
 
-# ---- what there is to train -------------------------------------------------------------------
-
-
-def jobs_of(store: Store, space: str, retry_failed: bool = False,
-            data_dir: str | None = None) -> list[Job]:
-    """Models of a space that have no readable result (or a failed one, with retry_failed),
-    each with the data it trains on (read from data_dir, else where the store recorded it,
-    else the default data directory)."""
-    models = store.read_models(space)
-    stored = store.statuses(space)
-    root = data_dir if data_dir is not None else store.data_record(space).get("dir")
-    out = []
-    for r in models.to_dict(orient="records"):
-        if not needs_training(stored.get(r["model_id"]), retry_failed):
-            continue
-        spec, task = from_row(r)
-        data = DataRef(r["dataset"], None if root is None else str(root), task.resolution)
-        out.append(Job(space, r["model_id"], data, spec, task, int(r["flops"])))
-    return out
-
-
-def select_spaces(store: Store, names=(), data_dir: str | None = None) -> list[str]:
-    """The spaces to train, checked to be trainable: the named ones (names or aliases), else
-    every space of the store whose models.parquet can be read (the others with a warning).
-    A folder space's images must still have the classes its models were sampled for."""
-    if not store.spaces():
-        raise DseError(f"store {store.root} holds no sampled models; run dse sample first")
-    chosen = list(dict.fromkeys(store.resolve(n) for n in names))
-    models = {}
-    for s in chosen or store.spaces():
-        try:
-            models[s] = store.read_models(s)
-        except DamagedFileError as e:
-            if chosen:
-                raise
-            warnings.warn(f"left out space {s}: {e}", DseWarning, stacklevel=2)
-    for s, m in models.items():
-        ds = m["dataset"].iloc[0] if len(m) else None
-        if ds not in datasets.DATASETS:
-            raise DseError(f"space {s!r} holds models for unknown dataset {ds!r}")
-        if not datasets.get(ds).trainable:
-            others = [o for o in models if o != s]
-            raise DseError(f"space {s!r} holds {ds} models, which dse train cannot train yet "
-                           f"(supported: {', '.join(datasets.trainable())})"
-                           + (f"; name the others to train ({', '.join(others)})"
-                              if others else ""))
-        if datasets.get(ds).task is None:
-            _check_folder(store, s, data_dir)
-            continue
-        r, task = m.iloc[0], datasets.task(ds)
-        if (int(r.resolution), r.stem, int(r.in_channels), int(r.num_classes)) != \
-                (task.resolution, task.stem, task.in_channels, task.num_classes):
-            raise DseError(f"space {s!r}: its models' task does not match {ds}")
-    return list(models)
-
-
-def _check_folder(store: Store, space: str, data_dir: str | None) -> None:
-    """The image tree a folder space trains on has the classes recorded at sampling."""
-    from dse.data import folders
-
-    rec = store.data_record(space)
-    tree = folders.scan(datasets.data_dir(data_dir if data_dir is not None else rec.get("dir")))
-    if list(tree.classes) != rec.get("classes"):
-        raise DseError(f"the classes of {tree.root} ({len(tree.classes)}) are not those the "
-                       f"{space} models were sampled for ({len(rec.get('classes') or [])}, "
-                       f"from {rec.get('dir')}); name the right tree with --data-dir")
-
-
-def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
-    """Per space: sampled / done / diverged / failed / pending, how many of the pending are
-    in flight (live claims) or held by stale claims, and the damaged files (a damaged result
-    counts as pending; a space whose models.parquet is damaged has `error` set)."""
-    store = Store.existing(store)
-    rows = []
-    for space in store.spaces():
-        try:
-            models = store.read_models(space)
-        except DamagedFileError as e:
-            rows.append(dict(space=space, dataset="", sampled=0,
-                             **{s: 0 for s in RESULT_STATUSES}, pending=0, in_flight=0,
-                             stale_claims=0, damaged=1, damaged_files=[str(e.path)],
-                             error=str(e)))
-            continue
-        stored = store.statuses(space)
-        damaged = [store.result_path(space, m) for m, st in stored.items() if st == DAMAGED]
-        ids = set(models["model_id"])
-        counts = {s: sum(1 for m, st in stored.items() if m in ids and st == s)
-                  for s in RESULT_STATUSES}
-        pending = [m for m in models["model_id"] if stored.get(m) in (None, DAMAGED)]
-        live, stale = leases.held(store, space, pending, timeout)
-        rows.append(dict(space=space, dataset=models["dataset"].iloc[0] if len(models) else "",
-                         sampled=len(models), **counts, pending=len(pending), in_flight=live,
-                         stale_claims=stale, damaged=len(damaged),
-                         damaged_files=[str(p) for p in damaged], error=None))
-    return rows
-
-
-# ---- the run ------------------------------------------------------------------------------------
 
 @dataclass
 class Summary:
@@ -203,29 +103,52 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     `options`; returns a Summary. `report` (a dse.runner.progress.Progress, or None for silence)
     hears start(total, workers), info(line), begin(job), epoch(job, epoch, loss),
     result(job, row), tick() and end(summary)."""
-    from dse.runner import executors as workers
+    from dse.runner import executors
 
     options = options or TrainOptions()
-    recipe, report = options.recipe, report or Silent()
+    report = report or Silent()
     store = Store.existing(store)
     names = select_spaces(store, spaces, options.data_dir)
     todo = [j for n in names for j in jobs_of(store, n, options.retry_failed, options.data_dir)]
     todo.sort(key=lambda j: -j.flops)  # longest first: the last models finish together
-    devices = workers.devices_for(options.device, options.jobs)
+    devices = executors.devices_for(options.device, options.jobs)
     limit = options.max_models
     summary = Summary(total=len(todo) if limit is None else min(len(todo), limit))
     if not todo:
-        report.start(0, workers.describe(devices))
+        report.start(0, executors.describe(devices))
         report.end(summary)
         return summary
-    arrays, sizes = {}, {}  # in-memory data by DataRef; (train, test, source) of every ref
+    arrays, sizes = _load_data(todo, options, devices)  # fails before anything is claimed
+    report.start(summary.total, executors.describe(devices))
+    for ref, (n, n_test, source) in sizes.items():
+        sub = options.recipe.train_subset
+        report.info(f"{ref.dataset}: {n} training images" + (f" (using {sub})" if sub else "")
+                    + f", {n_test} test images, from {source}")
+    loop = _Loop(store, options, summary, report, todo)
+    ex = executors.executor(devices, options, arrays, on_epoch=loop.on_epoch)
+    start = time.perf_counter()
+    try:
+        with leases.Heartbeats(options.heartbeat_s) as hb, ex:
+            loop.drive(ex, hb)
+    finally:
+        loop.give_back()  # interrupted: the models in flight go back at once
+        summary.seconds = time.perf_counter() - start
+    report.end(summary)
+    return summary
+
+
+def _load_data(todo: list[Job], options: TrainOptions, devices: list[str]):
+    """The in-memory arrays of every DataRef of `todo`, and (train, test, source) sizes of
+    each; checks the recipe's subset and batch against them and the devices' memory."""
+    recipe = options.recipe
+    arrays, sizes = {}, {}
     for ref in dict.fromkeys(j.data for j in todo):
         if datasets.get(ref.dataset).stream:
             sizes[ref] = _stream_sizes(ref)
         else:
             a = arrays[ref] = datasets.load_ref(ref, options.load_options())
             sizes[ref] = (len(a.train_y), len(a.test_y), a.source)
-    for ref, (n, _, _) in sizes.items():  # fail before claiming anything
+    for ref, (n, _, _) in sizes.items():
         if recipe.train_subset is not None and recipe.train_subset > n:
             raise _too_many("train_subset", recipe.train_subset, n, ref.dataset)
         if recipe.batch_size > min(n, recipe.train_subset or n):
@@ -234,55 +157,68 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     one_copy = options.concurrency == "streams"  # one process holds the data for all jobs
     _check_memory(arrays, list(dict.fromkeys(devices)) if one_copy else devices,
                   recipe.train_subset)
-    report.start(summary.total, workers.describe(devices))
-    for ref, (n, n_test, source) in sizes.items():
-        report.info(f"{ref.dataset}: {n} training images"
-                    + (f" (using {recipe.train_subset})" if recipe.train_subset else "")
-                    + f", {n_test} test images, from {source}")
-    held: dict[str, tuple[Job, leases.Lease]] = {}  # key → the job and our claim on it
-    ex = workers.executor(devices, options, arrays,
-                          on_epoch=lambda ev: report.epoch(held[ev.key][0], ev.epoch, ev.loss))
-    start, started, it = time.perf_counter(), 0, iter(todo)
-    again: list[Job] = []  # given back untrained by a worker that could not start: still ours
-    try:
-        with leases.Heartbeats(options.heartbeat_s) as hb, ex:
-            while True:
-                while ex.free() and (again or limit is None or started < limit):
-                    if again:
-                        ex.submit(again.pop(0))
-                        continue
-                    job = _claim_next(it, store, options, summary, held, hb, report)
-                    if job is None:
-                        break
-                    ex.submit(job)
-                    report.begin(job)
-                    started += 1
-                if not held:
-                    break
-                for ev in ex.events(timeout=1.0):
-                    job, c = held[ev.key]
-                    if isinstance(ev, Epoch):
-                        report.epoch(job, ev.epoch, ev.loss)
-                    elif isinstance(ev, Returned):
-                        again.append(job)
-                    elif isinstance(ev, Finished):
-                        _record(store, job, options, ev, summary, report)
-                        leases.release(c)
-                        hb.remove(c)
-                        del held[ev.key]
-                if ex.unusable:
-                    left = len(todo) - summary.finished
-                    raise DseError(f"stopped: no usable device left: {ex.unusable}; "
-                                   f"{left} model{'s' * (left != 1)} left pending (dse train "
-                                   "trains them once the device works)")
-                report.tick()
-    finally:
-        for _job, c in held.values():  # interrupted: give the models in flight back at once
+    return arrays, sizes
+
+
+class _Loop:
+    """The claim → submit → event → store cycle of one run: only this process takes leases
+    and writes results; the executor trains."""
+
+    def __init__(self, store: Store, options: TrainOptions, summary: Summary, report,
+                 todo: list[Job]):
+        self.store, self.options, self.summary, self.report = store, options, summary, report
+        self.todo, self.it, self.started = todo, iter(todo), 0
+        self.held: dict[str, tuple[Job, leases.Lease]] = {}  # key → the job and our lease
+        self.again: list[Job] = []  # given back by a worker that could not start: still ours
+
+    def on_epoch(self, ev: Epoch) -> None:
+        self.report.epoch(self.held[ev.key][0], ev.epoch, ev.loss)
+
+    def drive(self, ex, hb: leases.Heartbeats) -> None:
+        """Keep the executor busy until every job is done, given up or held elsewhere."""
+        while True:
+            self._submit(ex, hb)
+            if not self.held:
+                return
+            for ev in ex.events(timeout=1.0):
+                self._handle(ev, hb)
+            if ex.unusable:
+                left = len(self.todo) - self.summary.finished
+                raise DseError(f"stopped: no usable device left: {ex.unusable}; "
+                               f"{left} model{'s' * (left != 1)} left pending (dse train "
+                               "trains them once the device works)")
+            self.report.tick()
+
+    def _submit(self, ex, hb) -> None:
+        limit = self.options.max_models
+        while ex.free() and (self.again or limit is None or self.started < limit):
+            if self.again:
+                ex.submit(self.again.pop(0))
+                continue
+            job = _claim_next(self.it, self.store, self.options, self.summary, self.held, hb,
+                              self.report)
+            if job is None:
+                return
+            ex.submit(job)
+            self.report.begin(job)
+            self.started += 1
+
+    def _handle(self, ev, hb) -> None:
+        job, lease = self.held[ev.key]
+        if isinstance(ev, Epoch):
+            self.report.epoch(job, ev.epoch, ev.loss)
+        elif isinstance(ev, Returned):
+            self.again.append(job)
+        elif isinstance(ev, Finished):
+            _record(self.store, job, self.options, ev, self.summary, self.report)
+            leases.release(lease)
+            hb.remove(lease)
+            del self.held[ev.key]
+
+    def give_back(self) -> None:
+        for _job, lease in self.held.values():
             with contextlib.suppress(OSError, DseError):
-                leases.release(c)
-        summary.seconds = time.perf_counter() - start
-    report.end(summary)
-    return summary
+                leases.release(lease)
 
 
 def _check_memory(arrays: dict, devices: list[str], train_subset: int | None) -> None:

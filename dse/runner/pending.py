@@ -1,0 +1,114 @@
+"""What there is to train in a store (pure): the models of a space without a usable result as
+jobs, the spaces a run may train, and the counts `dse status` shows."""
+
+from __future__ import annotations
+
+import warnings
+
+from dse.data import datasets
+from dse.data.datasets import DataRef
+from dse.errors import DamagedFileError, DseError, DseWarning
+from dse.runner import leases
+from dse.runner.jobs import Job
+from dse.runner.options import CLAIM_TIMEOUT
+from dse.space.spec import from_row
+from dse.store.core import DAMAGED, Store, needs_training
+from dse.store.schema import RESULT_STATUSES
+
+
+def jobs_of(store: Store, space: str, retry_failed: bool = False,
+            data_dir: str | None = None) -> list[Job]:
+    """Models of a space that have no readable result (or a failed one, with retry_failed),
+    each with the data it trains on (read from data_dir, else where the store recorded it,
+    else the default data directory)."""
+    models = store.read_models(space)
+    stored = store.statuses(space)
+    root = data_dir if data_dir is not None else store.data_record(space).get("dir")
+    out = []
+    for r in models.to_dict(orient="records"):
+        if not needs_training(stored.get(r["model_id"]), retry_failed):
+            continue
+        spec, task = from_row(r)
+        data = DataRef(r["dataset"], None if root is None else str(root), task.resolution)
+        out.append(Job(space, r["model_id"], data, spec, task, int(r["flops"])))
+    return out
+
+
+def select_spaces(store: Store, names=(), data_dir: str | None = None) -> list[str]:
+    """The spaces to train, checked to be trainable: the named ones (names or aliases), else
+    every space of the store whose models.parquet can be read (the others with a warning).
+    A folder space's images must still have the classes its models were sampled for."""
+    if not store.spaces():
+        raise DseError(f"store {store.root} holds no sampled models; run dse sample first")
+    chosen = list(dict.fromkeys(store.resolve(n) for n in names))
+    models = {}
+    for s in chosen or store.spaces():
+        try:
+            models[s] = store.read_models(s)
+        except DamagedFileError as e:
+            if chosen:
+                raise
+            warnings.warn(f"left out space {s}: {e}", DseWarning, stacklevel=2)
+    for s, m in models.items():
+        ds = m["dataset"].iloc[0] if len(m) else None
+        if ds not in datasets.DATASETS:
+            raise DseError(f"space {s!r} holds models for unknown dataset {ds!r}")
+        if not datasets.get(ds).trainable:
+            others = [o for o in models if o != s]
+            raise DseError(f"space {s!r} holds {ds} models, which dse train cannot train yet "
+                           f"(supported: {', '.join(datasets.trainable())})"
+                           + (f"; name the others to train ({', '.join(others)})"
+                              if others else ""))
+        if datasets.get(ds).task is None:
+            _check_folder(store, s, data_dir)
+            continue
+        r, task = m.iloc[0], datasets.task(ds)
+        if (int(r.resolution), r.stem, int(r.in_channels), int(r.num_classes)) != \
+                (task.resolution, task.stem, task.in_channels, task.num_classes):
+            raise DseError(f"space {s!r}: its models' task does not match {ds}")
+    return list(models)
+
+
+def _check_folder(store: Store, space: str, data_dir: str | None) -> None:
+    """The image tree a folder space trains on has the classes recorded at sampling."""
+    from dse.data import folders
+
+    rec = store.data_record(space)
+    tree = folders.scan(datasets.data_dir(data_dir if data_dir is not None else rec.get("dir")))
+    if list(tree.classes) != rec.get("classes"):
+        raise DseError(f"the classes of {tree.root} ({len(tree.classes)}) are not those the "
+                       f"{space} models were sampled for ({len(rec.get('classes') or [])}, "
+                       f"from {rec.get('dir')}); name the right tree with --data-dir")
+
+
+def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
+    """Per space: sampled / done / diverged / failed / pending, how many of the pending are
+    in flight (live claims) or held by stale claims, and the damaged files (a damaged result
+    counts as pending; a space whose models.parquet is damaged has `error` set)."""
+    store = Store.existing(store)
+    rows = []
+    for space in store.spaces():
+        try:
+            models = store.read_models(space)
+        except DamagedFileError as e:
+            rows.append(dict(space=space, dataset="", sampled=0,
+                             **{s: 0 for s in RESULT_STATUSES}, pending=0, in_flight=0,
+                             stale_claims=0, damaged=1, damaged_files=[str(e.path)],
+                             error=str(e)))
+            continue
+        stored = store.statuses(space)
+        damaged = [store.result_path(space, m) for m, st in stored.items() if st == DAMAGED]
+        ids = set(models["model_id"])
+        counts = {s: sum(1 for m, st in stored.items() if m in ids and st == s)
+                  for s in RESULT_STATUSES}
+        pending = [m for m in models["model_id"] if stored.get(m) in (None, DAMAGED)]
+        live, stale = leases.held(store, space, pending, timeout)
+        rows.append(dict(space=space, dataset=models["dataset"].iloc[0] if len(models) else "",
+                         sampled=len(models), **counts, pending=len(pending), in_flight=live,
+                         stale_claims=stale, damaged=len(damaged),
+                         damaged_files=[str(p) for p in damaged], error=None))
+    return rows
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
