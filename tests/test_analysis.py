@@ -110,12 +110,12 @@ def test_normalization_removes_a_difference_due_to_complexity_alone(rng):
                     _pop("b", cb, law(cb) + rng.normal(0, 0.5, 3000))], ignore_index=True)
     raw = A.compare(df, ["a", "b"])
     norm = A.compare(df, ["a", "b"], normalize="flops", bins=10)
-    assert raw["pairs"][0]["D"] > 0.15 and raw["pairs"][0]["p"] < 1e-10
-    assert norm["pairs"][0]["D"] < 0.05
+    assert raw.pairs[0].D > 0.15 and raw.pairs[0].p < 1e-10
+    assert norm.pairs[0].D < 0.05
     for s in "ab":
-        e, w = norm["curves"][s]
+        e, w = norm.curves[s]
         assert w.sum() == pytest.approx(1.0)
-        assert norm["spaces"][s]["mean"] == pytest.approx((e * w).sum())
+        assert norm.spaces[s]["mean"] == pytest.approx((e * w).sum())
 
 
 def test_compare_rejects_disjoint_ranges():

@@ -49,20 +49,20 @@ RULES = [  # (space, rule making errors, the constraint that must come first)
 def test_a_known_rule_is_found_and_ranked_first(space_name, rule, want):
     space, pop = population(space_name, 240, rule)
     out = suggest.suggest(space, pop)
-    first = out["candidates"][0]
-    assert first["constraint"] == want, [c["summary"] for c in out["candidates"][:3]]
-    assert first["significant"] and first["p_adjusted"] < 0.01
-    assert first["better"] == "obeying" and first["top_score"] > first["all_score"]
-    assert first["log10_size_after"] < first["log10_size_before"]
+    first = out.candidates[0]
+    assert first.constraint == want, [c.summary for c in out.candidates[:3]]
+    assert first.significant and first.p_adjusted < 0.01
+    assert first.better == "obeying" and first.top_score > first.all_score
+    assert first.log10_size_after < first.log10_size_before
 
 
 def test_a_regnet_range_rule_is_narrowed_around_the_optimum():
     space, pop = population("regnetx", 240, lambda df: 0.4 * (df["d"] - 18).abs())
-    first = suggest.suggest(space, pop)["candidates"][0]
-    d = first["constraint"]["params"]["d"]
-    assert first["significant"] and d["low"] <= 18 <= d["high"]
+    first = suggest.suggest(space, pop).candidates[0]
+    d = first.constraint["params"]["d"]
+    assert first.significant and d["low"] <= 18 <= d["high"]
     assert d["high"] - d["low"] < 16 - 0  # narrower than 12..28
-    assert first["range_chosen_on"] + first["tested_on"] == 240  # chosen on one half only
+    assert first.range_chosen_on + first.tested_on == 240  # chosen on one half only
 
 
 @pytest.mark.parametrize("space_name, seed", [("anynetxa", 1), ("anynetxc", 2),
@@ -70,9 +70,9 @@ def test_a_regnet_range_rule_is_narrowed_around_the_optimum():
 def test_pure_noise_supports_nothing(space_name, seed):
     space, pop = population(space_name, 200, lambda df: 0.0 * df["flops"], seed=seed)
     out = suggest.suggest(space, pop, seed=seed)
-    assert out["candidates"] and not any(c["significant"] for c in out["candidates"])
+    assert out.candidates and not any(c.significant for c in out.candidates)
     # Holm's adjustment: never below the raw p, monotone in it
-    ps = sorted((c["p"], c["p_adjusted"]) for c in out["candidates"])
+    ps = sorted((c.p, c.p_adjusted) for c in out.candidates)
     assert all(pa >= p for p, pa in ps)
     assert [pa for _, pa in ps] == sorted(pa for _, pa in ps)
 

@@ -77,22 +77,22 @@ def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95, bands: 
     error. `bands`: DKW confidence bands for every space ("all"), none ("none"), or only
     when at most three spaces are drawn ("auto"); with many spaces the lines are drawn in
     order of a progression's colours, the paper's way."""
-    names = list(cmp["curves"])
+    names = list(cmp.curves)
     show = bands == "all" or (bands == "auto" and len(names) <= BANDS_AUTO)
     fig, ax = plt.subplots(figsize=(6.4, 4.4) if len(names) <= 4 else (7.2, 4.8))
     for name, color in zip(names, _edf_colors(len(names))):
-        e, w = cmp["curves"][name]
-        s = cmp["spaces"][name]
+        e, w = cmp.curves[name]
+        s = cmp.spaces[name]
         _edf_curve(ax, e, w, color, f"{name}  (n={s['n']}, min {s['min']:.2f}, "
                    f"mean {s['mean']:.2f})", _eps(e, w, level) if show else None)
     _edf_axes(ax, cmp)
     ax.legend(loc="lower right", fontsize=8 if len(names) <= 4 else 7.5, frameon=True)
     if title is None:
         title = "error EDF"
-        if cmp["normalize"] != "none":
-            lo, hi = cmp["range"]
-            title += (f", {cmp['normalize']}-normalized over [{lo:.4g}, {hi:.4g}] "
-                      f"({cmp['bins']} bins)")
+        if cmp.normalize != "none":
+            lo, hi = cmp.range
+            title += (f", {cmp.normalize}-normalized over [{lo:.4g}, {hi:.4g}] "
+                      f"({cmp.bins} bins)")
     if not show and bands == "auto":
         title += f" (bands: {BANDS_AUTO} spaces or fewer)"
     ax.set_title(title, fontsize=10)
@@ -103,8 +103,8 @@ def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95, bands: 
 def _edf_axes(ax, cmp, label=True):
     if label:
         ax.set_xlabel("error (%)")
-        ax.set_ylabel("cumulative prob." if cmp["normalize"] == "none"
-                      else f"cumulative prob. (normalized by {NORMALIZED_BY[cmp['normalize']]})")
+        ax.set_ylabel("cumulative prob." if cmp.normalize == "none"
+                      else f"cumulative prob. (normalized by {NORMALIZED_BY[cmp.normalize]})")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
 
@@ -113,13 +113,13 @@ def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3):
     """Small multiples of a progression: one panel per step (each space against the one
     before it in `order`), both with DKW bands, the KS D and p of the step in the title; all
     panels share the error axis."""
-    order = list(order or cmp["curves"])
+    order = list(order or cmp.curves)
     steps = list(zip(order, order[1:]))
     if not steps:
         raise DseError("a progression needs at least two spaces")
     cols = min(cols, len(steps))
     rows = -(-len(steps) // cols)
-    allx = np.concatenate([cmp["curves"][s][0] for s in order])
+    allx = np.concatenate([cmp.curves[s][0] for s in order])
     lo, hi = np.percentile(allx, [0, 100])
     pad = 0.03 * (hi - lo or 1)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
@@ -127,9 +127,9 @@ def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3):
     colors = dict(zip(order, _edf_colors(len(order))))
     for ax, (a, b) in zip(axes.flat, steps):
         for s, ls in ((a, "--"), (b, "-")):
-            e, w = cmp["curves"][s]
+            e, w = cmp.curves[s]
             _edf_curve(ax, e, w, colors[s], s, _eps(e, w, level), lw=1.5, ls=ls)
-        (ea, wa), (eb, wb) = cmp["curves"][a], cmp["curves"][b]
+        (ea, wa), (eb, wb) = cmp.curves[a], cmp.curves[b]
         d, p = analysis.ks(eb, ea, wb, wa)
         ax.set_title(f"{a} → {b}   D={d:.2f}, p={p:.2g}", fontsize=9)
         _edf_axes(ax, cmp, label=False)

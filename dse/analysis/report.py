@@ -121,12 +121,12 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
     if ncmp is None:
         parts["edf-normalized"] = _note(f"Not available: {why}")
     else:
-        lo, hi = ncmp["range"]
+        lo, hi = ncmp.range
         parts["edf-normalized"] = (
             f"<p>Flops-normalized over the common range [{lo:.4g}, {hi:.4g}] in "
-            f"{ncmp['bins']} log-spaced bins; each bin weighs 1/{ncmp['bins']}.</p>"
+            f"{ncmp.bins} log-spaced bins; each bin weighs 1/{ncmp.bins}.</p>"
             + _img(plots.edf_figure(ncmp), "flops-normalized EDFs") + _pairs(ncmp))
-    curves = {s: analysis.search_efficiency(e, w, rng=seed) for s, (e, w) in cmp["curves"].items()}
+    curves = {s: analysis.search_efficiency(e, w, rng=seed) for s, (e, w) in cmp.curves.items()}
     parts["search-efficiency"] = _img(plots.search_efficiency_figure(curves),
                                       "search efficiency") + _search_table(curves)
 

@@ -12,6 +12,8 @@ with w_i = 1/n unless a population is complexity-normalized; only finished model
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -183,12 +185,40 @@ def summarize(e, w=None) -> dict:
                 median=float(np.median(e)) if w is None else weighted_quantile(e, 0.5, ww))
 
 
-def compare(df: pd.DataFrame, spaces, normalize: str | None = None, bins: int = 10) -> dict:
-    """EDF comparison of spaces: per-space summaries, errors (and weights when normalized by
-    flops, params or acts over the common range), and pairwise KS tests.
+@dataclass(frozen=True)
+class KSPair:
+    """The two-sample KS test of spaces a and b."""
 
-    Returns {"spaces": {name: {n, min, mean, median, dropped}}, "pairs": [{a, b, D, p}],
-    "curves": {name: (errors, weights or None)}, "normalize", "range"}."""
+    a: str
+    b: str
+    D: float
+    p: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An EDF comparison of spaces. spaces: name → {n, min, mean, median, dropped};
+    curves: name → (errors, weights or None); pairs: the KS test of every pair; normalize:
+    none | flops | params | acts, over `range` (lo, hi) in `bins` bins when normalized."""
+
+    spaces: dict
+    curves: dict
+    pairs: list
+    normalize: str = "none"
+    range: tuple | None = None
+    bins: int | None = None
+
+    def to_json(self) -> dict:
+        """The summaries and tests (not the curves), for --json output."""
+        return dict(spaces={s: {k: v[k] for k in ("n", "min", "mean", "median")}
+                            for s, v in self.spaces.items()},
+                    pairs=[asdict(p) for p in self.pairs], normalize=self.normalize)
+
+
+def compare(df: pd.DataFrame, spaces, normalize: str | None = None,
+            bins: int = 10) -> Comparison:
+    """EDF comparison of spaces: per-space summaries, errors (and weights when normalized by
+    flops, params or acts over the common range), and pairwise KS tests."""
     if normalize in (None, "none"):
         normalize = None
     elif normalize not in COMPLEXITY:
@@ -216,9 +246,8 @@ def compare(df: pd.DataFrame, spaces, normalize: str | None = None, bins: int = 
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             d, pv = ks(curves[a][0], curves[b][0], curves[a][1], curves[b][1])
-            pairs.append(dict(a=a, b=b, D=d, p=pv))
-    return dict(spaces=out, pairs=pairs, curves=curves, normalize=normalize or "none",
-                range=rng, bins=bins if normalize else None)
+            pairs.append(KSPair(a, b, d, pv))
+    return Comparison(out, curves, pairs, normalize or "none", rng, bins if normalize else None)
 
 
 # ---- good ranges: empirical bootstrap (DDS footnote 4) -------------------------------------
@@ -373,10 +402,10 @@ def rank_correlation(x, y) -> dict:
 # ---- tables shared by the CLI and the report -------------------------------------------------
 
 
-def ks_rows(cmp: dict) -> list[dict]:
+def ks_rows(cmp: Comparison) -> list[dict]:
     """One row per compared pair of a compare() result: spaces, KS D and p, formatted."""
-    return [{"space A": p["a"], "space B": p["b"], "KS D": f"{p['D']:.3f}",
-             "p-value": f"{p['p']:.3g}"} for p in cmp["pairs"]]
+    return [{"space A": p.a, "space B": p.b, "KS D": f"{p.D:.3f}", "p-value": f"{p.p:.3g}"}
+            for p in cmp.pairs]
 
 
 def search_rows(curves: dict) -> list[dict]:

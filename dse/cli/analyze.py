@@ -78,23 +78,21 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_p
                plots.edf_figure(cmp, bands=bands), path)
     counts = {s: analysis.counts(df, s) for s in names}
     if as_json:
-        echo_json(dict(spaces={s: {k: v[k] for k in ("n", "min", "mean", "median")}
-                               for s, v in cmp["spaces"].items()},
-                       pairs=cmp["pairs"], normalize=normalize, figure=str(path)))
+        echo_json(dict(cmp.to_json(), figure=str(path)))
         return
     rows = [dict(space=s, n=v["n"], min=fixed(v["min"]), mean=fixed(v["mean"]),
                  median=fixed(v["median"]), diverged=counts[s]["diverged"],
                  failed=counts[s]["failed"], untrained=counts[s]["sampled"]
                  - counts[s]["trained"], dropped=v["dropped"])
-            for s, v in cmp["spaces"].items()]
+            for s, v in cmp.spaces.items()]
     keys = ["space", "n", "min", "mean", "median", "diverged", "failed", "untrained"]
     if normalize != "none":
-        lo, hi = cmp["range"]
+        lo, hi = cmp.range
         click.echo(f"normalized by {normalize} over [{lo:.4g}, {hi:.4g}] in {bins} bins "
                    "(weighted mean and median; models outside the range dropped)")
         keys.append("dropped")
     click.echo(table(rows, keys))
-    if cmp["pairs"]:
+    if cmp.pairs:
         click.echo("")
         click.echo(table(analysis.ks_rows(cmp), ["space A", "space B", "KS D", "p-value"]))
     click.echo(f"\nfigure: {path}")
@@ -204,7 +202,7 @@ def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, s
     path = _figure(out, store.figure_path("search", names, suffix))
     cmp = analysis.compare(df, names, normalize, bins)
     curves = {s: analysis.search_efficiency(e, w, rounds, rng=seed)
-              for s, (e, w) in cmp["curves"].items()}
+              for s, (e, w) in cmp.curves.items()}
     plots.save(plots.search_efficiency_figure(curves, normalize), path)
     if as_json:
         echo_json(dict(spaces={s: c.to_dict(orient="records") for s, c in curves.items()},

@@ -142,13 +142,8 @@ def _print_summary(out):
 def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_json):
     """Rank the refinements of a trained space the paper's way (share, non-decreasing, fix,
     narrow, linear widths), each with its evidence; --write saves the best supported one."""
-    from pathlib import Path
-
-    import yaml
-
     from dse.analysis import stats as analysis
     from dse.method import suggest
-    from dse.space import definition as spaces
     from dse.store.core import Store, write_output
 
     store = Store.existing(store_path)
@@ -156,27 +151,20 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_
     space = suggest.stored_space(store.space_record(name), name,
                                  str(store.definition_path(name)))
     pop = analysis.population(store.load([name]), name)
-    out = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
-    best = next((c for c in out["candidates"] if c["significant"]), None)
+    found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
     written = None
-    if write_path:
-        if best is not None:
-            stem = Path(write_path).stem
-            new = stem if stem.replace("_", "").replace("-", "").isalnum() else f"{name}-next"
-            text = yaml.safe_dump(suggest.space_file(space, best, new), sort_keys=False,
-                                  allow_unicode=True)
-            written = write_output(write_path, lambda p: Path(p).write_text(text))
-            spaces.load(str(written))  # what `dse sample --space PATH` will load
-        out["written"] = str(written) if written else None
+    if write_path and found.best is not None:
+        suggest.write_space_file(space, found.best, write_path, write=write_output)
+        written = write_path
     if as_json:
-        echo_json(out)
+        echo_json({**found.to_json(), **({"written": written} if write_path else {})})
         return
-    n_sig = sum(c["significant"] for c in out["candidates"])
-    click.echo(f"{name}: {out['n']} trained models, {len(out['candidates'])} candidate "
+    n_sig = sum(c.significant for c in found.candidates)
+    click.echo(f"{name}: {found.n} trained models, {len(found.candidates)} candidate "
                f"refinements, {n_sig} supported at α = {alpha:g} (Holm)")
-    for i, c in enumerate(out["candidates"][:show], 1):
-        click.echo(f"{i:>2}. {'*' if c['significant'] else ' '} {c['summary']}")
-        click.echo(f"      {json.dumps(c['constraint'])}")
+    for i, c in enumerate(found.candidates[:show], 1):
+        click.echo(f"{i:>2}. {'*' if c.significant else ' '} {c.summary}")
+        click.echo(f"      {json.dumps(c.constraint)}")
     if not n_sig:
         click.echo("nothing is supported: no candidate's top models differ from chance after "
                    "correcting for the number of candidates")

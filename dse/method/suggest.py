@@ -20,15 +20,18 @@ half, so the test does not see the models that chose it.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats
 
 from dse.analysis import fitlinear
 from dse.analysis import stats as analysis
 from dse.errors import DseError
+from dse.files import write_atomic
 from dse.method.claims import one_sided
 from dse.space import definition as spaces
 from dse.space.definition import Space
@@ -142,10 +145,62 @@ def _linear_rule(space: Space, pop: pd.DataFrame, rng):
             f"{med:.3f})", rule, score, None)
 
 
+@dataclass(frozen=True)
+class Refinement:
+    """A candidate refinement of a space (`what`, as a space-file `constraint`) and its
+    evidence (see the module doc)."""
+
+    what: str
+    constraint: dict
+    significant: bool
+    p: float
+    p_adjusted: float
+    top_share: float
+    all_share: float
+    top_score: float
+    all_score: float
+    ks_D: float
+    ks_p: float
+    better: str                 # obeying | rest | neither: which side's errors are lower
+    log10_size_before: float
+    log10_size_after: float
+    tested_on: int
+    range_chosen_on: int
+    frac: float
+
+    @property
+    def summary(self) -> str:
+        """One line: the refinement, its verdict and evidence."""
+        return _summary(self)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The candidate refinements of one space's population, best first."""
+
+    space: str
+    n: int
+    frac: float
+    alpha: float
+    candidates: list
+
+    @property
+    def best(self) -> Refinement | None:
+        """The best supported candidate, or None."""
+        return next((c for c in self.candidates if c.significant), None)
+
+    def to_json(self) -> dict:
+        return dict(space=self.space, n=self.n, frac=self.frac, alpha=self.alpha,
+                    candidates=[c.to_json() for c in self.candidates])
+
+
 def suggest(space: Space, pop: pd.DataFrame, frac: float = 0.25, alpha: float = 0.05,
-            seed: int = 0) -> dict:
+            seed: int = 0) -> Suggestion:
     """Candidates for the next refinement of `space` from its finished models `pop`, best
-    first: {"space", "n", "frac", "alpha", "candidates": [...]} (see the module doc)."""
+    first (see the module doc)."""
     pop = pop.reset_index(drop=True)
     n = len(pop)
     if n < MIN_MODELS:
@@ -173,19 +228,13 @@ def suggest(space: Space, pop: pd.DataFrame, frac: float = 0.25, alpha: float = 
                    range_chosen_on=int(chosen_on.sum()) if chosen_on is not None else 0,
                    what=desc)
         rows.append(row)
-    ps = np.array([r["p"] for r in rows])
-    adj = _holm(ps)
-    for r, pa in zip(rows, adj):
-        r["p_adjusted"] = float(pa)
-        r["significant"] = bool(pa < alpha and r["better"] == "obeying")
-        r["summary"] = _summary(r, frac)
-    rows.sort(key=lambda r: (not r["significant"], r["p_adjusted"], r["p"], -r["ks_D"],
-                             r["log10_size_after"]))
-    keys = ("constraint", "significant", "p", "p_adjusted", "top_share", "all_share",
-            "top_score", "all_score", "ks_D", "ks_p", "better", "log10_size_before",
-            "log10_size_after", "tested_on", "range_chosen_on", "summary")
-    return dict(space=space.name, n=n, frac=frac, alpha=alpha,
-                candidates=[{k: r[k] for k in keys} for r in rows])
+    adj = _holm(np.array([r["p"] for r in rows]))
+    found = [Refinement(**r, p_adjusted=float(pa),
+                        significant=bool(pa < alpha and r["better"] == "obeying"), frac=frac)
+             for r, pa in zip(rows, adj)]
+    found.sort(key=lambda c: (not c.significant, c.p_adjusted, c.p, -c.ks_D,
+                              c.log10_size_after))
+    return Suggestion(space.name, n, frac, alpha, found)
 
 
 def _evidence(score, e, frac, rng, perms) -> dict | None:
@@ -229,37 +278,51 @@ def _holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _summary(r: dict, frac: float) -> str:
-    pct = int(round(frac * 100))
+def _summary(r: Refinement) -> str:
+    pct = int(round(r.frac * 100))
     side = {"obeying": "the models that obey it are better",
-            "rest": "the models that obey it are worse", "neither": "no difference"}[r["better"]]
-    verdict = "supported" if r["significant"] else "not supported"
-    return (f"{r['what']}: {verdict}; {r['top_share']:.0%} of the top {pct}% obey it against "
-            f"{r['all_share']:.0%} of all (mean score {r['top_score']:.2f} vs "
-            f"{r['all_score']:.2f}, p = {r['p']:.2g}, adjusted {r['p_adjusted']:.2g}); KS D = "
-            f"{r['ks_D']:.2f}, {side}; size 10^{r['log10_size_before']:.1f} → "
-            f"10^{r['log10_size_after']:.1f}")
+            "rest": "the models that obey it are worse", "neither": "no difference"}[r.better]
+    verdict = "supported" if r.significant else "not supported"
+    return (f"{r.what}: {verdict}; {r.top_share:.0%} of the top {pct}% obey it against "
+            f"{r.all_share:.0%} of all (mean score {r.top_score:.2f} vs {r.all_score:.2f}, "
+            f"p = {r.p:.2g}, adjusted {r.p_adjusted:.2g}); KS D = {r.ks_D:.2f}, {side}; size "
+            f"10^{r.log10_size_before:.1f} → 10^{r.log10_size_after:.1f}")
 
 
 def _definition(space: Space) -> dict:
     return {k: space.config.get(k) for k in DEFINITION_KEYS}
 
 
-def space_file(space: Space, candidate: dict, name: str) -> dict:
+def space_file(space: Space, candidate: Refinement, name: str) -> dict:
     """The mapping of a space file that refines `space` by a candidate: it extends a built-in
     space by name, a space file that still holds the same definition by its absolute path,
     and otherwise states the whole definition."""
-    head = {"name": name, "title": name, "adds": candidate["summary"].split(":")[0]}
+    head = {"name": name, "title": name, "adds": candidate.what}
     for ref in (space.name, space.source):
         try:
             if ref and _definition(spaces.load(ref)) == _definition(space):
                 extends = ref if ref == space.name else str(Path(ref).resolve())
-                return {"extends": extends, **head, **candidate["constraint"]}
+                return {"extends": extends, **head, **candidate.constraint}
         except DseError:
             continue
     whole = spaces.merge({k: v for k, v in _definition(space).items() if v is not None},
-                         candidate["constraint"])
+                         candidate.constraint)
     return {**head, **whole}
+
+
+def write_space_file(space: Space, candidate: Refinement, path, name: str | None = None,
+                     write=write_atomic) -> Space:
+    """Write the space file of a refinement to `path` (its name: `name`, else the file's stem
+    when that is a valid name, else <space>-next) and load it back, as `dse sample --space
+    PATH` will; returns the refined space."""
+    path = Path(path)
+    if name is None:
+        stem = path.stem
+        name = stem if stem.replace("_", "").replace("-", "").isalnum() else f"{space.name}-next"
+    text = yaml.safe_dump(space_file(space, candidate, name), sort_keys=False,
+                          allow_unicode=True)
+    write(path, lambda p: Path(p).write_text(text))
+    return spaces.load(str(path))
 
 
 def stored_space(record: dict, name: str, where: str) -> Space:

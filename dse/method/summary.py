@@ -6,6 +6,7 @@ No torch here."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from dse.analysis import stats as analysis
@@ -20,73 +21,91 @@ from dse.system import stamp
 def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
     """Every analysis of the experiment; writes summary.json, the figures and the report
     under the experiment's directory and returns the summary."""
-    from dse.analysis import fitlinear, plots, report
     store = Store.existing(store)
     chain = refine.read_chain(exp, store)
-    names = list(dict.fromkeys([*exp.spaces, *(c["space"] for c in chain if c["space"])]))
+    names = list(dict.fromkeys([*exp.spaces, *(c.space for c in chain if c.space)]))
     df = store.load(names)
-    a = exp.analyses
     ready = [s for s in names if analysis.counts(df, s)["finished"] > 0]
     out = dict(experiment=exp.name, store=str(store), dataset=exp.dataset, n=exp.n,
                alpha=exp.alpha, spaces=[], claims=[], fit_linear={}, trends={},
-               refine=chain, files={}, finished_at=stamp())
-    d = store.experiment_dir(exp.name)
-    d.mkdir(parents=True, exist_ok=True)
+               refine=[asdict(c) for c in chain], files={}, finished_at=stamp())
+    store.experiment_dir(exp.name).mkdir(parents=True, exist_ok=True)
     if not ready:
         out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in names]
         out["claims"] = [expect.judge(c, {}, {}, exp.alpha) for c in exp.claims]
         _write_json(store.summary_path(exp.name), out)
         return out
-    cmp = analysis.compare(df, ready, a.normalize, a.bins)
+    cmp = analysis.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
     pops = {s: analysis.population(df, s) for s in ready}
-    prev = None
+    out["spaces"] = _space_rows(df, names, cmp)
+    out["claims"] = [expect.judge(c, cmp.curves, pops, exp.alpha, repeats, exp.seed)
+                     for c in exp.claims]
+    figs = _figures(exp, cmp, ready, pops, out, repeats)
+    _write_outputs(exp, store, out, figs)
+    return out
+
+
+def _space_rows(df, names: list[str], cmp) -> list[dict]:
+    """Per space: its counts, summary, and the KS tests against the space before it."""
+    rows, prev = [], None
     for s in names:
         c = analysis.counts(df, s)
         row = dict(space=s, sampled=c["sampled"], finished=c["finished"],
                    diverged=c["diverged"], failed=c["failed"])
-        if s in cmp["spaces"]:
-            row.update({k: cmp["spaces"][s][k] for k in ("n", "min", "median", "mean")})
+        if s in cmp.spaces:
+            row.update({k: cmp.spaces[s][k] for k in ("n", "min", "median", "mean")})
             if prev is not None:
-                (ea, wa), (eb, wb) = cmp["curves"][s], cmp["curves"][prev]
+                (ea, wa), (eb, wb) = cmp.curves[s], cmp.curves[prev]
                 dd, p = analysis.ks(ea, eb, wa, wb)
                 _, p_better = expect.one_sided(ea, eb, wa, wb)
                 _, p_worse = expect.one_sided(eb, ea, wb, wa)
                 row.update(vs=prev, ks_D=dd, ks_p=p, p_better=p_better, p_worse=p_worse)
             prev = s
-        out["spaces"].append(row)
-    out["claims"] = [expect.judge(c, cmp["curves"], pops, exp.alpha, repeats, exp.seed)
-                     for c in exp.claims]
+        rows.append(row)
+    return rows
+
+
+def _figures(exp: Experiment, cmp, ready: list[str], pops: dict, out: dict,
+             repeats: int) -> dict:
+    """The experiment's figures by key; fills out's fit_linear and trends on the way."""
+    from dse.analysis import fitlinear, plots
+
+    a = exp.analyses
     figs = {"edf": plots.edf_figure(cmp, title=f"{exp.name}: error EDFs", bands=a.bands)}
     if len(ready) > 2:
         figs["edf_steps"] = plots.edf_steps_figure(cmp, ready)
-    for s in a.fit_linear:
-        if s in pops:
-            fit = fitlinear.fit_linear_population(pops[s], a.fit_top)
-            j = fit["joint"]
-            out["fit_linear"][s] = dict(top=j["top"], w0=j["w0"], wa=j["wa"],
-                                        mean_e_fit=float(fit["rows"]["e_fit"].mean()),
-                                        spearman=fit["spearman"])
-            figs[f"fit_linear_{s}"] = plots.fit_linear_figure(fit, s)
-    for s in a.trends:
-        if s in pops:
-            trs = analysis.trends(pops[s], repeats=repeats, seed=exp.seed)
-            out["trends"][s] = [{k: t[k] for k in ("param", "best", "lo", "median", "hi")}
-                                for t in trs]
-            if trs:
-                figs[f"trends_{s}"] = plots.trends_figure(trs, s)
+    for s in (s for s in a.fit_linear if s in pops):
+        fit = fitlinear.fit_linear_population(pops[s], a.fit_top)
+        j = fit["joint"]
+        out["fit_linear"][s] = dict(top=j["top"], w0=j["w0"], wa=j["wa"],
+                                    mean_e_fit=float(fit["rows"]["e_fit"].mean()),
+                                    spearman=fit["spearman"])
+        figs[f"fit_linear_{s}"] = plots.fit_linear_figure(fit, s)
+    for s in (s for s in a.trends if s in pops):
+        trs = analysis.trends(pops[s], repeats=repeats, seed=exp.seed)
+        out["trends"][s] = [{k: t[k] for k in ("param", "best", "lo", "median", "hi")}
+                            for t in trs]
+        if trs:
+            figs[f"trends_{s}"] = plots.trends_figure(trs, s)
+    return figs
+
+
+def _write_outputs(exp: Experiment, store: Store, out: dict, figs: dict) -> None:
+    """Write the figures, the report (when asked) and summary.json; record their paths."""
+    from dse.analysis import plots, report
+
     pngs = {}
     for key, fig in figs.items():
         pngs[key] = plots.png_bytes(fig)
         path = store.experiment_output(exp.name, key)
         write_atomic(path, lambda p, b=pngs[key]: Path(p).write_bytes(b))
         out["files"][key] = str(path)
-    if a.report:
+    if exp.analyses.report:
         page = report.experiment_page(exp, out, pngs)
         path = store.experiment_output(exp.name, "report", ".html")
         write_atomic(path, lambda p: Path(p).write_text(page, encoding="utf-8"))
         out["files"]["report"] = str(path)
     _write_json(store.summary_path(exp.name), out)
-    return out
 
 
 def _write_json(path: Path, obj) -> None:
