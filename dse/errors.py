@@ -7,6 +7,8 @@ one `Warning:` line on stderr and are ordinary Python warnings in a notebook.
 
 from __future__ import annotations
 
+import math
+
 
 class DseError(Exception):
     """A user-facing error: bad option, unknown space, malformed file, impossible budget."""
@@ -31,3 +33,26 @@ class DamagedFileError(DseError):
 
 class DseWarning(UserWarning):
     """Something a user should know that does not stop the command (a damaged file skipped)."""
+
+
+def out_of_bounds(v, lo=None, hi=None, *, integer: bool = False, lo_open: bool = False,
+                  hi_open: bool = False, unit: str = "") -> str | None:
+    """Why `v` is not a finite number (an int with integer=True) within lo..hi (either end
+    open, or absent), as the end of an error message ("must be an integer ≥ 1 (got 0)");
+    None when it is."""
+    kind = "an integer" if integer else "a number" + (f" of {unit}" if unit else "")
+    ok = (isinstance(v, int) if integer else isinstance(v, (int, float))) \
+        and not isinstance(v, bool) and math.isfinite(v)
+    if lo is not None and hi is not None:
+        need = f"{kind} in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    elif lo is not None:
+        need = f"{kind} {'>' if lo_open else '≥'} {lo}"
+    elif hi is not None:
+        need = f"{kind} {'<' if hi_open else '≤'} {hi}"
+    else:
+        need = kind
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    return None if ok else f"must be {need} (got {v!r})"

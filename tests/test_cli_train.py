@@ -11,6 +11,7 @@ from dse.cli import cli
 from dse.cli.train import train_cmd
 from dse.data import readers
 from dse.store.core import Store
+from dse.train import step
 from dse.train import trainer as train
 
 FAST = ["--epochs", "2", "--train-subset", "2000"]
@@ -68,7 +69,7 @@ def test_sample_train_status_end_to_end(tmp_path):
 def test_divergence_and_failure_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     sample(tmp_path, 3)
     calls = {"schedule": 0, "build": 0}
-    real_schedule, real_build = train.lr_schedule, train.build
+    real_schedule, real_build = train.lr_schedule, step.build
 
     def schedule(recipe, steps):  # the first model trains at lr 1e6 and blows up
         calls["schedule"] += 1
@@ -81,7 +82,7 @@ def test_divergence_and_failure_are_recorded_and_the_run_goes_on(tmp_path, monke
         return real_build(*a, **k)
 
     monkeypatch.setattr(train, "lr_schedule", schedule)
-    monkeypatch.setattr(train, "build", build)
+    monkeypatch.setattr(step, "build", build)
     r = invoke("train", "--store", tmp_path, "--epochs", "1", "--train-subset", "1000")
     assert r.exit_code == 0, r.output
     assert "1 done, 1 diverged, 1 failed" in r.output.splitlines()[-1]
@@ -93,7 +94,7 @@ def test_divergence_and_failure_are_recorded_and_the_run_goes_on(tmp_path, monke
     r = invoke("status", "--store", tmp_path)
     assert r.output.splitlines()[2].split()[2:] == ["3", "1", "1", "1", "0", "0"]
 
-    monkeypatch.setattr(train, "build", real_build)
+    monkeypatch.setattr(step, "build", real_build)
     r = invoke("train", "--store", tmp_path, "--epochs", "1", "--train-subset", "1000",
                "--retry-failed")
     assert r.exit_code == 0 and "trained 1 of 1 pending models" in r.output

@@ -65,7 +65,7 @@ def test_a_relative_store_is_next_to_the_file(tmp_path):
     (dict(colour="red"), (), "exp.yaml: colour: unknown key; allowed: name, about"),
     ({}, ("train.epoch=2",), "exp.yaml: train.epoch: unknown key; allowed: epochs"),
     ({}, ("train.warmup=5",), "exp.yaml: train.warmup: (5) exceeds epochs (1)"),
-    ({}, ("train.jobs=0",), "exp.yaml: train.jobs: must be ≥ 1"),
+    ({}, ("train.jobs=0",), "exp.yaml: train.jobs: must be an integer ≥ 1"),
     ({}, ("train.paper=yes please",), "exp.yaml: train.paper: must be true or false"),
     (dict(expect=["xe beats xa"]), (), "exp.yaml: expect[1]: cannot read the claim 'xe beats"),
     (dict(expect=["regnetx better than xa"]), (),

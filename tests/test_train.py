@@ -62,10 +62,10 @@ def test_recipe_defaults_validation_and_paper():
     p = r.paper()
     assert not p.zero_init_final_gamma and p.warmup_epochs == 0 and p.lr == r.lr
     for bad, msg in [(dict(epochs=0), "epochs must be an integer ≥ 1"),
-                     (dict(lr=float("nan")), "lr must be a finite number"),
-                     (dict(momentum=1.0), "momentum must be < 1"),
+                     (dict(lr=float("nan")), r"lr must be a number > 0 \(got nan\)"),
+                     (dict(momentum=1.0), r"momentum must be a number in \[0, 1\) \(got 1.0\)"),
                      (dict(epochs=2, warmup_epochs=3), "warmup_epochs .3. exceeds epochs"),
-                     (dict(train_subset=0), "train_subset must be a positive integer")]:
+                     (dict(train_subset=0), "train_subset must be an integer ≥ 1")]:
         with pytest.raises(DseError, match=msg):
             train.Recipe(**bad)
 

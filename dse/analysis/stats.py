@@ -63,7 +63,9 @@ def population(df: pd.DataFrame, space: str) -> pd.DataFrame:
 # ---- error distributions -------------------------------------------------------------------
 
 
-def _weights(e: np.ndarray, w) -> np.ndarray:
+def weights(e: np.ndarray, w) -> np.ndarray:
+    """Weights of errors e summing to 1: uniform 1/n unless given."""
+    e = np.asarray(e, dtype=float)
     if w is None:
         return np.full(len(e), 1.0 / len(e)) if len(e) else np.zeros(0)
     w = np.asarray(w, dtype=float)
@@ -76,7 +78,7 @@ def edf(e, w=None):
     """The EDF as a step function: sorted distinct errors x and F just after each, i.e.
     y_k = Σ_i w_i·1[e_i ≤ x_k] (uniform weights 1/n unless given; weights are normalized)."""
     e = np.asarray(e, dtype=float)
-    w = _weights(e, w)
+    w = weights(e, w)
     order = np.argsort(e, kind="stable")
     x, cw = e[order], np.cumsum(w[order])
     last = np.r_[x[1:] != x[:-1], True]  # the last of each run of ties carries its total
@@ -85,11 +87,17 @@ def edf(e, w=None):
 
 def edf_at(e, at, w=None) -> np.ndarray:
     """F(at) = Σ_i w_i·1[e_i < at]: the fraction of models (weighted) with error below `at`."""
+    return cdf(e, at, w, side="left")
+
+
+def cdf(e, at, w=None, side: str = "right") -> np.ndarray:
+    """The (weighted) EDF of errors e at the points `at`: Σ_i w_i·1[e_i ≤ at] (side right,
+    the EDF itself) or Σ_i w_i·1[e_i < at] (side left, its limit from below)."""
     e = np.asarray(e, dtype=float)
-    w = _weights(e, w)
+    w = weights(e, w)
     order = np.argsort(e, kind="stable")
     cw = np.r_[0.0, np.cumsum(w[order])]
-    return np.minimum(cw[np.searchsorted(e[order], np.asarray(at, dtype=float), "left")], 1.0)
+    return np.minimum(cw[np.searchsorted(e[order], np.asarray(at, dtype=float), side)], 1.0)
 
 
 def effective_n(w) -> float:
@@ -116,7 +124,7 @@ def ks(a, b, wa=None, wb=None) -> tuple[float, float]:
         r = stats.ks_2samp(a, b)
         return float(r.statistic), float(r.pvalue)
     d = ks_statistic(a, b, wa, wb)
-    na, nb = effective_n(_weights(a, wa)), effective_n(_weights(b, wb))
+    na, nb = effective_n(weights(a, wa)), effective_n(weights(b, wb))
     en = na * nb / (na + nb)
     return d, float(np.clip(stats.kstwo.sf(d, max(1, int(round(en)))), 0, 1))
 
@@ -125,15 +133,7 @@ def ks_statistic(a, b, wa=None, wb=None) -> float:
     """D = sup_e |F_a(e) − F_b(e)| over all observed errors, with optional weights."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     pts = np.concatenate([a, b])
-    fa = _cdf_right(a, _weights(a, wa), pts)
-    fb = _cdf_right(b, _weights(b, wb), pts)
-    return float(np.abs(fa - fb).max())
-
-
-def _cdf_right(e, w, at):
-    order = np.argsort(e, kind="stable")
-    cw = np.r_[0.0, np.cumsum(w[order])]
-    return cw[np.searchsorted(e[order], at, "right")]
+    return float(np.abs(cdf(a, pts, wa) - cdf(b, pts, wb)).max())
 
 
 def weighted_quantile(e, q, w=None) -> float:
@@ -156,7 +156,7 @@ def bin_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo, hi, bins + 1)
 
 
-def complexity_weights(c, lo: float, hi: float, bins: int = 10, name: str = "population"):
+def complexityweights(c, lo: float, hi: float, bins: int = 10, name: str = "population"):
     """Normalization weights (NDS): models outside [lo, hi] get 0; a model in bin j that
     holds m_j models gets 1/(K·m_j), so the weights sum to 1 and every bin weighs 1/K.
     Raises DseError naming the bin when one is empty."""
@@ -180,7 +180,7 @@ def complexity_weights(c, lo: float, hi: float, bins: int = 10, name: str = "pop
 def summarize(e, w=None) -> dict:
     """n, min, mean and median error of a population (weighted mean/median if w is given)."""
     e = np.asarray(e, dtype=float)
-    ww = _weights(e, w)
+    ww = weights(e, w)
     return dict(n=int(len(e)), min=float(e.min()), mean=float((ww * e).sum()),
                 median=float(np.median(e)) if w is None else weighted_quantile(e, 0.5, ww))
 
@@ -235,7 +235,7 @@ def compare(df: pd.DataFrame, spaces, normalize: str | None = None,
         e = p["error"].to_numpy(dtype=float)
         w, dropped = None, 0
         if normalize:
-            w = complexity_weights(cs[s], *rng, bins=bins, name=s)
+            w = complexityweights(cs[s], *rng, bins=bins, name=s)
             keep = w > 0
             dropped = int((~keep).sum())
             e, w = e[keep], w[keep]
@@ -376,7 +376,7 @@ def search_efficiency(e, w=None, rounds: int = 10, rng=None) -> pd.DataFrame:
     if n == 0:
         raise DseError("search efficiency needs at least one finished model")
     rng = np.random.default_rng(rng)
-    p = None if w is None else _weights(e, w)
+    p = None if w is None else weights(e, w)
     rows = []
     for k in search_sizes(n):
         groups = n // k

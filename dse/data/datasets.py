@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dse.data import folders, readers
 from dse.data.readers import Arrays, DataNotFound  # noqa: F401 - part of this module's API
-from dse.errors import ArgumentError, DseError
+from dse.errors import ArgumentError, DseError, out_of_bounds
 from dse.space.spec import Task
 
 DEFAULT_DATA_DIR = "data"
@@ -150,8 +150,8 @@ def task_and_record(name: str, path=None, resolution: int | None = None) -> tupl
     if resolution is None:
         raise ArgumentError("resolution", f"is needed for {name}: the side R of the R×R "
                             "images the models will see (e.g. 32, 64, 224)")
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
-        raise ArgumentError("resolution", f"must be an integer ≥ 8 (got {resolution!r})")
+    if why := out_of_bounds(resolution, 8, integer=True):
+        raise ArgumentError("resolution", why)
     tree = folders.scan(data_dir(path))
     return Task(resolution, stem_for(resolution), 3, len(tree.classes)), tree.record()
 

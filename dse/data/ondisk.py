@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from dse.data.device import steps_per_epoch, subset
-from dse.errors import ArgumentError, DseError
+from dse.errors import ArgumentError, DseError, out_of_bounds
 from dse.system import cpu_cores
 
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp")  # what torchvision.io.decode_image reads
@@ -130,11 +130,11 @@ class StreamData:
     def __init__(self, root: str | os.PathLike, device: torch.device,
                  train_subset: int | None = None, resolution: int = 224,
                  workers: int | None = None, name: str = "imagenet"):
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
-            raise ArgumentError("resolution", f"must be an integer ≥ 8 (got {resolution!r})")
+        if why := out_of_bounds(resolution, 8, integer=True):
+            raise ArgumentError("resolution", why)
         workers = default_workers() if workers is None else workers
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ArgumentError("workers", f"must be an integer ≥ 0 (got {workers!r})")
+        if why := out_of_bounds(workers, 0, integer=True):
+            raise ArgumentError("workers", why)
         if workers and mp.current_process().daemon:
             raise DseError(f"streaming {name} needs DataLoader worker processes, which this "
                            "daemonic process cannot start; train it in a non-daemonic "

@@ -72,16 +72,11 @@ def one_sided(a, b, wa=None, wb=None, exact: bool = True) -> tuple[float, float]
         r = stats.ks_2samp(a, b, alternative="greater", method="auto" if exact else "asymp")
         return float(r.statistic), float(r.pvalue)
     pts = np.concatenate([a, b])
-    fa = analysis.edf_at(a, pts, wa)
-    fb = analysis.edf_at(b, pts, wb)
-    d = float(max(0.0, (fa - fb).max()))
-    na, nb = analysis.effective_n(_w(a, wa)), analysis.effective_n(_w(b, wb))
+    d = float(max(0.0, (analysis.cdf(a, pts, wa) - analysis.cdf(b, pts, wb)).max()))
+    na = analysis.effective_n(analysis.weights(a, wa))
+    nb = analysis.effective_n(analysis.weights(b, wb))
     en = na * nb / (na + nb)
     return d, float(min(1.0, np.exp(-2 * en * d * d)))
-
-
-def _w(e, w):
-    return np.full(len(e), 1 / len(e)) if w is None else np.asarray(w, dtype=float)
 
 
 def detectable_d(na: float, nb: float, alpha: float = 0.05) -> float:

@@ -28,7 +28,7 @@ import yaml
 
 from dse.analysis.stats import param_table
 from dse.data import datasets
-from dse.errors import ArgumentError, DseError
+from dse.errors import ArgumentError, DseError, out_of_bounds
 from dse.method.claims import Claim, parse_claim
 from dse.runner.options import TrainOptions
 from dse.space import definition as spaces
@@ -213,8 +213,8 @@ def check(config: dict, path) -> Experiment:
         windows["flops"] = (sampling.Window(*datasets.flops_window(task)) if task is not None
                             else sampling.Window())
     alpha = config.get("alpha", 0.05)
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < 1:
-        raise err("alpha", f"must be a number in (0, 1) (got {alpha!r})")
+    if why := out_of_bounds(alpha, 0, 1, lo_open=True, hi_open=True):
+        raise err("alpha", why)
     data_dir = _opt_str(err, "data_dir", config.get("data_dir"))
     options = _train(err, config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
@@ -235,8 +235,8 @@ def check(config: dict, path) -> Experiment:
 
 
 def _int(err, key, v, lo):
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise err(key, f"must be an integer ≥ {lo} (got {v!r})")
+    if why := out_of_bounds(v, lo, integer=True):
+        raise err(key, why)
     return v
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dse.errors import ArgumentError
+from dse.errors import ArgumentError, out_of_bounds
 from dse.train.recipe import Recipe
 
 CONCURRENCY = ("processes", "streams")  # --jobs models on one GPU: worker processes, or
@@ -38,18 +38,16 @@ class TrainOptions:
     heartbeat_s: float = HEARTBEAT    # s between heartbeats
 
     def __post_init__(self):
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
-            raise ArgumentError("jobs", f"must be ≥ 1 (got {self.jobs!r})")
-        if self.max_models is not None and (not isinstance(self.max_models, int)
-                                            or self.max_models < 1):
-            raise ArgumentError("max_models", f"must be ≥ 1 (got {self.max_models!r})")
+        for name in ("jobs", "max_models"):
+            v = getattr(self, name)
+            if (v is not None or name == "jobs") and (why := out_of_bounds(v, 1, integer=True)):
+                raise ArgumentError(name, why)
         if self.concurrency not in CONCURRENCY:
             raise ArgumentError("concurrency", f"must be {' or '.join(CONCURRENCY)} (got "
                                 f"{self.concurrency!r})")
         for name in ("claim_timeout", "heartbeat_s"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not v > 0:
-                raise ArgumentError(name, f"must be a number of seconds > 0 (got {v!r})")
+            if why := out_of_bounds(getattr(self, name), 0, lo_open=True, unit="seconds"):
+                raise ArgumentError(name, why)
 
     def load_options(self):
         """How datasets are read for this run (dse.data.datasets.LoadOptions)."""
@@ -86,10 +84,10 @@ class ClusterOptions:
         for name in ("tasks", "time_min", "gpus_per_task", "cpus_per_task",
                      "array_parallelism", "max_requeues"):
             v, least = getattr(self, name), 0 if name in ("gpus_per_task", "max_requeues") else 1
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
-                raise ArgumentError(name, f"must be an integer ≥ {least} (got {v!r})")
-        if self.mem_gb is not None and not self.mem_gb > 0:
-            raise ArgumentError("mem_gb", f"must be > 0 (got {self.mem_gb!r})")
+            if v is not None and (why := out_of_bounds(v, least, integer=True)):
+                raise ArgumentError(name, why)
+        if self.mem_gb is not None and (why := out_of_bounds(self.mem_gb, 0, lo_open=True)):
+            raise ArgumentError("mem_gb", why)
 
     def parameters(self) -> dict:
         """submitit's AutoExecutor parameters."""

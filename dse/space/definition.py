@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from dse.errors import DseError
+from dse.errors import DseError, out_of_bounds
 from dse.space import dists as rand
 
 PARAMS = {"anynet": ("d", "w", "b", "g"), "regnet": ("d", "w0", "wa", "wm", "g", "b")}
@@ -198,11 +198,11 @@ def check(cfg: dict, where: str, source: str) -> Space:
     if kind not in PARAMS:
         raise DseError(f"{where}: 'kind' must be one of {', '.join(PARAMS)} (got {kind!r})")
     stages = cfg.get("stages", 4)
-    if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= 8:
-        raise DseError(f"{where}: 'stages' must be an integer from 1 to 8 (got {stages!r})")
+    if why := out_of_bounds(stages, 1, 8, integer=True):
+        raise DseError(f"{where}: 'stages' {why}")
     se = cfg.get("se_ratio", 0)
-    if isinstance(se, bool) or not isinstance(se, (int, float)) or not 0 <= se < 1:
-        raise DseError(f"{where}: 'se_ratio' must be a number in [0, 1) (got {se!r})")
+    if why := out_of_bounds(se, 0, 1, hi_open=True):
+        raise DseError(f"{where}: 'se_ratio' {why}")
     raw = cfg["params"]
     if not isinstance(raw, dict):
         raise DseError(f"{where}: 'params' must be a mapping of {', '.join(PARAMS[kind])}")

@@ -6,12 +6,11 @@ The CLI takes its defaults from here, so `dse --help` shows the recipe without i
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from dse.errors import ArgumentError
+from dse.errors import ArgumentError, out_of_bounds
 
 
 @dataclass(frozen=True)
@@ -32,23 +31,14 @@ class Recipe:
     train_subset: int | None = None   # train on N images of a fixed permutation; None = all
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ArgumentError(name, f"must be an integer ≥ 1 (got {v!r})")
-        if self.train_subset is not None and (isinstance(self.train_subset, bool)
-                                              or not isinstance(self.train_subset, int)
-                                              or self.train_subset < 1):
-            raise ArgumentError("train_subset",
-                                f"must be a positive integer (got {self.train_subset!r})")
-        for name in ("lr", "momentum", "wd", "warmup_epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ArgumentError(name, f"must be a finite number ≥ 0 (got {v!r})")
-        if self.lr == 0:
-            raise ArgumentError("lr", "must be > 0")
-        if self.momentum >= 1:
-            raise ArgumentError("momentum", f"must be < 1 (got {self.momentum})")
+        checks = {"epochs": dict(lo=1, integer=True), "batch_size": dict(lo=1, integer=True),
+                  "lr": dict(lo=0, lo_open=True), "momentum": dict(lo=0, hi=1, hi_open=True),
+                  "wd": dict(lo=0), "warmup_epochs": dict(lo=0)}
+        if self.train_subset is not None:
+            checks["train_subset"] = dict(lo=1, integer=True)
+        for name, bounds in checks.items():
+            if why := out_of_bounds(getattr(self, name), **bounds):
+                raise ArgumentError(name, why)
         if self.warmup_epochs > self.epochs:
             raise ArgumentError("warmup_epochs", f"({self.warmup_epochs:g}) exceeds epochs "
                                 f"({self.epochs})")
