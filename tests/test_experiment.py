@@ -153,6 +153,16 @@ def test_dry_run_creates_nothing_and_prints_the_plan(tmp_path):
                                                      tmp_path / "s").output
 
 
+@pytest.mark.parametrize("flops", ["1M:", ":2M"])
+def test_dry_run_with_an_open_window_prints_the_plan_with_an_unknown_cost(tmp_path, flops):
+    p = write(tmp_path, flops=flops)
+    plan = json.loads(ok("run", p, "--dry-run", "--store", tmp_path / "s", "--json").output)
+    assert plan["total"]["to_sample"] == 6 and plan["total"]["cost"] is None
+    out = ok("run", p, "--dry-run", "--store", tmp_path / "s").output
+    assert "? multiply-adds" in out and "open flops window" in out
+    assert not (tmp_path / "s").exists()
+
+
 def dse_run(*args):
     cmd = [sys.executable, "-c", "from dse.cli import main; main()", "run", *map(str, args)]
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -87,6 +87,8 @@ def _print_plan(exp, p):
     t = p["total"]
     line = (f"\nin all: {t['to_sample']} to sample, {t['to_train']} to train, "
             f"{fmt_cost(t['cost'])} multiply-adds (3 × flops × images × epochs)")
+    if t["cost"] is None and t["to_sample"] and not (exp.flops.lo and exp.flops.hi):
+        line += " (an open flops window: the cost of models not yet sampled is unknown)"
     if p["rate"]:
         line += (f"; about {fmt_eta(t['eta_s'])} of training at this store's "
                  f"measured {p['rate'] / 1e9:.3g} G mult-adds/s per trainer × {p['workers']}")

@@ -52,10 +52,8 @@ def plan(exp: Experiment, store: Store) -> dict:
     rate = measured_rate(store) if Path(store).is_dir() else None
     workers = exp.options.jobs
     rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
-    total = {k: sum(r[k] for r in rows if r[k] is not None)
+    total = {k: (None if any(r[k] is None for r in rows) else sum(r[k] for r in rows))
              for k in ("to_sample", "to_train", "image_epochs", "cost", "eta_s")}
-    if all(r["eta_s"] is None for r in rows):
-        total["eta_s"] = None
     return dict(experiment=exp.name, store=str(store), rows=rows, total=total,
                 rate=rate, workers=workers, images=train_images(exp), epochs=exp.recipe.epochs)
 
@@ -136,9 +134,10 @@ def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
     rows = []
     for s in exp.spaces:
         to_sample = max(0, exp.n - have.get(s, 0))
-        mid = math.sqrt(exp.flops.lo * exp.flops.hi) if exp.flops.hi < math.inf else None
-        flops = pending_flops.get(s, 0.0) + (to_sample * mid if mid else 0.0)
-        cost = 3 * flops * images * exp.recipe.epochs if images else None
+        mid = _middle(exp.flops)
+        known = images and (to_sample == 0 or mid is not None)  # unsampled models: no window
+        flops = pending_flops.get(s, 0.0) + (to_sample * mid if known and to_sample else 0.0)
+        cost = 3 * flops * images * exp.recipe.epochs if known else None
         rows.append(dict(space=s, sampled=have.get(s, 0), to_sample=to_sample,
                          to_train=pending.get(s, 0) + to_sample,
                          image_epochs=(pending.get(s, 0) + to_sample) * images
@@ -146,3 +145,12 @@ def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
                          cost=cost,
                          eta_s=cost / (rate * workers) if cost is not None and rate else None))
     return rows
+
+
+def _middle(window) -> float | None:
+    """The geometric middle of a flops window, the flops expected of a model sampled in it;
+    None when either end is open (the cost of unsampled models is then unknown)."""
+    lo, hi = window.lo, window.hi
+    if lo is None or hi is None or not (0 < lo <= hi < math.inf):
+        return None
+    return math.sqrt(lo * hi)
