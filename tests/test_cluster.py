@@ -53,7 +53,7 @@ def wait_for_claim(store, seconds=120) -> dict:
     raise AssertionError("no model was claimed")
 
 
-def the_job(store) -> dict:
+def the_job(store) -> cluster.Submission:
     (rec,) = cluster.jobs(store)
     return rec
 
@@ -68,10 +68,10 @@ def test_local_tasks_train_every_model_exactly_once(tmp_path):
     for f in Store(tmp_path).results_dir("regnetx").glob("*.parquet"):
         assert pq.read_schema(f).remove_metadata() == RESULTS_SCHEMA
     rec = the_job(tmp_path)
-    assert rec["cluster"] == "local" and rec["tasks"] == 2 and rec["pending"] == 4
-    assert [t["state"] for t in rec["task_states"]] == ["done", "done"]
-    assert sum(rec["task_records"][k]["done"] for k in (0, 1)) == 4
-    assert rec["options"]["train"]["recipe"]["train_subset"] == 500
+    assert rec.cluster == "local" and rec.tasks == 2 and rec.pending == 4
+    assert [t.state for t in rec.task_states] == ["done", "done"]
+    assert sum(rec.task_records[k]["done"] for k in (0, 1)) == 4
+    assert rec.options["train"]["recipe"]["train_subset"] == 500
     assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
     status = ok("status", "--store", tmp_path).output
     assert "cluster jobs:" in status and "2 done" in status
@@ -90,7 +90,7 @@ def test_debug_runs_the_tasks_in_process_with_the_results_of_a_plain_run(tmp_pat
     b = Store(tmp_path / "b").read_results("regnetx").sort_values("model_id")
     assert set(a["model_id"]) == ids and list(a.columns) == list(b.columns)
     assert list(a["error"]) == list(b["error"])  # the same seed, the same models, same result
-    assert [t["state"] for t in the_job(tmp_path / "a")["task_states"]] == ["done", "done"]
+    assert [t.state for t in the_job(tmp_path / "a").task_states] == ["done", "done"]
 
 
 def test_a_task_killed_mid_model_leaves_it_to_the_other_task_or_a_rerun(tmp_path):
@@ -100,10 +100,10 @@ def test_a_task_killed_mid_model_leaves_it_to_the_other_task_or_a_rerun(tmp_path
     assert "follow: dse status" in r.output
     victim = wait_for_claim(tmp_path)
     os.kill(victim["pid"], signal.SIGKILL)
-    states = cluster.follow(tmp_path, the_job(tmp_path)["name"], lambda line: None, poll=0.5)
-    assert sorted(t["state"] for t in states) == ["done", "killed"]
-    killed = next(t for t in states if t["state"] == "killed")
-    assert "without recording an outcome" in killed["message"]
+    states = cluster.follow(tmp_path, the_job(tmp_path).name, lambda line: None, poll=0.5)
+    assert sorted(t.state for t in states) == ["done", "killed"]
+    killed = next(t for t in states if t.state == "killed")
+    assert "without recording an outcome" in killed.message
     assert "killed: ended without recording" in ok("status", "--store", tmp_path).output
     ok("train", "--store", tmp_path, *FAST, "--cluster", "local", "--wait")  # the rerun
     res = Store(tmp_path).read_results("regnetx")
@@ -117,9 +117,9 @@ def test_a_preempted_task_gives_its_claim_back_and_is_requeued(tmp_path):
     ok("train", "--store", tmp_path, *FAST, "--cluster", "local")
     victim = wait_for_claim(tmp_path)
     os.kill(victim["pid"], signal.SIGUSR2)  # Slurm's signal before preemption / time limit
-    (task,) = cluster.follow(tmp_path, the_job(tmp_path)["name"], lambda line: None, poll=0.5)
-    assert task["state"] == "done"
-    rec = the_job(tmp_path)["task_records"][0]
+    (task,) = cluster.follow(tmp_path, the_job(tmp_path).name, lambda line: None, poll=0.5)
+    assert task.state == "done"
+    rec = the_job(tmp_path).task_records[0]
     assert rec["requeues"] == 1 and rec["done"] == 3 and rec["pid"] != victim["pid"]
     log = next(Store(tmp_path).jobs_dir.glob("*/logs/*_log.out")).read_text()
     assert "requeued: SIGUSR2: claims given back; requeued (1 of at most 3)" in log
@@ -132,11 +132,11 @@ def test_cancel_stops_the_tasks_and_gives_their_claims_back(tmp_path):
     ok("train", "--store", tmp_path, "--epochs", "5", "--train-subset", "1000",
        "--cluster", "local")
     wait_for_claim(tmp_path)
-    name = the_job(tmp_path)["name"]
+    name = the_job(tmp_path).name
     r = ok("cancel", "--store", tmp_path)
     assert r.output.startswith(f"cancelled {name} job ")
     (task,) = cluster.follow(tmp_path, name, lambda line: None, poll=0.5)
-    assert task["state"] == "cancelled" and "claims given back" in task["message"]
+    assert task.state == "cancelled" and "claims given back" in task.message
     assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
     assert ok("cancel", "--store", tmp_path).output == f"no unfinished cluster jobs in {tmp_path}\n"
     assert "'nope' is not a submission" in one_error(run("cancel", "--store", tmp_path,

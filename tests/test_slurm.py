@@ -48,13 +48,13 @@ def test_an_array_of_two_tasks_trains_the_store(tmp_path):
            "--time-min", 10, "--wait")
     assert "2 tasks on slurm (job " in r.output and "4/4 models trained" in r.output
     rec = the_job(tmp_path)
-    array = rec["job_ids"][0].split("_")[0]
-    assert rec["job_ids"] == [f"{array}_0", f"{array}_1"]
-    assert [t["state"] for t in rec["task_states"]] == ["done", "done"]
+    array = rec.job_ids[0].split("_")[0]
+    assert rec.job_ids == [f"{array}_0", f"{array}_1"]
+    assert [t.state for t in rec.task_states] == ["done", "done"]
     assert sorted(finished_lines(tmp_path)) == sorted(ids)  # every model once
     res = Store(tmp_path).read_results("regnetx")
     assert set(res["model_id"]) == ids and set(res["status"]) == {"done"}
-    sbatch = next(Path(rec["log_dir"]).glob("*_submission.sh")).read_text()
+    sbatch = next(Path(rec.log_dir).glob("*_submission.sh")).read_text()
     assert "#SBATCH --array=0-1" in sbatch and "#SBATCH --signal=USR2@" in sbatch
 
 
@@ -63,12 +63,12 @@ def test_pending_tasks_show_in_status_and_are_cancelled(tmp_path):
     ok("train", "--store", tmp_path, "--cluster", "slurm", "--tasks", 2,
        "--slurm-arg", "begin=now+1hour")
     rec = the_job(tmp_path)
-    assert [t["state"] for t in rec["task_states"]] == ["pending", "pending"]
+    assert [t.state for t in rec.task_states] == ["pending", "pending"]
     assert "2 pending" in ok("status", "--store", tmp_path).output
     out = ok("cancel", "--store", tmp_path).output
-    assert out.count(f"cancelled {rec['name']} job ") == 2
-    assert [t["state"] for t in the_job(tmp_path)["task_states"]] == ["cancelled"] * 2
-    queue = subprocess.run(["squeue", "-h", "-j", rec["job_ids"][0].split("_")[0]],
+    assert out.count(f"cancelled {rec.name} job ") == 2
+    assert [t.state for t in the_job(tmp_path).task_states] == ["cancelled"] * 2
+    queue = subprocess.run(["squeue", "-h", "-j", rec.job_ids[0].split("_")[0]],
                            capture_output=True, text=True).stdout
     assert " PD " not in queue and " R " not in queue
 
@@ -81,10 +81,10 @@ def test_a_preempted_task_requeues_through_slurm(tmp_path):
     ok("train", "--store", tmp_path, *FAST, "--cluster", "slurm", "--time-min", 10)
     victim = wait_for_claim(tmp_path)
     rec = the_job(tmp_path)
-    submitit.SlurmJob(rec["log_dir"], rec["job_ids"][0])._interrupt()  # SIGTERM, then USR2
+    submitit.SlurmJob(rec.log_dir, rec.job_ids[0])._interrupt()  # SIGTERM, then USR2
     t0 = time.time()
-    (task,) = cluster.follow(tmp_path, rec["name"], lambda line: None, poll=2.0)
-    assert task["state"] == "done", (task, time.time() - t0)
-    mine = the_job(tmp_path)["task_records"][0]
+    (task,) = cluster.follow(tmp_path, rec.name, lambda line: None, poll=2.0)
+    assert task.state == "done", (task, time.time() - t0)
+    mine = the_job(tmp_path).task_records[0]
     assert mine["requeues"] == 1 and mine["done"] == 3 and victim["model_id"] in ids
     assert set(Store(tmp_path).read_results("regnetx")["model_id"]) == ids

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dse import __version__
-from dse.analysis import fitlinear, plots
+from dse.analysis import fitlinear, plots, search
 from dse.analysis import stats as analysis
 from dse.errors import DseError, DseWarning
 from dse.store.core import Store, write_output
@@ -82,8 +82,26 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
     names = list(dict.fromkeys(df["space"]))
     counts = {s: analysis.counts(df, s) for s in names}
     ready = [s for s in names if counts[s]["finished"] > 0]
-    parts = {}
+    parts = {"populations": _populations(df, names, counts, ready, skipped)}
+    if not ready:
+        for key, _ in SECTIONS[1:]:
+            parts[key] = _note("No space has finished models yet; train some with "
+                               "`dse train`.")
+        return _page(store.root, parts)
+    parts.update(_comparisons(df, ready, seed))
+    pops = {s: analysis.population(df, s) for s in ready}
+    parts["fit-linear"] = ("<p>Per-model quantized linear fit of the per-block widths "
+                           "(DDS §3.3): e_fit = mean_j |log(pred_j / obs_j)|.</p>"
+                           + "".join(_fit_linear(s, pop, top) for s, pop in pops.items()))
+    parts["trends"] = (f"<p>Shaded: the 95% interval of the best model's parameter over "
+                       f"{repeats} bootstrap resamples of 25% of the models; line: "
+                       "the median.</p>"
+                       + "".join(_trends(s, pop, repeats, seed) for s, pop in pops.items()))
+    return _page(store.root, parts)
 
+
+def _populations(df, names, counts, ready, skipped) -> str:
+    """The table of spaces: kind, data, flops range, counts and error summary."""
     rows = []
     for s in names:
         sub = df[df["space"] == s]
@@ -95,26 +113,23 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
         if c["finished"]:
             row.update(analysis.summarize(analysis.population(df, s)["error"]))
         rows.append(row)
-    parts["populations"] = _table(rows, ["space", "kind", "dataset", "flops", "sampled",
-                                         "trained", "finished", "diverged", "failed", "min",
-                                         "mean", "median"],
-                                  ["space", "kind", "dataset", "flops", "sampled", "trained",
-                                   "finished", "diverged", "failed", "min error", "mean error",
-                                   "median error"])
+    out = _table(rows, ["space", "kind", "dataset", "flops", "sampled", "trained", "finished",
+                        "diverged", "failed", "min", "mean", "median"],
+                 ["space", "kind", "dataset", "flops", "sampled", "trained", "finished",
+                  "diverged", "failed", "min error", "mean error", "median error"])
     if skipped:
-        parts["populations"] += _note("Skipped: " + "; ".join(skipped))
+        out += _note("Skipped: " + "; ".join(skipped))
     missing = [s for s in names if s not in ready]
     if missing:
-        parts["populations"] += _note(
-            "No finished models yet (left out below): " + ", ".join(
-                f"{s} ({counts[s]['sampled']} sampled, {counts[s]['trained']} trained)"
-                for s in missing))
-    if not ready:
-        for key, _ in SECTIONS[1:]:
-            parts[key] = _note("No space has finished models yet; train some with "
-                               "`dse train`.")
-        return _page(store.root, parts)
+        out += _note("No finished models yet (left out below): " + ", ".join(
+            f"{s} ({counts[s]['sampled']} sampled, {counts[s]['trained']} trained)"
+            for s in missing))
+    return out
 
+
+def _comparisons(df, ready: list[str], seed: int) -> dict:
+    """The EDF, flops-normalized EDF and search-efficiency sections."""
+    parts = {}
     cmp = analysis.compare(df, ready)
     parts["edf"] = _img(plots.edf_figure(cmp), "error EDFs") + _pairs(cmp)
     ncmp, why = _normalized(df, ready)
@@ -126,35 +141,34 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
             f"<p>Flops-normalized over the common range [{lo:.4g}, {hi:.4g}] in "
             f"{ncmp.bins} log-spaced bins; each bin weighs 1/{ncmp.bins}.</p>"
             + _img(plots.edf_figure(ncmp), "flops-normalized EDFs") + _pairs(ncmp))
-    curves = {s: analysis.search_efficiency(e, w, rng=seed) for s, (e, w) in cmp.curves.items()}
+    curves = {s: search.search_efficiency(e, w, rng=seed) for s, (e, w) in cmp.curves.items()}
     parts["search-efficiency"] = _img(plots.search_efficiency_figure(curves),
                                       "search efficiency") + _search_table(curves)
+    return parts
 
-    fl, tr = [], []
-    for s in ready:
-        pop = analysis.population(df, s)
-        fit = fitlinear.fit_linear_population(pop, top)
-        j, sp = fit["joint"], fit["spearman"]
-        rho = "undefined" if sp["rho"] is None else f"{sp['rho']:.3f} (p = {sp['p']:.3g})"
-        fl.append(f"<h3>{html.escape(s)}</h3><p>{len(pop)} trained models; mean e_fit "
-                  f"{fit['rows']['e_fit'].mean():.3f}. Joint linear fit over the top {j['top']}:"
-                  f" w_j ≈ {j['w0']:.1f} + {j['wa']:.1f}·j. Spearman ρ(e_fit, error) = {rho}."
-                  "</p>" + _img(plots.fit_linear_figure(fit, s), f"{s} fit-linear")
-                  + _table(fit["rows"].head(min(10, j["top"])).to_dict(orient="records"),
-                           ["rank", "model_id", "error", "e_fit", "d", "w0", "wa", "wm"]))
-        trs = analysis.trends(pop, repeats=repeats, seed=seed)
-        tr.append(f"<h3>{html.escape(s)}</h3>" + (
-            _img(plots.trends_figure(trs, s), f"{s} trends")
-            + _table([{k: t[k] for k in ("param", "best", "lo", "median", "hi")} for t in trs],
-                     ["param", "best", "lo", "median", "hi"],
-                     ["parameter", "best model", "95% lo", "median", "95% hi"])
-            if trs else _note("every parameter takes a single value")))
-    parts["fit-linear"] = ("<p>Per-model quantized linear fit of the per-block widths "
-                           "(DDS §3.3): e_fit = mean_j |log(pred_j / obs_j)|.</p>" + "".join(fl))
-    parts["trends"] = (f"<p>Shaded: the 95% interval of the best model's parameter over "
-                       f"{repeats} bootstrap resamples of 25% of the models; line: "
-                       "the median.</p>" + "".join(tr))
-    return _page(store.root, parts)
+
+def _fit_linear(s: str, pop, top: int) -> str:
+    """One space's fit-linear section."""
+    fit = fitlinear.fit_linear_population(pop, top)
+    j, sp = fit["joint"], fit["spearman"]
+    rho = "undefined" if sp["rho"] is None else f"{sp['rho']:.3f} (p = {sp['p']:.3g})"
+    return (f"<h3>{html.escape(s)}</h3><p>{len(pop)} trained models; mean e_fit "
+            f"{fit['rows']['e_fit'].mean():.3f}. Joint linear fit over the top {j['top']}:"
+            f" w_j ≈ {j['w0']:.1f} + {j['wa']:.1f}·j. Spearman ρ(e_fit, error) = {rho}."
+            "</p>" + _img(plots.fit_linear_figure(fit, s), f"{s} fit-linear")
+            + _table(fit["rows"].head(min(10, j["top"])).to_dict(orient="records"),
+                     ["rank", "model_id", "error", "e_fit", "d", "w0", "wa", "wm"]))
+
+
+def _trends(s: str, pop, repeats: int, seed: int) -> str:
+    """One space's trends section."""
+    trs = analysis.trends(pop, repeats=repeats, seed=seed)
+    return f"<h3>{html.escape(s)}</h3>" + (
+        _img(plots.trends_figure(trs, s), f"{s} trends")
+        + _table([{k: t[k] for k in ("param", "best", "lo", "median", "hi")} for t in trs],
+                 ["param", "best", "lo", "median", "hi"],
+                 ["parameter", "best model", "95% lo", "median", "95% hi"])
+        if trs else _note("every parameter takes a single value"))
 
 
 def _pairs(cmp) -> str:
@@ -163,7 +177,7 @@ def _pairs(cmp) -> str:
 
 
 def _search_table(curves) -> str:
-    return _table(analysis.search_rows(curves), ["k", *curves])
+    return _table(search.search_rows(curves), ["k", *curves])
 
 
 def _page(root, parts) -> str:

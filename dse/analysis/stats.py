@@ -156,7 +156,7 @@ def bin_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo, hi, bins + 1)
 
 
-def complexityweights(c, lo: float, hi: float, bins: int = 10, name: str = "population"):
+def complexity_weights(c, lo: float, hi: float, bins: int = 10, name: str = "population"):
     """Normalization weights (NDS): models outside [lo, hi] get 0; a model in bin j that
     holds m_j models gets 1/(K·m_j), so the weights sum to 1 and every bin weighs 1/K.
     Raises DseError naming the bin when one is empty."""
@@ -235,7 +235,7 @@ def compare(df: pd.DataFrame, spaces, normalize: str | None = None,
         e = p["error"].to_numpy(dtype=float)
         w, dropped = None, 0
         if normalize:
-            w = complexityweights(cs[s], *rng, bins=bins, name=s)
+            w = complexity_weights(cs[s], *rng, bins=bins, name=s)
             keep = w > 0
             dropped = int((~keep).sum())
             e, w = e[keep], w[keep]
@@ -358,37 +358,6 @@ def trends(pop: pd.DataFrame, params=None, frac: float = 0.25, repeats: int = 10
     return out
 
 
-# ---- random search efficiency (NDS; DDS Fig. 9) --------------------------------------------
-
-
-def search_sizes(n: int) -> list[int]:
-    """k = 1, 2, 4, … up to n, and n itself."""
-    ks = [1 << i for i in range(int(np.log2(max(n, 1))) + 1)]
-    return ks + ([n] if ks[-1] != n else [])
-
-
-def search_efficiency(e, w=None, rounds: int = 10, rng=None) -> pd.DataFrame:
-    """Expected min error of k random models, k = 1, 2, 4, …, n: per k, `rounds` random
-    partitions of the n models into n//k groups of k (without replacement), or with weights
-    rounds·(n//k) weighted draws of k (with replacement). Columns k, mean, std, trials."""
-    e = np.asarray(e, dtype=float)
-    n = len(e)
-    if n == 0:
-        raise DseError("search efficiency needs at least one finished model")
-    rng = np.random.default_rng(rng)
-    p = None if w is None else weights(e, w)
-    rows = []
-    for k in search_sizes(n):
-        groups = n // k
-        if p is None:
-            idx = np.stack([rng.permutation(n)[:groups * k] for _ in range(rounds)])
-            mins = e[idx.reshape(-1, k)].min(axis=1)
-        else:
-            mins = e[rng.choice(n, size=(rounds * groups, k), p=p)].min(axis=1)
-        rows.append(dict(k=k, mean=float(mins.mean()), std=float(mins.std()), trials=len(mins)))
-    return pd.DataFrame(rows)
-
-
 def rank_correlation(x, y) -> dict:
     """Spearman's rank correlation with its p-value; nulls when undefined (n < 3 or a
     constant input)."""
@@ -406,17 +375,3 @@ def ks_rows(cmp: Comparison) -> list[dict]:
     """One row per compared pair of a compare() result: spaces, KS D and p, formatted."""
     return [{"space A": p.a, "space B": p.b, "KS D": f"{p.D:.3f}", "p-value": f"{p.p:.3g}"}
             for p in cmp.pairs]
-
-
-def search_rows(curves: dict) -> list[dict]:
-    """One row per k of search_efficiency() curves: each space's expected minimum error as
-    'mean ± 2 std'."""
-    rows = []
-    for k in sorted({int(k) for c in curves.values() for k in c["k"]}):
-        row = {"k": k}
-        for s, c in curves.items():
-            hit = c[c["k"] == k]
-            row[s] = "" if hit.empty else \
-                f"{hit['mean'].iloc[0]:.2f} ± {2 * hit['std'].iloc[0]:.2f}"
-        rows.append(row)
-    return rows

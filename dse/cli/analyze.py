@@ -194,21 +194,21 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
 @store_option
 def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, store_path):
     """Expected min error over k random models, k = 1, 2, 4, ..., n (mean ± 2 std)."""
-    from dse.analysis import plots
+    from dse.analysis import plots, search
     from dse.analysis import stats as analysis
 
     store, names, df = _load(store_path, spaces)
     suffix = "" if normalize == "none" else f"_{normalize}"
     path = _figure(out, store.figure_path("search", names, suffix))
     cmp = analysis.compare(df, names, normalize, bins)
-    curves = {s: analysis.search_efficiency(e, w, rounds, rng=seed)
+    curves = {s: search.search_efficiency(e, w, rounds, rng=seed)
               for s, (e, w) in cmp.curves.items()}
     plots.save(plots.search_efficiency_figure(curves, normalize), path)
     if as_json:
         echo_json(dict(spaces={s: c.to_dict(orient="records") for s, c in curves.items()},
                        normalize=normalize, figure=str(path)))
         return
-    click.echo(table(analysis.search_rows(curves), ["k", *curves]))
+    click.echo(table(search.search_rows(curves), ["k", *curves]))
     click.echo(f"\nmin error of k random models, mean ± 2 std\nfigure: {path}")
 
 

@@ -157,22 +157,22 @@ def _submit(store, spaces, options, cluster, wait, resources):
     kw["slurm_args"] = parse_slurm_args(kw.get("slurm_args", ()))
     copts = ClusterOptions(cluster=cluster, **kw)
     rec = cl.submit(store, spaces, options, copts, echo=click.echo)
-    ids = rec["job_ids"]
+    ids = rec.job_ids
     if cluster != "debug":
         where = f"job {ids[0].split('_')[0]}" if cluster == "slurm" else \
             f"processes {', '.join(ids)}"
-        click.echo(f"{rec['name']}: {rec['tasks']} task{'s' * (rec['tasks'] > 1)} on "
-                   f"{cluster} ({where}) for {rec['pending']} pending models")
-        click.echo(f"logs: {rec['log_dir']}")
+        click.echo(f"{rec.name}: {rec.tasks} task{'s' * (rec.tasks > 1)} on "
+                   f"{cluster} ({where}) for {rec.pending} pending models")
+        click.echo(f"logs: {rec.log_dir}")
     if cluster != "debug" and not wait:
         click.echo(f"follow: dse status --store {store}   cancel: dse cancel --store {store}")
         return
-    states = cl.follow(store, rec["name"], click.echo, poll=1.0 if cluster == "local" else 3.0)
-    bad = [t for t in states if t["state"] != "done"]
+    states = cl.follow(store, rec.name, click.echo, poll=1.0 if cluster == "local" else 3.0)
+    bad = [t for t in states if t.state != "done"]
     if bad:
         t = bad[0]
-        click.echo(f"Error: task {t['index']} (job {t['job_id']}) {t['state']}: {t['message']}"
-                   + (f"; log: {t['log']}" if t["log"] else ""), err=True)
+        click.echo(f"Error: task {t.index} (job {t.job_id}) {t.state}: {t.message}"
+                   + (f"; log: {t.log}" if t.log else ""), err=True)
         raise SystemExit(1)
 
 
@@ -192,7 +192,7 @@ def status_cmd(store_path, only_jobs, as_json):
     if only_jobs:
         recs = cluster.jobs(Store.existing(store))
         if as_json:
-            click.echo(json.dumps(recs, indent=2, default=str))
+            click.echo(json.dumps([r.to_json() for r in recs], indent=2, default=str))
         else:
             _jobs_table(recs) if recs else click.echo(f"no cluster jobs in {store}")
         return
@@ -224,26 +224,25 @@ def status_cmd(store_path, only_jobs, as_json):
         _jobs_table(recs)
 
 
-def _jobs_table(recs: list[dict]) -> None:
+def _jobs_table(recs: list) -> None:
     """The cluster jobs as a table, then the tasks that ended badly with why and their log."""
     rows = []
     for r in recs:
         tally: dict = {}
-        for t in r["task_states"]:
-            tally[t["state"]] = tally.get(t["state"], 0) + 1
-        ids = r["job_ids"]
-        rows.append(dict(submission=r["name"], cluster=r["cluster"],
-                         job=ids[0].split("_")[0] if r["cluster"] == "slurm" and ids else
-                         ", ".join(ids), tasks=r["tasks"], submitted=r["submitted_at"][:19],
+        for t in r.task_states:
+            tally[t.state] = tally.get(t.state, 0) + 1
+        ids = r.job_ids
+        rows.append(dict(submission=r.name, cluster=r.cluster,
+                         job=ids[0].split("_")[0] if r.cluster == "slurm" and ids else
+                         ", ".join(ids), tasks=r.tasks, submitted=r.submitted_at[:19],
                          states=", ".join(f"{n} {s}" for s, n in sorted(tally.items()))))
     click.echo("cluster jobs:")
     click.echo(table(rows, list(rows[0])))
     for r in recs:
-        for t in r["task_states"]:
-            if t["state"] not in ("done", "running", "pending", "requeued"):
-                click.echo(f"  {r['name']} task {t['index']} (job {t['job_id']}) "
-                           f"{t['state']}: {t['message']}" + (f"; log {t['log']}" if t["log"]
-                                                              else ""))
+        for t in r.task_states:
+            if t.state not in ("done", "running", "pending", "requeued"):
+                click.echo(f"  {r.name} task {t.index} (job {t.job_id}) {t.state}: "
+                           f"{t.message}" + (f"; log {t.log}" if t.log else ""))
 
 
 @click.command("cancel", cls=Command)

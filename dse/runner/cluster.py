@@ -31,6 +31,7 @@ from pathlib import Path
 from dse.errors import ArgumentError, DseError
 from dse.runner.options import ClusterOptions, TrainOptions, parse_slurm_args  # noqa: F401 (API)
 from dse.runner.pending import jobs_of, select_spaces, status
+from dse.runner.submissions import Submission, TaskState
 from dse.store.core import Store
 from dse.store.schema import RESULT_STATUSES
 from dse.system import HOST, pid_alive, stamp
@@ -179,22 +180,21 @@ def submit(store: Store | str, spaces=(), options: TrainOptions | None = None,
     logs = store.job_logs_dir(name)
     task = TrainTask(str(store.root), name, tuple(names), options, cluster.cluster,
                      cluster.max_requeues)
-    record = dict(name=name, cluster=cluster.cluster, tasks=cluster.tasks, job_ids=[],
-                  submitted_at=stamp(), host=HOST, store=str(store.root), spaces=names,
-                  pending=pending, log_dir=str(logs), command=" ".join(sys.argv),
-                  options=dict(train=asdict(options), cluster=asdict(cluster)))
+    sub = Submission(name, cluster.cluster, cluster.tasks, [], stamp(), HOST, str(store.root),
+                     names, pending, str(logs), " ".join(sys.argv),
+                     dict(train=asdict(options), cluster=asdict(cluster)))
     if cluster.cluster == "debug":
-        record["job_ids"] = [f"debug-{k}" for k in range(cluster.tasks)]
-        store.write_job(name, record)
+        sub.job_ids = [f"debug-{k}" for k in range(cluster.tasks)]
+        store.write_job(name, sub.record())
         for k in range(cluster.tasks):
             if echo:
                 echo(f"{name}: task {k} of {cluster.tasks}, in this process")
             task(k)
-        return record
+        return sub
     jobs = _submit_array(task, cluster, logs)
-    record["job_ids"] = [j.job_id for j in jobs]
-    store.write_job(name, record)
-    return record
+    sub.job_ids = [j.job_id for j in jobs]
+    store.write_job(name, sub.record())
+    return sub
 
 
 def _submit_array(task: TrainTask, cluster: ClusterOptions, logs: Path) -> list:
@@ -222,48 +222,47 @@ def _first_line(e: BaseException) -> str:
 
 # ---- watching and cancelling -------------------------------------------------------------------
 
-def jobs(store: Store | str) -> list[dict]:
+def jobs(store: Store | str) -> list[Submission]:
     """Every submission recorded in the store, each with `task_states`: per task its index,
     job id, state (pending, running, requeued, or final: done, failed, stopped, cancelled,
     killed), host, message and log file."""
     store = Store(store)
     out = []
-    for rec in store.read_jobs():
-        final = all(r.get("state") in FINAL for r in rec["task_records"].values())
-        queue = {} if final and len(rec["task_records"]) == rec["tasks"] else _queue_states(rec)
-        rec["task_states"] = [_task_state(rec, k, queue) for k in range(rec["tasks"])]
+    for rec in map(Submission.from_record, store.read_jobs()):
+        final = all(r.get("state") in FINAL for r in rec.task_records.values())
+        queue = {} if final and len(rec.task_records) == rec.tasks else _queue_states(rec)
+        rec.task_states = [_task_state(rec, k, queue) for k in range(rec.tasks)]
         out.append(rec)
     return out
 
 
-def _task_state(rec: dict, k: int, queue: dict | None) -> dict:
-    jid = rec["job_ids"][k] if k < len(rec["job_ids"]) else ""
-    mine = rec["task_records"].get(k) or {}
+def _task_state(rec: Submission, k: int, queue: dict | None) -> TaskState:
+    jid = rec.job_ids[k] if k < len(rec.job_ids) else ""
+    mine = rec.task_records.get(k) or {}
     log = _log(rec, jid)
-    out = dict(index=k, job_id=jid, state=mine.get("state", "pending"), host=mine.get("host"),
-               message=mine.get("message", ""), log=str(log.stdout) if log else None)
-    if out["state"] in FINAL:
-        return out
+    here = TaskState(k, jid, mine.get("state", "pending"), mine.get("host"),
+                     mine.get("message", ""), str(log.stdout) if log else None)
+    if here.state in FINAL:
+        return here
     if queue is None:
-        out["message"] = "Slurm cannot be asked from here (squeue failed): as last recorded"
-        return out
+        return replace(here, message="Slurm cannot be asked from here (squeue failed): as "
+                                     "last recorded")
     if queue.get(jid):  # still in the cluster's queue (or, local, its process is alive)
         if not mine or queue[jid] in ("PENDING", "REQUEUED"):
-            out["state"] = "requeued" if mine else "pending"
-        return out
+            return replace(here, state="requeued" if mine else "pending")
+        return here
     error = _result_error(log)
-    out["state"] = "failed" if error else "killed"
-    out["message"] = error or ("ended without recording an outcome (killed hard, or the node "
-                               "failed); its claims go stale and are taken over")
-    return out
+    return replace(here, state="failed" if error else "killed",
+                   message=error or ("ended without recording an outcome (killed hard, or the "
+                                     "node failed); its leases go stale and are taken over"))
 
 
-def _log(rec: dict, jid: str):
-    if rec["cluster"] == "debug" or not jid:
+def _log(rec: Submission, jid: str):
+    if rec.cluster == "debug" or not jid:
         return None
     from submitit.core.utils import JobPaths
 
-    return JobPaths(rec["log_dir"], job_id=jid, task_id=0)
+    return JobPaths(rec.log_dir, job_id=jid, task_id=0)
 
 
 def _result_error(paths) -> str:
@@ -279,14 +278,14 @@ def _result_error(paths) -> str:
     return ""
 
 
-def _queue_states(rec: dict) -> dict | None:
+def _queue_states(rec: Submission) -> dict | None:
     """job id → its state while the cluster still holds it (local: RUNNING while the
     process that runs the task lives; debug: nothing); None when Slurm cannot be asked."""
-    ids = rec["job_ids"]
-    if rec["cluster"] == "local":
-        here = rec.get("host") == HOST
+    ids = rec.job_ids
+    if rec.cluster == "local":
+        here = rec.host == HOST
         return {j: "RUNNING" for j in ids if here and j.isdigit() and pid_alive(int(j))}
-    if rec["cluster"] != "slurm" or not ids:
+    if rec.cluster != "slurm" or not ids:
         return {}
     arrays = sorted({j.split("_")[0] for j in ids})
     try:
@@ -306,41 +305,41 @@ def cancel(store: Store | str, name: str | None = None) -> list[tuple[str, str]]
 
     done = []
     recs = jobs(store)
-    if name is not None and name not in {r["name"] for r in recs}:
+    if name is not None and name not in {r.name for r in recs}:
         raise ArgumentError("name", f"{name!r} is not a submission of {store} (it has "
-                            f"{', '.join(r['name'] for r in recs) or 'none'})")
+                            f"{', '.join(r.name for r in recs) or 'none'})")
     for rec in recs:
-        if name is not None and rec["name"] != name:
+        if name is not None and rec.name != name:
             continue
-        for t in rec["task_states"]:
-            if t["state"] in FINAL:
+        for t in rec.task_states:
+            if t.state in FINAL:
                 continue
-            if rec["cluster"] == "slurm":
-                submitit.SlurmJob(rec["log_dir"], t["job_id"]).cancel(check=False)
-            elif rec["cluster"] == "local":
-                if rec.get("host") != HOST:
-                    raise DseError(f"{rec['name']} runs on {rec['host']}; cancel it there")
+            if rec.cluster == "slurm":
+                submitit.SlurmJob(rec.log_dir, t.job_id).cancel(check=False)
+            elif rec.cluster == "local":
+                if rec.host != HOST:
+                    raise DseError(f"{rec.name} runs on {rec.host}; cancel it there")
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(t["job_id"]), signal.SIGTERM)  # its controller passes it on
-            if t["state"] == "pending":
-                Store(store).write_job(rec["name"], dict(
-                    index=t["index"], job_id=t["job_id"], state="cancelled", host=None,
-                    message="cancelled before it started", ended_at=stamp()), t["index"])
-            done.append((rec["name"], t["job_id"]))
+                    os.kill(int(t.job_id), signal.SIGTERM)  # its controller passes it on
+            if t.state == "pending":
+                Store(store).write_job(rec.name, dict(
+                    index=t.index, job_id=t.job_id, state="cancelled", host=None,
+                    message="cancelled before it started", ended_at=stamp()), t.index)
+            done.append((rec.name, t.job_id))
     return done
 
 
-def follow(store: Store | str, name: str, echo, poll: float = 2.0) -> list[dict]:
+def follow(store: Store | str, name: str, echo, poll: float = 2.0) -> list[TaskState]:
     """Print a line whenever the progress of a submission changes, until its tasks end;
     returns the final task states."""
     last = None
     while True:
-        (rec,) = [r for r in jobs(store) if r["name"] == name]
-        rows = [r for r in status(store) if r["space"] in rec["spaces"]]
-        states = rec["task_states"]
+        (rec,) = [r for r in jobs(store) if r.name == name]
+        rows = [r for r in status(store) if r["space"] in rec.spaces]
+        states = rec.task_states
         tally: dict = {}
         for t in states:
-            tally[t["state"]] = tally.get(t["state"], 0) + 1
+            tally[t.state] = tally.get(t.state, 0) + 1
         done = sum(r["sampled"] - r["pending"] for r in rows)
         line = (f"{done}/{sum(r['sampled'] for r in rows)} models trained, "
                 f"{sum(r['in_flight'] for r in rows)} in flight; tasks: "
@@ -348,6 +347,6 @@ def follow(store: Store | str, name: str, echo, poll: float = 2.0) -> list[dict]
         if line != last:
             echo(line)
             last = line
-        if all(t["state"] in FINAL for t in states):
+        if all(t.state in FINAL for t in states):
             return states
         time.sleep(poll)
