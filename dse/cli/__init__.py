@@ -1,9 +1,9 @@
 """The `dse` command line: a thin click layer over the library, one command per stage.
 
 Commands are plain click commands in the modules of this package (sample: spaces, describe,
-sample; train: train, status, cancel; analyze: edf, fit-linear, trends, search-efficiency, report;
-compare: zoo, speed, export),
-attached to the group here and nowhere else; they import what they need inside the command,
+sample; train: train, status, cancel; analyze: edf, fit-linear, trends, search-efficiency,
+report; compare: zoo, speed, export; run: run, suggest), attached to the group here and
+nowhere else; they import what they need inside the command,
 so `dse --help` loads no torch. Shared options and error handling: dse.cli.common.
 """
 
