@@ -156,7 +156,7 @@ def bin_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo, hi, bins + 1)
 
 
-def complexityweights(c, lo: float, hi: float, bins: int = 10, name: str = "population"):
+def complexity_weights(c, lo: float, hi: float, bins: int = 10, name: str = "population"):
     """Normalization weights (NDS): models outside [lo, hi] get 0; a model in bin j that
     holds m_j models gets 1/(K·m_j), so the weights sum to 1 and every bin weighs 1/K.
     Raises DseError naming the bin when one is empty."""
@@ -235,7 +235,7 @@ def compare(df: pd.DataFrame, spaces, normalize: str | None = None,
         e = p["error"].to_numpy(dtype=float)
         w, dropped = None, 0
         if normalize:
-            w = complexityweights(cs[s], *rng, bins=bins, name=s)
+            w = complexity_weights(cs[s], *rng, bins=bins, name=s)
             keep = w > 0
             dropped = int((~keep).sum())
             e, w = e[keep], w[keep]
