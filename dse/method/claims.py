@@ -247,7 +247,8 @@ def _range_claim(c: Claim, pop, repeats, permutations, seed, limits) -> _Evidenc
 def pairs(pops: dict, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     """Errors of the models A and B share by architecture (the same stages, widths,
     bottlenecks and groups; SE aside), matched: (errors in A, errors in B)."""
-    if a not in pops or b not in pops:
+    arch = {"ds", "ws", "bs", "gs", "error"}
+    if a not in pops or b not in pops or not all(arch <= set(pops[s]) for s in (a, b)):
         return np.zeros(0), np.zeros(0)
     key = lambda r: (tuple(r.ds), tuple(r.ws), tuple(r.bs), tuple(r.gs))  # noqa: E731
     in_b = {key(r): r.error for r in pops[b].itertuples()}
