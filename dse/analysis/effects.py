@@ -5,7 +5,7 @@
   averages of the pair differences when paired), or the shift of the weighted medians for
   complexity-normalized populations, each with a bootstrap percentile interval;
 - tests of the shift against a value δ: one-sided Mann–Whitney tests of A − δ against B
-  (Wilcoxon signed-rank tests of the pair differences − δ when paired), exact under a shift
+  (Wilcoxon signed-rank tests of the pair differences − δ when paired), valid under a shift
   model, so two of them make an equivalence test (TOST) and one a non-inferiority test;
 - the smallest KS distance a sample size can detect (exact critical values);
 - family-wise corrections of several p-values (Holm, Benjamini–Hochberg);
