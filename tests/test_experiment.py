@@ -74,6 +74,11 @@ def test_a_relative_store_is_next_to_the_file(tmp_path):
      "exp.yaml: expect[1]: 'wm' is not a parameter of anynetxe"),
     (dict(analyze=dict(edf=dict(bands="some"))), (), "exp.yaml: analyze.edf.bands: must be"),
     (dict(name=None), (), "exp.yaml: name: is required"),
+    (dict(margin=0), (), "exp.yaml: margin: must be a number of points of error > 0 (got 0)"),
+    ({}, ("correction=bonferroni",), "exp.yaml: correction: must be none, holm, bh (got "),
+    (dict(expect=["xe better than xa within 1"]), (),
+     "expect[1]: 'xe better than xa within 1': a margin ('within M') goes with 'same as'"),
+    (dict(expect=["xe same as xa within -1"]), (), "the margin must be a positive number"),
     ({}, ("n",), "--set 'n' is not KEY=VALUE"),
 ])
 def test_mistakes_are_one_line_naming_the_file_and_key(tmp_path, changes, sets, message):
@@ -98,27 +103,42 @@ def test_a_file_that_is_not_yaml_or_not_there(tmp_path):
     ("xa worse than xe", "better", "xe", "xa"),
     ("rx at least as good as xe", "at_least", "rx", "xe"),
     ("xb same as xa", "same", "xb", "xa"),
+    ("xb same as xa within 0.5", "same", "xb", "xa"),
+    ("rx at least as good as xe within 2", "at_least", "rx", "xe"),
 ])
 def test_claims_are_read_from_words(text, kind, a, b):
     c = expect.parse_claim(text)
     assert (c.kind, c.a, c.b) == (kind, a, b)
+    assert c.margin == (float(text.split()[-1]) if "within" in text else None)
 
 
-def test_verdicts_follow_the_one_sided_tests():
+def test_margin_and_correction_are_read_with_their_defaults(tmp_path):
+    e = experiment.load(write(tmp_path))
+    assert (e.margin, e.correction) == (1.0, "holm")
+    e = experiment.load(write(tmp_path, margin=0.5, correction="bh"))
+    assert (e.margin, e.correction) == (0.5, "bh")
+
+
+def test_verdicts_follow_the_tests_in_the_stated_direction():
     rng = np.random.default_rng(0)
     good, bad = rng.normal(10, 1, 60), rng.normal(12, 1, 60)
     noise = rng.normal(12, 1, 60)
     curves = {"g": (good, None), "b": (bad, None), "n": (noise, None)}
-    verdict = lambda t: expect.judge(expect.parse_claim(t), curves)["verdict"]  # noqa: E731
+    verdict = lambda t: expect.judge(expect.parse_claim(t), curves,  # noqa: E731
+                                     boot=500).verdict
     assert verdict("g better than b") == "holds"
-    assert verdict("b better than g") == "does not hold"
+    assert verdict("b better than g") == "contradicted"
     assert verdict("b better than n") == "inconclusive"
-    assert verdict("b same as n") == "holds" and verdict("g same as b") == "does not hold"
+    # equivalence within 1 point: shown for b and n (64 models of spread 1), and a 2-point
+    # shift is shown to lie beyond the margin
+    assert verdict("b same as n") == "holds" and verdict("g same as b") == "contradicted"
     assert verdict("g at least as good as b") == "holds"
-    assert verdict("b at least as good as g") == "does not hold"
-    r = expect.judge(expect.parse_claim("g better than b"), curves)
-    d, p = r["statistic"], r["p"]
+    assert verdict("b at least as good as g") == "contradicted"
+    assert verdict("b same as n within 0.01") == "inconclusive"
+    r = expect.judge(expect.parse_claim("g better than b"), curves, boot=500)
+    d, p = r.statistic, r.p
     assert d > 0.5 and p < 1e-6
+    assert r.effect.hi < 0 and r.effect.lo < r.effect.estimate < r.effect.hi
     # the same statistic, by hand: the largest gap of the EDFs
     pts = np.sort(np.r_[good, bad])
     fa = (good[:, None] <= pts).mean(0)
@@ -126,17 +146,19 @@ def test_verdicts_follow_the_one_sided_tests():
     assert d == pytest.approx((fa - fb).max())
 
 
-def test_a_good_range_claim_uses_the_bootstrap_range():
+def test_a_good_range_claim_uses_the_bootstrap_range_and_its_null():
     rng = np.random.default_rng(1)
     d = rng.integers(8, 30, 200)
     pop = pd.DataFrame(dict(kind="regnet", ds=[[1, 1, 1, 1]] * 200, d=d,
                             error=np.abs(d - 20) + rng.normal(0, 0.5, 200)))
-    check = lambda t: expect.judge(expect.parse_claim(t), {}, {"rx": pop})  # noqa: E731
-    assert check("rx good d contains 20")["verdict"] == "holds"
-    assert check("rx good d contains 10")["verdict"] == "does not hold"
-    assert check("rx good d above 15")["verdict"] == "holds"
-    assert check("rx good d below 15")["verdict"] == "does not hold"
-    assert check("ry good d contains 20")["verdict"] == "inconclusive"
+    check = lambda t: expect.judge(expect.parse_claim(t), {}, {"rx": pop},  # noqa: E731
+                                   repeats=2000, permutations=199).verdict
+    assert check("rx good d contains 20") == "holds"
+    assert check("rx good d contains 10") == "contradicted"
+    assert check("rx good d above 15") == "holds"
+    assert check("rx good d below 15") == "contradicted"
+    assert check("rx good d contains 40") == "untestable"
+    assert check("ry good d contains 20") == "untestable"
 
 
 # ---- plan and run ----------------------------------------------------------------------------
@@ -198,8 +220,7 @@ def test_a_killed_run_resumes_and_trains_each_model_once(tmp_path):
     d = store.experiment_dir("t")
     summary = json.loads((d / "summary.json").read_text())
     assert [c["claim"] for c in summary["claims"]] == BASE["expect"]
-    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive")
-               for c in summary["claims"])
+    assert all(c["verdict"] in expect.VERDICTS for c in summary["claims"])
     assert [s["finished"] for s in summary["spaces"]] == [3, 3]
     for f in ("edf.png", "report.html", "experiment.yaml", "trends_anynetxe.png",
               "fit_linear_anynetxe.png"):
@@ -218,7 +239,8 @@ def test_only_analyze_reports_claims_on_what_is_there(tmp_path):
     ok("run", p, "--store", store, "--only", "sample")
     assert sorted(store.spaces()) == ["anynetxa", "anynetxe"]
     out = json.loads(ok("run", p, "--store", store, "--only", "analyze", "--json").output)
-    assert {c["verdict"] for c in out["claims"]} == {"inconclusive"}
+    assert {c["verdict"] for c in out["claims"]} == {"untestable"}
+    assert all("has no finished models" in c["detail"] for c in out["claims"])
     assert out["spaces"][0]["finished"] == 0
 
 

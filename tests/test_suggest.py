@@ -77,6 +77,38 @@ def test_pure_noise_supports_nothing(space_name, seed):
     assert [pa for _, pa in ps] == sorted(pa for _, pa in ps)
 
 
+def test_fixing_g_scores_stages_capped_at_their_bottleneck_width_as_obeying():
+    """A stage of bottleneck width 8 builds g = 8 from any drawn g ≥ 8: "fix g = 16" keeps
+    it, so it obeys; a stage with g = 4 below its width 8 does not."""
+    space = spaces.load("anynetxa")
+    n = 16
+    pop = pd.DataFrame(dict(ds=[[1, 1, 2, 2]] * n, ws=[[8, 64, 128, 256]] * n,
+                            bs=[[1, 1, 1, 1]] * n, error=np.arange(n, dtype=float),
+                            gs=[[8, 16, 16, 16]] * (n // 2) + [[4, 16, 16, 16]] * (n // 2)))
+    cands = suggest._candidates(space, pop, np.ones(n, bool), 0.25, np.random.default_rng(0))
+    score = next(c[2] for c in cands if c[1] == {"params": {"g": 16}})
+    assert score.tolist() == [1.0] * (n // 2) + [0.75] * (n // 2)
+    score = next(c[2] for c in cands if c[1] == {"params": {"g": 4}})
+    assert score.tolist() == [0.0] * (n // 2) + [0.25] * (n // 2)
+
+
+def test_a_second_look_at_a_grown_sample_tests_only_the_fresh_models(tmp_path):
+    """The refine loop looked at 100 models and found nothing; n was raised to 120: the
+    next look sees only the 20 models sampled since (a fresh confirmation sample), and a
+    growth of fewer than 12 models makes no new look."""
+    from dse.method import refine
+
+    store = stored(tmp_path, "anynetxa", stage_share("bs", lambda b: b == 1), n=120)
+    space = spaces.load("anynetxa")
+    pop, looks, said = refine._look(store, space, ())
+    assert len(pop) == 120 and looks == (120,) and said == "first look: all 120 models"
+    pop, looks, said = refine._look(store, space, (100,))
+    assert len(pop) == 20 and (pop["sample_index"] >= 100).all() and looks == (100, 120)
+    assert "the 20 models sampled since the look at 100 (a fresh confirmation" in said
+    pop, looks, said = refine._look(store, space, (110,))
+    assert pop is None and looks == (110,) and "needs at least 12 fresh" in said
+
+
 def test_an_exact_p_matches_the_hypergeometric_tail():
     # 40 models, 10 obey a whole-model rule, all of them among the best 10 (frac 0.25)
     e = np.arange(40.0)
@@ -154,7 +186,9 @@ def test_refine_suggests_writes_trains_and_refuses_a_worse_space(tmp_path):
     assert all(set(b) == {1} for b in new["bs"])
     chain = json.loads((d / "chain.json").read_text())
     assert [c["space"] for c in chain] == ["anynetxa", "anynetxa-r1"]
-    assert chain[1]["verdict"] == "refused: worse" and chain[1]["p"] < 0.05
+    assert chain[1]["verdict"] == "refused: worse" and chain[1]["p_worse"] < 0.05
+    assert chain[1]["p"] > 0.05 and chain[1]["looks"] == [150]
+    assert chain[1]["tested_on"] == "first look: all 150 models"
     summary = json.loads((store.experiment_dir("loop") / "summary.json").read_text())
     assert [s["space"] for s in summary["spaces"]] == ["anynetxa", "anynetxa-r1"]
     # rerun: the loop reuses its file and trains nothing again

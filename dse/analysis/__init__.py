@@ -1,3 +1,4 @@
 """Analyze populations (no torch): statistics of error EDFs, ranges, trends and search
-efficiency (`stats`), the quantized linear fit (`fitlinear`), figures (`plots`) and the HTML
-report (`report`). Pure functions over DataFrames and arrays; the store gives them one."""
+efficiency (`stats`), effect sizes, shift tests and corrections for verdicts (`effects`), the
+quantized linear fit (`fitlinear`), figures (`plots`) and the HTML report (`report`). Pure
+functions over DataFrames and arrays; the store gives them one."""

@@ -50,6 +50,7 @@ def png_bytes(fig) -> bytes:
 
 
 BANDS_AUTO = 3  # confidence bands by default only up to this many spaces (else unreadable)
+TAIL_CUT = 0.95  # EDF figures show errors up to this quantile of all models drawn
 
 
 def _edf_colors(n: int):
@@ -72,11 +73,13 @@ def _eps(e, w, level):
     return analysis.dkw_band(analysis.effective_n(w) if w is not None else len(e), level)
 
 
-def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95, bands: str = "auto"):
+def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95, bands: str = "auto",
+               cut: float | None = TAIL_CUT):
     """Error EDFs of the compared spaces (analysis.compare); the legend gives n, min and mean
     error. `bands`: DKW confidence bands for every space ("all"), none ("none"), or only
     when at most three spaces are drawn ("auto"); with many spaces the lines are drawn in
-    order of a progression's colours, the paper's way."""
+    order of a progression's colours, the paper's way. The x axis ends at the `cut`
+    quantile of all errors (the far tail left out, said under the axis; None: all)."""
     names = list(cmp.curves)
     show = bands == "all" or (bands == "auto" and len(names) <= BANDS_AUTO)
     fig, ax = plt.subplots(figsize=(6.4, 4.4) if len(names) <= 4 else (7.2, 4.8))
@@ -86,6 +89,7 @@ def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95, bands: 
         _edf_curve(ax, e, w, color, f"{name}  (n={s['n']}, min {s['min']:.2f}, "
                    f"mean {s['mean']:.2f})", _eps(e, w, level) if show else None)
     _edf_axes(ax, cmp)
+    _cut_axis(ax, [cmp.curves[n][0] for n in names], cut)
     ax.legend(loc="lower right", fontsize=8 if len(names) <= 4 else 7.5, frameon=True)
     if title is None:
         title = "error EDF"
@@ -109,18 +113,34 @@ def _edf_axes(ax, cmp, label=True):
     ax.grid(alpha=0.3)
 
 
-def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3):
+def _cut_axis(ax, errors: list, cut: float | None) -> None:
+    """End the x axis at the `cut` quantile of all errors and say so under it."""
+    allx = np.concatenate(errors)
+    if cut is None or len(allx) < 2:
+        return
+    lo, hi = float(allx.min()), float(np.quantile(allx, cut))
+    beyond = int((allx > hi).sum())
+    if beyond == 0 or hi <= lo:
+        return
+    ax.set_xlim(lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo))
+    ax.set_xlabel(f"error (%); axis cut at {hi:.1f} (the {cut:.0%} quantile): {beyond} "
+                  f"of {len(allx)} models beyond")
+
+
+def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3,
+                     cut: float | None = TAIL_CUT):
     """Small multiples of a progression: one panel per step (each space against the one
-    before it in `order`), both with DKW bands, the KS D and p of the step in the title; all
-    panels share the error axis."""
+    before it in `order`), both with DKW bands, the two-sided KS D and p of the step in the
+    title; all panels share the error axis, cut at the `cut` quantile of all errors."""
     order = list(order or cmp.curves)
     steps = list(zip(order, order[1:]))
     if not steps:
         raise DseError("a progression needs at least two spaces")
     cols = min(cols, len(steps))
     rows = -(-len(steps) // cols)
-    allx = np.concatenate([cmp.curves[s][0] for s in order])
-    lo, hi = np.percentile(allx, [0, 100])
+    errors = [cmp.curves[s][0] for s in order]
+    allx = np.concatenate(errors)
+    lo, hi = np.percentile(allx, [0, 100 if cut is None else 100 * cut])
     pad = 0.03 * (hi - lo or 1)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
                              sharex=True, sharey=True)
@@ -131,7 +151,7 @@ def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3):
             _edf_curve(ax, e, w, colors[s], s, _eps(e, w, level), lw=1.5, ls=ls)
         (ea, wa), (eb, wb) = cmp.curves[a], cmp.curves[b]
         d, p = analysis.ks(eb, ea, wb, wa)
-        ax.set_title(f"{a} → {b}   D={d:.2f}, p={p:.2g}", fontsize=9)
+        ax.set_title(f"{a} → {b}: KS D={d:.2f}, p={p:.2g} (two-sided)", fontsize=8.5)
         _edf_axes(ax, cmp, label=False)
         ax.set_xlim(lo - pad, hi + pad)
         ax.legend(loc="lower right", fontsize=7)
@@ -141,6 +161,10 @@ def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3):
         ax.set_ylabel("cumulative prob.")
     for ax in axes[-1, :]:
         ax.set_xlabel("error (%)")
+    beyond = int((allx > hi).sum())
+    if beyond:
+        fig.suptitle(f"x axes cut at {hi:.1f}% error (the {cut:.0%} quantile of all models): "
+                     f"{beyond} of {len(allx)} models beyond", fontsize=8.5)
     fig.tight_layout()
     return fig
 

@@ -214,18 +214,24 @@ def experiment_page(exp, summary: dict, pngs: dict) -> str:
         f"<p>{exp.n} models per space from <code>{html.escape(str(exp.path))}</code>; "
         f"dataset {html.escape(exp.dataset)}, flops {exp.flops}, sampling seed {exp.seed}; "
         f"training {r.epochs} epochs, batch {r.batch_size}, lr {r.lr:g}, "
-        f"{r.train_subset or 'all'} training images; claims at α = {exp.alpha:g}.</p>")
+        f"{r.train_subset or 'all'} training images; claims at α = {exp.alpha:g}, "
+        f"{html.escape(summary.get('correction', 'none'))} correction, margin "
+        f"{summary.get('margin', 1.0):g} points.</p>")
     spaces = _table(summary["spaces"], ["space", "finished", "min", "median", "mean", "vs",
-                                        "ks_D", "ks_p", "p_better", "p_worse"],
+                                        "ks_D", "ks_p", "p_better", "p_worse", "shift",
+                                        "shift_lo", "shift_hi"],
                     ["space", "finished", "min error", "median error", "mean error",
-                     "against", "KS D", "KS p", "p (better)", "p (worse)"])
-    claims = (_table(summary["claims"], ["claim", "verdict", "p", "detail"])
+                     "against", "KS D", "KS p (two-sided)", "p (better)", "p (worse)",
+                     "shift (points)", "95% lo", "95% hi"])
+    claims = (_table(summary["claims"], ["claim", "verdict", "p", "p_adjusted", "detail"],
+                     ["claim", "verdict", "p", "p adjusted", "evidence"])
               if summary["claims"] else _note("The experiment states no claims (`expect:`)."))
     figs = img("edf", "error EDFs") + img("edf_steps", "EDF of each step")
     if summary.get("refine"):
         claims += "<h2>Refinement chain</h2>" + _table(
             summary["refine"], ["round", "space", "refines", "verdict", "p", "summary"],
-            ["round", "space", "refines", "verdict", "p (worse)", "constraint and evidence"])
+            ["round", "space", "refines", "verdict", "p (at least as good)",
+             "constraint and evidence"])
     extra = "".join(f"<h3>fit-linear: {html.escape(s)}</h3>" + img(f"fit_linear_{s}", s)
                     for s in summary["fit_linear"])
     extra += "".join(f"<h3>trends: {html.escape(s)}</h3>" + img(f"trends_{s}", s)
@@ -240,6 +246,8 @@ def experiment_page(exp, summary: dict, pngs: dict) -> str:
             f"</code> · generated {now} · dse {__version__}</p>{settings}"
             f"<h2>Claims</h2>{claims}<h2>Populations</h2>{spaces}"
             f"<p>KS: two-sided test against the space before it; p (better) and p (worse): "
-            f"one-sided tests of its EDF lying above / below.</p>"
+            f"one-sided tests of its EDF lying above / below; shift: the Hodges–Lehmann "
+            f"shift of its errors from the space before it, with a bootstrap 95% interval."
+            f"</p>"
             f"<h2>Error EDFs</h2>{figs}{'<h2>Analyses</h2>' + extra if extra else ''}"
             f"</body></html>\n")

@@ -118,7 +118,8 @@ def _print_summary(out):
                        + (f"  (p = {c['p']:.3g})" if c["p"] is not None else "")
                        + (f"  {c['summary']}" if c["summary"] else ""))
     if out["claims"]:
-        click.echo(f"\nclaims (α = {out['alpha']:g}):")
+        click.echo(f"\nclaims (α = {out['alpha']:g}, {out.get('correction', 'no')} correction, "
+                   f"margin {out.get('margin', 1.0):g} points):")
         for c in out["claims"]:
             click.echo(f"  {c['verdict']:>13}  {c['claim']}  — {one_line(c['detail'])}")
     for key, path in out["files"].items():

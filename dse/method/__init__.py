@@ -1,4 +1,4 @@
 """The paper's method (no torch): experiment files (`experiment`), claims about populations and
-their verdicts (`claims`), the stages of an experiment and its plan (`stages`), its analysis
-(`summary`), the whole `dse run` sequence (`pipeline`), ranked refinements of a space
-(`suggest`) and the refine loop (`refine`)."""
+their verdicts (`claims`; good-range claims against chance in `ranges`), the stages of an
+experiment and its plan (`stages`), its analysis (`summary`), the whole `dse run` sequence
+(`pipeline`), ranked refinements of a space (`suggest`) and the refine loop (`refine`)."""

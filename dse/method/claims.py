@@ -1,36 +1,55 @@
-"""Claims about populations, checked with a test and reported, never enforced.
+"""Claims about populations, judged with a test stated before the data and reported, never
+enforced.
 
 An experiment's `expect:` lists claims in words:
 
-    anynetxe better than anynetxd        one-sided KS test: A's error EDF lies above B's
-    anynetxd worse than anynetxe         the same test, the other way round
-    anynetxb same as anynetxa            two-sided KS test finds no difference
-    regnetx at least as good as anynetxe one-sided KS test finds A no worse than B
-    regnetx good d contains 20           the bootstrap good range of d in A holds 20
-    regnetx good g above 1               ... lies above 1 (below: under it)
+    anynetxe better than anynetxd         A has lower errors: one-sided KS test in that
+                                          direction (Wilcoxon signed-rank when paired)
+    anynetxd worse than anynetxe          the same claim, the other way round
+    anynetxb same as anynetxa within 1    equivalence: the shift in error lies within ±1 point
+                                          (two one-sided tests against the margin)
+    regnetx at least as good as anynetxe  non-inferiority: A is not worse by the margin or more
+    regnetx good d contains 20            the good range of d in A is narrower than chance
+    regnetx good g above 1                (a permutation null) and holds 20 / lies above 1 /
+                                          below (`below`)
 
-Each is judged "holds", "does not hold" or "inconclusive" with its statistic and p-value (KS
-D and p; the good range for ranges). Pure: no torch, no files.
+Each claim gets one of four verdicts:
+- holds: its test is significant at alpha after the family-wise correction over the
+  experiment's claims (Holm by default);
+- contradicted: the data show the opposite with the same correction (for a directional claim,
+  the other direction at alpha/2: it was not the direction stated);
+- inconclusive: neither; absence of evidence is never "holds";
+- untestable: the data cannot bear on it (no finished models, a value no sampled model
+  reaches), with the reason.
+Every verdict carries an effect size with a bootstrap interval (the Hodges–Lehmann shift in
+points; the good range for range claims), the raw and adjusted p. Two spaces that share
+models by design (the same architectures, e.g. RegNetX and RegNetY drawn from one stream)
+are compared as pairs. Pure: no torch, no files.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats
 
+from dse.analysis import effects
 from dse.analysis import stats as analysis
 from dse.errors import DseError
+from dse.method import ranges
 
-HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
-FORMS = ("A better than B", "A worse than B", "A same as B", "A at least as good as B",
-         "A good PARAM contains|above|below VALUE")
+HOLDS, AGAINST, UNSURE, UNTESTABLE = "holds", "contradicted", "inconclusive", "untestable"
+VERDICTS = (HOLDS, AGAINST, UNSURE, UNTESTABLE)
+FORMS = ("A better than B", "A worse than B", "A same as B [within M]",
+         "A at least as good as B [within M]", "A good PARAM contains|above|below VALUE")
 _PAIR = re.compile(r"^\s*(\S+)\s+(better than|worse than|same as|at least as good as)\s+(\S+)"
-                   r"\s*$", re.I)
+                   r"(?:\s+within\s+(\S+))?\s*$", re.I)
 _RANGE = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(contains|above|below)\s+(\S+)\s*$", re.I)
-MIN_FOR_RANGE = 8  # fewer finished models than this: a good range says nothing
+MIN_FOR_RANGE = ranges.MIN_FOR_RANGE  # fewer finished models: a good range says nothing
+MIN_PAIRS = 8       # fewer shared models than this: not a paired comparison
+MARGIN = 1.0        # points of error: the default margin of "same as" and "at least as good as"
 
 
 @dataclass(frozen=True)
@@ -41,25 +60,81 @@ class Claim:
     b: str | None = None
     param: str | None = None
     value: float | None = None
+    margin: float | None = None  # points; None: the experiment's margin
 
 
 def parse_claim(text: str) -> Claim:
     """The Claim a sentence states; a DseError listing the forms otherwise."""
     m = _PAIR.match(text)
     if m:
-        a, rel, b = m.group(1), m.group(2).lower(), m.group(3)
+        a, rel, b, within = m.group(1), m.group(2).lower(), m.group(3), m.group(4)
+        margin = None
+        if within is not None:
+            if rel not in ("same as", "at least as good as"):
+                raise DseError(f"{text!r}: a margin ('within M') goes with 'same as' and 'at "
+                               "least as good as' only")
+            margin = _number(within, text)
+            if not margin > 0:
+                raise DseError(f"{text!r}: the margin must be a positive number of points")
         if rel == "worse than":
             return Claim(text, "better", b, a)
         kind = {"better than": "better", "same as": "same", "at least as good as": "at_least"}
-        return Claim(text, kind[rel], a, b)
+        return Claim(text, kind[rel], a, b, margin=margin)
     m = _RANGE.match(text)
     if m:
-        try:
-            value = float(m.group(4))
-        except ValueError:
-            raise DseError(f"{m.group(4)!r} in {text!r} is not a number") from None
-        return Claim(text, m.group(3).lower(), m.group(1), param=m.group(2), value=value)
+        return Claim(text, m.group(3).lower(), m.group(1), param=m.group(2),
+                     value=_number(m.group(4), text))
     raise DseError(f"cannot read the claim {text!r}; the forms are: {'; '.join(FORMS)}")
+
+
+def _number(s: str, text: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise DseError(f"{s!r} in {text!r} is not a number") from None
+    if not np.isfinite(v):
+        raise DseError(f"{s!r} in {text!r} is not a finite number")
+    return v
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim's verdict and its evidence: the test, its statistic, the raw p of the claim
+    and of its opposite with their adjusted values (NaN where untested), the effect with its
+    interval, the margin (points) of equivalence claims, the pairs of a paired comparison."""
+
+    claim: str
+    kind: str
+    a: str
+    b: str | None
+    verdict: str
+    test: str = ""
+    statistic: float | list | None = None
+    p: float | None = None
+    p_adjusted: float | None = None
+    p_against: float | None = None
+    p_against_adjusted: float | None = None
+    effect: effects.Effect | None = None
+    margin: float | None = None
+    pairs: int | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """A claim's tests before the correction: p for it, p against it, and whether a
+    significant p may make it hold (or contradict it), with why not."""
+
+    verdict: Verdict
+    p: float
+    p_against: float
+    may_hold: bool = True
+    may_contradict: bool = True
+    why_not: str = ""
+    why_weak: str = ""   # said when the claim's own test is not significant
 
 
 def one_sided(a, b, wa=None, wb=None, exact: bool = True) -> tuple[float, float]:
@@ -79,58 +154,190 @@ def one_sided(a, b, wa=None, wb=None, exact: bool = True) -> tuple[float, float]
     return d, float(min(1.0, np.exp(-2 * en * d * d)))
 
 
-def detectable_d(na: float, nb: float, alpha: float = 0.05) -> float:
-    """The smallest one-sided KS D significant at `alpha` for samples of na and nb
-    (asymptotic): a yardstick of what a comparison of this size can see."""
-    return float(np.sqrt(-np.log(alpha) * (na + nb) / (2 * na * nb)))
+def detectable_d(na: float, nb: float, alpha: float = 0.05, two_sided: bool = True) -> float:
+    """The smallest KS D significant at `alpha` for samples of na and nb: exact for whole
+    sample sizes, the asymptotic law for effective (weighted) ones. A yardstick of what a
+    comparison of this size can see."""
+    if float(na).is_integer() and float(nb).is_integer():
+        return effects.ks_critical(int(na), int(nb), alpha, two_sided)
+    c = -np.log(alpha / 2 if two_sided else alpha)
+    return float(np.sqrt(c * (na + nb) / (2 * na * nb)))
 
+
+# ---- judging -------------------------------------------------------------------------------
 
 def judge(claim: Claim, curves: dict, pops: dict | None = None, alpha: float = 0.05,
-          repeats: int = 10_000, seed: int = 0) -> dict:
-    """Judge one claim. `curves` maps space → (errors, weights or None) as in
-    analysis.compare; `pops` maps space → its finished models (for good-range claims)."""
-    out = dict(claim=claim.text, kind=claim.kind, a=claim.a, b=claim.b, statistic=None,
-               p=None, verdict=UNSURE, detail="")
-    if claim.b is not None:
-        for s in (claim.a, claim.b):
-            if s not in curves or len(curves[s][0]) == 0:
-                out["detail"] = f"{s} has no finished models"
-                return out
-        (ea, wa), (eb, wb) = curves[claim.a], curves[claim.b]
-        na = len(ea) if wa is None else analysis.effective_n(wa)
-        nb = len(eb) if wb is None else analysis.effective_n(wb)
-        need = detectable_d(na, nb, alpha)
-        d_better, p_better = one_sided(ea, eb, wa, wb)
-        d_worse, p_worse = one_sided(eb, ea, wb, wa)
-        if claim.kind == "same":
-            d, p = analysis.ks(ea, eb, wa, wb)
-            verdict = FAILS if p < alpha else HOLDS
-            detail = (f"two-sided KS D = {d:.3f}, p = {p:.3g}; at this size only D ≥ "
-                      f"{need:.2f} would be detected")
-        elif claim.kind == "better":
-            d, p = d_better, p_better
-            verdict = HOLDS if p < alpha else FAILS if p_worse < alpha else UNSURE
-            detail = (f"one-sided KS D+ = {d:.3f}, p = {p:.3g} ({claim.a} better); "
-                      f"other way D+ = {d_worse:.3f}, p = {p_worse:.3g}")
-        else:  # at least as good: not significantly worse
-            d, p = d_worse, p_worse
-            verdict = FAILS if p < alpha else HOLDS
-            detail = (f"one-sided KS D+ = {d:.3f}, p = {p:.3g} ({claim.a} worse); "
-                      f"{claim.a} better: D+ = {d_better:.3f}, p = {p_better:.3g}")
-        out.update(statistic=d, p=p, verdict=verdict, detail=detail)
-        return out
-    pop = (pops or {}).get(claim.a)
-    if pop is None or len(pop) < MIN_FOR_RANGE:
-        out["detail"] = (f"{claim.a} has {0 if pop is None else len(pop)} finished models; a "
-                         f"good range needs at least {MIN_FOR_RANGE}")
-        return out
-    fn = analysis.param_table(pop["kind"].iloc[0], int(pop["ds"].map(len).max()))[claim.param][0]
-    x = np.asarray(fn(pop), dtype=float)
-    r = analysis.bootstrap_range(x, pop["error"].to_numpy(dtype=float), repeats=repeats,
-                                 rng=seed)
-    lo, hi, v = r["lo"], r["hi"], claim.value
-    ok = {"contains": lo <= v <= hi, "above": lo > v, "below": hi < v}[claim.kind]
-    out.update(statistic=[lo, hi], verdict=HOLDS if ok else FAILS,
-               detail=f"95% good range of {claim.param}: [{lo:.4g}, {hi:.4g}] "
-                      f"(median {r['median']:.4g}, best model {r['best']:.4g})")
-    return out
+          repeats: int = 10_000, seed: int = 0, **options) -> Verdict:
+    """Judge one claim on its own (no correction); see judge_all."""
+    return judge_all([claim], curves, pops, alpha, repeats=repeats, seed=seed,
+                     **{"correction": "none", **options})[0]
+
+
+def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.05,
+              correction: str = "holm", margin: float = MARGIN, repeats: int = 10_000,
+              seed: int = 0, boot: int = 10_000, permutations: int = 999,
+              limits: dict | None = None) -> list[Verdict]:
+    """Judge an experiment's claims together. `curves` maps space → (errors, weights or None)
+    as in analysis.compare; `pops` space → its finished models (pairs, good ranges);
+    `limits` (space, param) → (lo, hi) the space allows. `repeats`: bootstrap resamples of
+    a good range; `boot`: of an effect's interval; `permutations`: shuffles of a range's
+    null. The p of the claims (and of their opposites) are adjusted by `correction`."""
+    pops, limits = pops or {}, limits or {}
+    found = []
+    for c in claims:
+        if c.b is not None:
+            found.append(_pair_claim(c, curves, pops, alpha, c.margin or margin, boot, seed))
+        else:
+            found.append(_range_claim(c, pops.get(c.a), repeats, permutations, seed,
+                                      limits.get((c.a, c.param))))
+    p_for = effects.adjust([f.p for f in found], correction)
+    p_vs = effects.adjust([f.p_against for f in found], correction)
+    return [_decide(f, pf, pv, alpha, correction) for f, pf, pv in zip(found, p_for, p_vs)]
+
+
+def untestable(claim: Claim, reason: str) -> _Evidence:
+    """Evidence that cannot bear on the claim, with the reason."""
+    v = Verdict(claim.text, claim.kind, claim.a, claim.b, UNTESTABLE, detail=reason)
+    return _Evidence(v, np.nan, np.nan, False, False)
+
+
+def evidence(claim: Claim, p: float, p_against: float, **fields) -> _Evidence:
+    """The tests of a claim (fields of Verdict, and may_hold / may_contradict / why_not)."""
+    gates = {k: fields.pop(k) for k in ("may_hold", "may_contradict", "why_not", "why_weak")
+             if k in fields}
+    v = Verdict(claim.text, claim.kind, claim.a, claim.b, UNSURE, **fields)
+    return _Evidence(v, float(p), float(p_against), **gates)
+
+
+def _decide(f: _Evidence, pf: float, pv: float, alpha: float, correction: str) -> Verdict:
+    """The verdict from the adjusted p of the claim (pf) and of its opposite (pv)."""
+    v = f.verdict
+    if v.verdict == UNTESTABLE:
+        return v
+    holds = f.may_hold and pf < alpha
+    against = f.may_contradict and pv < alpha
+    verdict = HOLDS if holds and not against else AGAINST if against and not holds else UNSURE
+    note = "; both directions significant: the EDFs cross" if holds and against else ""
+    if verdict == UNSURE:
+        note += "".join(f"; {w}" for w in (f.why_weak if pf >= alpha else "", f.why_not) if w)
+    adj = "" if correction == "none" else f", {correction} {_p(pf)}"
+    head = f"{v.test}: p = {_p(f.p)}{adj}"
+    return replace(v, verdict=verdict, p=f.p, p_adjusted=float(pf), p_against=f.p_against,
+                   p_against_adjusted=float(pv), detail=f"{head}; {v.detail}{note}")
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if np.isfinite(p) else "—"
+
+
+def _range_claim(c: Claim, pop, repeats, permutations, seed, limits) -> _Evidence:
+    """Evidence about a good range of one population (dse.method.ranges)."""
+    r = ranges.judge_range(c.kind, c.param, c.value, c.a, pop, repeats, permutations, seed,
+                           limits)
+    if r.reason:
+        return untestable(c, r.reason)
+    return evidence(c, r.p, r.p, may_hold=r.may_hold, may_contradict=r.may_contradict,
+                    why_not=r.why_not, test=r.test, statistic=r.statistic, effect=r.effect,
+                    detail=r.detail, why_weak="the range is not narrower than chance: it "
+                    "describes the best few models, not a trend")
+
+
+# ---- two populations -----------------------------------------------------------------------
+
+def pairs(pops: dict, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    """Errors of the models A and B share by architecture (the same stages, widths,
+    bottlenecks and groups; SE aside), matched: (errors in A, errors in B)."""
+    arch = {"ds", "ws", "bs", "gs", "error"}
+    if a not in pops or b not in pops or not all(arch <= set(pops[s]) for s in (a, b)):
+        return np.zeros(0), np.zeros(0)
+    key = lambda r: (tuple(r.ds), tuple(r.ws), tuple(r.bs), tuple(r.gs))  # noqa: E731
+    in_b = {key(r): r.error for r in pops[b].itertuples()}
+    got = [(r.error, in_b[key(r)]) for r in pops[a].itertuples() if key(r) in in_b]
+    ea, eb = (np.array(x, dtype=float) for x in zip(*got)) if got else (np.zeros(0),) * 2
+    return ea, eb
+
+
+def _pair_claim(c: Claim, curves, pops, alpha, margin, boot, seed) -> _Evidence:
+    """Evidence about two populations: paired when they share enough models, else two
+    independent samples."""
+    for s in (c.a, c.b):
+        if s not in curves or len(curves[s][0]) == 0:
+            return untestable(c, f"{s} has no finished models")
+    (ea, wa), (eb, wb) = curves[c.a], curves[c.b]
+    pa, pb = pairs(pops, c.a, c.b) if wa is None and wb is None else (np.zeros(0),) * 2
+    if len(pa) >= max(MIN_PAIRS, min(len(ea), len(eb)) / 2):
+        return _paired(c, pa, pb, alpha, margin, boot, seed)
+    note = (f"; {len(pa)} models appear in both (two-sample tests assume none)"
+            if len(pa) else "")
+    return _unpaired(c, ea, wa, eb, wb, alpha, margin, boot, seed, note)
+
+
+def _unpaired(c, ea, wa, eb, wb, alpha, margin, boot, seed, note) -> _Evidence:
+    eff = effects.shift(ea, eb, wa, wb, boot, seed=seed)
+    if wa is None and wb is None:
+        below = lambda d: effects.shift_p(ea, eb, d, "below")  # noqa: E731
+        above = lambda d: effects.shift_p(ea, eb, d, "above")  # noqa: E731
+        interval = lambda: effects.rank_interval(ea, eb, alpha)  # noqa: E731
+        na, nb, rank = len(ea), len(eb), "Mann–Whitney"
+    else:
+        reps = effects.weighted_shift_reps(ea, eb, wa, wb, boot, seed)
+        below = lambda d: effects.boot_p(reps, d, "below")  # noqa: E731
+        above = lambda d: effects.boot_p(reps, d, "above")  # noqa: E731
+        interval = lambda: tuple(np.quantile(reps, [alpha, 1 - alpha]))  # noqa: E731
+        na, nb = analysis.effective_n(wa), analysis.effective_n(wb)
+        rank = "bootstrap"
+    if c.kind == "better":
+        d, p = one_sided(ea, eb, wa, wb)
+        d_opp, p_opp = one_sided(eb, ea, wb, wa)
+        crit = detectable_d(na, nb, alpha, two_sided=False)
+        detail = (f"{eff.text()}; the other way D+ = {d_opp:.3f}, p = {_p(p_opp)} one-sided "
+                  f"({_p(min(1.0, 2 * p_opp))} for a direction not stated); this size "
+                  f"detects D+ ≥ {crit:.3f}{note}")
+        return evidence(c, p, min(1.0, 2 * p_opp), test=f"one-sided KS D+ = {d:.3f}",
+                        statistic=d, effect=eff, detail=detail)
+    d2, p2 = analysis.ks(ea, eb, wa, wb)
+    crit = detectable_d(na, nb, alpha, two_sided=True)
+    ks = f"two-sided KS D = {d2:.3f}, p = {_p(p2)} (this size detects D ≥ {crit:.3f})"
+    return _margin_claim(c, eff, below, above, interval(), margin, f"{rank} tests",
+                         ks + note, d2, None)
+
+
+def _paired(c, pa, pb, alpha, margin, boot, seed) -> _Evidence:
+    eff = effects.paired_shift(pa - pb, boot, seed=seed)
+    below = lambda d: effects.shift_p(pa, pb, d, "below", paired=True)  # noqa: E731
+    above = lambda d: effects.shift_p(pa, pb, d, "above", paired=True)  # noqa: E731
+    what = (f"paired: {len(pa)} models have the same architecture in both "
+            f"(Wilcoxon signed-rank)")
+    if c.kind == "better":
+        p, p_opp = below(0.0), above(0.0)
+        detail = (f"{eff.text()}; the other way p = {_p(p_opp)} one-sided "
+                  f"({_p(min(1.0, 2 * p_opp))} for a direction not stated); {what}")
+        return evidence(c, p, min(1.0, 2 * p_opp), test="one-sided Wilcoxon signed-rank",
+                        effect=eff, pairs=len(pa), detail=detail)
+    return _margin_claim(c, eff, below, above, effects.rank_interval(pa, pb, alpha, True),
+                         margin, "Wilcoxon tests", what, None, len(pa))
+
+
+def _margin_claim(c, eff, below, above, interval, margin, tests, extra, statistic,
+                  n_pairs) -> _Evidence:
+    """Equivalence (same) or non-inferiority (at least as good) within ±margin points;
+    `interval`: the shifts the tests do not reject at alpha each side, which gives the
+    smallest margin the data establish."""
+    lo, hi = interval
+    if c.kind == "same":
+        p = max(below(margin), above(-margin))
+        p_vs = min(1.0, 2 * min(above(margin), below(-margin)))
+        need = max(-lo, hi, 0.0)
+        test = f"equivalence within ±{_points(margin)} (two one-sided {tests})"
+    else:
+        p, p_vs = below(margin), above(margin)
+        need = max(hi, 0.0)
+        test = f"non-inferiority by {_points(margin)} (one-sided {tests})"
+    smallest = (f"these data establish it for a margin above {need:.2f} points"
+                if np.isfinite(need) else "too few models to establish it at any margin")
+    return evidence(c, p, p_vs, test=test, statistic=statistic, effect=eff, margin=margin,
+                    pairs=n_pairs, detail=f"{eff.text()}; {smallest}; {extra}")
+
+
+def _points(m: float) -> str:
+    return f"{m:g} point{'' if m == 1 else 's'}"

@@ -26,17 +26,19 @@ from pathlib import Path
 
 import yaml
 
+from dse.analysis.effects import CORRECTIONS
 from dse.analysis.stats import param_table
 from dse.data import datasets
 from dse.errors import ArgumentError, DseError, out_of_bounds
-from dse.method.claims import Claim, parse_claim
+from dse.method.claims import MARGIN, Claim, parse_claim
 from dse.runner.options import TrainOptions
 from dse.space import definition as spaces
 from dse.space import sampling
 from dse.train.recipe import Recipe
 
 TOP_KEYS = ("name", "about", "dataset", "data_dir", "resolution", "store", "n", "spaces",
-            "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine")
+            "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine",
+            "margin", "correction")
 # train: key → (Recipe or TrainOptions field, type)
 TRAIN_KEYS = {
     "epochs": ("recipe", "epochs"), "batch_size": ("recipe", "batch_size"),
@@ -93,6 +95,8 @@ class Experiment:
     analyses: Analyses = field(default_factory=Analyses)
     claims: tuple = ()
     alpha: float = 0.05
+    margin: float = MARGIN                       # points: "same as", "at least as good as"
+    correction: str = "holm"                     # none | holm | bh over the claims
     refine_rounds: int = 0                       # refine: rounds of suggest → sample → train
     config: dict = field(default_factory=dict)   # the mapping after --set, for the record
 
@@ -215,6 +219,11 @@ def check(config: dict, path) -> Experiment:
     alpha = config.get("alpha", 0.05)
     if why := out_of_bounds(alpha, 0, 1, lo_open=True, hi_open=True):
         raise err("alpha", why)
+    margin, correction = config.get("margin", MARGIN), config.get("correction", "holm")
+    if why := out_of_bounds(margin, 0, lo_open=True, unit="points of error"):
+        raise err("margin", why)
+    if correction not in CORRECTIONS:
+        raise err("correction", f"must be {', '.join(CORRECTIONS)} (got {correction!r})")
     data_dir = _opt_str(err, "data_dir", config.get("data_dir"))
     options = _train(err, config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
@@ -231,7 +240,7 @@ def check(config: dict, path) -> Experiment:
         about=_opt_str(err, "about", config.get("about")) or "", data_dir=data_dir,
         resolution=resolution, store=_opt_str(err, "store", config.get("store")),
         options=options, analyses=analyses, claims=tuple(claims), alpha=float(alpha),
-        refine_rounds=rounds, config=config)
+        margin=float(margin), correction=correction, refine_rounds=rounds, config=config)
 
 
 def _int(err, key, v, lo):

@@ -4,7 +4,10 @@ narrow a range, replace free widths by the quantized linear rule; for RegNet spa
 fix d, w0, wa, wm, g, b), each with its evidence. Pure: no torch, no files.
 
 For every candidate, each model gets a score in [0, 1]: the fraction of its stages (or of
-adjacent stage pairs) that obey the constraint, 1 or 0 for whole-model rules. The evidence:
+adjacent stage pairs) that obey the constraint, 1 or 0 for whole-model rules. Scores read the
+values a constraint fixes on the model as built: sharing and non-decreasing hold on the
+rounded widths and groups (the sampler keeps them there), and a stage whose group width was
+capped at its bottleneck width obeys any larger fixed g. The evidence:
 - shares: the fraction of the top models (best `frac` by error) and of all models that obey
   it fully;
 - p: is the mean score of the top models higher than chance? Exact (hypergeometric) when
@@ -28,7 +31,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from dse.analysis import fitlinear
+from dse.analysis import effects, fitlinear
 from dse.analysis import stats as analysis
 from dse.errors import DseError
 from dse.files import write_atomic
@@ -69,14 +72,19 @@ def _candidates(space: Space, pop: pd.DataFrame, half: np.ndarray, frac: float, 
                 out.append((f"make {p} non-decreasing across stages",
                             {"non_decreasing": [p]}, (np.diff(arr[p], axis=1) >= 0).mean(1),
                             None))
+        # a stage whose group width is its bottleneck width was capped there: any g drawn at
+        # least as large builds the same stage, so a constraint on g keeps it
+        capped = {"g": arr["g"] == arr["w"] // arr["b"]}
         for p in ("b", "g"):
             d = space.params[p]
             if d.size > 1:
                 for v in d.values:
+                    obey = (arr[p] == v) | (capped[p] & (arr[p] < v)) if p in capped \
+                        else arr[p] == v
                     out.append((f"fix {p} = {_num(v)}", {"params": {p: _num(v)}},
-                                (arr[p] == v).mean(1), None))
+                                obey.mean(1), None))
         for p in ("d", "w", "b", "g"):
-            c = _narrow(space, p, arr[p], e, half, frac, rng)
+            c = _narrow(space, p, arr[p], e, half, frac, rng, capped.get(p))
             if c:
                 out.append(c)
         if space.params["w"].size > 1:
@@ -101,8 +109,9 @@ def _num(v):
 
 
 def _narrow(space: Space, p: str, x: np.ndarray, e: np.ndarray, half: np.ndarray,
-            frac: float, rng):
-    """Narrow p to the 95% bootstrap good range of the best models of one half."""
+            frac: float, rng, capped=None):
+    """Narrow p to the 95% bootstrap good range of the best models of one half; a stage
+    `capped` below the range (g at its bottleneck width) obeys it as built."""
     d = space.params[p]
     if d.size <= 2:
         return None
@@ -120,7 +129,10 @@ def _narrow(space: Space, p: str, x: np.ndarray, e: np.ndarray, half: np.ndarray
         new = {**cfg, "low": _num(lo), "high": _num(hi)}
     else:
         new = {"dist": "choice", "values": [_num(v) for v in support if lo <= v <= hi]}
-    score = ((x >= lo) & (x <= hi)).mean(1)
+    obey = (x >= lo) & (x <= hi)
+    if capped is not None:
+        obey |= capped & (x < lo)
+    score = obey.mean(1)
     return (f"narrow {p} to [{_num(lo)}, {_num(hi)}]", {"params": {p: new}}, score, half)
 
 
@@ -228,7 +240,7 @@ def suggest(space: Space, pop: pd.DataFrame, frac: float = 0.25, alpha: float = 
                    range_chosen_on=int(chosen_on.sum()) if chosen_on is not None else 0,
                    what=desc)
         rows.append(row)
-    adj = _holm(np.array([r["p"] for r in rows]))
+    adj = effects.adjust([r["p"] for r in rows], "holm")
     found = [Refinement(**r, p_adjusted=float(pa),
                         significant=bool(pa < alpha and r["better"] == "obeying"), frac=frac)
              for r, pa in zip(rows, adj)]
@@ -264,18 +276,6 @@ def _evidence(score, e, frac, rng, perms) -> dict | None:
     return dict(p=p, top_share=float(full[top].mean()), all_share=float(full.mean()),
                 top_score=t, all_score=float(score.mean()), ks_D=float(max(d_good, d_bad)),
                 ks_p=float(p_good if better == "obeying" else p_bad), better=better)
-
-
-def _holm(p: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values."""
-    m = len(p)
-    if m == 0:
-        return p
-    order = np.argsort(p, kind="stable")
-    adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adj
-    return out
 
 
 def _summary(r: Refinement) -> str:

@@ -9,10 +9,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from dse.analysis import effects
 from dse.analysis import stats as analysis
 from dse.files import jsonable
 from dse.method import claims as expect
-from dse.method import refine
+from dse.method import refine, stages
 from dse.method.experiment import Experiment
 from dse.store.core import Store, write_atomic
 from dse.system import stamp
@@ -27,26 +28,50 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
     df = store.load(names)
     ready = [s for s in names if analysis.counts(df, s)["finished"] > 0]
     out = dict(experiment=exp.name, store=str(store), dataset=exp.dataset, n=exp.n,
-               alpha=exp.alpha, spaces=[], claims=[], fit_linear={}, trends={},
+               alpha=exp.alpha, correction=exp.correction, margin=exp.margin, spaces=[],
+               claims=[], fit_linear={}, trends={},
                refine=[asdict(c) for c in chain], files={}, finished_at=stamp())
     store.experiment_dir(exp.name).mkdir(parents=True, exist_ok=True)
     if not ready:
         out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in names]
-        out["claims"] = [expect.judge(c, {}, {}, exp.alpha) for c in exp.claims]
+        out["claims"] = _claims(exp, {}, {}, repeats)
         _write_json(store.summary_path(exp.name), out)
         return out
     cmp = analysis.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
     pops = {s: analysis.population(df, s) for s in ready}
-    out["spaces"] = _space_rows(df, names, cmp)
-    out["claims"] = [expect.judge(c, cmp.curves, pops, exp.alpha, repeats, exp.seed)
-                     for c in exp.claims]
+    out["spaces"] = _space_rows(df, names, cmp, pops, repeats, exp.seed)
+    out["claims"] = _claims(exp, cmp.curves, pops, repeats)
     figs = _figures(exp, cmp, ready, pops, out, repeats)
     _write_outputs(exp, store, out, figs)
     return out
 
 
-def _space_rows(df, names: list[str], cmp) -> list[dict]:
-    """Per space: its counts, summary, and the KS tests against the space before it."""
+def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int) -> list[dict]:
+    """The verdicts of the experiment's claims, corrected together."""
+    found = expect.judge_all(exp.claims, curves, pops, exp.alpha, exp.correction, exp.margin,
+                             repeats, exp.seed, limits=_limits(exp))
+    return [v.to_json() for v in found]
+
+
+def _limits(exp: Experiment) -> dict:
+    """(space, param) → the (lo, hi) its definition allows, for the range claims' params
+    that are parameters of the space (per stage for AnyNet)."""
+    out = {}
+    for c in (c for c in exp.claims if c.param is not None):
+        space = stages.load_space(exp, c.a)
+        key = c.param.rstrip("0123456789") if space.kind == "anynet" else c.param
+        key = {"w_max": "w"}.get(key, key)
+        if key in space.params and c.param != "depth":
+            v = space.params[key].values
+            out[(c.a, c.param)] = (float(v.min()), float(v.max()))
+    return out
+
+
+def _space_rows(df, names: list[str], cmp, pops: dict, repeats: int = 10_000,
+                seed: int = 0) -> list[dict]:
+    """Per space: its counts, summary, the KS tests (two-sided, and one-sided each way)
+    against the space before it, the Hodges–Lehmann shift from it (points, with a bootstrap
+    95% interval), and how many models the two share by architecture."""
     rows, prev = [], None
     for s in names:
         c = analysis.counts(df, s)
@@ -59,7 +84,10 @@ def _space_rows(df, names: list[str], cmp) -> list[dict]:
                 dd, p = analysis.ks(ea, eb, wa, wb)
                 _, p_better = expect.one_sided(ea, eb, wa, wb)
                 _, p_worse = expect.one_sided(eb, ea, wb, wa)
-                row.update(vs=prev, ks_D=dd, ks_p=p, p_better=p_better, p_worse=p_worse)
+                eff = effects.shift(ea, eb, wa, wb, repeats, seed=seed)
+                shared = len(expect.pairs(pops, s, prev)[0])
+                row.update(vs=prev, ks_D=dd, ks_p=p, p_better=p_better, p_worse=p_worse,
+                           shift=eff.estimate, shift_lo=eff.lo, shift_hi=eff.hi, shared=shared)
             prev = s
         rows.append(row)
     return rows

@@ -3,11 +3,15 @@
 Candidates are drawn in fixed-size batches from an explicit numpy Generator, made compatible
 (group/bottleneck rounding), filtered by the stage-count rule and the flops/params/acts
 windows, and kept in draw order unless their architecture was seen before. The same seed and
-arguments give the same population.
+arguments give the same population. Each space draws from its own stream, derived from
+(seed, space name), so spaces sampled with one seed share no draws. A space's `shared` and
+`non_decreasing` constraints hold on the models as built: a candidate whose widths, bottleneck
+ratios or group widths break them after compatibility rounding is drawn again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +91,26 @@ def _draw_anynet(space: Space, rng: np.random.Generator, n: int):
             v = dist.draw(rng, (n, space.stages))
         out[k] = v.astype(np.int64)
     ws, bs, gs = regnet.make_compatible(out["w"], out["b"], out["g"])
-    return out["d"], ws, bs, gs, {}
+    ok = obeys(space, dict(d=out["d"], w=ws, b=bs, g=gs))
+    return np.where(ok[:, None], out["d"], 0), ws, bs, gs, {}
+
+
+def obeys(space: Space, built: dict) -> np.ndarray:
+    """Rows whose built per-stage values (d, w, b, g: (n, S) arrays after compatibility
+    rounding) keep the space's shared and non-decreasing constraints."""
+    ok = np.ones(len(built["d"]), dtype=bool)
+    for k in space.shared:
+        ok &= (built[k] == built[k][:, :1]).all(axis=1)
+    for k in space.non_decreasing:
+        ok &= (np.diff(built[k], axis=1) >= 0).all(axis=1)
+    return ok
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """The random stream of one space: derived from (seed, space name), so that spaces
+    sampled with the same seed draw independently of each other."""
+    key = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+    return np.random.default_rng(np.random.SeedSequence([int(seed), key]))
 
 
 def _draw_regnet(space: Space, rng: np.random.Generator, n: int):
@@ -118,7 +141,7 @@ def sample(space: Space, n: int, task: Task, flops: Window = Window(),
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DseError(f"the number of models must be a positive integer (got {n!r})")
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, space.name)
     draw = _draw_anynet if space.kind == "anynet" else _draw_regnet
     rows, seen, draws, in_window = [], set(exclude), 0, 0
     flops_seen = []
