@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from dse.analysis import stats as analysis
+from dse.files import writing
 from dse.method import claims as expect
 from dse.method import stages, suggest
 from dse.method.experiment import Experiment
@@ -45,7 +46,8 @@ def loop(exp: Experiment, store: Store, train, echo=print) -> list[dict]:
     chain: one entry per round with the space tried, its constraint, the test and whether
     it was kept."""
     d = store.refine_dir(exp.name)
-    d.mkdir(parents=True, exist_ok=True)
+    with writing(d, store.root):  # full or read-only: one line
+        d.mkdir(parents=True, exist_ok=True)
     start = stages.load_space(exp, exp.spaces[0])
     current = start
     chain = [dict(round=0, space=start.name, refines=None, constraint=None, kept=True,

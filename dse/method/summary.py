@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from dse.analysis import stats as analysis
-from dse.files import jsonable
+from dse.files import jsonable, writing
 from dse.method import claims as expect
 from dse.method import refine
 from dse.method.experiment import Experiment
@@ -31,7 +31,8 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
                alpha=exp.alpha, spaces=[], claims=[], fit_linear={}, trends={},
                refine=chain, files={}, finished_at=stamp())
     d = store.experiment_dir(exp.name)
-    d.mkdir(parents=True, exist_ok=True)
+    with writing(d, store.root):  # full or read-only: one line
+        d.mkdir(parents=True, exist_ok=True)
     if not ready:
         out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in names]
         out["claims"] = [expect.judge(c, {}, {}, exp.alpha) for c in exp.claims]
