@@ -42,7 +42,10 @@ def free_space(path) -> int | None:
 
 
 def refusal(e: OSError, path, store=None) -> WriteRefusedError:
-    """The one-line error of a write the file system refused (ENOSPC, EDQUOT or EROFS)."""
+    """The one-line error of a write the file system refused (ENOSPC, EDQUOT or EROFS),
+    naming the store when `path` lies in it."""
+    if store is not None and not Path(path).absolute().is_relative_to(Path(store).absolute()):
+        store = None  # an output elsewhere (--out): its own file system's free space
     free = free_space(store if store is not None else path)
     room = "free space unknown" if free is None else f"{nbytes(free)} free"
     where = f"store {store}: {room}" if store is not None else f"{room} there"
