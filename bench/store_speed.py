@@ -2,8 +2,8 @@
 on stores of 2 × 1,000, 2 × 10,000 and 100,000 results, dse before compacted results beside dse
 now, in one run on one store; and the cost of writing one trained model's result.
 
-    .venv/bin/python bench/store_speed.py --before /tmp/dse-before [--sizes 1000,10000]
-        [--big 50000] [--skip-before-at 100000]
+    .venv/bin/python bench/store_speed.py --before /tmp/dse-before [--sizes 10,1000,10000]
+        [--big 50000] [--repeat 1] [--timeout 900]
 
 --before is a copy of the previous release's source (git archive 5937511 | tar -x -C DIR): its
 commands run with PYTHONPATH=DIR on the store as the trainer leaves it (one Parquet file per
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -76,15 +77,22 @@ def write_result_files(store: Path, space: str, frame: pd.DataFrame) -> float:
     return time.perf_counter() - t
 
 
-def run(src: Path, args: list[str]) -> float:
-    """Wall seconds of one `dse` command run with the dse of `src`."""
+def run(src: Path, args: list[str], timeout: float | None = None) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `dse` command run with the dse of `src`; (inf, inf) past
+    `timeout`. CPU (user + system of the command) is the honest number on a loaded machine."""
     env = {**os.environ, "PYTHONPATH": str(src), "MPLBACKEND": "Agg"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "dse", *args], env=env, capture_output=True,
-                       text=True)
+    try:
+        p = subprocess.run([sys.executable, "-m", "dse", *args], env=env, capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return float("inf"), float("inf")
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode:
         raise SystemExit(f"dse {' '.join(args)} failed:\n{p.stderr[-2000:]}")
-    return time.perf_counter() - t
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def commands(store: Path, out: Path, big: bool) -> dict[str, list[str]]:
@@ -102,8 +110,8 @@ def commands(store: Path, out: Path, big: bool) -> dict[str, list[str]]:
     return cmds
 
 
-def best(src: Path, args: list[str], repeat: int) -> float:
-    return min(run(src, args) for _ in range(repeat))
+def best(src: Path, args: list[str], repeat: int, timeout: float | None) -> tuple:
+    return min(run(src, args, timeout) for _ in range(repeat))
 
 
 def write_cost(src: Path, n: int = 300) -> float:
@@ -127,7 +135,8 @@ print((time.perf_counter() - t) / {n} * 1000)
     return float(out.stdout.strip())
 
 
-def one_size(n_per_space: int, before: Path | None, repeat: int, tmp: Path) -> dict:
+def one_size(n_per_space: int, before: Path | None, repeat: int, tmp: Path,
+             timeout: float | None) -> dict:
     """Build a store of len(SPACES) × n results; time every command before and now."""
     store, out = tmp / f"store{n_per_space}", tmp / f"out{n_per_space}"
     out.mkdir()
@@ -135,43 +144,52 @@ def one_size(n_per_space: int, before: Path | None, repeat: int, tmp: Path) -> d
     t = time.perf_counter()
     for i, space in enumerate(SPACES):
         sample(store, space, n_per_space, HERE)
-        models = pd.read_parquet(store / space / "models.parquet")
-        write_result_files(store, space, result_frame(models, space, i))
+        if n_per_space:
+            models = pd.read_parquet(store / space / "models.parquet")
+            write_result_files(store, space, result_frame(models, space, i))
     print(f"{row['size']}: store built in {time.perf_counter() - t:.0f} s", flush=True)
     cmds = commands(store, out, big=before is None)
     if before is not None:
         for name, args in cmds.items():
-            row[f"{name} before"] = best(before, args, repeat)
-            print(f"  before {name}: {row[f'{name} before']:.2f} s", flush=True)
+            row[f"{name} before"] = best(before, args, repeat, timeout)
+            show("before", name, row[f"{name} before"])
     row["compact"] = run(HERE, ["compact", "--store", str(store)])
-    print(f"  dse compact: {row['compact']:.2f} s", flush=True)
+    show("now", "dse compact", row["compact"])
     for name, args in cmds.items():
-        row[name] = best(HERE, args, repeat)
-        print(f"  now {name}: {row[name]:.2f} s", flush=True)
+        row[name] = best(HERE, args, repeat, timeout)
+        show("now", name, row[name])
     shutil.rmtree(store)
     return row
+
+
+def show(side: str, name: str, t: tuple) -> None:
+    print(f"  {side} {name}: {t[0]:.2f} s wall, {t[1]:.2f} s CPU", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", type=Path, required=True,
                     help="source tree of the previous release (PYTHONPATH for 'before')")
-    ap.add_argument("--sizes", default="1000,10000", help="results per space, side by side")
+    ap.add_argument("--sizes", default="10,1000,10000",
+                    help="results per space, side by side (10: about the fixed cost)")
     ap.add_argument("--big", type=int, default=50_000,
                     help="results per space of the large store, now only (0: none)")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=900.0,
+                    help="seconds after which a command is reported as '> timeout'")
     a = ap.parse_args()
     print(f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     wb, wn = write_cost(a.before), write_cost(HERE)
     print(f"write one result: before {wb:.2f} ms, now {wn:.2f} ms ({wn / wb:.2f}×)")
     with tempfile.TemporaryDirectory(prefix="dse-store-speed-") as tmp:
-        rows = [one_size(int(n), a.before, a.repeat, Path(tmp)) for n in a.sizes.split(",")]
+        rows = [one_size(int(n), a.before, a.repeat, Path(tmp), a.timeout)
+                for n in a.sizes.split(",")]
         if a.big:
-            rows.append(one_size(a.big, None, a.repeat, Path(tmp)))
+            rows.append(one_size(a.big, None, a.repeat, Path(tmp), a.timeout))
     for r in rows:
-        print(" | ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
-                         for k, v in r.items()))
+        print(" | ".join(f"{k}: {v[0]:.2f} s ({v[1]:.2f} CPU)" if isinstance(v, tuple)
+                         else f"{k}: {v}" for k, v in r.items()))
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

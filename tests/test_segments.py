@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from cli_helpers import ok, one_error, run
 
-from dse.errors import DseWarning, WriteRefusedError
+from dse.errors import DseError, DseWarning, WriteRefusedError
 from dse.runner import loop
 from dse.store import results
 from dse.store.core import DAMAGED, Store
@@ -271,6 +271,18 @@ def test_compatible_types_are_cast_to_the_stores(tmp_path):
     seg = pq.read_schema(s.segment_path("s", 1))
     assert [seg.field(f.name).type for f in RESULTS_SCHEMA] == RESULTS_SCHEMA.types
     assert frame(s)["note"].fillna("").tolist() == ["", "imported", "imported"]
+
+
+def test_extra_columns_that_disagree_are_read_without_and_stop_a_compaction(tmp_path):
+    s = Store(tmp_path)
+    _foreign(s.result_path("s", "m000"), [dict(row("m000"), note="text")])
+    _foreign(s.result_path("s", "m001"), [dict(row("m001", t=1), note=7)])
+    df = frame(s)
+    assert df["model_id"].tolist() == ["m000", "m001"] and "note" not in df
+    with pytest.raises(DseError, match="columns that the store's schema does not name "
+                                       "disagree in type"):
+        s.compact("s")
+    assert len(results.per_model_files(s, "s")) == 2 and not s.segments_dir("s").exists()
 
 
 @pytest.mark.parametrize("bad, reason", [

@@ -155,8 +155,8 @@ def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
         [RESULTS_SCHEMA.field(c) for c in dict.fromkeys((*_NEEDED, *columns))])
     try:
         return conform(table, schema)
-    except ValueError as e:
-        raise DamagedFileError(path, str(e)) from None
+    except (ValueError, pa.ArrowException) as e:
+        raise DamagedFileError(path, str(e) if isinstance(e, ValueError) else why(e)) from None
 
 
 def why(e: Exception) -> str:
@@ -207,11 +207,10 @@ def _newest_readable(layout: Layout, space: str, columns) -> tuple:
 
 # ---- reading ----------------------------------------------------------------------------------
 
-def latest(parts: list[tuple[int, pa.Table]]) -> pa.Table:
+def latest(parts: list[tuple[int, pa.Table]], compacting: bool = False) -> pa.Table:
     """The rows of (rank, table) parts, one per result key: the highest rank (per-model files
     1 over a segment 0), then the latest finished_at, then the last."""
-    tables = [t for _, t in parts]
-    table = pa.concat_tables(tables, promote_options="permissive")
+    table = _concat([t for _, t in parts], compacting)
     key = list(RESULT_KEY)
     if table.group_by(key).aggregate([]).num_rows == table.num_rows:
         return table
@@ -220,6 +219,21 @@ def latest(parts: list[tuple[int, pa.Table]]) -> pa.Table:
     order = np.lexsort((np.arange(table.num_rows), t.to_numpy(), rank))
     keys = table.select(key).take(order).to_pandas()
     return table.take(np.sort(order[~keys.duplicated(keep="last").to_numpy()]))
+
+
+def _concat(tables: list[pa.Table], compacting: bool) -> pa.Table:
+    """The tables as one; columns outside the schema that disagree in type are left out of a
+    read, and stop a compaction (which would remove the files that hold them)."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        if compacting:
+            raise DseError(f"cannot fold the result files together: columns that the store's "
+                           f"schema does not name disagree in type ({why(e)}); move the file "
+                           "that differs out of results/ and compact again") from None
+        return pa.concat_tables([t.select([n for n in t.column_names
+                                           if n in RESULTS_SCHEMA.names]) for t in tables],
+                                promote_options="permissive")
 
 
 def scan(layout: Layout, space: str, columns: tuple[str, ...] | None = None) -> Scan:
@@ -298,8 +312,8 @@ def compact(layout: Layout, space: str, store=None) -> Compaction:
     if not loose and not bad and not older:
         return Compaction(space, None, 0 if base is None else base.num_rows, 0, ())
     parts = ([(0, base)] if base is not None else []) + [(1, t) for _, _, t in loose]
-    merged = latest(parts).sort_by([(k, "ascending") for k in RESULT_KEY]) if parts \
-        else RESULTS_SCHEMA.empty_table()
+    merged = latest(parts, compacting=True).sort_by([(k, "ascending") for k in RESULT_KEY]) \
+        if parts else RESULTS_SCHEMA.empty_table()
     path = layout.segment_path(space, (segs[0][0] if segs else 0) + 1)
     write_atomic(path, lambda p: pq.write_table(merged, p), store=store, durable=True)
     aside = [set_aside(layout, space, b.path, store) for b in bad]
