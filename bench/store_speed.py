@@ -1,8 +1,8 @@
 """Store speed: whole commands (`dse status`, `edf compare`, `trends`, `suggest`, `report`, ...)
-on stores of 2 × 1,000, 2 × 10,000 and 100,000 results, dse before compacted results beside dse
+on stores of 2 × 20, 2 × 1,000, 2 × 10,000 and 100,000 results, dse before compacted results beside dse
 now, in one run on one store; and the cost of writing one trained model's result.
 
-    .venv/bin/python bench/store_speed.py --before /tmp/dse-before [--sizes 10,1000,10000]
+    .venv/bin/python bench/store_speed.py --before /tmp/dse-before [--sizes 20,1000,10000]
         [--big 50000] [--repeat 1] [--timeout 900]
 
 --before is a copy of the previous release's source (git archive 5937511 | tar -x -C DIR): its
@@ -170,8 +170,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", type=Path, required=True,
                     help="source tree of the previous release (PYTHONPATH for 'before')")
-    ap.add_argument("--sizes", default="10,1000,10000",
-                    help="results per space, side by side (10: about the fixed cost)")
+    ap.add_argument("--sizes", default="20,1000,10000",
+                    help="results per space, side by side (20: about the fixed cost)")
     ap.add_argument("--big", type=int, default=50_000,
                     help="results per space of the large store, now only (0: none)")
     ap.add_argument("--repeat", type=int, default=1)

@@ -4,8 +4,8 @@
 Each is a thin layer over dse.analysis.stats and dse.analysis.fitlinear (numbers),
 dse.analysis.plots (figures) and
 dse.analysis.report (HTML); matplotlib is imported inside the commands. Figures go to --out or the
-store's default path (dse.store.core.Store.figure_path); nothing here writes to models.parquet or
-results/.
+store's default path (dse.store.core.Store.figure_path); nothing here changes models.parquet or a
+result (reading many per-model result files compacts them first: dse.store.results).
 """
 
 from __future__ import annotations
