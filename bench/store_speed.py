@@ -1,6 +1,6 @@
 """Store speed: whole commands (`dse status`, `edf compare`, `trends`, `suggest`, `report`, ...)
-on stores of 2 × 20, 2 × 1,000, 2 × 10,000 and 100,000 results, dse before compacted results beside dse
-now, in one run on one store; and the cost of writing one trained model's result.
+on stores of 2 × 20, 2 × 1,000, 2 × 10,000 and 100,000 results, dse before compacted results
+beside dse now, in one run on one store; and the cost of writing one trained model's result.
 
     .venv/bin/python bench/store_speed.py --before /tmp/dse-before [--sizes 20,1000,10000]
         [--big 50000] [--repeat 1] [--timeout 900]
@@ -80,12 +80,11 @@ def write_result_files(store: Path, space: str, frame: pd.DataFrame) -> float:
 def run(src: Path, args: list[str], timeout: float | None = None) -> tuple[float, float]:
     """(wall, CPU) seconds of one `dse` command run with the dse of `src`; (inf, inf) past
     `timeout`. CPU (user + system of the command) is the honest number on a loaded machine."""
-    env = {**os.environ, "PYTHONPATH": str(src), "MPLBACKEND": "Agg"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     try:
-        p = subprocess.run([sys.executable, "-m", "dse", *args], env=env, capture_output=True,
-                           text=True, timeout=timeout)
+        p = subprocess.run([sys.executable, "-m", "dse", *args], capture_output=True,
+                           text=True, timeout=timeout, **side(src))
     except subprocess.TimeoutExpired:
         return float("inf"), float("inf")
     wall = time.perf_counter() - t
@@ -93,6 +92,21 @@ def run(src: Path, args: list[str], timeout: float | None = None) -> tuple[float
     if p.returncode:
         raise SystemExit(f"dse {' '.join(args)} failed:\n{p.stderr[-2000:]}")
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def side(src: Path) -> dict:
+    """Run a process with the dse of `src`: on PYTHONPATH, from a folder without a dse of its
+    own (`python -m` and `-c` put the working directory first on sys.path)."""
+    return dict(env={**os.environ, "PYTHONPATH": str(src), "MPLBACKEND": "Agg"},
+                cwd=tempfile.gettempdir())
+
+
+def check_sides(before: Path) -> None:
+    """Each side imports its own dse."""
+    for src in (before, HERE):
+        out = subprocess.run([sys.executable, "-c", "import dse; print(dse.__file__)"],
+                             capture_output=True, text=True, check=True, **side(src))
+        assert Path(out.stdout.strip()).is_relative_to(src), (src, out.stdout)
 
 
 def commands(store: Path, out: Path, big: bool) -> dict[str, list[str]]:
@@ -129,9 +143,8 @@ for i in range({n}):
     s.write_result("x", dict(row, model_id=f"{{i:016d}}"))
 print((time.perf_counter() - t) / {n} * 1000)
 """
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, **side(src))
     return float(out.stdout.strip())
 
 
@@ -180,6 +193,7 @@ def main() -> None:
     a = ap.parse_args()
     print(f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    check_sides(a.before)
     wb, wn = write_cost(a.before), write_cost(HERE)
     print(f"write one result: before {wb:.2f} ms, now {wn:.2f} ms ({wn / wb:.2f}×)")
     with tempfile.TemporaryDirectory(prefix="dse-store-speed-") as tmp:
