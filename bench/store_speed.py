@@ -5,7 +5,7 @@ beside dse now, in one run on one store; and the cost of writing one trained mod
     .venv/bin/python bench/store_speed.py --before /tmp/dse-before [--sizes 20,1000,10000]
         [--big 50000] [--repeat 1] [--timeout 900]
 
---before is a copy of the previous release's source (git archive 5937511 | tar -x -C DIR): its
+--before is a copy of the previous release's source (git archive 5937511 dse spaces | tar -x -C DIR): its
 commands run with PYTHONPATH=DIR on the store as the trainer leaves it (one Parquet file per
 result); then `dse compact` folds the files into segments and the same commands run with this
 tree's dse. Results are synthetic (error = a smooth function of the model's flops, width and
