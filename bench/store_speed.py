@@ -5,13 +5,13 @@ beside dse now, in one run on one store; and the cost of writing one trained mod
     .venv/bin/python bench/store_speed.py --before /tmp/dse-before [--sizes 20,1000,10000]
         [--big 50000] [--repeat 1] [--timeout 900]
 
---before is a copy of the previous release's source (git archive 5937511 dse spaces | tar -x -C DIR): its
-commands run with PYTHONPATH=DIR on the store as the trainer leaves it (one Parquet file per
-result); then `dse compact` folds the files into segments and the same commands run with this
-tree's dse. Results are synthetic (error = a smooth function of the model's flops, width and
-depth plus noise, 2% diverged) with every column the trainer writes, one file per model written
-from a pandas frame as `dse train` would leave them. Times are wall seconds of the whole
-command (start-up and imports included), best of --repeat.
+--before is a copy of the previous release's source (`git archive 5937511 dse spaces | tar -x
+-C DIR`): its commands run with PYTHONPATH=DIR on the store as the trainer leaves it (one
+Parquet file per result); then `dse compact` folds the files into segments and the same
+commands run with this tree's dse. Results are synthetic (error = a smooth function of the
+model's flops, width and depth plus noise, 2% diverged) with every column the trainer writes,
+one file per model as pandas writes a one-row frame. Times are wall and CPU seconds of the
+whole command (start-up and imports included), best of --repeat.
 """
 
 from __future__ import annotations
