@@ -31,6 +31,16 @@ class DamagedFileError(DseError):
                          "left it unchanged; restore it from a copy")
 
 
+class WriteRefusedError(DseError):
+    """A write the file system refused: no space left, quota exceeded or read-only (ENOSPC,
+    EDQUOT, EROFS). The file written is unchanged (writes are atomic); the message names the
+    store and its free space."""
+
+    def __init__(self, message: str, errno: int):
+        self.errno = errno
+        super().__init__(message)
+
+
 class DseWarning(UserWarning):
     """Something a user should know that does not stop the command (a damaged file skipped)."""
 

@@ -14,6 +14,14 @@ def si(x: float) -> str:
     return f"{x:g}"
 
 
+def nbytes(n: float) -> str:
+    """Bytes as people read them: 0 -> '0 B', 40960 -> '41 kB', 1.5e9 -> '1.5 GB' (SI)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def mult_adds(x: float | None) -> str:
     """Multiply-adds in P/T/G units; '?' when unknown."""
     if x is None:

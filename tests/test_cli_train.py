@@ -1,6 +1,8 @@
 """`dse train` / `dse status` through click's CliRunner: sample → train → results on
 synthetic data, recorded divergence and failure, user errors, worker processes."""
 
+from pathlib import Path
+
 import click
 import pandas as pd
 import pytest
@@ -61,9 +63,12 @@ def test_sample_train_status_end_to_end(tmp_path):
     assert r.exit_code == 0
     assert r.output.splitlines()[2].split() == ["regnetx", "synthetic", "3", "3", "0", "0",
                                                 "0", "0"]
+    files = sorted((tmp_path / "regnetx" / "results").rglob("*.parquet"))
+    assert [f.relative_to(tmp_path) for f in files] == [  # folded when the run ended
+        Path("regnetx/results/segments/000001.parquet")]
     r = invoke("train", "--store", tmp_path, *FAST)  # nothing left: nothing retrained
     assert r.exit_code == 0 and "nothing to train" in r.output
-    assert len(list((tmp_path / "regnetx" / "results").iterdir())) == 3
+    assert sorted((tmp_path / "regnetx" / "results").rglob("*.parquet")) == files
 
 
 def test_divergence_and_failure_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):

@@ -79,6 +79,52 @@ def test_cifar10_damaged_or_missing(tmp_path, monkeypatch):
         datasets.load("cifar10", tmp_path)
 
 
+def test_cifar10_reads_batches_pickled_by_python_2_and_old_protocols(tmp_path):
+    """The official batches are Python 2 pickles (protocol 2) that name
+    numpy.core.multiarray._reconstruct; numpy 2 and Python 3 at protocol 2 name
+    numpy._core and _codecs.encode."""
+    d, batches = fake_cifar10(tmp_path)
+    for name in readers.CIFAR_TRAIN + readers.CIFAR_TEST:
+        x, y = batches[name]
+        raw = pickle.dumps({"batch_label": name, "data": x, "labels": y,
+                            "filenames": [b"a.png"] * len(y)}, protocol=2)
+        if name == "data_batch_1":
+            raw = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+            assert b"cnumpy.core.multiarray\n_reconstruct" in raw
+        (d / name).write_bytes(raw)
+    a = datasets.load("cifar10", tmp_path)
+    np.testing.assert_array_equal(a.train_x[:20].reshape(20, -1), batches["data_batch_1"][0])
+    assert a.test_y.tolist() == batches["test_batch"][1]
+
+
+class Crafted:
+    """A pickle that runs a command when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("payload", ["system", "eval", "array of objects"])
+def test_a_crafted_cifar_batch_runs_no_code(tmp_path, payload):
+    d, _ = fake_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+    entry = {"system": lambda: {"data": Crafted(marker), "labels": [0]},
+             "eval": lambda: {"data": eval, "labels": [0]},  # a global other than numpy's
+             "array of objects": lambda: {"data": np.array([Crafted(marker)], dtype=object),
+                                          "labels": [0]}}[payload]()
+    (d / "data_batch_4").write_bytes(pickle.dumps(entry, protocol=2))
+    with pytest.raises(DseError) as e:
+        datasets.load("cifar10", tmp_path)
+    msg = str(e.value)
+    assert msg.startswith(f"{d / 'data_batch_4'} is not an official CIFAR-10 batch: it refers "
+                          "to ") and "\n" not in msg and "could run code" in msg
+    assert not marker.exists()
+
+
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     fake_cifar10(tmp_path)
     monkeypatch.setenv("DSE_DATA", str(tmp_path))

@@ -13,7 +13,7 @@ DSE = Path(__file__).resolve().parent.parent / "dse"
 # The packages in the order they may import each other: a module imports only from its own
 # package or from one earlier in this list (define → data → store → train → run → analyze →
 # the method → the paper's comparisons → the command line).
-ORDER = ["dse.errors", "dse.files", "dse.system", "dse.units", "dse.space", "dse.data",
+ORDER = ["dse.errors", "dse.units", "dse.files", "dse.system", "dse.space", "dse.data",
          "dse.store", "dse.train", "dse.runner", "dse.analysis", "dse.method", "dse.compare",
          "dse.cli"]
 

@@ -30,13 +30,14 @@ def check_path(path) -> Path:
     return path
 
 
-def save(fig, path) -> Path:
-    """Write a figure (format from the extension) atomically and close it."""
+def save(fig, path, store=None) -> Path:
+    """Write a figure (format from the extension) atomically and close it; `store` is named
+    if the file system refuses a figure inside it."""
     path = check_path(path)
     fmt = path.suffix[1:].lower()
     try:
         return write_output(path, lambda p: fig.savefig(p, format=fmt, dpi=150,
-                                                                 bbox_inches="tight"))
+                                                                 bbox_inches="tight"), store)
     finally:
         plt.close(fig)
 

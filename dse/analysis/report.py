@@ -196,7 +196,8 @@ def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000) ->
     store = Store.existing(store)
     text = build(store, seed=seed, repeats=repeats)
     path = Path(out) if out else store.report_path
-    return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"),
+                        store.root)
 
 
 # ---- an experiment's page (dse run) ----------------------------------------------------------

@@ -1,9 +1,9 @@
 """The `dse` command line: a thin click layer over the library, one command per stage.
 
 Commands are plain click commands in the modules of this package (sample: spaces, describe,
-sample; train: train, status, cancel; analyze: edf, fit-linear, trends, search-efficiency,
-report; compare: zoo, speed, export; run: run, suggest), attached to the group here and
-nowhere else; they import what they need inside the command,
+sample; train: train, status, cancel, compact; analyze: edf, fit-linear, trends,
+search-efficiency, report; compare: zoo, speed, export; run: run, suggest), attached to the
+group here and nowhere else; they import what they need inside the command,
 so `dse --help` loads no torch. Shared options and error handling: dse.cli.common.
 """
 
@@ -22,7 +22,7 @@ def cli():
 
 
 for command in (sample.spaces_cmd, sample.describe_cmd, sample.sample_cmd,
-                train.train_cmd, train.status_cmd, train.cancel_cmd,
+                train.train_cmd, train.status_cmd, train.cancel_cmd, train.compact_cmd,
                 analyze.edf_group, analyze.fit_linear_cmd, analyze.trends_cmd,
                 analyze.search_efficiency_cmd, analyze.report_cmd,
                 compare.zoo_cmd, compare.speed_cmd, compare.export_cmd,

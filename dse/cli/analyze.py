@@ -4,8 +4,8 @@
 Each is a thin layer over dse.analysis.stats and dse.analysis.fitlinear (numbers),
 dse.analysis.plots (figures) and
 dse.analysis.report (HTML); matplotlib is imported inside the commands. Figures go to --out or the
-store's default path (dse.store.core.Store.figure_path); nothing here writes to models.parquet or
-results/.
+store's default path (dse.store.core.Store.figure_path); nothing here changes models.parquet or a
+result (reading many per-model result files compacts them first: dse.store.results).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_p
     if steps and len(names) < 2:
         raise click.BadParameter("needs at least two spaces", param_hint="'--steps'")
     plots.save(plots.edf_steps_figure(cmp, names) if steps else
-               plots.edf_figure(cmp, bands=bands), path)
+               plots.edf_figure(cmp, bands=bands), path, store.root)
     counts = {s: analysis.counts(df, s) for s in names}
     if as_json:
         echo_json(dict(cmp.to_json(), figure=str(path)))
@@ -115,7 +115,7 @@ def fit_linear_cmd(space_name, top, out, as_json, store_path):
     path = _figure(out, store.figure_path("fit_linear", [space]))
     fit = fitlinear.fit_linear_population(analysis.population(df, space), top)
     saved = store.save_table(space, "fit_linear", fit["rows"])
-    plots.save(plots.fit_linear_figure(fit, space), path)
+    plots.save(plots.fit_linear_figure(fit, space), path, store.root)
     rows = fit["rows"]
     if as_json:
         echo_json(dict(space=space, models=rows.to_dict(orient="records"),
@@ -169,7 +169,7 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
             click.echo(f"nothing to plot: every parameter takes a single value among the "
                        f"{len(pop)} trained {space} models (name one with --param)")
         return
-    plots.save(plots.trends_figure(tr, space), path)
+    plots.save(plots.trends_figure(tr, space), path, store.root)
     ranges = {t["param"]: {k: t[k] for k in ("lo", "median", "hi", "best")} for t in tr}
     if as_json:
         echo_json(dict(space=space, n=len(pop), repeats=repeats, ranges=ranges,
@@ -203,7 +203,7 @@ def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, s
     cmp = analysis.compare(df, names, normalize, bins)
     curves = {s: search.search_efficiency(e, w, rounds, rng=seed)
               for s, (e, w) in cmp.curves.items()}
-    plots.save(plots.search_efficiency_figure(curves, normalize), path)
+    plots.save(plots.search_efficiency_figure(curves, normalize), path, store.root)
     if as_json:
         echo_json(dict(spaces={s: c.to_dict(orient="records") for s, c in curves.items()},
                        normalize=normalize, figure=str(path)))

@@ -1,6 +1,6 @@
-"""Training: `dse train` (here, or with --cluster in a job array: dse.runner.cluster), `dse status`
-and `dse cancel`. Option defaults come from dse.train.recipe, so the help shows the recipe without
-importing torch."""
+"""Training: `dse train` (here, or with --cluster in a job array: dse.runner.cluster), `dse status`,
+`dse cancel` and `dse compact`. Option defaults come from dse.train.recipe, so the help shows
+the recipe without importing torch."""
 
 from __future__ import annotations
 
@@ -261,3 +261,29 @@ def cancel_cmd(store_path, name):
         click.echo(f"no unfinished cluster jobs in {store}")
     for sub, job_id in done:
         click.echo(f"cancelled {sub} job {job_id}")
+
+
+@click.command("compact", cls=Command)
+@store_option
+@click.option("--space", "spaces", multiple=True,
+              help="Space to compact (repeatable) [default: every space in the store].")
+def compact_cmd(store_path, spaces):
+    """Fold each space's per-model result files into one segment (docs/store.md); `dse train`
+    does this when it ends, and any command that reads many such files does it first."""
+    from dse.store.core import Store
+
+    store = Store.existing(store_path)
+    names = list(dict.fromkeys(store.resolve(s) for s in spaces)) or store.spaces()
+    rows = []
+    for s in names:
+        c = store.compact(s)
+        rows.append(dict(space=s, results=c.results, folded=c.absorbed,
+                         segment="" if c.segment is None else str(c.segment)))
+        for p in c.set_aside:
+            click.echo(f"{s}: moved the damaged segment to {p}; `dse train` trains its "
+                       "models again")
+    if not rows:
+        click.echo(f"no sampled models in {store}")
+        return
+    click.echo(table(rows, ["space", "results", "folded", "segment"],
+                     ["space", "results", "files folded", "segment written"]))

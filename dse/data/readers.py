@@ -1,6 +1,7 @@
 """Readers of datasets as they are distributed, into host arrays (pure: numpy, no torch).
 
-    cifar10        the official "cifar-10-batches-py" pickles (what torchvision downloads)
+    cifar10        the official "cifar-10-batches-py" pickles (what torchvision downloads),
+                   unpickled with only numpy arrays and plain values allowed
     fashion-mnist  the four IDX files, gzipped or not: torchvision's FashionMNIST/raw layout, a
                    plain folder, or Debian's dataset-fashion-mnist in /usr/share/datasets
     imagenetR      the official downsampled ImageNet (Chrabaszcz et al. 2017) at R = 16, 32,
@@ -55,6 +56,29 @@ CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR_TEST = ["test_batch"]
 
 
+# The only globals an official batch (or a copy pickled again by numpy 1 or 2) refers to: numpy
+# arrays and their dtypes, and the codec Python 3 uses for bytes in old pickle protocols.
+CIFAR_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+      for n in ("_reconstruct", "scalar")),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")})
+
+
+class NotABatch(pickle.UnpicklingError):
+    """A pickle that refers to something an official CIFAR batch never holds."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles what the official CIFAR batches hold (dicts, lists, str, bytes, ints, numpy
+    arrays) and nothing else, so a crafted batch file cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) not in CIFAR_GLOBALS:
+            raise NotABatch(f"it refers to {module}.{name}, which a CIFAR batch never holds")
+        return super().find_class(module, name)
+
+
 def read_cifar10(root: Path) -> Arrays:
     looked = [root / "cifar-10-batches-py", root]
     d = next((d for d in looked if all((d / f).is_file() for f in CIFAR_TRAIN + CIFAR_TEST)),
@@ -67,11 +91,15 @@ def read_cifar10(root: Path) -> Arrays:
         for f in files:
             try:
                 with open(d / f, "rb") as fh:
-                    entry = pickle.load(fh, encoding="latin1")
+                    entry = BatchUnpickler(fh, encoding="latin1").load()
                 x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
                 y = np.asarray(entry["labels"], dtype=np.int64)
+            except NotABatch as e:
+                raise DseError(f"{d / f} is not an official CIFAR-10 batch: {e}, so dse does "
+                               "not unpickle it (it could run code); replace the "
+                               "cifar-10-batches-py folder with a fresh copy") from None
             except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError,
-                    TypeError) as e:
+                    TypeError, AttributeError, IndexError) as e:
                 raise DseError(f"{d / f} is damaged ({type(e).__name__}: {e}); replace the "
                                "cifar-10-batches-py folder with a fresh copy") from None
             if len(x) != len(y):

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from dse.analysis import stats as analysis
+from dse.files import writing
 from dse.method import claims as expect
 from dse.method import stages, suggest
 from dse.method.experiment import Experiment
@@ -71,6 +72,9 @@ def read_chain(exp: Experiment, store: Store) -> list[Step]:
 def loop(exp: Experiment, store: Store, train, echo=print) -> list[Step]:
     """Run the rounds; `train(space_name)` trains one space's pending models. Returns the
     chain: one Step per round."""
+    d = store.refine_dir(exp.name)
+    with writing(d, store.root):  # full or read-only: one line
+        d.mkdir(parents=True, exist_ok=True)
     start = stages.load_space(exp, exp.spaces[0])
     current, refused = start, []
     before = {(s.round, s.refines): s for s in read_chain(exp, store)}

@@ -20,6 +20,7 @@ import yaml
 
 from dse.data import datasets
 from dse.errors import DseError
+from dse.files import writing
 from dse.method.experiment import Experiment
 from dse.space import definition as spaces
 from dse.space import sampling
@@ -85,7 +86,8 @@ def measured_rate(store: Store) -> float | None:
 def record(exp: Experiment, store: Store) -> Path:
     """Write the experiment as run (after --set) to <store>/experiments/<name>/."""
     d = store.experiment_dir(exp.name)
-    d.mkdir(parents=True, exist_ok=True)
+    with writing(d, store.root):  # full or read-only: one line
+        d.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump({**exp.config, "_source": str(exp.path),
                            "_run_at": stamp()}, sort_keys=False, allow_unicode=True)
     write_atomic(store.experiment_file(exp.name),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dse.analysis import effects
 from dse.analysis import stats as analysis
-from dse.files import jsonable
+from dse.files import jsonable, writing
 from dse.method import claims as expect
 from dse.method import refine, stages
 from dse.method.experiment import Experiment
@@ -31,7 +31,9 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
                alpha=exp.alpha, correction=exp.correction, margin=exp.margin, spaces=[],
                claims=[], fit_linear={}, trends={},
                refine=[asdict(c) for c in chain], files={}, finished_at=stamp())
-    store.experiment_dir(exp.name).mkdir(parents=True, exist_ok=True)
+    d = store.experiment_dir(exp.name)
+    with writing(d, store.root):  # full or read-only: one line
+        d.mkdir(parents=True, exist_ok=True)
     if not ready:
         out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in names]
         out["claims"] = _claims(exp, {}, {}, repeats)

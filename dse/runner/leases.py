@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dse.errors import DseError
+from dse.files import writing
 from dse.runner.options import CLAIM_TIMEOUT, HEARTBEAT
 from dse.store.core import Store, needs_training, write_atomic
 from dse.system import HOST, pid_alive
@@ -73,8 +74,8 @@ def is_stale(rec: dict | None, path: Path, timeout: float = CLAIM_TIMEOUT) -> bo
 def _link_new(path: Path, rec: dict) -> bool:
     """Create `path` holding `rec`, atomically and only if it does not exist."""
     tmp = path.with_name(f".{path.name}.{rec['token']}.tmp")
-    tmp.write_text(json.dumps(rec))
     try:
+        tmp.write_text(json.dumps(rec))
         os.link(tmp, path)
         return True
     except FileExistsError:
@@ -89,15 +90,16 @@ def claim(store: Store, space: str, model_id: str, timeout: float = CLAIM_TIMEOU
     """Claim a model for this process; None if another live process holds it or it already
     has a result (other than `failed`, with retry_failed). A stale claim is taken over."""
     c = Lease(store, space, model_id)
-    c.path.parent.mkdir(parents=True, exist_ok=True)
-    if not _link_new(c.path, c.record()):
-        with store.lock(space):  # takeovers are serialized
-            if not is_stale(read_claim(c.path), c.path, timeout):
-                return None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(c.path)
-            if not _link_new(c.path, c.record()):
-                return None
+    with writing(c.path, store.root):  # a full or read-only store: one line, nothing held
+        c.path.parent.mkdir(parents=True, exist_ok=True)
+        if not _link_new(c.path, c.record()):
+            with store.lock(space):  # takeovers are serialized
+                if not is_stale(read_claim(c.path), c.path, timeout):
+                    return None
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(c.path)
+                if not _link_new(c.path, c.record()):
+                    return None
     if not needs_training(store.result_status(space, model_id), retry_failed):
         release(c)  # finished by another run just before we claimed it
         return None
@@ -120,7 +122,7 @@ def heartbeat(c: Lease) -> bool:
         if not rec or rec.get("token") != c.token:
             return False
         rec["heartbeat_at"] = time.time()
-        write_atomic(c.path, lambda p: Path(p).write_text(json.dumps(rec)))
+        write_atomic(c.path, lambda p: Path(p).write_text(json.dumps(rec)), c.store.root)
         return True
 
 

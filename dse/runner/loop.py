@@ -133,6 +133,8 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     finally:
         loop.give_back()  # interrupted: the models in flight go back at once
         summary.seconds = time.perf_counter() - start
+    for s in names if summary.finished else ():  # fold this run's result files together
+        store.compact_if_many(s, at=1)
     report.end(summary)
     return summary
 

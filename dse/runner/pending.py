@@ -89,15 +89,14 @@ def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
     rows = []
     for space in store.spaces():
         try:
-            models = store.read_models(space)
+            models = store.read_models(space, ["model_id", "dataset"])
         except DamagedFileError as e:
             rows.append(dict(space=space, dataset="", sampled=0,
                              **{s: 0 for s in RESULT_STATUSES}, pending=0, in_flight=0,
                              stale_claims=0, damaged=1, damaged_files=[str(e.path)],
                              error=str(e)))
             continue
-        stored = store.statuses(space)
-        damaged = [store.result_path(space, m) for m, st in stored.items() if st == DAMAGED]
+        stored, damaged = store.status_scan(space)
         ids = set(models["model_id"])
         counts = {s: sum(1 for m, st in stored.items() if m in ids and st == s)
                   for s in RESULT_STATUSES}
@@ -106,7 +105,7 @@ def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
         rows.append(dict(space=space, dataset=models["dataset"].iloc[0] if len(models) else "",
                          sampled=len(models), **counts, pending=len(pending), in_flight=live,
                          stale_claims=stale, damaged=len(damaged),
-                         damaged_files=[str(p) for p in damaged], error=None))
+                         damaged_files=[str(x.path) for x in damaged], error=None))
     return rows
 
 

@@ -1,12 +1,16 @@
 """The population store: a directory laid out by this module alone (pure).
 
-The layout of its files is dse.store.paths.Layout; `Store` adds every read and write.
+The layout of its files is dse.store.paths.Layout; `Store` adds every read and write; a
+space's results (per-model files and compacted segments) are read and compacted by
+dse.store.results.
 
 Writes go to a temporary file in the same directory and are renamed into place, under the
-space's lock, so a reader never sees a half-written table and a crash never loses rows.
-A damaged file (truncated, not Parquet) is never changed or deleted: an unreadable result is
-skipped with a warning and its model counts as untrained; an unreadable models.parquet stops
-what needs that space and leaves the other spaces usable. Schemas: docs/store.md.
+space's lock, so a reader never sees a half-written table and a crash never loses rows; a write
+the file system refuses (full, quota, read-only) is one line naming the store and its free
+space (dse.files.writing). A damaged file (truncated, not Parquet, columns that cannot be
+cast) is never changed or deleted: an unreadable result is skipped with a warning and its model
+counts as untrained; an unreadable models.parquet stops what needs that space and leaves the
+other spaces usable. Schemas: docs/store.md.
 """
 
 from __future__ import annotations
@@ -16,9 +20,7 @@ import datetime as dt
 import fcntl
 import json
 import os
-import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,25 +30,20 @@ import yaml
 
 from dse import __version__
 from dse.errors import DamagedFileError, DseError, DseWarning
-from dse.files import write_atomic, write_output
+from dse.files import REFUSED, refusal, write_atomic, write_output
+from dse.store import results
 from dse.store.paths import Layout
-from dse.store.schema import DEFINITION_KEYS, MODELS_SCHEMA, RESULT_STATUSES, RESULTS_SCHEMA
+from dse.store.results import DAMAGED, Compaction, Damaged, why
+from dse.store.schema import DEFINITION_KEYS, MODELS_SCHEMA, RESULTS_SCHEMA
 
+__all__ = ["DAMAGED", "DEFAULT_STORE", "Compaction", "Damaged", "Store", "needs_training",
+           "write_atomic", "write_output"]
 DEFAULT_STORE = "runs"
-DAMAGED = "damaged"  # the status of a result file that cannot be read
 
 
 def needs_training(status: str | None, retry_failed: bool = False) -> bool:
     """Whether a model with this stored result status is to be trained (again)."""
     return status is None or status == DAMAGED or (retry_failed and status == "failed")
-
-
-@dataclass(frozen=True)
-class Damaged:
-    """A store file that cannot be read, and why."""
-
-    path: Path
-    reason: str
 
 
 class Store(Layout):
@@ -55,6 +52,7 @@ class Store(Layout):
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.root = Path(path or os.environ.get("DSE_STORE") or DEFAULT_STORE)
+        self._seen: dict = {}  # space → the newest segment's statuses (result_status)
 
     @classmethod
     def existing(cls, path: str | os.PathLike | None = None) -> Store:
@@ -82,6 +80,8 @@ class Store(Layout):
             d.mkdir(parents=True, exist_ok=True)
             fd = os.open(d / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as e:
+            if e.errno in REFUSED:
+                raise refusal(e, d / ".lock", self.root) from None
             raise DseError(f"cannot write to store {self.root}: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -98,13 +98,13 @@ class Store(Layout):
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / "models.parquet").is_file())
 
-    def read_models(self, space: str) -> pd.DataFrame:
-        """The sampled models of a space (empty frame with the schema's columns if none);
-        DamagedFileError if models.parquet cannot be read."""
+    def read_models(self, space: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The sampled models of a space, all columns or only `columns` (empty frame with the
+        schema's columns if none); DamagedFileError if models.parquet cannot be read."""
         path = self.models_path(space)
         if not path.exists():
-            return MODELS_SCHEMA.empty_table().to_pandas()
-        return _read_table(path).to_pandas()
+            return MODELS_SCHEMA.empty_table().to_pandas()[columns or MODELS_SCHEMA.names]
+        return _read_table(path, columns).to_pandas()
 
     def resolve(self, name: str) -> str:
         """The store's name of a space given by name, alias or YAML path."""
@@ -204,38 +204,32 @@ class Store(Layout):
                                        "source": space.source, "definition": config,
                                        "task": task_rec, **({"data": data} if data else {})},
                                       sort_keys=False)
-                write_atomic(spec_path, lambda p: Path(p).write_text(text))
-            write_atomic(self.models_path(space.name), lambda p: pq.write_table(table, p))
+                write_atomic(spec_path, lambda p: Path(p).write_text(text), self.root)
+            write_atomic(self.models_path(space.name), lambda p: pq.write_table(table, p),
+                         self.root)
             return new
 
     # ---- results ---------------------------------------------------------------------------
 
     def write_result(self, space: str, row: dict, schema: pa.Schema = RESULTS_SCHEMA) -> Path:
-        """Write one model's result atomically; columns of `schema` missing from `row` are
-        stored as null."""
-        self.results_dir(space).mkdir(parents=True, exist_ok=True)
+        """Write one model's result atomically as its per-model file; columns of `schema`
+        missing from `row` are stored as null."""
         table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
         path = self.result_path(space, row["model_id"])
-        write_atomic(path, lambda p: pq.write_table(table, p))
+        with self.lock(space):  # so a compaction never removes a file rewritten meanwhile
+            write_atomic(path, lambda p: pq.write_table(table, p), self.root)
         return path
 
     def scan_results(self, space: str) -> tuple[pd.DataFrame, list[Damaged]]:
-        """Every readable result of a space as one frame (empty with the schema's columns if
-        none), and the result files that cannot be read."""
-        d = self.results_dir(space)
-        tables, damaged = [], []
-        for f in sorted(d.glob("*.parquet")) if d.is_dir() else []:
-            try:
-                tables.append(_read_table(f))
-            except DamagedFileError as e:
-                damaged.append(Damaged(f, e.reason))
-        if not tables:
-            return RESULTS_SCHEMA.empty_table().to_pandas(), damaged
-        return pa.concat_tables(tables, promote_options="default").to_pandas(), damaged
+        """Every readable result of a space as one frame, one row per result (empty with the
+        schema's columns if none), and the result files that cannot be read."""
+        s = self._scan(space)
+        return s.table.to_pandas(), list(s.damaged)
 
     def read_results(self, space: str) -> pd.DataFrame:
-        """Every readable result of a space; each unreadable file is skipped with a warning.
-        Equivalent to pandas.read_parquet("<store>/<space>/results") on an undamaged store."""
+        """Every readable result of a space, from its segment and per-model files; each
+        unreadable file is skipped with a warning. On a compacted store, the same as
+        pandas.read_parquet("<store>/<space>/results")."""
         frame, damaged = self.scan_results(space)
         for x in damaged:
             warnings.warn(f"skipped damaged result file {x.path} ({x.reason}); `dse train` "
@@ -244,34 +238,53 @@ class Store(Layout):
 
     def statuses(self, space: str) -> dict[str, str]:
         """model_id → stored status (done, diverged, failed, or damaged when unreadable)."""
-        frame, damaged = self.scan_results(space)
-        out = {x.path.stem: DAMAGED for x in damaged}
-        out.update(zip(frame["model_id"], frame["status"]))
-        return out
+        return self.status_scan(space)[0]
+
+    def status_scan(self, space: str) -> tuple[dict[str, str], list[Damaged]]:
+        """statuses(space), read from the key and status columns only, and the damaged result
+        files (a damaged per-model file marks its model damaged, whatever a segment says)."""
+        s = self._scan(space, ())
+        out = dict(zip(s.table.column("model_id").to_pylist(),
+                       s.table.column("status").to_pylist()))
+        out.update({x.path.stem: DAMAGED for x in s.damaged
+                    if x.path.parent == self.results_dir(space)})
+        return out, list(s.damaged)
 
     def result_status(self, space: str, model_id: str) -> str | None:
         """The status of a model's stored result; None if it has none; DAMAGED if unreadable."""
-        path = self.result_path(space, model_id)
-        if not path.is_file():
+        return results.status_of(self, space, model_id, self._seen)
+
+    def _scan(self, space: str, columns: tuple[str, ...] | None = None) -> results.Scan:
+        self.compact_if_many(space)
+        return results.scan(self, space, columns)
+
+    def compact(self, space: str) -> Compaction:
+        """Fold a space's per-model result files into one segment (dse.store.results)."""
+        with self.lock(space):
+            return results.compact(self, space, self.root)
+
+    def compact_if_many(self, space: str, at: int | None = None) -> Compaction | None:
+        """Compact a space with `at` (default results.COMPACT_AT) or more per-model result
+        files; a store that cannot take the write stays as it is (readable, only slower),
+        with a warning."""
+        n = len(results.per_model_files(self, space))
+        if n == 0 or n < (results.COMPACT_AT if at is None else at):
             return None
         try:
-            status = pq.read_table(path, columns=["status"]).column(0)[0].as_py()
-        except (pa.ArrowException, OSError, IndexError, KeyError):
-            return DAMAGED
-        return status if status in RESULT_STATUSES else DAMAGED
+            return self.compact(space)
+        except DseError as e:
+            warnings.warn(f"{n} results of {space} stay in per-model files, which are slow to "
+                          f"read ({e})", DseWarning, stacklevel=3)
+            return None
 
     def set_aside(self, space: str, model_id: str) -> Path | None:
         """Move a model's unreadable result file to <space>/damaged/ (never deleting it) so
         the model can be trained again; returns where it went (None if it was readable)."""
-        src = self.result_path(space, model_id)
         with self.lock(space):
             if self.result_status(space, model_id) != DAMAGED:
                 return None
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            dst = self.damaged_dir(space) / f"{model_id}.{stamp}.parquet"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-            return dst
+            return results.set_aside(self, space, self.result_path(space, model_id),
+                                     self.root)
 
     def load(self, spaces: list[str] | None = None) -> pd.DataFrame:
         """Models joined with their results (left join: untrained models have a null status),
@@ -302,7 +315,8 @@ class Store(Layout):
     def write_job(self, name: str, record: dict, task: int | None = None) -> Path:
         """Write a submission's record (job.json), or a task's own (tasks/<task>.json)."""
         path = self.job_record_path(name) if task is None else self.task_record_path(name, task)
-        return write_output(path, lambda p: Path(p).write_text(json.dumps(record, indent=1)))
+        return write_output(path, lambda p: Path(p).write_text(json.dumps(record, indent=1)),
+                            self.root)
 
     def read_jobs(self) -> list[dict]:
         """Every submission, oldest first, with `task_records` (task index → the task's own
@@ -318,7 +332,7 @@ class Store(Layout):
     def save_table(self, space: str, name: str, df: pd.DataFrame) -> Path:
         """Write an analysis table atomically to <space>/analysis/<name>.parquet."""
         path = self.analysis_dir(space) / f"{name}.parquet"
-        return write_output(path, lambda p: df.to_parquet(p, index=False))
+        return write_output(path, lambda p: df.to_parquet(p, index=False), self.root)
 
 
 def _task_text(t: dict) -> str:
@@ -332,11 +346,11 @@ def _join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     return models.merge(res, on="model_id", how="left")
 
 
-def _read_table(path: Path) -> pa.Table:
+def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, columns=columns)
     except (pa.ArrowException, OSError) as e:
-        raise DamagedFileError(path, _why(e)) from None
+        raise DamagedFileError(path, why(e)) from None
 
 
 def _read_json(path: Path) -> dict | None:
@@ -344,9 +358,3 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
         warnings.warn(f"skipped unreadable job record {path} ({e})", DseWarning, stacklevel=3)
-
-
-def _why(e: Exception) -> str:
-    """The first sentence of a reader's error, without the path it repeats."""
-    msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", " ".join(str(e).split()))
-    return msg.split(". ")[0].rstrip(".")[:160]

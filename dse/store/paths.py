@@ -5,7 +5,8 @@ and nothing else in dse builds one. dse.store.core.Store adds the reads and writ
       <space>/
         models.parquet                 one row per sampled model (dse.store.schema.MODELS_SCHEMA)
         space.yaml                     the resolved space definition the models came from
-        results/<model_id>.parquet     one row per trained model (RESULTS_SCHEMA)
+        results/<model_id>.parquet     one row per trained model (RESULTS_SCHEMA), as trained
+        results/segments/<gen>.parquet  many results in one file: compacted (dse.store.results)
         claims/<model_id>.json         held while a model trains (dse.runner.leases)
         damaged/<model_id>.<time>.parquet   unreadable results that dse train set aside
         analysis/<name>.parquet|.png   analyses of this space (fit-linear, trends)
@@ -40,6 +41,13 @@ class Layout:
 
     def result_path(self, space: str, model_id: str) -> Path:
         return self.results_dir(space) / f"{model_id}.parquet"
+
+    def segments_dir(self, space: str) -> Path:
+        """Compacted results (dse.store.results): segments/<generation>.parquet."""
+        return self.results_dir(space) / "segments"
+
+    def segment_path(self, space: str, generation: int) -> Path:
+        return self.segments_dir(space) / f"{generation:06d}.parquet"
 
     def claims_dir(self, space: str) -> Path:
         return self.root / space / "claims"

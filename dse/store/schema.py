@@ -65,3 +65,7 @@ RESULTS_SCHEMA = pa.schema([
 ])
 
 RESULT_STATUSES = ("done", "diverged", "failed")
+
+# What identifies a result, whichever file holds it: readers keep one row per key. Key columns
+# may be added (never removed); a per-model file's name is not part of the key.
+RESULT_KEY = ("model_id",)

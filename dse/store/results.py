@@ -1,0 +1,366 @@
+"""A space's results (pure: pyarrow): per-model files beside compacted segments, read against
+the store's schema. dse.store.core.Store calls these under its paths (dse.store.paths).
+
+    results/<model_id>.parquet        one result, written by `dse train` the moment its model
+                                      finishes (a per-model file)
+    results/segments/<gen>.parquet    many results: what compaction folded together
+
+Reading. A file's columns are cast to RESULTS_SCHEMA where the types are compatible (string
+and large_string, any integer width, float32 and float64, any timestamp unit, all-null and
+dictionary columns, pandas' floats for integers with gaps); a file that cannot be cast, or
+with a row that lacks its key or a valid status, is damaged. Readers list and read the
+per-model files first, then the newest readable segment, and keep one row per RESULT_KEY (a
+per-model file over a segment; the later finished among equals). A per-model file that
+vanishes while it is read was absorbed by a segment renamed into place before it was
+removed, so it is in the segment read next: nothing is missed and nothing counted twice.
+
+Compaction (under the space's lock, which Store.write_result also takes) reads the newest
+readable segment and every readable per-model file and writes them as segment gen + 1
+(temporary file, fsync, rename); then it moves damaged segments to damaged/, removes older
+segments and the per-model files it absorbed (only if unchanged since it read them). A kill -9
+at any point leaves either the old files or the new segment beside files it already holds,
+which readers and the next compaction deduplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dse.errors import DamagedFileError, DseError
+from dse.files import write_atomic, writing
+from dse.store.paths import Layout
+from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
+
+DAMAGED = "damaged"    # the status of a result file that cannot be read
+COMPACT_AT = 256       # per-model files of a space that make a reader compact them first
+STALE_TMP_S = 600.0    # a temporary file this old belongs to a writer that died
+_NEEDED = (*RESULT_KEY, "status", "finished_at")  # what every read takes, to deduplicate
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A store file that cannot be read, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a reader found: one row per result key, and the files it could not read."""
+
+    table: pa.Table                  # RESULTS_SCHEMA's columns first (or those asked for)
+    damaged: tuple[Damaged, ...]
+    files: int                       # per-model files read
+    segment: Path | None             # the segment read
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What one compaction of a space did."""
+
+    space: str
+    segment: Path | None             # the segment written; None when there was nothing to do
+    results: int                     # results in the space's newest segment afterwards
+    absorbed: int                    # per-model files folded in and removed
+    set_aside: tuple[Path, ...]      # damaged segments moved to damaged/
+
+
+# ---- one file against the schema -------------------------------------------------------------
+
+def _family(t: pa.DataType) -> str:
+    for name, test in (("text", pa.types.is_string), ("text", pa.types.is_large_string),
+                       ("text", pa.types.is_string_view), ("int", pa.types.is_integer),
+                       ("float", pa.types.is_floating), ("bool", pa.types.is_boolean),
+                       ("time", pa.types.is_timestamp), ("null", pa.types.is_null)):
+        if test(t):
+            return name
+    return str(t)
+
+
+_COMPATIBLE = {("int", "float"), ("float", "int")}  # pandas stores integers with gaps as floats
+
+
+def _cast(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    """`col` as the schema's type, if the types are compatible; ValueError if not."""
+    have, want = col.type, field.type
+    if have == want:
+        return col
+    if pa.types.is_dictionary(have):
+        return _cast(col.cast(have.value_type), field)
+    a, b = _family(have), _family(want)
+    if a != "null" and a != b and (a, b) not in _COMPATIBLE:
+        raise ValueError(f"column {field.name} is {have}, not {want}")
+    if a == "float" and b == "int":
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, have), col)
+    try:  # timestamps may lose sub-millisecond digits; every other cast must be exact
+        return col.cast(want, safe=b != "time")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ValueError(f"column {field.name} holds {have} values that are not {want}") from None
+
+
+def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
+    """`table` with `schema`'s columns first (cast where compatible, null where missing) and its
+    other columns after; ValueError naming the first column that cannot be cast, or a row
+    without its key or a valid status."""
+    at = {n: i for i, n in enumerate(table.column_names)}
+    if len(at) != table.num_columns:
+        raise ValueError("two columns have the same name")
+    if table.schema.equals(schema):  # as dse writes it
+        out = table
+    else:
+        cols = [_cast(table.column(at[f.name]), f) if f.name in at
+                else pa.chunked_array([pa.nulls(table.num_rows, f.type)], f.type)
+                for f in schema]
+        fields = list(schema) + [f for f in table.schema if f.name not in schema.names]
+        cols += [table.column(at[f.name]) for f in fields[len(schema):]]
+        out = pa.Table.from_arrays(cols, schema=pa.schema(fields))
+    for k in RESULT_KEY:
+        if k in out.column_names and out.column(k).null_count:
+            raise ValueError(f"a row has no {k}")
+    if "status" in out.column_names:
+        bad = set(pc.unique(out.column("status")).to_pylist()) - set(RESULT_STATUSES)
+        if bad:
+            raise ValueError(f"status {sorted(bad, key=str)[0]!r} is none of "
+                             f"{', '.join(RESULT_STATUSES)}")
+    return out
+
+
+def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
+    """A result file conformed to the schema (only `columns`, plus what deduplication needs,
+    when given); DamagedFileError if it cannot be read or cast, FileNotFoundError if gone."""
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        want = None if columns is None else \
+            [c for c in dict.fromkeys((*_NEEDED, *columns)) if c in names]
+        table = pf.read(columns=want)
+    except (pa.ArrowException, OSError) as e:
+        if isinstance(e, FileNotFoundError) or getattr(e, "errno", None) == errno.ENOENT:
+            raise FileNotFoundError(path) from None
+        raise DamagedFileError(path, why(e)) from None
+    schema = RESULTS_SCHEMA if columns is None else pa.schema(
+        [RESULTS_SCHEMA.field(c) for c in dict.fromkeys((*_NEEDED, *columns))])
+    try:
+        return conform(table, schema)
+    except (ValueError, pa.ArrowException) as e:
+        raise DamagedFileError(path, str(e) if isinstance(e, ValueError) else why(e)) from None
+
+
+def why(e: Exception) -> str:
+    """The first sentence of a reader's error, without the path it repeats."""
+    msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", " ".join(str(e).split()))
+    return msg.split(". ")[0].rstrip(".")[:160]
+
+
+# ---- the files of a space ----------------------------------------------------------------------
+
+def per_model_files(layout: Layout, space: str) -> list[Path]:
+    """The per-model result files of a space, by name (temporary files left out)."""
+    try:
+        with os.scandir(layout.results_dir(space)) as it:
+            return sorted(Path(e.path) for e in it if e.name.endswith(".parquet")
+                          and not e.name.startswith(".") and e.is_file())
+    except FileNotFoundError:
+        return []
+
+
+def segments(layout: Layout, space: str) -> list[tuple[int, Path]]:
+    """(generation, path) of a space's segments, newest first."""
+    try:
+        names = os.listdir(layout.segments_dir(space))
+    except FileNotFoundError:
+        return []
+    gens = [int(n[:-8]) for n in names if n.endswith(".parquet") and n[:-8].isdigit()]
+    return [(g, layout.segment_path(space, g)) for g in sorted(gens, reverse=True)]
+
+
+def _newest_readable(layout: Layout, space: str, columns) -> tuple:
+    """(table, path, damaged newer segments) of the newest segment that can be read; listed
+    again when a newer compaction removes the one being read."""
+    for _ in range(20):
+        bad = []
+        for _gen, path in segments(layout, space):
+            try:
+                return read_file(path, columns), path, bad
+            except FileNotFoundError:
+                break
+            except DamagedFileError as e:
+                bad.append(Damaged(path, e.reason))
+        else:
+            return None, None, bad
+    raise DseError(f"the results of {space} in {layout.root} kept changing while being read "
+                   "(a compaction in a loop?); run the command again")
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+def latest(parts: list[tuple[int, pa.Table]], compacting: bool = False) -> pa.Table:
+    """The rows of (rank, table) parts, one per result key: the highest rank (per-model files
+    1 over a segment 0), then the latest finished_at, then the last."""
+    table = _concat([t for _, t in parts], compacting)
+    key = list(RESULT_KEY)
+    if table.group_by(key).aggregate([]).num_rows == table.num_rows:
+        return table
+    rank = np.concatenate([np.full(t.num_rows, r) for r, t in parts])
+    t = table.column("finished_at").cast(pa.int64()).fill_null(np.iinfo(np.int64).min)
+    order = np.lexsort((np.arange(table.num_rows), t.to_numpy(), rank))
+    keys = table.select(key).take(order).to_pandas()
+    return table.take(np.sort(order[~keys.duplicated(keep="last").to_numpy()]))
+
+
+def _concat(tables: list[pa.Table], compacting: bool) -> pa.Table:
+    """The tables as one; columns outside the schema that disagree in type are left out of a
+    read, and stop a compaction (which would remove the files that hold them)."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        if compacting:
+            raise DseError(f"cannot fold the result files together: columns that the store's "
+                           f"schema does not name disagree in type ({why(e)}); move the file "
+                           "that differs out of results/ and compact again") from None
+        return pa.concat_tables([t.select([n for n in t.column_names
+                                           if n in RESULTS_SCHEMA.names]) for t in tables],
+                                promote_options="permissive")
+
+
+def scan(layout: Layout, space: str, columns: tuple[str, ...] | None = None) -> Scan:
+    """Every readable result of a space, once each (only `columns` and the key, status and
+    finished_at, when given), and the files that cannot be read."""
+    parts, damaged = [], []
+    for f in per_model_files(layout, space):  # before the segment: see the module's doc
+        try:
+            t = read_file(f)
+        except FileNotFoundError:
+            continue
+        except DamagedFileError as e:
+            damaged.append(Damaged(f, e.reason))
+            continue
+        parts.append((1, t if columns is None else t.select(
+            list(dict.fromkeys((*_NEEDED, *columns))))))
+    base, path, bad = _newest_readable(layout, space, columns)
+    files = len(parts)
+    if base is not None:
+        parts.insert(0, (0, base))
+    if not parts:
+        empty = RESULTS_SCHEMA.empty_table()
+        table = empty if columns is None else empty.select(list(dict.fromkeys((*_NEEDED,
+                                                                                *columns))))
+    else:
+        table = latest(parts)
+    return Scan(table, tuple(bad + damaged), files, path)
+
+
+def status_of(layout: Layout, space: str, model_id: str, seen: dict) -> str | None:
+    """The status of a model's result (None without one, DAMAGED if its file is unreadable):
+    its per-model file, else the newest readable segment (its statuses kept in `seen`)."""
+    try:
+        t = read_file(layout.result_path(space, model_id))
+        own = t.filter(pc.equal(t.column("model_id"), model_id)).column("status")
+        return own[-1].as_py() if len(own) else None
+    except FileNotFoundError:
+        pass  # none, or absorbed by a segment that is in place already
+    except DamagedFileError:
+        return DAMAGED
+    for _ in range(20):
+        for _gen, path in segments(layout, space):
+            try:
+                st = os.stat(path)
+                ident = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+                if seen.get(space, (None,))[0] != ident:
+                    t = read_file(path, ())
+                    seen[space] = (ident, dict(zip(t.column("model_id").to_pylist(),
+                                                   t.column("status").to_pylist())))
+                return seen[space][1].get(model_id)
+            except FileNotFoundError:
+                break
+            except DamagedFileError:
+                continue
+        else:
+            return None
+    raise DseError(f"the results of {space} in {layout.root} kept changing while being read; "
+                   "run the command again")
+
+
+# ---- compaction ------------------------------------------------------------------------------
+
+def compact(layout: Layout, space: str, store=None) -> Compaction:
+    """Fold a space's readable per-model files into a new segment (the caller holds the
+    space's lock); damaged files stay where they are, damaged segments go to damaged/."""
+    loose = []
+    for f in per_model_files(layout, space):
+        with contextlib.suppress(FileNotFoundError, DamagedFileError):
+            st = os.stat(f)
+            loose.append((f, (st.st_ino, st.st_mtime_ns, st.st_size), read_file(f)))
+    segs = segments(layout, space)
+    base, base_path, bad = _newest_readable(layout, space, None)
+    older = [p for _, p in segs if base_path is not None and p != base_path
+             and p not in {b.path for b in bad}]
+    _remove_stale_tmp(layout, space)
+    if not loose and not bad and not older:
+        return Compaction(space, None, 0 if base is None else base.num_rows, 0, ())
+    parts = ([(0, base)] if base is not None else []) + [(1, t) for _, _, t in loose]
+    merged = latest(parts, compacting=True).sort_by([(k, "ascending") for k in RESULT_KEY]) \
+        if parts else RESULTS_SCHEMA.empty_table()
+    path = layout.segment_path(space, (segs[0][0] if segs else 0) + 1)
+    write_atomic(path, lambda p: pq.write_table(merged, p), store=store, durable=True)
+    aside = [set_aside(layout, space, b.path, store) for b in bad]
+    for p in older + ([base_path] if base_path else []):
+        if _readable(p):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+        else:
+            aside.append(set_aside(layout, space, p, store))
+    absorbed = 0
+    for f, ident, _ in loose:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(f)
+            if (st.st_ino, st.st_mtime_ns, st.st_size) == ident:  # not rewritten meanwhile
+                os.unlink(f)
+                absorbed += 1
+    return Compaction(space, path, merged.num_rows, absorbed, tuple(aside))
+
+
+def _readable(path: Path) -> bool:
+    try:
+        pq.read_metadata(path)
+        return True
+    except (pa.ArrowException, OSError):
+        return False
+
+
+def set_aside(layout: Layout, space: str, path: Path, store=None) -> Path:
+    """Move an unreadable result file or segment to <space>/damaged/ (never deleting it);
+    returns where it went."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    name = (f"segment-{path.stem}" if path.parent == layout.segments_dir(space) else path.stem)
+    dst = layout.damaged_dir(space) / f"{name}.{stamp}.parquet"
+    with writing(dst, store):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dst)
+    return dst
+
+
+def _remove_stale_tmp(layout: Layout, space: str) -> None:
+    """Remove temporary files that writers killed mid-write left behind (a live writer renames
+    its file within seconds, so ten minutes old is dead)."""
+    now = time.time()
+    for d in (layout.results_dir(space), layout.segments_dir(space)):
+        with contextlib.suppress(FileNotFoundError), os.scandir(d) as it:
+            for e in it:
+                if e.name.startswith(".") and e.name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        if now - e.stat().st_mtime > STALE_TMP_S:
+                            os.unlink(e.path)
