@@ -60,9 +60,9 @@ def main():
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}; {a.n} {space.name} models")
     wall, cpu, out = timed(lambda: suggest.suggest(space, pop), a.repeat)
-    first = out["candidates"][0]
+    first = out.candidates[0]
     print(f"dse suggest: {wall:.2f} s wall, {cpu:.2f} s CPU (best of {a.repeat}); "
-          f"first: {first['constraint']} (significant {first['significant']})")
+          f"first: {first.constraint} (significant {first.significant})")
     cap, exact = suggest.LINEAR_FIT, expect.one_sided.__defaults__
     suggest.LINEAR_FIT = a.n + 1  # baseline: fit every model, exact KS
     expect.one_sided.__defaults__ = (None, None, True)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from cli_helpers import ok
 
-from dse.runner import loop
+from dse.runner import pending
 from dse.store import results
 from dse.store.core import Store
 
@@ -88,7 +88,7 @@ class Checker:
         assert ended <= have, f"written but not stored: {ended - have} {why}"
         late = [m for m in seen[self._begun:] if m in self.stored]
         assert not late, f"{late} trained again though stored {why}"
-        (row,) = loop.status(self.store)
+        (row,) = pending.status(self.store)
         assert row["done"] + row["diverged"] + row["failed"] == len(have), (row, why)
         assert row["sampled"] == len(have) + row["pending"], (row, why)
         self.stored, self._begun, self.rounds = have, len(seen), self.rounds + 1
