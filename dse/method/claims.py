@@ -8,6 +8,9 @@ An experiment's `expect:` lists claims in words:
     regnetx at least as good as anynetxe one-sided KS test finds A no worse than B
     regnetx good d contains 20           the bootstrap good range of d in A holds 20
     regnetx good g above 1               ... lies above 1 (below: under it)
+    regnetx good d stable across regimes the good range's centre shows no trend with flops
+    regnetx good g increases with flops  ... rises with flops (decreases: falls); the slope's
+                                         bootstrap interval over the regimes (analysis.regimes)
 
 Each is judged "holds", "does not hold" or "inconclusive" with its statistic and p-value (KS
 D and p; the good range for ranges). Pure: no torch, no files.
@@ -21,22 +24,28 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from dse.analysis import regimes
 from dse.analysis import stats as analysis
 from dse.errors import DseError
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 FORMS = ("A better than B", "A worse than B", "A same as B", "A at least as good as B",
-         "A good PARAM contains|above|below VALUE")
+         "A good PARAM contains|above|below VALUE",
+         "A good PARAM stable across regimes|increases with flops|decreases with flops")
 _PAIR = re.compile(r"^\s*(\S+)\s+(better than|worse than|same as|at least as good as)\s+(\S+)"
                    r"\s*$", re.I)
 _RANGE = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(contains|above|below)\s+(\S+)\s*$", re.I)
+_TREND = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(stable across regimes|increases with flops|"
+                    r"decreases with flops)\s*$", re.I)
 MIN_FOR_RANGE = 8  # fewer finished models than this: a good range says nothing
+TRENDS = ("stable", "increases", "decreases")
 
 
 @dataclass(frozen=True)
 class Claim:
     text: str
-    kind: str                  # better | same | at_least | contains | above | below
+    kind: str          # better | same | at_least | contains | above | below | stable | increases
+    #                    | decreases
     a: str
     b: str | None = None
     param: str | None = None
@@ -52,6 +61,9 @@ def parse_claim(text: str) -> Claim:
             return Claim(text, "better", b, a)
         kind = {"better than": "better", "same as": "same", "at least as good as": "at_least"}
         return Claim(text, kind[rel], a, b)
+    m = _TREND.match(text)
+    if m:
+        return Claim(text, m.group(3).split()[0].lower(), m.group(1), param=m.group(2))
     m = _RANGE.match(text)
     if m:
         try:
@@ -120,6 +132,8 @@ def judge(claim: Claim, curves: dict, pops: dict | None = None, alpha: float = 0
         out.update(statistic=d, p=p, verdict=verdict, detail=detail)
         return out
     pop = (pops or {}).get(claim.a)
+    if claim.kind in TRENDS:
+        return _judge_trend(claim, pop, out, alpha, seed)
     if pop is None or len(pop) < MIN_FOR_RANGE:
         out["detail"] = (f"{claim.a} has {0 if pop is None else len(pop)} finished models; a "
                          f"good range needs at least {MIN_FOR_RANGE}")
@@ -133,4 +147,30 @@ def judge(claim: Claim, curves: dict, pops: dict | None = None, alpha: float = 0
     out.update(statistic=[lo, hi], verdict=HOLDS if ok else FAILS,
                detail=f"95% good range of {claim.param}: [{lo:.4g}, {hi:.4g}] "
                       f"(median {r['median']:.4g}, best model {r['best']:.4g})")
+    return out
+
+
+def _judge_trend(claim: Claim, pop, out: dict, alpha: float, seed: int) -> dict:
+    """A trend claim: the slope of the good range's centre against log flops over the
+    regimes, with its 1 − α bootstrap interval (dse.analysis.regimes). `stable` holds when
+    no trend is detected; `increases` (`decreases`) holds when the interval lies above
+    (below) 0, does not hold when it lies on the other side, and is inconclusive otherwise."""
+    if pop is None or len(pop) == 0:
+        out["detail"] = f"{claim.a} has no finished models"
+        return out
+    try:
+        _, row = regimes.judge_trend(pop, claim.param, claim.kind, 1 - alpha, seed=seed)
+    except DseError as e:
+        out["detail"] = str(e)
+        return out
+    s, trend = row["slope"], row["trend"]
+    if claim.kind == "stable":
+        verdict = HOLDS if trend == regimes.STABLE else FAILS
+    else:
+        want = regimes.UP if claim.kind == "increases" else regimes.DOWN
+        verdict = HOLDS if trend == want else UNSURE if trend == regimes.STABLE else FAILS
+    centres = ", ".join(f"{r['name']}: {r['median']:.4g}" for r in row["regimes"])
+    out.update(statistic=[s["lo"], s["hi"]], verdict=verdict,
+               detail=f"{trend}: slope of the good range's median {s['value']:.3g} "
+                      f"[{s['lo']:.3g}, {s['hi']:.3g}] {s['unit']} ({centres})")
     return out
