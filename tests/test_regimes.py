@@ -401,3 +401,50 @@ def test_spaces_across_stores_and_transfer(trained, tmp_path):
     assert [c["claim"] for c in t["claims"]] == ["regnetx better than regnetx@b",
                                                  "regnetx good g above 1"]
     assert "hold no space in common" in one_error(run("transfer", a / "regnetx", b))
+
+
+def test_the_python_example_of_the_docs_runs(trained, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "analysis.md").read_text()
+    code = next(b.split("```", 1)[0] for b in text.split("```python\n")[1:]
+                if "regimes.by_regime" in b)
+    (tmp_path / "runs").symlink_to(trained)
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code, "docs/analysis.md", "exec"), scope)
+    assert [r["param"] for r in scope["rows"]] == ["d", "g"]
+    assert set(scope["mid"]["regime"]) == {"3M:4M"} and (scope["mid"]["group_w"] > 1).all()
+
+
+def test_the_committed_regimes_run_gives_the_numbers_of_its_doc(tmp_path):
+    """docs/reproduction.md ("Flop regimes") reads experiments/results/regimes-cpu: its
+    analysis, rerun on a copy, gives the doc's verdicts, good ranges, slopes and exponents."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    store = tmp_path / "regimes-cpu"
+    shutil.copytree(root / "experiments" / "results" / "regimes-cpu", store)
+    out = json.loads(ok("run", root / "experiments" / "regimes-cpu.yaml", "--only", "analyze",
+                        "--store", store, "--set", "analyze.report=false", "--json").output)
+    doc = (root / "docs" / "reproduction.md").read_text()
+    for c in out["claims"]:
+        assert f"| {c['claim']} | **{c['verdict']}** |" in doc, c
+    tr = out["regime_trends"]["regnetx"]
+    for p, v in tr["params"].items():
+        cells = " | ".join(f"{r['median']:.4g} [{r['lo']:.4g}, {r['hi']:.4g}]"
+                           for r in v["regimes"])
+        s = v["slope"]
+        row = f"| {p} | {cells} | {s['value']:.2g} [{s['lo']:.2g}, {s['hi']:.2g}] | {v['trend']} |"
+        assert row in doc, row
+    for k in ("params", "acts"):
+        fit = tr["complexity"][k]
+        assert f"flops^{fit['exponent']:.2f}\n(R² {fit['r2']:.2f})" in doc or \
+            f"flops^{fit['exponent']:.2f} (R² {fit['r2']:.2f})" in doc, k
+    df = Store(store).load(["rx"])
+    for name, g in df.groupby("regime", sort=False):
+        row = (f"| {name} | {len(g)} | {g['flops'].min() / 1e6:.2f}–{g['flops'].max() / 1e6:.2f}"
+               f" | {g['error'].min():.2f} | {g['error'].median():.2f} | {g['error'].mean():.2f} |")
+        assert row in doc, row
