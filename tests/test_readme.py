@@ -32,8 +32,15 @@ def _blocks(lang):
     return out
 
 
-def _commands(kinds):
+REGIMES = "--by regime"  # the block of regimes, splits and stores: its own store layout
+
+
+def _commands(kinds, regimes: bool | None = None):
+    """The README's `dse` commands of these kinds (only those of the regimes block, or none
+    of it, when `regimes` says so)."""
     for block in _blocks("bash"):
+        if regimes is not None and (REGIMES in block) != regimes:
+            continue
         for line in block.splitlines():
             line = line.split("  #")[0].strip()
             if line.startswith("dse ") and shlex.split(line)[1] in kinds:
@@ -86,10 +93,39 @@ def test_readme_analysis_commands_run(tmp_path, monkeypatch):
         for mid in Store(root).read_models(space)["model_id"]:
             Store(root).write_result(space, dict(model_id=mid, space=space, status="done",
                                                  error=base + rng.normal(0, 1), epochs=1))
-    commands = list(_commands(ANALYSIS))
+    commands = list(_commands(ANALYSIS, regimes=False))
     assert {c[0] for c in commands} == ANALYSIS
     for args in commands:
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 0, (args, r.output)
     assert (root / "analysis" / "edf_anynetxa_anynetxe.png").is_file()
     assert (root / "report.html").is_file()
+
+
+def test_readme_regime_commands_run(tmp_path, monkeypatch):
+    """The regimes block on its two stores: RegNetX sampled in two windows (its sample
+    lines), a CIFAR-10 store beside it, recorded errors with a penalty on g = 1."""
+    import numpy as np
+
+    from dse.store.core import Store
+
+    monkeypatch.chdir(tmp_path)
+    commands = list(_commands(ANALYSIS | FAST | {"train", "transfer"}, regimes=True))
+    assert {c[0] for c in commands} == {"sample", "train", "trends", "edf", "transfer"}
+    for args in (c for c in commands if c[0] == "sample"):
+        assert CliRunner().invoke(cli, args).exit_code == 0, args
+    r = CliRunner().invoke(cli, ["sample", "--space", "rx", "--n", "30", "--flops", "1M:4M",
+                                 "--store", "runs/cifar"])
+    assert r.exit_code == 0, r.output
+    rng = np.random.default_rng(0)
+    for root, base in (("runs/fmnist", 12.0), ("runs/cifar", 20.0)):
+        store = Store(root)
+        for _, m in store.read_models("regnetx").iterrows():
+            store.write_result("regnetx", dict(model_id=m["model_id"], space="regnetx",
+                                               status="done", epochs=1,
+                                               error=base + rng.normal(0, 1)
+                                               + 1.5 * (m["group_w"] == 1)))
+    for args in (c for c in commands if c[0] not in ("sample", "train")):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (args, r.output)
+    assert (tmp_path / "runs/fmnist/regnetx/analysis/trends_regimes.png").is_file()

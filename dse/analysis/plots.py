@@ -280,3 +280,68 @@ def speed_figure(result: dict):
     fig.suptitle(f"{result['mode']} time on {where}, batch {result['batch_size']}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def regime_trends_figure(trends: list[dict], cx: dict, pop, space: str, cols: int = 3):
+    """DDS Figs. 11–12: per parameter its good range (bar), median (line) and best model
+    (dot) per regime against flops (log axis), titled with the slope's trend; then params,
+    acts and (where measured) time per image against flops over each regime's top models,
+    with the log-log fit (analysis.regimes.by_regime and complexity)."""
+    from dse.analysis.regimes import top_models
+
+    extra = [k for k in ("params", "acts", "time") if cx.get(k) and cx[k]["exponent"] is not None]
+    n = len(trends) + len(extra)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax, t in zip(flat, trends):
+        f = np.array([r["flops"] for r in t["regimes"]])
+        lo, med, hi = (np.array([r[k] for r in t["regimes"]]) for k in ("lo", "median", "hi"))
+        ax.vlines(f, lo, hi, color="tab:green", lw=6, alpha=0.35, label="95% good range")
+        ax.plot(f, med, color="tab:green", marker="_", ms=14, lw=1.2, label="median")
+        ax.scatter(f, [r["best"] for r in t["regimes"]], color="black", s=14, zorder=3,
+                   label="best model")
+        _log_flops(ax, f)
+        if t["log"] and np.all(lo > 0) and hi.max() >= 4 * lo.min():
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        s = t["slope"]
+        ax.set_title(f"{t['param']}: {t['trend']} (slope {s['value']:.2g} "
+                     f"[{s['lo']:.2g}, {s['hi']:.2g}])", fontsize=8)
+        ax.set_ylabel(t["label"], fontsize=8)
+    best = top_models(pop, cx["top"])
+    ticks = [r["flops"] for r in trends[0]["regimes"]] if trends else None
+    for ax, key in zip(flat[len(trends):], extra):
+        y = best[key] if key != "time" else 1e3 / best["images_per_second"].astype(float)
+        ax.scatter(best["flops"], y, s=12, alpha=0.7)
+        fit = cx[key]
+        x = np.geomspace(best["flops"].min(), best["flops"].max(), 20)
+        scale = 1e3 if key == "time" else 1
+        ax.plot(x, np.exp(fit["intercept"]) * x ** fit["exponent"] * scale, color="black",
+                lw=1, label=f"∝ flops^{fit['exponent']:.2f}, R² {fit['r2']:.2f}")
+        _log_flops(ax, ticks)
+        ax.set_yscale("log")
+        ax.set_ylabel({"params": "parameters", "acts": "activations",
+                       "time": "train time per image (ms)"}[key], fontsize=8)
+        ax.set_title(f"top {cx['top']} per regime: {key}", fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in flat[n:]:
+        ax.axis("off")
+    if trends:
+        flat[0].legend(fontsize=7)
+    fig.suptitle(f"{space}: good ranges across flop regimes", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _log_flops(ax, ticks=None):
+    """A log flops axis ticked at the regimes' flops (often all within one decade)."""
+    from dse.units import si
+
+    ax.set_xscale("log")
+    if ticks is not None:
+        ax.set_xticks(ticks, [si(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("flops (multiply-adds)", fontsize=8)
+    ax.grid(alpha=0.3, which="both")

@@ -12,9 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from dse import __version__
-from dse.analysis import fitlinear, plots, search
+from dse.analysis import fitlinear, plots, search, select
 from dse.analysis import stats as analysis
+from dse.analysis.select import Selection
 from dse.errors import DseError, DseWarning
+from dse.space import regimes
 from dse.store.core import Store, write_output
 
 SECTIONS = [("populations", "Populations"), ("edf", "Error EDFs"),
@@ -69,9 +71,11 @@ def _normalized(df, names, metric="flops", bins=10):
     return None, last
 
 
-def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 20) -> str:
+def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 20,
+          selection: Selection = Selection()) -> str:
     """The report's HTML for every space in the store (a space whose models cannot be read
-    is named in a note and left out)."""
+    is named in a note and left out), over the models the selection picks (a space without
+    the chosen regime is left out)."""
     store = Store.existing(store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DseWarning)
@@ -79,10 +83,11 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
     for w in caught:  # show them (once) as well as noting them in the report
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     skipped = [str(w.message) for w in caught if issubclass(w.category, DseWarning)]
+    df, picked = _select(df, selection)
     names = list(dict.fromkeys(df["space"]))
     counts = {s: analysis.counts(df, s) for s in names}
     ready = [s for s in names if counts[s]["finished"] > 0]
-    parts = {"populations": _populations(df, names, counts, ready, skipped)}
+    parts = {"populations": _populations(df, names, counts, ready, skipped, picked)}
     if not ready:
         for key, _ in SECTIONS[1:]:
             parts[key] = _note("No space has finished models yet; train some with "
@@ -100,7 +105,7 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
     return _page(store.root, parts)
 
 
-def _populations(df, names, counts, ready, skipped) -> str:
+def _populations(df, names, counts, ready, skipped, picked: str = "") -> str:
     """The table of spaces: kind, data, flops range, counts and error summary."""
     rows = []
     for s in names:
@@ -119,6 +124,8 @@ def _populations(df, names, counts, ready, skipped) -> str:
                   "diverged", "failed", "min error", "mean error", "median error"])
     if skipped:
         out += _note("Skipped: " + "; ".join(skipped))
+    if picked:
+        out += _note(picked)
     missing = [s for s in names if s not in ready]
     if missing:
         out += _note("No finished models yet (left out below): " + ", ".join(
@@ -171,6 +178,39 @@ def _trends(s: str, pop, repeats: int, seed: int) -> str:
         if trs else _note("every parameter takes a single value"))
 
 
+def _select(df, selection: Selection):
+    """The models the selection picks, spaces without the regime left out, and a note
+    saying what was picked ('' for everything)."""
+    spaces = list(dict.fromkeys(df["space"]))
+    if selection.regime is not None:
+        held = [s for s in spaces
+                if selection.regime in set(regimes.labels(df[df["space"] == s]))]
+        if not held:
+            raise DseError(f"no space of the store has a regime {selection.regime!r}")
+        df, spaces = df[df["space"].isin(held)], held
+    notes = select.notes(df, selection, spaces)
+    return select.select(df, selection, spaces), "Selection: " + "; ".join(notes) \
+        if notes else ""
+
+
+def _windows(exp) -> str:
+    if not exp.regimes:
+        return f"flops {exp.flops}"
+    return "regimes " + ", ".join(f"{r.label} ({r.flops})" for r in exp.regimes)
+
+
+def _regime_table(t: dict) -> str:
+    """Per parameter its trend, slope and each regime's good range (an experiment page)."""
+    if "error" in t:
+        return _note(t["error"])
+    rows = [dict(param=p, trend=v["trend"],
+                 slope=f"{v['slope']['value']:.2g} [{v['slope']['lo']:.2g}, "
+                       f"{v['slope']['hi']:.2g}]",
+                 **{r["name"]: f"{r['median']:.4g} [{r['lo']:.4g}, {r['hi']:.4g}]"
+                    for r in v["regimes"]}) for p, v in t["params"].items()]
+    return _table(rows, list(rows[0])) if rows else ""
+
+
 def _pairs(cmp) -> str:
     rows = analysis.ks_rows(cmp)
     return _table(rows, list(rows[0])) if rows else ""
@@ -191,10 +231,11 @@ def _page(root, parts) -> str:
             f"generated {now} · dse {__version__}</p><nav>{nav}</nav>{body}</body></html>\n")
 
 
-def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000) -> Path:
+def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000,
+          selection: Selection = Selection()) -> Path:
     """Build the report and write it atomically to `out` (default <store>/report.html)."""
     store = Store.existing(store)
-    text = build(store, seed=seed, repeats=repeats)
+    text = build(store, seed=seed, repeats=repeats, selection=selection)
     path = Path(out) if out else store.report_path
     return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"),
                         store.root)
@@ -213,7 +254,7 @@ def experiment_page(exp, summary: dict, pngs: dict) -> str:
     r = exp.recipe
     settings = (f"<p>{html.escape(exp.about)}</p>" if exp.about else "") + (
         f"<p>{exp.n} models per space from <code>{html.escape(str(exp.path))}</code>; "
-        f"dataset {html.escape(exp.dataset)}, flops {exp.flops}, sampling seed {exp.seed}; "
+        f"dataset {html.escape(exp.dataset)}, {_windows(exp)}, sampling seed {exp.seed}; "
         f"training {r.epochs} epochs, batch {r.batch_size}, lr {r.lr:g}, "
         f"{r.train_subset or 'all'} training images; claims at α = {exp.alpha:g}, "
         f"{html.escape(summary.get('correction', 'none'))} correction, margin "
@@ -239,6 +280,9 @@ def experiment_page(exp, summary: dict, pngs: dict) -> str:
                      + _table(t, ["param", "best", "lo", "median", "hi"],
                               ["parameter", "best model", "95% lo", "median", "95% hi"])
                      for s, t in summary["trends"].items() if t)
+    extra += "".join(f"<h3>across flop regimes: {html.escape(s)}</h3>"
+                     + img(f"trends_regimes_{s}", s) + _regime_table(t)
+                     for s, t in summary.get("regime_trends", {}).items())
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = html.escape(exp.name)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>dse '

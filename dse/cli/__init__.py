@@ -2,8 +2,8 @@
 
 Commands are plain click commands in the modules of this package (sample: spaces, describe,
 sample; train: train, status, cancel, compact; analyze: edf, fit-linear, trends,
-search-efficiency, report; compare: zoo, speed, export; run: run, suggest), attached to the
-group here and nowhere else; they import what they need inside the command,
+search-efficiency, report; compare: zoo, speed, export; run: run, suggest, transfer), attached
+to the group here and nowhere else; they import what they need inside the command,
 so `dse --help` loads no torch. Shared options and error handling: dse.cli.common.
 """
 
@@ -26,7 +26,7 @@ for command in (sample.spaces_cmd, sample.describe_cmd, sample.sample_cmd,
                 analyze.edf_group, analyze.fit_linear_cmd, analyze.trends_cmd,
                 analyze.search_efficiency_cmd, analyze.report_cmd,
                 compare.zoo_cmd, compare.speed_cmd, compare.export_cmd,
-                run.run_cmd, run.suggest_cmd):
+                run.run_cmd, run.suggest_cmd, run.transfer_cmd):
     cli.add_command(command)
 
 

@@ -1,5 +1,6 @@
 """Analysis: `dse edf compare`, `dse fit-linear`, `dse trends`, `dse search-efficiency`,
-`dse report`.
+`dse report`. Each reads the models that --regime and --where select
+(dse.analysis.select), and a space may be named SPACE@STORE to read it from another store.
 
 Each is a thin layer over dse.analysis.stats and dse.analysis.fitlinear (numbers),
 dse.analysis.plots (figures) and
@@ -17,9 +18,11 @@ from dse.cli.common import (
     Group,
     compose,
     echo_json,
+    echo_notes,
     json_option,
     out_option,
     seed_option,
+    selection_options,
     store_option,
     table,
 )
@@ -32,13 +35,31 @@ BINS = click.option("--bins", type=click.IntRange(min=1), default=10, show_defau
                     help="Complexity bins for --normalize.")
 
 
-def _load(store_path, spaces):
-    """The store, the resolved space names and their models joined with results."""
+def _load(store_path, spaces, selection):
+    """The store figures go to, the population labels (a space, or space@STORE from another
+    store), their models joined with results as the selection picks them, and its notes."""
+    from dse.analysis import select
     from dse.store.core import Store
 
-    store = Store.existing(store_path)
-    names = list(dict.fromkeys(store.resolve(s) for s in spaces))
-    return store, names, store.load(names)
+    plain = [s for s in spaces if select.parse_named(s)[1] is None]
+    home = Store.existing(store_path) if plain or Store(store_path).root.is_dir() else \
+        Store.existing(select.parse_named(spaces[0])[1])
+    df, names = select.load_named(home, spaces)
+    picked = select.select(df, selection, names)
+    return home, names, picked, select.notes(df, selection, names)
+
+
+def _load_one(store_path, text, selection):
+    """One space (SPACE or SPACE@STORE) in its own store: the store, its name, the selected
+    models and the selection's notes."""
+    from dse.analysis import select
+    from dse.store.core import Store
+
+    space, at = select.parse_named(text)
+    store = Store.existing(at or store_path)
+    name = store.resolve(space)
+    df = store.load([name])
+    return store, name, select.select(df, selection, [name]), select.notes(df, selection, [name])
 
 
 def _figure(out, default):
@@ -60,17 +81,28 @@ def edf_group():
               help="95% confidence bands: for every space, none, or only for 3 spaces or fewer.")
 @click.option("--steps", is_flag=True,
               help="Small multiples instead: each space against the one before it, with bands.")
+@click.option("--split", "splits", multiple=True, metavar="EXPR",
+              help="Sub-populations of one SPACE instead: --split \"g == 1\" \"g > 1\" (one "
+                   "EXPR: it against the rest).")
+@selection_options
 @out_option("<store>/analysis/edf_<spaces>[_<normalize>][_steps].png")
 @json_option("Print one JSON object.")
 @store_option
-def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_path):
-    """Compare the error EDFs of SPACES (names or aliases) with pairwise KS tests."""
-    from dse.analysis import plots
+def edf_compare_cmd(spaces, normalize, bins, bands, steps, splits, selection, out, as_json,
+                    store_path):
+    """Compare the error EDFs of SPACES (names, aliases or SPACE@STORE) with pairwise KS
+    tests, or of sub-populations of one space (--split)."""
+    from dse.analysis import plots, select
     from dse.analysis import stats as analysis
 
-    store, names, df = _load(store_path, spaces)
+    if splits:  # `--split A B`: B arrives among SPACES
+        splits, spaces = splits + spaces[1:], spaces[:1]
+    store, names, df, notes = _load(store_path, spaces, selection)
+    if splits:
+        df, names = select.split(df, names[0], splits)
     suffix = ("" if normalize == "none" else f"_{normalize}") + ("_steps" if steps else "")
-    path = _figure(out, store.figure_path("edf", names, suffix))
+    path = _figure(out, store.figure_path("edf", [select.file_label(n) for n in names],
+                                          suffix))
     cmp = analysis.compare(df, names, normalize, bins)
     if steps and len(names) < 2:
         raise click.BadParameter("needs at least two spaces", param_hint="'--steps'")
@@ -78,8 +110,10 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_p
                plots.edf_figure(cmp, bands=bands), path, store.root)
     counts = {s: analysis.counts(df, s) for s in names}
     if as_json:
-        echo_json(dict(cmp.to_json(), figure=str(path)))
+        echo_json(dict(cmp.to_json(), figure=str(path), selection=dict(
+            selection.to_json(), notes=notes, split=list(splits) or None)))
         return
+    echo_notes(notes)
     rows = [dict(space=s, n=v["n"], min=fixed(v["min"]), mean=fixed(v["mean"]),
                  median=fixed(v["median"]), diverged=counts[s]["diverged"],
                  failed=counts[s]["failed"], untrained=counts[s]["sampled"]
@@ -103,15 +137,16 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, out, as_json, store_p
               help="Space name or alias.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Models (lowest error first) in the joint linear fit and the width plot.")
+@selection_options
 @out_option("<store>/<space>/analysis/fit_linear.png")
 @json_option("Print the per-model rows, the joint fit and the rank correlation.")
 @store_option
-def fit_linear_cmd(space_name, top, out, as_json, store_path):
+def fit_linear_cmd(space_name, top, selection, out, as_json, store_path):
     """Quantized linear fit (e_fit) of every trained model's per-block widths."""
     from dse.analysis import fitlinear, plots
     from dse.analysis import stats as analysis
 
-    store, (space,), df = _load(store_path, [space_name])
+    store, space, df, notes = _load_one(store_path, space_name, selection)
     path = _figure(out, store.figure_path("fit_linear", [space]))
     fit = fitlinear.fit_linear_population(analysis.population(df, space), top)
     saved = store.save_table(space, "fit_linear", fit["rows"])
@@ -120,8 +155,9 @@ def fit_linear_cmd(space_name, top, out, as_json, store_path):
     if as_json:
         echo_json(dict(space=space, models=rows.to_dict(orient="records"),
                        joint=fit["joint"], spearman=fit["spearman"], table=str(saved),
-                       figure=str(path)))
+                       figure=str(path), selection=dict(selection.to_json(), notes=notes)))
         return
+    echo_notes(notes)
     shown = rows.head(fit["joint"]["top"])
     click.echo(table([dict(rank=int(r["rank"]), model_id=r["model_id"],
                            error=fixed(r["error"]), e_fit=fixed(r["e_fit"], 3), d=int(r["d"]),
@@ -147,20 +183,37 @@ def fit_linear_cmd(space_name, top, out, as_json, store_path):
               help="Parameter to plot (repeatable) [default: the space's design parameters; "
                    "RegNet: d w0 wa wm g b; AnyNet: depth d1.. w1.. w_max b g; any: flops "
                    "params acts, and per stage b1.. g1..].")
-@click.option("--repeats", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Bootstrap resamples (each 25% of the models, with replacement).")
+@click.option("--by", type=click.Choice(["none", "regime"]), default="none", show_default=True,
+              help="regime: each parameter's good range per flop regime against flops, the "
+                   "slope of its centre (stable / increasing / decreasing), and how params, "
+                   "acts and time grow with flops over each regime's top models (DDS §4).")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="--by regime: the models per regime whose complexity is fitted.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Bootstrap resamples [default: 10000 resamples of 25% of the models; "
+                   "--by regime: 2000 resamples of each regime's models for the slope].")
+@selection_options
 @seed_option()
-@out_option("<store>/<space>/analysis/trends.png")
+@out_option("<store>/<space>/analysis/trends.png; --by regime: trends_regimes.png")
 @json_option("Print the good ranges as JSON.")
 @store_option
-def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
-    """Error against each design parameter with the bootstrap good range (95%, median)."""
+def trends_cmd(space_name, params, by, top, repeats, selection, seed, out, as_json,
+               store_path):
+    """Error against each design parameter with the bootstrap good range (95%, median);
+    --by regime: the good ranges across flop regimes and their trends."""
     from dse.analysis import plots
     from dse.analysis import stats as analysis
 
-    store, (space,), df = _load(store_path, [space_name])
-    path = _figure(out, store.figure_path("trends", [space]))
+    if by == "regime" and selection.regime is not None:
+        raise click.UsageError("--by regime reads every regime; leave out --regime (--where "
+                               "can drop some)")
+    store, space, df, notes = _load_one(store_path, space_name, selection)
     pop = analysis.population(df, space)
+    if by == "regime":
+        return _trends_by_regime(store, space, pop, params, top, repeats or 2000, seed, out,
+                                 as_json, selection)
+    repeats = repeats or 10_000
+    path = _figure(out, store.figure_path("trends", [space]))
     tr = analysis.trends(pop, list(params), repeats=repeats, seed=seed)
     if not tr:
         if as_json:
@@ -173,8 +226,9 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
     ranges = {t["param"]: {k: t[k] for k in ("lo", "median", "hi", "best")} for t in tr}
     if as_json:
         echo_json(dict(space=space, n=len(pop), repeats=repeats, ranges=ranges,
-                       figure=str(path)))
+                       figure=str(path), selection=dict(selection.to_json(), notes=notes)))
         return
+    echo_notes(notes)
     click.echo(table([dict(param=p, best=f"{r['best']:.4g}", lo=f"{r['lo']:.4g}",
                            median=f"{r['median']:.4g}", hi=f"{r['hi']:.4g}")
                       for p, r in ranges.items()], ["param", "best", "lo", "median", "hi"],
@@ -183,43 +237,84 @@ def trends_cmd(space_name, params, repeats, seed, out, as_json, store_path):
                f"{max(1, int(len(pop) * 0.25))}\nfigure: {path}")
 
 
+def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_json,
+                      selection):
+    """`dse trends SPACE --by regime`: the table (or JSON) and the figure."""
+    from dse.analysis import plots, regimes
+
+    rows = regimes.by_regime(pop, list(params), repeats=repeats, seed=seed)
+    cx = regimes.complexity(pop, top)
+    path = _figure(out, store.figure_path("trends_regimes", [space]))
+    plots.save(plots.regime_trends_figure(rows, cx, pop, space), path)
+    if as_json:
+        echo_json(dict(space=space, by="regime", n=len(pop), repeats=repeats,
+                       params={r["param"]: {k: r[k] for k in ("regimes", "slope", "trend")}
+                               for r in rows},
+                       complexity=cx, figure=str(path), selection=selection.to_json()))
+        return
+    names = [r["name"] for r in rows[0]["regimes"]]
+    cells = [dict(param=r["param"], trend=r["trend"],
+                  slope=f"{r['slope']['value']:.2g} [{r['slope']['lo']:.2g}, "
+                        f"{r['slope']['hi']:.2g}]",
+                  **{g["name"]: f"{g['median']:.4g} [{g['lo']:.4g}, {g['hi']:.4g}] "
+                                f"best {g['best']:.4g}" for g in r["regimes"]})
+             for r in rows]
+    click.echo(table(cells, ["param", "trend", "slope", *names],
+                     ["parameter", "trend", "slope per doubling [95%]",
+                      *(f"{g['name']} ({g['flops'] / 1e6:.3g} MF, n={g['n']})"
+                        for g in rows[0]["regimes"])]))
+    fits = ", ".join(f"{k} ∝ flops^{cx[k]['exponent']:.2f} (R² {cx[k]['r2']:.2f})"
+                     for k in ("params", "acts", "time")
+                     if cx.get(k) and cx[k]["exponent"] is not None)
+    click.echo(f"\ncells: good range median [95%] and the best model's value; slope of the "
+               f"median against log2 flops, {repeats} resamples of each regime (log-scale "
+               f"parameters in doublings)\ntop {top} per regime ({cx['n']} models): "
+               f"{fits or 'too few models to fit'}\nfigure: {path}")
+
+
 @click.command("search-efficiency", cls=Command)
 @click.argument("spaces", nargs=-1, required=True)
 @compose(NORMALIZE, BINS)
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True,
               help="Random partitions per k (each gives n/k draws of k models).")
 @seed_option()
+@selection_options
 @out_option("<store>/analysis/search_<spaces>[_<normalize>].png")
 @json_option("Print one JSON object.")
 @store_option
-def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, out, as_json, store_path):
+def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, selection, out, as_json,
+                          store_path):
     """Expected min error over k random models, k = 1, 2, 4, ..., n (mean ± 2 std)."""
-    from dse.analysis import plots, search
+    from dse.analysis import plots, search, select
     from dse.analysis import stats as analysis
 
-    store, names, df = _load(store_path, spaces)
+    store, names, df, notes = _load(store_path, spaces, selection)
     suffix = "" if normalize == "none" else f"_{normalize}"
-    path = _figure(out, store.figure_path("search", names, suffix))
+    path = _figure(out, store.figure_path("search", [select.file_label(n) for n in names],
+                                          suffix))
     cmp = analysis.compare(df, names, normalize, bins)
     curves = {s: search.search_efficiency(e, w, rounds, rng=seed)
               for s, (e, w) in cmp.curves.items()}
     plots.save(plots.search_efficiency_figure(curves, normalize), path, store.root)
     if as_json:
         echo_json(dict(spaces={s: c.to_dict(orient="records") for s, c in curves.items()},
-                       normalize=normalize, figure=str(path)))
+                       normalize=normalize, figure=str(path),
+                       selection=dict(selection.to_json(), notes=notes)))
         return
+    echo_notes(notes)
     click.echo(table(search.search_rows(curves), ["k", *curves]))
     click.echo(f"\nmin error of k random models, mean ± 2 std\nfigure: {path}")
 
 
 @click.command("report", cls=Command)
 @click.option("--out", default=None, help="HTML file [default: <store>/report.html].")
+@selection_options
 @seed_option()
 @store_option
-def report_cmd(out, seed, store_path):
+def report_cmd(out, selection, seed, store_path):
     """One self-contained HTML report of every space in the store (figures embedded)."""
     from dse.analysis import report
     from dse.store.core import Store
 
-    path = report.write(Store.existing(store_path), out, seed=seed)
+    path = report.write(Store.existing(store_path), out, seed=seed, selection=selection)
     click.echo(f"report: {path}")

@@ -96,6 +96,30 @@ def out_option(default: str):
     return click.option("--out", default=None, help=OUT_HELP.format(default))
 
 
+def selection_options(f):
+    """--regime NAME and --where EXPR, passed as one `selection`
+    (dse.analysis.select.Selection): the models every analysis reads."""
+    @functools.wraps(f)
+    def run(*args, regime=None, where=None, **kwargs):
+        from dse.analysis.select import Selection
+
+        return f(*args, selection=Selection(regime, where), **kwargs)
+
+    run = click.option("--where", default=None, metavar="EXPR",
+                       help="Only models for which EXPR holds, over their columns: flops, "
+                            "params, acts, error, d, w, b, g, w0, wa, wm, regime, per stage "
+                            "d1.. w1.. b1.. g1..; e.g. \"g == 1 and flops < 2M\".")(run)
+    return click.option("--regime", default=None, metavar="NAME",
+                        help="Only the models of this flop regime [default: every regime; "
+                             "the output says when a space has several].")(run)
+
+
+def echo_notes(notes: list[str]) -> None:
+    """The selection's notes (several regimes read together, a --where) above a table."""
+    for note in notes:
+        click.echo(f"({note})")
+
+
 def compose(*decorators):
     """Several option decorators as one."""
     return lambda f: functools.reduce(lambda acc, d: d(acc), reversed(decorators), f)

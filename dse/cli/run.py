@@ -1,5 +1,6 @@
 """The method as commands: `dse run EXPERIMENT.yaml` (sample, train, analyze, check the
-claims) and `dse suggest SPACE` (the next refinement of a trained space)."""
+claims), `dse suggest SPACE` (the next refinement of a trained space) and `dse transfer A B`
+(do a store's conclusions hold in another)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import click
 from dse.cli.common import (
     Command,
     echo_json,
+    echo_notes,
     json_option,
     one_line,
     seed_option,
+    selection_options,
     store_option,
     table,
 )
@@ -77,9 +80,11 @@ def _print_plan(exp, p):
 
     rows = [dict(r, cost=fmt_cost(r["cost"]), eta=fmt_eta(r["eta_s"]))
             for r in p["rows"]]
-    click.echo(f"experiment {exp.name}: {exp.n} models per space, {exp.dataset}, flops "
-               f"{exp.flops}, {p['epochs']} epochs × {p['images'] or '?'} images, store "
-               f"{p['store']}")
+    where = (f"regimes {', '.join(f'{r.label} ({r.flops})' for r in exp.regimes)}"
+             if exp.regimes else f"flops {exp.flops}")
+    click.echo(f"experiment {exp.name}: {exp.n} models per space"
+               f"{' per regime' if exp.regimes else ''}, {exp.dataset}, {where}, "
+               f"{p['epochs']} epochs × {p['images'] or '?'} images, store {p['store']}")
     click.echo(table(rows, ["space", "sampled", "to_sample", "to_train", "image_epochs", "cost",
                             "eta"],
                      ["space", "sampled", "to sample", "to train", "image-epochs",
@@ -140,11 +145,14 @@ def _print_summary(out):
 @click.option("--write", "write_path", default=None, metavar="PATH",
               help="Write the best supported candidate as a space file extending SPACE "
                    "(nothing is written when none is supported).")
+@selection_options
 @seed_option("Seed of the range halves and permutations.")
 @json_option("Print one JSON object: {space, n, candidates: [...]}, best first.")
-def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_json):
+def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection, seed,
+                as_json):
     """Rank the refinements of a trained space the paper's way (share, non-decreasing, fix,
     narrow, linear widths), each with its evidence; --write saves the best supported one."""
+    from dse.analysis import select
     from dse.analysis import stats as analysis
     from dse.method import suggest
     from dse.store.core import Store, write_output
@@ -153,7 +161,9 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_
     name = store.resolve(space_name)
     space = suggest.stored_space(store.space_record(name), name,
                                  str(store.definition_path(name)))
-    pop = analysis.population(store.load([name]), name)
+    df = store.load([name])
+    notes = select.notes(df, selection, [name])
+    pop = analysis.population(select.select(df, selection, [name]), name)
     found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
     written = None
     if write_path and found.best is not None:
@@ -163,6 +173,7 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_
         echo_json({**found.to_json(), **({"written": written} if write_path else {})})
         return
     n_sig = sum(c.significant for c in found.candidates)
+    echo_notes(notes)
     click.echo(f"{name}: {found.n} trained models, {len(found.candidates)} candidate "
                f"refinements, {n_sig} supported at α = {alpha:g} (Holm)")
     for i, c in enumerate(found.candidates[:show], 1):
@@ -174,3 +185,47 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, seed, as_
     if write_path:
         click.echo(f"wrote {written} (dse sample --space {written})" if written else
                    "no file written: nothing is supported")
+
+
+@click.command("transfer", cls=Command)
+@click.argument("store_a", metavar="STORE_A")
+@click.argument("store_b", metavar="STORE_B")
+@click.option("--experiment", "experiment_file", default=None, metavar="EXPERIMENT.yaml",
+              help="Also judge this experiment's claims on each store, side by side.")
+@selection_options
+@click.option("--repeats", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Bootstrap resamples of the good ranges.")
+@seed_option()
+@json_option("Print one JSON object: {a, b, spaces, rank_correlation, claims}.")
+def transfer_cmd(store_a, store_b, experiment_file, selection, repeats, seed, as_json):
+    """Do STORE_A's conclusions hold in STORE_B? For the spaces both hold: the rank
+    correlation of their median errors, whether each good range agrees, and an experiment's
+    claims judged in each."""
+    from dse.method import experiment, transfer
+    from dse.store.core import Store
+
+    exp = experiment.load(experiment_file) if experiment_file else None
+    out = transfer.transfer(Store.existing(store_a), Store.existing(store_b), selection, exp,
+                            repeats, seed)
+    if as_json:
+        echo_json(out)
+        return
+    rows = [dict(space=r["space"], n_a=r["a"]["n"], median_a=f"{r['a']['median']:.2f}",
+                 n_b=r["b"]["n"], median_b=f"{r['b']['median']:.2f}",
+                 ks=f"D={r['ks_D']:.2f} p={r['ks_p']:.2g}",
+                 ranges=f"{r['agree']} of {len(r['ranges'])}",
+                 differ=", ".join(p for p, v in r["ranges"].items() if not v["agree"]))
+            for r in out["spaces"]]
+    click.echo(table(rows, ["space", "n_a", "median_a", "n_b", "median_b", "ks", "ranges",
+                            "differ"],
+                     ["space", "n (A)", "median (A)", "n (B)", "median (B)", "KS A vs B",
+                      "good ranges agree", "ranges that differ"]))
+    rho = out["rank_correlation"]
+    click.echo(f"\nA = {out['a']}, B = {out['b']}; rank correlation of the medians: " + (
+        f"Spearman ρ = {rho['rho']:.2f} (p = {rho['p']:.2g}, {rho['n']} spaces)"
+        if rho["rho"] is not None else f"undefined for {rho['n']} space(s) (needs 3)"))
+    if out["left_out"]:
+        click.echo(f"left out (no finished models in one store): {', '.join(out['left_out'])}")
+    if out["claims"]:
+        click.echo("")
+        click.echo(table(out["claims"], ["claim", "a", "b"], ["claim", "in A", "in B"]))

@@ -112,13 +112,17 @@ def _describe_reference(name: str, resolution: int | None, as_json: bool):
 @click.option("--data-dir", default=None,
               help="folder: the image tree (train/<class>/*, val/<class>/*) [default: "
                    "$DSE_DATA or ./data]; its classes and path are recorded in the store.")
+@click.option("--regime", "regime_name", default=None, metavar="NAME",
+              help="Name of the flop regime these models join or start [default: the "
+                   "stored regime of this --flops window, else the window itself, e.g. "
+                   "1.5M:2M]. Windows of one space's regimes never overlap.")
 @seed_option("Sampling seed: the same seed and arguments give the same models.")
 @store_option
-def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, data_dir, seed,
-               store_path):
-    """Sample N new models of a space into the store."""
+def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, data_dir,
+               regime_name, seed, store_path):
+    """Sample N new models of a space into the store, in one flop regime."""
     from dse.space import definition as spaces
-    from dse.space import sampling
+    from dse.space import regimes, sampling
     from dse.store.core import Store
 
     if n < 1:
@@ -131,12 +135,20 @@ def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, da
     acts = sampling.parse_window(acts_w, "--acts")
     store = Store(store_path)
     draw = lambda have: sampling.sample(space, n, task, flops, params, acts, seed, exclude=have)
-    added = store.add_models(space, dataset, task, draw, seed, data)
-    total = len(store.read_models(space.name))
+    added = store.add_models(space, dataset, task, draw, seed, data,
+                             regimes.Regime(regime_name, flops))
+    models = store.read_models(space.name)
+    label = regimes.labels(models)
+    name = added["regime"].iloc[0]
     f = added["flops"]
     what = dataset if not data else (f"{dataset} {task.resolution}×{task.resolution}, "
                                      f"{task.num_classes} classes")
     click.echo(f"sampled {len(added)} {space.name} models for {what} (flops {flops}, "
                f"{f.min() / 1e6:.1f}–{f.max() / 1e6:.1f} MF) → "
                f"{store.models_path(space.name)} "
-               f"({total} in all)")
+               f"({len(models)} in all)")
+    kinds = list(dict.fromkeys(label))
+    if len(kinds) > 1:
+        click.echo(f"regime {name}: {int((label == name).sum())} models; {space.name} has "
+                   f"{len(kinds)} regimes ({', '.join(kinds)}), analyzed apart with --regime "
+                   "or together by default")

@@ -12,6 +12,10 @@ An experiment's `expect:` lists claims in words:
     regnetx good d contains 20            the good range of d in A is narrower than chance
     regnetx good g above 1                (a permutation null) and holds 20 / lies above 1 /
                                           below (`below`)
+    regnetx good d stable across regimes within 1
+                                          the slope of the good range's centre against log2
+                                          flops lies within ±1 per doubling (its interval)
+    regnetx good g increases with flops   the slope's interval lies above 0 (decreases: below)
 
 Each claim gets one of four verdicts:
 - holds: its test is significant at alpha after the family-wise correction over the
@@ -35,7 +39,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import stats
 
-from dse.analysis import effects
+from dse.analysis import effects, regimes
 from dse.analysis import stats as analysis
 from dse.errors import DseError
 from dse.method import ranges
@@ -43,19 +47,25 @@ from dse.method import ranges
 HOLDS, AGAINST, UNSURE, UNTESTABLE = "holds", "contradicted", "inconclusive", "untestable"
 VERDICTS = (HOLDS, AGAINST, UNSURE, UNTESTABLE)
 FORMS = ("A better than B", "A worse than B", "A same as B [within M]",
-         "A at least as good as B [within M]", "A good PARAM contains|above|below VALUE")
+         "A at least as good as B [within M]", "A good PARAM contains|above|below VALUE",
+         "A good PARAM stable across regimes [within T]",
+         "A good PARAM increases|decreases with flops")
 _PAIR = re.compile(r"^\s*(\S+)\s+(better than|worse than|same as|at least as good as)\s+(\S+)"
                    r"(?:\s+within\s+(\S+))?\s*$", re.I)
 _RANGE = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(contains|above|below)\s+(\S+)\s*$", re.I)
 MIN_FOR_RANGE = ranges.MIN_FOR_RANGE  # fewer finished models: a good range says nothing
 MIN_PAIRS = 8       # fewer shared models than this: not a paired comparison
 MARGIN = 1.0        # points of error: the default margin of "same as" and "at least as good as"
+_TREND = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(stable across regimes|increases with flops|"
+                    r"decreases with flops)(?:\s+within\s+(\S+))?\s*$", re.I)
+TRENDS = ("stable", "increases", "decreases")
 
 
 @dataclass(frozen=True)
 class Claim:
     text: str
-    kind: str                  # better | same | at_least | contains | above | below
+    kind: str          # better | same | at_least | contains | above | below | stable | increases
+    #                    | decreases
     a: str
     b: str | None = None
     param: str | None = None
@@ -80,6 +90,17 @@ def parse_claim(text: str) -> Claim:
             return Claim(text, "better", b, a)
         kind = {"better than": "better", "same as": "same", "at least as good as": "at_least"}
         return Claim(text, kind[rel], a, b, margin=margin)
+    m = _TREND.match(text)
+    if m:
+        tol = None
+        if m.group(4) is not None:
+            try:
+                tol = float(m.group(4))
+            except ValueError:
+                raise DseError(f"claim {text!r}: the tolerance after 'within' must be a "
+                               f"number (got {m.group(4)!r})") from None
+        return Claim(text, m.group(3).split()[0].lower(), m.group(1), param=m.group(2),
+                     margin=tol)
     m = _RANGE.match(text)
     if m:
         return Claim(text, m.group(3).lower(), m.group(1), param=m.group(2),
@@ -183,16 +204,52 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
     a good range; `boot`: of an effect's interval; `permutations`: shuffles of a range's
     null. The p of the claims (and of their opposites) are adjusted by `correction`."""
     pops, limits = pops or {}, limits or {}
-    found = []
-    for c in claims:
-        if c.b is not None:
+    found, trend = [], {}
+    for i, c in enumerate(claims):
+        if c.kind in TRENDS:  # judged by an interval, outside the correction
+            trend[i] = _trend_claim(c, pops.get(c.a), alpha, seed)
+            found.append(untestable(c, "trend"))
+        elif c.b is not None:
             found.append(_pair_claim(c, curves, pops, alpha, c.margin or margin, boot, seed))
         else:
             found.append(_range_claim(c, pops.get(c.a), repeats, permutations, seed,
                                       limits.get((c.a, c.param))))
     p_for = effects.adjust([f.p for f in found], correction)
     p_vs = effects.adjust([f.p_against for f in found], correction)
-    return [_decide(f, pf, pv, alpha, correction) for f, pf, pv in zip(found, p_for, p_vs)]
+    return [trend.get(i) or _decide(f, pf, pv, alpha, correction)
+            for i, (f, pf, pv) in enumerate(zip(found, p_for, p_vs))]
+
+
+def _trend_claim(c: Claim, pop, alpha: float, seed: int) -> Verdict:
+    """A trend claim: the slope of the good range's centre against log2 flops over the
+    regimes, with its 1 − α bootstrap interval (dse.analysis.regimes). `increases`
+    (`decreases`) holds when the interval lies above (below) 0 and is contradicted when it
+    lies on the other side; `stable` holds only when the interval lies within ±T (its
+    `within T`, per doubling of flops) and is contradicted when a trend is detected; no
+    detected trend alone is inconclusive."""
+    v = Verdict(c.text, c.kind, c.a, None, UNSURE, test="slope of the good range's centre "
+                f"against log2 flops, {1 - alpha:.0%} bootstrap interval")
+    if pop is None or len(pop) == 0:
+        return replace(v, verdict=UNTESTABLE, detail=f"{c.a} has no finished models")
+    try:
+        _, row = regimes.judge_trend(pop, c.param, c.kind, 1 - alpha, seed=seed)
+    except DseError as e:
+        return replace(v, verdict=UNTESTABLE, detail=str(e))
+    s, trend = row["slope"], row["trend"]
+    if c.kind == "stable":
+        tol = c.margin
+        inside = tol is not None and -tol <= s["lo"] and s["hi"] <= tol
+        verdict = AGAINST if trend != regimes.STABLE else HOLDS if inside else UNSURE
+        why = ("" if verdict != UNSURE else "; no trend detected, which alone does not show "
+               "stability" + ("" if tol is not None else " (state a tolerance: `within T`)"))
+    else:
+        want = regimes.UP if c.kind == "increases" else regimes.DOWN
+        verdict = HOLDS if trend == want else UNSURE if trend == regimes.STABLE else AGAINST
+        why = ""
+    centres = ", ".join(f"{r['name']}: {r['median']:.4g}" for r in row["regimes"])
+    return replace(v, verdict=verdict, statistic=[s["lo"], s["hi"]], margin=c.margin,
+                   detail=f"{trend}: slope {s['value']:.3g} [{s['lo']:.3g}, {s['hi']:.3g}] "
+                          f"{s['unit']} ({centres}){why}")
 
 
 def untestable(claim: Claim, reason: str) -> _Evidence:

@@ -1,17 +1,8 @@
 """Experiments as files: which spaces, how many models, on what data, trained how, analyzed
-how, and which of the paper's claims to check. `dse run FILE` carries one out
-(dse.method.pipeline); this module reads and checks the file and makes its plan. No torch.
-
-A minimal experiment:
-
-    name: xa-vs-xe
-    dataset: fashion-mnist
-    n: 32
-    spaces: [anynetxa, anynetxe]
-    flops: 1.5M:2M
-    seed: 0
-    train: {epochs: 3, train_subset: 10000, device: cpu, jobs: 2}
-    expect: [anynetxe better than anynetxa]
+how, and which of the paper's claims to check (e.g. `name: xa-vs-xe`, `dataset:
+fashion-mnist`, `n: 32`, `spaces: [anynetxa, anynetxe]`, `flops: 1.5M:2M`, `train: {epochs:
+3}`, `expect: [anynetxe better than anynetxa]`). `dse run FILE` carries one out
+(dse.method.pipeline); this module reads and checks the file. No torch.
 
 Every other key has a default (docs/experiments.md lists them). `--set KEY=VALUE` overrides
 any key before the file is checked (`n=8`, `train.epochs=1`, `spaces=[xa, xb]`); values are
@@ -31,14 +22,16 @@ from dse.analysis.stats import param_table
 from dse.data import datasets
 from dse.errors import ArgumentError, DseError, out_of_bounds
 from dse.method.claims import MARGIN, Claim, parse_claim
+from dse.method.overrides import apply_sets, parse_set  # noqa: F401 (part of this API)
 from dse.runner.options import TrainOptions
 from dse.space import definition as spaces
+from dse.space import regimes as flop_regimes
 from dse.space import sampling
 from dse.train.recipe import Recipe
 
 TOP_KEYS = ("name", "about", "dataset", "data_dir", "resolution", "store", "n", "spaces",
             "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine",
-            "margin", "correction")
+            "margin", "correction", "regimes")
 # train: key → (Recipe or TrainOptions field, type)
 TRAIN_KEYS = {
     "epochs": ("recipe", "epochs"), "batch_size": ("recipe", "batch_size"),
@@ -50,8 +43,7 @@ TRAIN_KEYS = {
     "concurrency": ("options", "concurrency"), "retry_failed": ("options", "retry_failed"),
     "download": ("options", "download"), "skip_bad_images": ("options", "skip_bad_images"),
     "cache_dir": ("options", "cache_dir"), "amp": ("options", "amp"),
-    "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last"),
-}
+    "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last")}
 BOOL_TRAIN = ("zero_gamma", "augment", "paper", "retry_failed", "download", "skip_bad_images")
 ANALYZE_KEYS = ("edf", "fit_linear", "trends", "report")
 EDF_KEYS = ("normalize", "bins", "bands")
@@ -99,7 +91,12 @@ class Experiment:
     correction: str = "holm"                     # none | holm | bh over the claims
     refine_rounds: int = 0                       # refine: rounds of suggest → sample → train
     config: dict = field(default_factory=dict)   # the mapping after --set, for the record
+    regimes: tuple = ()                          # regimes: n models per space in each
 
+    @property
+    def regime_list(self) -> tuple:
+        """The flop regimes sampled: `regimes:`, else the one of the `flops:` window."""
+        return self.regimes or (flop_regimes.Regime(None, self.flops),)
     @property
     def recipe(self) -> Recipe:
         return self.options.recipe
@@ -123,36 +120,6 @@ class ExperimentError(DseError):
 
 
 # ---- reading ---------------------------------------------------------------------------------
-
-def parse_set(text: str) -> tuple[list[str], object]:
-    """'train.epochs=1' → (['train', 'epochs'], 1); the value is read as YAML."""
-    key, sep, value = text.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(p.strip() for p in parts):
-        raise ArgumentError("sets", f"{text!r} is not KEY=VALUE (e.g. n=16, train.epochs=1)")
-    try:
-        v = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        v = value
-    return [p.strip() for p in parts], v
-
-
-def apply_sets(config: dict, sets=()) -> dict:
-    out = dict(config)
-    for text in sets:
-        parts, v = parse_set(text)
-        node = out
-        for p in parts[:-1]:
-            child = node.get(p)
-            if child is None:
-                child = {}
-            elif not isinstance(child, dict):
-                raise ArgumentError("sets", f"{text!r}: {p} is not a mapping")
-            node[p] = child = dict(child)
-            node = child
-        node[parts[-1]] = v
-    return out
-
 
 def load(path, sets=()) -> Experiment:
     """Read and check an experiment file, with `--set` overrides applied first."""
@@ -216,6 +183,7 @@ def check(config: dict, path) -> Experiment:
         task = datasets.get(dataset).task
         windows["flops"] = (sampling.Window(*datasets.flops_window(task)) if task is not None
                             else sampling.Window())
+    regimes = _regimes(err, config, windows)
     alpha = config.get("alpha", 0.05)
     if why := out_of_bounds(alpha, 0, 1, lo_open=True, hi_open=True):
         raise err("alpha", why)
@@ -227,7 +195,7 @@ def check(config: dict, path) -> Experiment:
     data_dir = _opt_str(err, "data_dir", config.get("data_dir"))
     options = _train(err, config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
-    claims = _claims(err, config.get("expect") or [], names)
+    claims = _claims(err, config.get("expect") or [], names, path.parent)
     rounds = 0
     if refine is not None:
         rounds = _int(err, "refine.rounds", refine.get("rounds", 2), 1)
@@ -240,7 +208,24 @@ def check(config: dict, path) -> Experiment:
         about=_opt_str(err, "about", config.get("about")) or "", data_dir=data_dir,
         resolution=resolution, store=_opt_str(err, "store", config.get("store")),
         options=options, analyses=analyses, claims=tuple(claims), alpha=float(alpha),
-        margin=float(margin), correction=correction, refine_rounds=rounds, config=config)
+        margin=float(margin), correction=correction, refine_rounds=rounds, config=config,
+        regimes=regimes)
+
+
+def _regimes(err, config: dict, windows: dict) -> tuple:
+    """`regimes:` (() for one `flops:` window); windows['flops'] becomes the span of all."""
+    key = "flops" if config.get("regimes") is None else "regimes"
+    try:
+        if key == "flops":
+            flop_regimes.check_window(windows["flops"], "flops")
+            return ()
+        if config.get("flops") is not None:
+            raise DseError("give `flops:` (one regime) or `regimes:`, not both")
+        regimes = tuple(flop_regimes.parse(config["regimes"]))
+    except DseError as e:
+        raise err(key, str(e)) from None
+    windows["flops"] = flop_regimes.span(regimes)
+    return regimes
 
 
 def _int(err, key, v, lo):
@@ -368,7 +353,24 @@ def _space_name(err, key, v, names) -> str:
     return s
 
 
-def _claims(err, value, names) -> list[Claim]:
+def _claim_space(err, key, v, names, base: Path) -> str:
+    """A space of the experiment, or SPACE@STORE: a space of another store (a relative
+    STORE from the file's folder), which must exist."""
+    space, at, store = v.partition("@")
+    if not at:
+        return _space_name(err, key, v, names)
+    try:
+        name = spaces.load(space).name
+    except DseError as e:
+        raise err(key, str(e)) from None
+    p = Path(store).expanduser()
+    if not (p if p.is_absolute() else base / p).is_dir():
+        raise err(key, f"store {store} of {v!r} does not exist (a relative path is read from "
+                  f"{base})")
+    return f"{name}@{store}"
+
+
+def _claims(err, value, names, base: Path) -> list[Claim]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
@@ -382,10 +384,10 @@ def _claims(err, value, names) -> list[Claim]:
             c = parse_claim(v)
         except DseError as e:
             raise err(key, str(e)) from None
-        c = replace(c, a=_space_name(err, key, c.a, names),
-                    b=_space_name(err, key, c.b, names) if c.b is not None else None)
+        c = replace(c, a=_claim_space(err, key, c.a, names, base),
+                    b=_claim_space(err, key, c.b, names, base) if c.b is not None else None)
         if c.param is not None:
-            kind = spaces.load(c.a).kind
+            kind = spaces.load(c.a.partition("@")[0]).kind
             if c.param not in param_table(kind):
                 raise err(key, f"{c.param!r} is not a parameter of {c.a}; choose from "
                           f"{', '.join(param_table(kind))}")

@@ -12,7 +12,6 @@ here: training is imported when it runs.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from dse.errors import DseError
 from dse.files import writing
 from dse.method.experiment import Experiment
 from dse.space import definition as spaces
-from dse.space import sampling
+from dse.space import regimes, sampling
 from dse.store.core import Store, needs_training, write_atomic
 from dse.system import stamp
 
@@ -46,7 +45,7 @@ def plan(exp: Experiment, store: Store) -> dict:
             stored = store.statuses(s)
             todo = [needs_training(stored.get(m), exp.options.retry_failed)
                     for m in models["model_id"]]
-            have[s] = len(models)
+            have[s] = models
             pending[s] = int(sum(todo))
             pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
                 if len(models) else 0.0
@@ -101,17 +100,35 @@ def sample(exp: Experiment, store: Store, echo=print) -> dict:
 
 
 def sample_space(exp: Experiment, store: Store, space, echo=print) -> int:
-    """Top one space up to the experiment's n models; returns how many were added."""
-    have = len(store.read_models(space.name)) if space.name in store.spaces() else 0
-    want = exp.n - have
-    if want <= 0:
-        return 0
-    task, data = datasets.task_and_record(exp.dataset, exp.data_dir, exp.resolution)
-    draw = lambda ids: sampling.sample(  # noqa: E731
-        space, want, task, exp.flops, exp.params, exp.acts, exp.seed, exclude=ids)
-    new = store.add_models(space, exp.dataset, task, draw, exp.seed, data)
-    echo(f"sampled {len(new)} {space.name} models ({have + len(new)} in all)")
-    return len(new)
+    """Top one space up to the experiment's n models in each regime; returns how many were
+    added."""
+    models = store.read_models(space.name) if space.name in store.spaces() else None
+    added, task, data = 0, None, None
+    for want in exp.regime_list:
+        regime, have = regime_count(models, want, space.name)
+        if have >= exp.n:
+            continue
+        if task is None:
+            task, data = datasets.task_and_record(exp.dataset, exp.data_dir, exp.resolution)
+        draw = lambda ids, k=exp.n - have, w=want.flops, t=task: sampling.sample(  # noqa: E731
+            space, k, t, w, exp.params, exp.acts, exp.seed, exclude=ids)
+        new = store.add_models(space, exp.dataset, task, draw, exp.seed, data, regime)
+        models = store.read_models(space.name)
+        where = f" in regime {regime.label}" if exp.regimes else ""
+        echo(f"sampled {len(new)} {space.name} models{where} ({have + len(new)} in it, "
+             f"{len(models)} in the space)" if exp.regimes else
+             f"sampled {len(new)} {space.name} models ({have + len(new)} in all)")
+        added += len(new)
+    return added
+
+
+def regime_count(models, want: regimes.Regime, space: str) -> tuple[regimes.Regime, int]:
+    """The regime that models drawn for `want` join in a space's stored models (None: none
+    yet), and how many models it holds."""
+    if models is None or len(models) == 0:
+        return want, 0
+    regime = regimes.resolve(want, regimes.stored(models), space)
+    return regime, int((regimes.labels(models) == regime.name).sum())
 
 
 def train(exp: Experiment, store: Store, report=None):
@@ -129,30 +146,27 @@ def train_images(exp: Experiment) -> int | None:
 
 def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
               rate: float | None, workers: int) -> list[dict]:
-    """Per space: models to sample and to train, and the training cost in multiply-adds
-    (3 × flops × images × epochs: forward and backward), with an ETA when `rate` (multiply-
-    adds per second per worker, measured on this store) is known."""
+    """Per space: models to sample (up to n in each regime) and to train, and the training
+    cost in multiply-adds (3 × flops × images × epochs: forward and backward), with an ETA
+    when `rate` (multiply-adds per second per worker, measured on this store) is known.
+    `have` maps a space to its stored models."""
     images = train_images(exp)
     rows = []
     for s in exp.spaces:
-        to_sample = max(0, exp.n - have.get(s, 0))
-        mid = _middle(exp.flops)
-        known = images and (to_sample == 0 or mid is not None)  # unsampled models: no window
-        flops = pending_flops.get(s, 0.0) + (to_sample * mid if known and to_sample else 0.0)
+        models = have.get(s)
+        to_sample, new_flops, known = 0, 0.0, bool(images)
+        for want in exp.regime_list:
+            k = max(0, exp.n - regime_count(models, want, s)[1])
+            to_sample += k
+            if k and not want.centre:
+                known = False  # an open window: the flops of unsampled models are unknown
+            new_flops += k * (want.centre or 0.0)
+        flops = pending_flops.get(s, 0.0) + new_flops
         cost = 3 * flops * images * exp.recipe.epochs if known else None
-        rows.append(dict(space=s, sampled=have.get(s, 0), to_sample=to_sample,
-                         to_train=pending.get(s, 0) + to_sample,
-                         image_epochs=(pending.get(s, 0) + to_sample) * images
-                         * exp.recipe.epochs if images else None,
+        to_train = pending.get(s, 0) + to_sample
+        rows.append(dict(space=s, sampled=0 if models is None else len(models),
+                         to_sample=to_sample, to_train=to_train,
+                         image_epochs=to_train * images * exp.recipe.epochs if images else None,
                          cost=cost,
                          eta_s=cost / (rate * workers) if cost is not None and rate else None))
     return rows
-
-
-def _middle(window) -> float | None:
-    """The geometric middle of a flops window, the flops expected of a model sampled in it;
-    None when either end is open (the cost of unsampled models is then unknown)."""
-    lo, hi = window.lo, window.hi
-    if lo is None or hi is None or not (0 < lo <= hi < math.inf):
-        return None
-    return math.sqrt(lo * hi)

@@ -9,12 +9,16 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from dse.analysis import effects
+import pandas as pd
+
+from dse.analysis import effects, regimes, select
 from dse.analysis import stats as analysis
+from dse.errors import DseError
 from dse.files import jsonable, writing
 from dse.method import claims as expect
 from dse.method import refine, stages
 from dse.method.experiment import Experiment
+from dse.space import regimes as flop_regimes
 from dse.store.core import Store, write_atomic
 from dse.system import stamp
 
@@ -42,10 +46,26 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
     cmp = analysis.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
     pops = {s: analysis.population(df, s) for s in ready}
     out["spaces"] = _space_rows(df, names, cmp, pops, repeats, exp.seed)
-    out["claims"] = _claims(exp, cmp.curves, pops, repeats)
+    curves, claim_pops = _with_other_stores(exp, df, ready, cmp, pops)
+    out["claims"] = _claims(exp, curves, claim_pops, repeats)
     figs = _figures(exp, cmp, ready, pops, out, repeats)
     _write_outputs(exp, store, out, figs)
     return out
+
+
+def _with_other_stores(exp: Experiment, df, ready: list[str], cmp, pops: dict):
+    """The curves and populations the claims read: the experiment's, and those of the
+    spaces its claims name as SPACE@STORE (compared with the experiment's over a common
+    normalization when it has one)."""
+    other = list(dict.fromkeys(s for c in exp.claims for s in (c.a, c.b)
+                               if s is not None and "@" in s))
+    if not other:
+        return cmp.curves, pops
+    ext, labels = select.load_named(None, other, base=exp.path.parent)
+    done = [s for s in labels if analysis.counts(ext, s)["finished"] > 0]
+    both = pd.concat([df, ext], ignore_index=True)
+    cmp = analysis.compare(both, ready + done, exp.analyses.normalize, exp.analyses.bins)
+    return cmp.curves, {**pops, **{s: analysis.population(ext, s) for s in done}}
 
 
 def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int) -> list[dict]:
@@ -117,7 +137,26 @@ def _figures(exp: Experiment, cmp, ready: list[str], pops: dict, out: dict,
                             for t in trs]
         if trs:
             figs[f"trends_{s}"] = plots.trends_figure(trs, s)
+        if len(set(flop_regimes.labels(pops[s]))) > 1:
+            _regime_trends(s, pops[s], exp, out, figs)
     return figs
+
+
+def _regime_trends(space: str, pop, exp: Experiment, out: dict, figs: dict) -> None:
+    """The good ranges across the flop regimes of a space and its top models' complexity
+    (DDS Figs. 11–12), into out['regime_trends'] and the figure trends_regimes_<space>."""
+    from dse.analysis import plots
+
+    try:
+        rows = regimes.by_regime(pop, seed=exp.seed)
+    except DseError as e:
+        out.setdefault("regime_trends", {})[space] = dict(error=str(e))
+        return
+    cx = regimes.complexity(pop)
+    out.setdefault("regime_trends", {})[space] = dict(
+        params={r["param"]: {k: r[k] for k in ("regimes", "slope", "trend")} for r in rows},
+        complexity=cx)
+    figs[f"trends_regimes_{space}"] = plots.regime_trends_figure(rows, cx, pop, space)
 
 
 def _write_outputs(exp: Experiment, store: Store, out: dict, figs: dict) -> None:

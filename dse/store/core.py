@@ -31,6 +31,8 @@ import yaml
 from dse import __version__
 from dse.errors import DamagedFileError, DseError, DseWarning
 from dse.files import REFUSED, refusal, write_atomic, write_output
+from dse.space import regimes
+from dse.space.regimes import Regime
 from dse.store import results
 from dse.store.paths import Layout
 from dse.store.results import DAMAGED, Compaction, Damaged, why
@@ -104,7 +106,8 @@ class Store(Layout):
         path = self.models_path(space)
         if not path.exists():
             return MODELS_SCHEMA.empty_table().to_pandas()[columns or MODELS_SCHEMA.names]
-        return _read_table(path, columns).to_pandas()
+        table = _conform(_read_table(path), MODELS_SCHEMA)
+        return (table.select(columns) if columns else table).to_pandas()
 
     def resolve(self, name: str) -> str:
         """The store's name of a space given by name, alias or YAML path."""
@@ -146,7 +149,7 @@ class Store(Layout):
         return self.space_record(space).get("data") or {}
 
     def add_models(self, space, dataset: str, task, rows, seed: int,
-                   data: dict | None = None) -> pd.DataFrame:
+                   data: dict | None = None, regime: Regime | None = None) -> pd.DataFrame:
         """Append sampled rows to the space's models.parquet; returns the rows added.
 
         `rows` is a list of row dicts, or a function of the set of stored model ids returning
@@ -154,13 +157,16 @@ class Store(Layout):
         Rows whose model_id is already stored are skipped. The space's definition, dataset,
         task and `data` (where a folder dataset lives, its classes) are recorded in
         space.yaml on first use; adding models drawn from a different definition of the same
-        name, for another dataset, task or data, is refused so a population stays one."""
+        name, for another dataset, task or data, is refused so a population stays one.
+        Every row is labelled with its flop `regime` (dse.space.regimes.resolve: the stored
+        regime of that name or window, else a new one that overlaps none; None: no label,
+        as models sampled before regimes were recorded)."""
         try:
-            return self._add_models(space, dataset, task, rows, seed, data or {})
+            return self._add_models(space, dataset, task, rows, seed, data or {}, regime)
         except OSError as e:
             raise DseError(f"cannot write to store {self.root}: {e.strerror or e}") from None
 
-    def _add_models(self, space, dataset, task, rows, seed, data):
+    def _add_models(self, space, dataset, task, rows, seed, data, regime):
         d, spec_path = self.space_dir(space.name), self.definition_path(space.name)
         with self.lock(space.name):
             config = {k: space.config.get(k) for k in DEFINITION_KEYS}
@@ -183,6 +189,8 @@ class Store(Layout):
                                    f"{stored['data'].get('dir')}, which differ from those of "
                                    f"{data.get('dir')}; sample into another store")
             old = self.read_models(space.name)
+            if regime is not None:
+                regime = regimes.resolve(regime, regimes.stored(old), space.name)
             have = set(old["model_id"])
             if callable(rows):
                 rows = rows(frozenset(have))
@@ -194,7 +202,8 @@ class Store(Layout):
                 "resolution": task.resolution, "stem": task.stem,
                 "in_channels": task.in_channels, "num_classes": task.num_classes,
                 "seed": seed, "sample_index": len(old) + i, "sampled_at": now,
-                "dse_version": __version__} for i, r in enumerate(rows)],
+                "dse_version": __version__, **_regime_columns(regime)}
+                for i, r in enumerate(rows)],
                 columns=MODELS_SCHEMA.names)
             table = pa.concat_tables([
                 pa.Table.from_pandas(old, schema=MODELS_SCHEMA, preserve_index=False),
@@ -308,7 +317,9 @@ class Store(Layout):
         if not frames:
             frames = [_join(MODELS_SCHEMA.empty_table().to_pandas(),
                             RESULTS_SCHEMA.empty_table().to_pandas())]
-        return pd.concat(frames, ignore_index=True)
+        out = pd.concat(frames, ignore_index=True)
+        out["regime"] = regimes.labels(out)  # unlabelled (older stores): UNLABELLED
+        return out
 
     # ---- cluster jobs ----------------------------------------------------------------------
 
@@ -344,6 +355,21 @@ def _join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     res = results.drop(columns=["space", "dataset", "dse_version"])
     res = res.rename(columns={"seed": "train_seed"}).drop_duplicates("model_id", keep="last")
     return models.merge(res, on="model_id", how="left")
+
+
+def _regime_columns(regime: Regime | None) -> dict:
+    if regime is None:
+        return {}
+    return dict(regime=regime.name, regime_lo=regime.flops.lo, regime_hi=regime.flops.hi)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table written before some of the schema's columns existed, with those columns null
+    (columns are only ever added: docs/store.md)."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table
 
 
 def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:

@@ -65,7 +65,7 @@ class Layout:
     def figure_path(self, name: str, spaces: list[str], suffix: str = "") -> Path:
         """Default figure of an analysis: <space>/analysis/<name>.png for one space's
         analyses, analysis/<name>_<spaces><suffix>.png for comparisons."""
-        if name in ("fit_linear", "trends"):
+        if name in ("fit_linear", "trends", "trends_regimes"):
             (space,) = spaces
             return self.analysis_dir(space) / f"{name}.png"
         return self.analysis_dir() / f"{name}_{'_'.join(spaces)}{suffix}.png"

@@ -22,6 +22,10 @@ MODELS_SCHEMA = pa.schema([
     ("sample_index", pa.int64()),   # position in the space's population, from 0
     ("sampled_at", pa.timestamp("ms", tz="UTC")),
     ("dse_version", pa.string()),
+    # The flop regime the model was drawn in (dse.space.regimes): its name (the window, e.g.
+    # "1.5M:2M", or `dse sample --regime NAME`) and that flops window (null: an open side).
+    # Null in stores sampled before regimes were recorded: read as the regime "base".
+    ("regime", pa.string()), ("regime_lo", pa.float64()), ("regime_hi", pa.float64()),
 ])
 
 
