@@ -32,7 +32,7 @@ from dse.errors import DseError
 from dse.method.claims import one_sided
 from dse.space import definition as spaces
 from dse.space.definition import Space
-from dse.store.schema import DEFINITION_KEYS
+from dse.store.schema import definition
 
 MIN_MODELS = 12           # fewer finished models: nothing can be said
 PERMUTATIONS = 4999
@@ -242,7 +242,7 @@ def _summary(r: dict, frac: float) -> str:
 
 
 def _definition(space: Space) -> dict:
-    return {k: space.config.get(k) for k in DEFINITION_KEYS}
+    return definition(space.config)
 
 
 def space_file(space: Space, candidate: dict, name: str) -> dict:

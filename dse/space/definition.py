@@ -16,11 +16,14 @@ from pathlib import Path
 import yaml
 
 from dse.errors import DseError
+from dse.space import blocks as btypes
 from dse.space import dists as rand
 
 PARAMS = {"anynet": ("d", "w", "b", "g"), "regnet": ("d", "w0", "wa", "wm", "g", "b")}
+GROUPS = "groups"  # AnyNet: the number of groups per stage (NDS), instead of the group width g
 KEYS = {"name", "alias", "title", "adds", "kind", "stages", "se_ratio", "params", "shared",
-        "non_decreasing", "extends"}
+        "non_decreasing", "extends", "block", "activation", "first_stride", "stem_w",
+        "resolution"}
 OWN = ("name", "alias", "title", "adds")  # not inherited through `extends`
 ACCUMULATE = ("shared", "non_decreasing")
 
@@ -58,14 +61,33 @@ class Space:
     extends: str | None = None
     source: str = ""
     config: dict = field(default_factory=dict)  # the resolved YAML mapping, for provenance
+    blocks: tuple = (btypes.DEFAULT,)       # block types, each equally likely (dse.space.blocks)
+    activations: tuple = (btypes.DEFAULT_ACTIVATION,)  # activations, each equally likely
+    first_stride: int = 2                   # stride of the first stage (NDS's CIFAR nets: 1)
+    stem_w: int = 32
+    resolution: rand.Dist | None = None     # input sides to draw; None: the dataset's
+    min_stages: int | None = None           # RegNet: fewest stages a sample may have
+
+    @property
+    def stage_range(self) -> tuple[int, int]:
+        """(fewest, most) stages of a sample: `stages` for an AnyNet space."""
+        return (self.min_stages or self.stages), self.stages
+
+    @property
+    def categorical(self) -> dict:
+        """The non-numeric choices a model draws: block and activation, when several."""
+        return {k: v for k, v in (("block", self.blocks), ("activation", self.activations))
+                if len(v) > 1}
 
     @property
     def dof(self) -> int:
         """Degrees of freedom: free parameters, per stage unless shared (AnyNet)."""
         free = [k for k, d in self.params.items() if d.size > 1]
+        extra = len(self.categorical) + (self.resolution is not None and self.resolution.size > 1)
+        extra += self.stage_range[0] != self.stage_range[1]
         if self.kind == "regnet":
-            return len(free)
-        return sum(1 if k in self.shared else self.stages for k in free)
+            return len(free) + extra
+        return sum(1 if k in self.shared else self.stages for k in free) + extra
 
     @property
     def log10_size(self) -> float:
@@ -80,7 +102,11 @@ class Space:
                 total += math.log10(math.comb(n + self.stages - 1, self.stages))
             else:
                 total += self.stages * math.log10(n)
-        return total
+        choices = [len(v) for v in self.categorical.values()]
+        if self.resolution is not None:
+            choices.append(self.resolution.size)
+        lo, hi = self.stage_range
+        return total + sum(math.log10(c) for c in choices) + math.log10(hi - lo + 1)
 
 
 def _read(path: Path) -> dict:
@@ -162,6 +188,8 @@ def merge(base: dict, data: dict) -> dict:
     if "kind" in data and data["kind"] != base.get("kind"):
         for k in ("params", *ACCUMULATE):
             out.pop(k, None)
+    if "block" in data and data["block"] != base.get("block", btypes.DEFAULT):
+        _drop_inapplicable(out, data["block"])
     for k, v in data.items():
         if k == "params" and isinstance(v, dict) and isinstance(out.get("params"), dict):
             out["params"] = {**out["params"], **v}
@@ -170,6 +198,25 @@ def merge(base: dict, data: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def _drop_inapplicable(out: dict, block) -> None:
+    """A space that changes its block type inherits no b or g (nor constraints on them)
+    that the new block lacks: AnyNetX_A's ranges become AnyNetV's by `block: v` alone."""
+    names = block if isinstance(block, list) else [block]
+    known = [btypes.BLOCKS[b] for b in names if isinstance(b, str) and b in btypes.BLOCKS]
+    if not known:
+        return  # check() reports the unknown block
+    drop = set()
+    if not any(b.bottleneck for b in known):
+        drop.add("b")
+    if not any(b.groups for b in known):
+        drop |= {"g", GROUPS}
+    if isinstance(out.get("params"), dict):
+        out["params"] = {k: v for k, v in out["params"].items() if k not in drop}
+    for k in ACCUMULATE:
+        if isinstance(out.get(k), list):
+            out[k] = [p for p in out[k] if p not in drop]
 
 
 def derive(space: Space, diff: dict, name: str | None = None) -> Space:
@@ -197,30 +244,18 @@ def check(cfg: dict, where: str, source: str) -> Space:
     kind = cfg["kind"]
     if kind not in PARAMS:
         raise DseError(f"{where}: 'kind' must be one of {', '.join(PARAMS)} (got {kind!r})")
-    stages = cfg.get("stages", 4)
-    if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= 8:
-        raise DseError(f"{where}: 'stages' must be an integer from 1 to 8 (got {stages!r})")
+    lo, hi = _stages(cfg.get("stages", 4), kind, where)
     se = cfg.get("se_ratio", 0)
     if isinstance(se, bool) or not isinstance(se, (int, float)) or not 0 <= se < 1:
         raise DseError(f"{where}: 'se_ratio' must be a number in [0, 1) (got {se!r})")
-    raw = cfg["params"]
-    if not isinstance(raw, dict):
-        raise DseError(f"{where}: 'params' must be a mapping of {', '.join(PARAMS[kind])}")
-    need = PARAMS[kind]
-    missing = [k for k in need if k not in raw]
-    extra = [k for k in raw if k not in need]
-    if missing or extra:
-        raise DseError(f"{where}: a {kind} space needs params {', '.join(need)}"
-                       + (f"; missing {', '.join(missing)}" if missing else "")
-                       + (f"; unknown {', '.join(map(str, extra))}" if extra else ""))
-    params = {k: rand.from_config(f"{where}: params.{k}", raw[k]) for k in need}
-    for k in ("d", "w", "b", "g", "w0"):
-        if k in params and not params[k].is_int:
-            raise DseError(f"{where}: params.{k} must take integer values")
-    if "w0" in params and any(v % 8 for v in params["w0"].values):
-        raise DseError(f"{where}: params.w0 must take multiples of 8")
-    if "wm" in params and params["wm"].values.min() <= 1:
-        raise DseError(f"{where}: params.wm must be greater than 1")
+    kinds = _choices(cfg.get("block", btypes.DEFAULT), lambda b: btypes.get(b, where).name)
+    acts = _choices(cfg.get("activation", btypes.DEFAULT_ACTIVATION),
+                    lambda a: btypes.activation(a, where))
+    types = [btypes.BLOCKS[b] for b in kinds]
+    if se and not any(b.se for b in types):
+        raise DseError(f"{where}: se_ratio does not apply to {', '.join(kinds)} blocks; SE goes "
+                       "with the bottleneck blocks x and r")
+    params = _params(cfg["params"], kind, types, where)
     lists = {}
     for k in ACCUMULATE:
         v = cfg.get(k) or []
@@ -228,17 +263,113 @@ def check(cfg: dict, where: str, source: str) -> Space:
             raise DseError(f"{where}: '{k}' must be a list of parameter names")
         if v and kind == "regnet":
             raise DseError(f"{where}: '{k}' applies to anynet spaces only")
-        bad = [x for x in v if x not in PARAMS["anynet"]]
+        bad = [x for x in v if x not in params or x in ("w0", "wa", "wm")]
         if bad:
-            raise DseError(f"{where}: '{k}' names unknown parameter(s) {bad}; "
-                           f"allowed: {', '.join(PARAMS['anynet'])}")
+            raise DseError(f"{where}: '{k}' names unknown parameter(s) {bad}; allowed: "
+                           f"{', '.join(params)}")
         lists[k] = tuple(v)
     alias = cfg.get("alias")
-    return Space(name=sname, kind=kind, stages=stages, params=params, se_ratio=float(se),
+    return Space(name=sname, kind=kind, stages=hi, params=params, se_ratio=float(se),
                  alias=alias if isinstance(alias, str) else None,
                  title=str(cfg.get("title", sname)), adds=str(cfg.get("adds", "")),
                  shared=lists["shared"], non_decreasing=lists["non_decreasing"],
-                 extends=cfg.get("extends"), source=source, config=cfg)
+                 extends=cfg.get("extends"), source=source, config=cfg, blocks=kinds,
+                 activations=acts, first_stride=_one_of(where, "first_stride",
+                                                        cfg.get("first_stride", 2), (1, 2)),
+                 stem_w=_positive_int(where, "stem_w", cfg.get("stem_w", 32)),
+                 resolution=_resolution(cfg.get("resolution"), where),
+                 min_stages=lo if lo != hi else None)
+
+
+def _stages(v, kind: str, where: str) -> tuple[int, int]:
+    """(fewest, most) stages: an integer, or [lo, hi] for a RegNet space."""
+    if isinstance(v, list):
+        if kind != "regnet":
+            raise DseError(f"{where}: 'stages' as a range [lo, hi] applies to regnet spaces "
+                           f"only; an {kind} space has a fixed number of stages")
+        if len(v) != 2 or not all(_is_int(x) and 1 <= x <= 8 for x in v):
+            raise DseError(f"{where}: 'stages' range must be [lo, hi] with integers from 1 to "
+                           f"8 (got {v!r})")
+        if v[0] > v[1]:
+            raise DseError(f"{where}: 'stages' range {v!r} is empty; write [lo, hi] with "
+                           "lo ≤ hi")
+        return int(v[0]), int(v[1])
+    if not _is_int(v) or not 1 <= v <= 8:
+        raise DseError(f"{where}: 'stages' must be an integer from 1 to 8, or [lo, hi] for a "
+                       f"regnet space (got {v!r})")
+    return int(v), int(v)
+
+
+def _is_int(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int)
+
+
+def _one_of(where: str, key: str, v, allowed: tuple):
+    if isinstance(v, bool) or v not in allowed:
+        raise DseError(f"{where}: '{key}' must be one of {', '.join(map(str, allowed))} "
+                       f"(got {v!r})")
+    return v
+
+
+def _positive_int(where: str, key: str, v) -> int:
+    if not _is_int(v) or v < 1:
+        raise DseError(f"{where}: '{key}' must be a positive integer (got {v!r})")
+    return v
+
+
+def _choices(v, check) -> tuple:
+    """A name or a non-empty list of names, each checked; duplicates dropped."""
+    names = v if isinstance(v, list) and v else [v]
+    return tuple(dict.fromkeys(check(x) for x in names))
+
+
+def _params(raw, kind: str, types: list, where: str) -> dict:
+    """The distributions of a space's parameters: those its kind and block types have."""
+    need = ["d", "w"] if kind == "anynet" else ["d", "w0", "wa", "wm"]
+    if not isinstance(raw, dict):
+        raise DseError(f"{where}: 'params' must be a mapping of {', '.join(PARAMS[kind])}")
+    names = ", ".join(b.name for b in types)
+    if any(b.bottleneck for b in types):
+        need.append("b")
+    elif "b" in raw:
+        raise DseError(f"{where}: params.b does not apply to {names} blocks (no bottleneck); "
+                       "b applies to x and r blocks")
+    if any(b.groups for b in types):
+        need.append(GROUPS if kind == "anynet" and GROUPS in raw and "g" not in raw else "g")
+    elif "g" in raw or GROUPS in raw:
+        raise DseError(f"{where}: params.{'g' if 'g' in raw else GROUPS} does not apply to "
+                       f"{names} blocks (no group conv); g applies to x blocks")
+    if "g" in raw and GROUPS in raw:
+        raise DseError(f"{where}: give params.g (the group width) or params.groups (the "
+                       "number of groups), not both")
+    missing = [k for k in need if k not in raw]
+    extra = [k for k in raw if k not in need]
+    if missing or extra:
+        raise DseError(f"{where}: a {kind} space of {names} blocks needs params "
+                       f"{', '.join(need)}" + (f"; missing {', '.join(missing)}" if missing else "")
+                       + (f"; unknown {', '.join(map(str, extra))}" if extra else ""))
+    params = {k: rand.from_config(f"{where}: params.{k}", raw[k]) for k in need}
+    for k, d in params.items():
+        if d.values.min() <= 0:
+            raise DseError(f"{where}: params.{k} must take positive values (got "
+                           f"{d.values.min():g})")
+        if k in ("d", "w", "g", GROUPS, "w0") and not d.is_int:
+            raise DseError(f"{where}: params.{k} must take integer values")
+    if "w0" in params and any(v % 8 for v in params["w0"].values):
+        raise DseError(f"{where}: params.w0 must take multiples of 8")
+    if "wm" in params and params["wm"].values.min() <= 1:
+        raise DseError(f"{where}: params.wm must be greater than 1")
+    return params
+
+
+def _resolution(v, where: str) -> rand.Dist | None:
+    """The input sides a space draws (a number, a list or a dist), or None."""
+    if v is None:
+        return None
+    dist = rand.from_config(f"{where}: resolution", v)
+    if not dist.is_int or dist.values.min() < 1:
+        raise DseError(f"{where}: 'resolution' must take positive integer values (pixels)")
+    return dist
 
 
 def builtin() -> list[Space]:

@@ -30,7 +30,8 @@ from dse import __version__
 from dse.errors import DamagedFileError, DseError, DseWarning
 from dse.files import write_atomic, write_output
 from dse.store.paths import Layout
-from dse.store.schema import DEFINITION_KEYS, MODELS_SCHEMA, RESULT_STATUSES, RESULTS_SCHEMA
+from dse.store.schema import (MODELS_SCHEMA, RESULT_STATUSES, RESULTS_SCHEMA, definition,
+                              upgrade_models)
 
 DEFAULT_STORE = "runs"
 DAMAGED = "damaged"  # the status of a result file that cannot be read
@@ -104,7 +105,7 @@ class Store(Layout):
         path = self.models_path(space)
         if not path.exists():
             return MODELS_SCHEMA.empty_table().to_pandas()
-        return _read_table(path).to_pandas()
+        return upgrade_models(_read_table(path)).to_pandas()
 
     def resolve(self, name: str) -> str:
         """The store's name of a space given by name, alias or YAML path."""
@@ -163,7 +164,7 @@ class Store(Layout):
     def _add_models(self, space, dataset, task, rows, seed, data):
         d, spec_path = self.space_dir(space.name), self.definition_path(space.name)
         with self.lock(space.name):
-            config = {k: space.config.get(k) for k in DEFINITION_KEYS}
+            config = definition(space.config)
             task_rec = {k: getattr(task, k) for k in ("resolution", "stem", "in_channels",
                                                       "num_classes")}
             if spec_path.exists():
@@ -191,7 +192,7 @@ class Store(Layout):
             new = pd.DataFrame([{
                 **{f.name: None for f in MODELS_SCHEMA},
                 **r, "space": space.name, "kind": space.kind, "dataset": dataset,
-                "resolution": task.resolution, "stem": task.stem,
+                "resolution": r.get("resolution", task.resolution), "stem": task.stem,
                 "in_channels": task.in_channels, "num_classes": task.num_classes,
                 "seed": seed, "sample_index": len(old) + i, "sampled_at": now,
                 "dse_version": __version__} for i, r in enumerate(rows)],

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dse.data.device import Data
+from dse.data.device import Data, at_resolution
 from dse.errors import ArgumentError, DseError
 from dse.space.spec import AnyNetSpec, Task
 from dse.train.models import build
@@ -109,6 +109,7 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch) -
         channels_last = not cuda and task.resolution <= CPU_CHANNELS_LAST_MAX
     if cuda_graph and not cuda:
         raise DseError("CUDA graphs need a CUDA device")
+    data = at_resolution(data, task.resolution)  # a space may draw smaller inputs than its data
     c, h, w = data.image_shape
     if (task.in_channels, task.resolution, task.resolution) != (c, h, w):
         raise DseError(f"models for {task.resolution}×{task.resolution}×{task.in_channels} "
