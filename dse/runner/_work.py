@@ -66,10 +66,10 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch) -> Ou
 def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
                     on_epoch) -> list[Outcome]:
     """Train jobs on one CUDA device at once, one stream each, group by group of the same
-    data and input resolution; an exception fails the group it hit (fatal after a sticky CUDA error)."""
-    from dse.train import multistream as concurrent
-
+    data and input resolution; an exception fails the group it hit (fatal after a sticky
+    CUDA error)."""
     from dse.data.device import at_resolution
+    from dse.train import multistream as concurrent
 
     outcomes = {}
     for ref, side in dict.fromkeys((j.data, j.task.resolution) for j in jobs):

@@ -7,6 +7,8 @@ override; name, alias, title and adds belong to the file itself and are not inhe
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,9 +20,17 @@ import yaml
 from dse.errors import DseError
 from dse.space import blocks as btypes
 from dse.space import dists as rand
+from dse.space.checks import (
+    GROUPS,
+    PARAMS,
+    choices,
+    one_of,
+    params_of,
+    positive_int,
+    resolution_of,
+    stage_range,
+)
 
-PARAMS = {"anynet": ("d", "w", "b", "g"), "regnet": ("d", "w0", "wa", "wm", "g", "b")}
-GROUPS = "groups"  # AnyNet: the number of groups per stage (NDS), instead of the group width g
 KEYS = {"name", "alias", "title", "adds", "kind", "stages", "se_ratio", "params", "shared",
         "non_decreasing", "extends", "block", "activation", "first_stride", "stem_w",
         "resolution"}
@@ -110,6 +120,18 @@ class Space:
 
 
 def _read(path: Path) -> dict:
+    """The mapping of one space file (parsed once per version of the file: a lookup by
+    alias or the order of the built-ins reads every file)."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise DseError(f"cannot read space file {path}: {e.strerror}") from None
+    return copy.deepcopy(_parse(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(name: str, mtime_ns: int, size: int) -> dict:
+    path = Path(name)
     try:
         text = path.read_text()
     except OSError as e:
@@ -130,7 +152,18 @@ def _read(path: Path) -> dict:
 
 
 def _builtin_files() -> dict:
-    return {p.stem: p for p in sorted(spaces_dir().glob("*.yaml"))}
+    """The built-in space files by name: DDS's X spaces (four stages of X blocks) first, in
+    name order, then the others."""
+    return {p.stem: p for p in sorted(spaces_dir().glob("*.yaml"), key=_paper_first)}
+
+
+def _paper_first(path: Path) -> tuple:
+    try:
+        cfg = _merged(path)
+    except DseError:
+        return (2, path.stem)
+    x = cfg.get("block", btypes.DEFAULT) == btypes.DEFAULT and cfg.get("stages", 4) == 4
+    return (0 if x else 1, path.stem)
 
 
 def _resolve_path(name: str) -> Path:
@@ -244,18 +277,18 @@ def check(cfg: dict, where: str, source: str) -> Space:
     kind = cfg["kind"]
     if kind not in PARAMS:
         raise DseError(f"{where}: 'kind' must be one of {', '.join(PARAMS)} (got {kind!r})")
-    lo, hi = _stages(cfg.get("stages", 4), kind, where)
+    lo, hi = stage_range(cfg.get("stages", 4), kind, where)
     se = cfg.get("se_ratio", 0)
     if isinstance(se, bool) or not isinstance(se, (int, float)) or not 0 <= se < 1:
         raise DseError(f"{where}: 'se_ratio' must be a number in [0, 1) (got {se!r})")
-    kinds = _choices(cfg.get("block", btypes.DEFAULT), lambda b: btypes.get(b, where).name)
-    acts = _choices(cfg.get("activation", btypes.DEFAULT_ACTIVATION),
+    kinds = choices(cfg.get("block", btypes.DEFAULT), lambda b: btypes.get(b, where).name)
+    acts = choices(cfg.get("activation", btypes.DEFAULT_ACTIVATION),
                     lambda a: btypes.activation(a, where))
     types = [btypes.BLOCKS[b] for b in kinds]
     if se and not any(b.se for b in types):
         raise DseError(f"{where}: se_ratio does not apply to {', '.join(kinds)} blocks; SE goes "
                        "with the bottleneck blocks x and r")
-    params = _params(cfg["params"], kind, types, where)
+    params = params_of(cfg["params"], kind, types, where)
     lists = {}
     for k in ACCUMULATE:
         v = cfg.get(k) or []
@@ -274,102 +307,11 @@ def check(cfg: dict, where: str, source: str) -> Space:
                  title=str(cfg.get("title", sname)), adds=str(cfg.get("adds", "")),
                  shared=lists["shared"], non_decreasing=lists["non_decreasing"],
                  extends=cfg.get("extends"), source=source, config=cfg, blocks=kinds,
-                 activations=acts, first_stride=_one_of(where, "first_stride",
+                 activations=acts, first_stride=one_of(where, "first_stride",
                                                         cfg.get("first_stride", 2), (1, 2)),
-                 stem_w=_positive_int(where, "stem_w", cfg.get("stem_w", 32)),
-                 resolution=_resolution(cfg.get("resolution"), where),
+                 stem_w=positive_int(where, "stem_w", cfg.get("stem_w", 32)),
+                 resolution=resolution_of(cfg.get("resolution"), where),
                  min_stages=lo if lo != hi else None)
-
-
-def _stages(v, kind: str, where: str) -> tuple[int, int]:
-    """(fewest, most) stages: an integer, or [lo, hi] for a RegNet space."""
-    if isinstance(v, list):
-        if kind != "regnet":
-            raise DseError(f"{where}: 'stages' as a range [lo, hi] applies to regnet spaces "
-                           f"only; an {kind} space has a fixed number of stages")
-        if len(v) != 2 or not all(_is_int(x) and 1 <= x <= 8 for x in v):
-            raise DseError(f"{where}: 'stages' range must be [lo, hi] with integers from 1 to "
-                           f"8 (got {v!r})")
-        if v[0] > v[1]:
-            raise DseError(f"{where}: 'stages' range {v!r} is empty; write [lo, hi] with "
-                           "lo ≤ hi")
-        return int(v[0]), int(v[1])
-    if not _is_int(v) or not 1 <= v <= 8:
-        raise DseError(f"{where}: 'stages' must be an integer from 1 to 8, or [lo, hi] for a "
-                       f"regnet space (got {v!r})")
-    return int(v), int(v)
-
-
-def _is_int(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int)
-
-
-def _one_of(where: str, key: str, v, allowed: tuple):
-    if isinstance(v, bool) or v not in allowed:
-        raise DseError(f"{where}: '{key}' must be one of {', '.join(map(str, allowed))} "
-                       f"(got {v!r})")
-    return v
-
-
-def _positive_int(where: str, key: str, v) -> int:
-    if not _is_int(v) or v < 1:
-        raise DseError(f"{where}: '{key}' must be a positive integer (got {v!r})")
-    return v
-
-
-def _choices(v, check) -> tuple:
-    """A name or a non-empty list of names, each checked; duplicates dropped."""
-    names = v if isinstance(v, list) and v else [v]
-    return tuple(dict.fromkeys(check(x) for x in names))
-
-
-def _params(raw, kind: str, types: list, where: str) -> dict:
-    """The distributions of a space's parameters: those its kind and block types have."""
-    need = ["d", "w"] if kind == "anynet" else ["d", "w0", "wa", "wm"]
-    if not isinstance(raw, dict):
-        raise DseError(f"{where}: 'params' must be a mapping of {', '.join(PARAMS[kind])}")
-    names = ", ".join(b.name for b in types)
-    if any(b.bottleneck for b in types):
-        need.append("b")
-    elif "b" in raw:
-        raise DseError(f"{where}: params.b does not apply to {names} blocks (no bottleneck); "
-                       "b applies to x and r blocks")
-    if any(b.groups for b in types):
-        need.append(GROUPS if kind == "anynet" and GROUPS in raw and "g" not in raw else "g")
-    elif "g" in raw or GROUPS in raw:
-        raise DseError(f"{where}: params.{'g' if 'g' in raw else GROUPS} does not apply to "
-                       f"{names} blocks (no group conv); g applies to x blocks")
-    if "g" in raw and GROUPS in raw:
-        raise DseError(f"{where}: give params.g (the group width) or params.groups (the "
-                       "number of groups), not both")
-    missing = [k for k in need if k not in raw]
-    extra = [k for k in raw if k not in need]
-    if missing or extra:
-        raise DseError(f"{where}: a {kind} space of {names} blocks needs params "
-                       f"{', '.join(need)}" + (f"; missing {', '.join(missing)}" if missing else "")
-                       + (f"; unknown {', '.join(map(str, extra))}" if extra else ""))
-    params = {k: rand.from_config(f"{where}: params.{k}", raw[k]) for k in need}
-    for k, d in params.items():
-        if d.values.min() <= 0:
-            raise DseError(f"{where}: params.{k} must take positive values (got "
-                           f"{d.values.min():g})")
-        if k in ("d", "w", "g", GROUPS, "w0") and not d.is_int:
-            raise DseError(f"{where}: params.{k} must take integer values")
-    if "w0" in params and any(v % 8 for v in params["w0"].values):
-        raise DseError(f"{where}: params.w0 must take multiples of 8")
-    if "wm" in params and params["wm"].values.min() <= 1:
-        raise DseError(f"{where}: params.wm must be greater than 1")
-    return params
-
-
-def _resolution(v, where: str) -> rand.Dist | None:
-    """The input sides a space draws (a number, a list or a dist), or None."""
-    if v is None:
-        return None
-    dist = rand.from_config(f"{where}: resolution", v)
-    if not dist.is_int or dist.values.min() < 1:
-        raise DseError(f"{where}: 'resolution' must take positive integer values (pixels)")
-    return dist
 
 
 def builtin() -> list[Space]:

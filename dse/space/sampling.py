@@ -166,9 +166,10 @@ def sample(space: Space, n: int, task: Task, flops: Window = Window(),
     Returns rows (dicts) with the architecture (ds, ws, bs, gs, block, activation,
     first_stride, resolution; RegNet params d, w0, wa, wm, group_w, b), complexity and
     model_id. A space that samples the resolution draws each model's input side (at most the
-    task's: the data is resized down); its complexity is counted at that side. Models whose id is in `exclude` are skipped, so
-    sampling into an existing population adds new models. Raises DseError naming the windows
-    when n models are not found within `max_draws` candidates.
+    task's: the data is resized down); its complexity is counted at that side. Models whose
+    id is in `exclude` are skipped, so sampling into an existing population adds new models.
+    Raises DseError naming the windows when n models are not found within `max_draws`
+    candidates.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DseError(f"the number of models must be a positive integer (got {n!r})")

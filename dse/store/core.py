@@ -30,8 +30,13 @@ from dse import __version__
 from dse.errors import DamagedFileError, DseError, DseWarning
 from dse.files import write_atomic, write_output
 from dse.store.paths import Layout
-from dse.store.schema import (MODELS_SCHEMA, RESULT_STATUSES, RESULTS_SCHEMA, definition,
-                              upgrade_models)
+from dse.store.schema import (
+    MODELS_SCHEMA,
+    RESULT_STATUSES,
+    RESULTS_SCHEMA,
+    definition,
+    upgrade_models,
+)
 
 DEFAULT_STORE = "runs"
 DAMAGED = "damaged"  # the status of a result file that cannot be read
