@@ -273,7 +273,8 @@ PARAMS = {
         "g": (lambda df: df["gs"].map(max), "group width g (max over stages)", True),
     },
     "any": {
-        "resolution": (lambda df: df["resolution"], "input resolution (px)", False),
+        "resolution": (lambda df: df.get("resolution", pd.Series(np.nan, index=df.index)),
+                       "input resolution (px)", False),
         "stages": (lambda df: df["ds"].map(len), "number of stages", False),
         "flops": (lambda df: df["flops"], "flops (multiply-adds)", True),
         "params": (lambda df: df["params"], "parameters", True),

@@ -218,7 +218,7 @@ def check(config: dict, path) -> Experiment:
     data_dir = _opt_str(err, "data_dir", config.get("data_dir"))
     options = _train(err, config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
-    claims = _claims(err, config.get("expect") or [], names)
+    claims = _claims(err, config.get("expect") or [], names, args)
     rounds = 0
     if refine is not None:
         rounds = _int(err, "refine.rounds", refine.get("rounds", 2), 1)
@@ -359,7 +359,7 @@ def _space_name(err, key, v, names) -> str:
     return s
 
 
-def _claims(err, value, names) -> list[Claim]:
+def _claims(err, value, names, args) -> list[Claim]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
@@ -375,8 +375,8 @@ def _claims(err, value, names) -> list[Claim]:
             raise err(key, str(e)) from None
         c = replace(c, a=_space_name(err, key, c.a, names),
                     b=_space_name(err, key, c.b, names) if c.b is not None else None)
-        if c.param is not None:
-            kind = spaces.load(c.a).kind
+        if c.param is not None:  # the space as listed: a name, alias or file
+            kind = spaces.load(args[names.index(c.a)]).kind
             if c.param not in param_table(kind):
                 raise err(key, f"{c.param!r} is not a parameter of {c.a}; choose from "
                           f"{', '.join(param_table(kind))}")

@@ -77,11 +77,13 @@ class Block(nn.Module):
             if se_ratio:
                 f["se"] = SE(w_b, round(se_ratio * w_in), act)
             f["c"] = ConvBN(w_b, w_out, act=None)
-        else:
-            last = None if bt.residual else act  # a residual block activates after the add
-            convs = [ConvBN(w_in, w_out, 3, stride, act=act if bt.convs > 1 else last)]
-            convs += [ConvBN(w_out, w_out, 3, act=last)] * (bt.convs > 1)
-            f = dict(zip("ab", convs))
+        else:  # a residual block activates after the add, so its last conv has no act
+            last = None if bt.residual else act
+            if bt.convs == 1:
+                f = {"a": ConvBN(w_in, w_out, 3, stride, act=last)}
+            else:
+                f = {"a": ConvBN(w_in, w_out, 3, stride, act=act),
+                     "b": ConvBN(w_out, w_out, 3, act=last)}
         self.f = nn.Sequential(OrderedDict(f))
         self.residual = bt.residual
         self.proj = (ConvBN(w_in, w_out, 1, stride, act=None)
