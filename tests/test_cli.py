@@ -33,7 +33,8 @@ def test_spaces_table_and_json():
     assert lines[0].split()[:4] == ["space", "alias", "dof", "log10"]
     assert any(line.split()[:4] == ["anynetxa", "xa", "16", "18.27"] for line in lines)
     rows = json.loads(run("spaces", "--json").output)
-    assert [r["alias"] for r in rows] == ["xa", "xb", "xc", "xd", "xe", "rx", "ry"]
+    assert [r["alias"] for r in rows] == ["xa", "xb", "xc", "xd", "xe", "rx", "ry", "ar", "av",
+                                          "avr", None, None, None, None]
 
 
 def test_describe_json_golden(zoo_model):

@@ -8,11 +8,14 @@ from dse.errors import DseError
 from dse.space import definition as spaces
 
 BUILTIN = ["anynetxa", "anynetxb", "anynetxc", "anynetxd", "anynetxe", "regnetx", "regnety"]
+OTHERS = ["anynetr", "anynetv", "anynetvr", "nds-resnet", "nds-resnext-a", "nds-resnext-b",
+          "nds-vanilla"]  # other block types (DDS App. D, NDS), after the paper's X spaces
 
 
 def test_builtins_and_aliases():
-    assert [s.name for s in spaces.builtin()] == BUILTIN
-    for alias, name in zip(["xa", "xb", "xc", "xd", "xe", "rx", "ry"], BUILTIN):
+    assert [s.name for s in spaces.builtin()] == BUILTIN + OTHERS
+    for alias, name in zip(["xa", "xb", "xc", "xd", "xe", "rx", "ry", "ar", "av", "avr"],
+                           BUILTIN + OTHERS):
         assert spaces.load(alias).name == name
         assert spaces.load(name).alias == alias
 

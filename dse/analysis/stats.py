@@ -302,6 +302,9 @@ PARAMS = {
         "g": (lambda df: df["gs"].map(max), "group width g (max over stages)", True),
     },
     "any": {
+        "resolution": (lambda df: df.get("resolution", pd.Series(np.nan, index=df.index)),
+                       "input resolution (px)", False),
+        "stages": (lambda df: df["ds"].map(len), "number of stages", False),
         "flops": (lambda df: df["flops"], "flops (multiply-adds)", True),
         "params": (lambda df: df["params"], "parameters", True),
         "acts": (lambda df: df["acts"], "activations", True),
@@ -323,10 +326,11 @@ def param_table(kind: str, stages: int = 4) -> dict:
 
 
 def default_params(kind: str, stages: int = 4) -> list[str]:
+    """The parameters trends shows by default (those with a single value are skipped)."""
     if kind == "regnet":
-        return ["d", "w0", "wa", "wm", "g", "b"]
+        return ["d", "w0", "wa", "wm", "g", "b", "stages", "resolution"]
     return (["depth"] + [f"d{i + 1}" for i in range(stages)]
-            + [f"w{i + 1}" for i in range(stages)] + ["w_max", "b", "g"])
+            + [f"w{i + 1}" for i in range(stages)] + ["w_max", "b", "g", "resolution"])
 
 
 def trends(pop: pd.DataFrame, params=None, frac: float = 0.25, repeats: int = 10_000,

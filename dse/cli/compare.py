@@ -149,7 +149,8 @@ def _resolve(text: str, store_path):
         if len(hit):
             r = hit.iloc[0]
             spec, task = from_row(r)
-            rp = ({k: (float(r[k]) if k in ("wa", "wm") else int(r[k]))
+            rp = ({k: (None if r[k] is None or r[k] != r[k] else
+                       float(r[k]) if k in ("wa", "wm", "b") else int(r[k]))
                    for k in ("d", "w0", "wa", "wm", "group_w", "b")}
                   if r["kind"] == "regnet" else {})
             return spec, task, rp, r["model_id"]

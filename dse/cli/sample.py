@@ -30,8 +30,9 @@ def spaces_cmd(as_json):
 @click.argument("model", required=False)
 @click.option("--spec", "spec_text", default=None,
               help='Model as JSON: {"kind":"regnet","depth":22,"w0":24,"wa":24.48,"wm":2.54,'
-                   '"group_w":16} or {"kind":"anynet","ds":[..],"ws":[..],"bs":[..],"gs":[..]}, '
-                   'or a name of `dse zoo` (also accepted as the MODEL argument).')
+                   '"group_w":16} or {"kind":"anynet","ds":[..],"ws":[..],"bs":[..],"gs":[..]} '
+                   '(optional "block": x|r|v|vr|basic|plain, "activation": relu|silu, '
+                   '"first_stride": 2|1), or a name of `dse zoo` (also accepted as MODEL).')
 @click.option("--resolution", type=click.IntRange(min=1), default=None,
               help="Input side [default: 224; a reference network's own].")
 @click.option("--stem", type=click.Choice(STEMS), default="imagenet",
@@ -64,13 +65,17 @@ def describe_cmd(model, spec_text, resolution, stem, in_channels, num_classes, a
     if as_json:
         click.echo(json.dumps(dict(ds=list(spec.ds), ws=list(spec.ws), bs=list(spec.bs),
                                    gs=list(spec.gs), se_ratio=spec.se_ratio, stem_w=spec.stem_w,
-                                   **rp, **cx, module_params=module_params)))
+                                   block=spec.block, activation=spec.activation,
+                                   first_stride=spec.first_stride, **rp, **cx,
+                                   module_params=module_params)))
         return
     rows = stage_table(spec, task)
     click.echo(table(rows, ["part", "d", "w", "b", "g", "groups", "out", "flops", "params",
                             "acts"]))
+    blocks = ("" if spec.is_default_block else
+              f"{spec.block} blocks, {spec.activation}, first stride {spec.first_stride}; ")
     click.echo(f"\ntotal: {cx['flops'] / 1e6:.2f} MF, {cx['params'] / 1e6:.3f} M params, "
-               f"{cx['acts'] / 1e6:.3f} M acts  (module params: {module_params:,}; "
+               f"{cx['acts'] / 1e6:.3f} M acts  (module params: {module_params:,}; {blocks}"
                f"{resolution}×{resolution}×{in_channels}, {stem} stem, {num_classes} classes)")
 
 

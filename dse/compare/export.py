@@ -16,6 +16,7 @@ from dataclasses import asdict
 import yaml
 
 from dse.errors import DseError
+from dse.space import blocks
 from dse.space.spec import AnyNetSpec, Task, model_id, parse_spec
 
 FORMATS = ("pycls", "timm", "torchvision", "torch")
@@ -31,24 +32,38 @@ def _needs(fmt: str, task: Task, stem: str | None = "imagenet", channels: bool =
                        f"{task.in_channels}; use --format torch")
 
 
+def _block_for(fmt: str, spec: AnyNetSpec, have: tuple) -> blocks.Block:
+    """The spec's block type, refused in one line where the format has no such block."""
+    bt = blocks.get(spec.block)
+    if spec.block not in have:
+        raise DseError(f"--format {fmt} has no {bt.title} block (it has "
+                       f"{', '.join(have)}); use --format torch")
+    return bt
+
+
 def pycls_config(spec: AnyNetSpec, task: Task, rp: dict | None = None) -> dict:
-    """A pycls config (MODEL.TYPE regnet with REGNET.* when the RegNet parameters are known,
-    else anynet with ANYNET.* per stage)."""
+    """A pycls config (MODEL.TYPE regnet with REGNET.* when the RegNet parameters are known
+    and every stage has stride 2, else anynet with ANYNET.* per stage). BLOCK_TYPE follows
+    the block (res_bottleneck_block for x and r, res_basic_block, vanilla_block); SiLU is
+    MODEL.ACTIVATION_FUN of pycls's later versions."""
     _needs("pycls", task, stem=None)
+    bt = _block_for("pycls", spec, ("x", "r", "basic", "plain"))
     se = {"SE_ON": bool(spec.se_ratio), **({"SE_R": spec.se_ratio} if spec.se_ratio else {})}
-    common = {"STEM_TYPE": _STEMS[task.stem], "STEM_W": spec.stem_w,
-              "BLOCK_TYPE": "res_bottleneck_block"}
-    if rp:
+    common = {"STEM_TYPE": _STEMS[task.stem], "STEM_W": spec.stem_w, "BLOCK_TYPE": bt.pycls}
+    if rp and spec.first_stride == 2:
+        g = rp["group_w"] if bt.groups else max(spec.gs)  # r: a group width ≥ every w_b
         body = {"REGNET": {**common, "DEPTH": rp["d"], "W0": rp["w0"], "WA": rp["wa"],
-                           "WM": rp["wm"], "GROUP_W": rp["group_w"],
-                           "BOT_MUL": 1.0 / rp["b"], **se}}
+                           "WM": rp["wm"], "GROUP_W": g, "BOT_MUL": 1.0 / rp["b"], **se}}
     else:
-        n = len(spec.ds)
+        rp = None
+        bottleneck = {"BOT_MULS": [1.0 / b for b in spec.bs], "GROUP_WS": list(spec.gs)}
         body = {"ANYNET": {**common, "DEPTHS": list(spec.ds), "WIDTHS": list(spec.ws),
-                           "STRIDES": [2] * n, "BOT_MULS": [1.0 / b for b in spec.bs],
-                           "GROUP_WS": list(spec.gs), **se}}
-    return {"MODEL": {"TYPE": "regnet" if rp else "anynet",
-                      "NUM_CLASSES": task.num_classes}, **body,
+                           "STRIDES": list(spec.strides),
+                           **(bottleneck if bt.bottleneck else {}), **se}}
+    model = {"TYPE": "regnet" if rp else "anynet", "NUM_CLASSES": task.num_classes}
+    if spec.activation != blocks.DEFAULT_ACTIVATION:
+        model["ACTIVATION_FUN"] = spec.activation
+    return {"MODEL": model, **body,
             "TRAIN": {"IM_SIZE": task.resolution}, "TEST": {"IM_SIZE": task.resolution}}
 
 
@@ -59,9 +74,15 @@ def timm_config(spec: AnyNetSpec, task: Task, rp: dict | None = None) -> dict:
         raise DseError("--format timm needs a RegNet (d, w0, wa, wm, g): timm's RegNetCfg "
                        "cannot hold per-stage widths; use --format pycls, torchvision or torch")
     _needs("timm", task, channels=False)
+    bt = _block_for("timm", spec, ("x", "r"))
+    if spec.first_stride != 2:
+        raise DseError("--format timm gives every stage stride 2; this model's first stage has "
+                       "stride 1; use --format pycls, torchvision or torch")
     cfg = {"depth": rp["d"], "w0": rp["w0"], "wa": rp["wa"], "wm": rp["wm"],
-           "group_size": rp["group_w"], "bottle_ratio": 1.0 / rp["b"],
-           "se_ratio": spec.se_ratio, "stem_width": spec.stem_w}
+           "group_size": rp["group_w"] if bt.groups else max(spec.gs),
+           "bottle_ratio": 1.0 / rp["b"], "se_ratio": spec.se_ratio, "stem_width": spec.stem_w}
+    if spec.activation != blocks.DEFAULT_ACTIVATION:
+        cfg["act_layer"] = spec.activation
     return {"cfg": cfg, "in_chans": task.in_channels, "num_classes": task.num_classes}
 
 
@@ -69,11 +90,14 @@ def torchvision_config(spec: AnyNetSpec, task: Task, rp: dict | None = None) -> 
     """Arguments of torchvision.models.regnet.BlockParams and RegNet, stage by stage (the
     widths dse computed, so torchvision's own rounding never runs)."""
     _needs("torchvision", task)
-    n = len(spec.ds)
+    _block_for("torchvision", spec, ("x", "r"))
     bp = {"depths": list(spec.ds), "widths": list(spec.ws), "group_widths": list(spec.gs),
-          "bottleneck_multipliers": [1.0 / b for b in spec.bs], "strides": [2] * n,
+          "bottleneck_multipliers": [1.0 / b for b in spec.bs], "strides": list(spec.strides),
           "se_ratio": spec.se_ratio or None}
-    return {"block_params": bp, "stem_width": spec.stem_w, "num_classes": task.num_classes}
+    out = {"block_params": bp, "stem_width": spec.stem_w, "num_classes": task.num_classes}
+    if spec.activation != blocks.DEFAULT_ACTIVATION:
+        out["activation"] = spec.activation
+    return out
 
 
 def config_text(fmt: str, spec: AnyNetSpec, task: Task, rp: dict | None = None) -> str:
@@ -100,10 +124,12 @@ def build_timm(config: dict):
 
 def build_torchvision(config: dict):
     """torchvision's RegNet of a torchvision_config."""
+    from torch import nn
     from torchvision.models.regnet import BlockParams, RegNet
 
+    act = {"silu": nn.SiLU}.get(config.get("activation"))
     return RegNet(BlockParams(**config["block_params"]), num_classes=config["num_classes"],
-                  stem_width=config["stem_width"])
+                  stem_width=config["stem_width"], **({"activation": act} if act else {}))
 
 
 _UNITS = {"a": "conv1", "b": "conv2", "c": "conv3"}
@@ -164,6 +190,14 @@ def load_torch(path):
 
 
 def spec_json(spec: AnyNetSpec) -> dict:
-    """The anynet JSON form of a spec (spec.parse_spec reads it back to the same spec)."""
-    return {"kind": "anynet", "ds": list(spec.ds), "ws": list(spec.ws), "bs": list(spec.bs),
-            "gs": list(spec.gs), "se_ratio": spec.se_ratio, "stem_w": spec.stem_w}
+    """The anynet JSON form of a spec (spec.parse_spec reads it back to the same spec): b
+    and g only for blocks that have them, the block keys only when not the X default."""
+    bt = blocks.get(spec.block)
+    out = {"kind": "anynet", "ds": list(spec.ds), "ws": list(spec.ws)}
+    out.update({"bs": list(spec.bs)} if bt.bottleneck else {})
+    out.update({"gs": list(spec.gs)} if bt.groups else {})
+    out.update(se_ratio=spec.se_ratio, stem_w=spec.stem_w)
+    if not spec.is_default_block:
+        out.update(block=spec.block, activation=spec.activation,
+                   first_stride=spec.first_stride)
+    return out

@@ -11,6 +11,7 @@ The trainer reads any data through the `Data` interface, which `DeviceData` and 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -109,6 +110,26 @@ def check_fits(nbytes: int, device: torch.device, what: str, resident: int = 0) 
                    "(train_subset), use a device with more memory, or run fewer jobs on it")
 
 
+def at_resolution(data: Data, side: int) -> Data:
+    """The data a model of side×side inputs trains on: `data` itself at its own side, else
+    its resized copy where it makes one (`DeviceData.resized`); data that cannot resize is
+    returned as is (the trainer then names the mismatch)."""
+    if data.image_shape[1] == side or not hasattr(data, "resized"):
+        return data
+    return data.resized(side)
+
+
+def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images (n, C, H, W) → (n, C, side, side), chunk by chunk (bounded temporaries)."""
+    out = torch.empty((len(x), x.shape[1], side, side), dtype=torch.uint8, device=x.device)
+    step = max(1, CHUNK_VALUES // int(np.prod(x.shape[1:])))
+    for i in range(0, len(x), step):
+        y = torch.nn.functional.interpolate(x[i: i + step].float(), size=(side, side),
+                                            mode="bilinear", antialias=True, align_corners=False)
+        out[i: i + step] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
 # ---- on the device -------------------------------------------------------------------------
 
 class DeviceData:
@@ -131,19 +152,46 @@ class DeviceData:
                     arrays.test_x.nbytes + (train_x.nbytes if train_subset is None else 0))
         check_fits(nbytes, self.device, f"{arrays.name} ({len(train_x) + len(arrays.test_x)} "
                    "images)", resident)
-        sample = train_x[:: max(1, len(train_x) // 10_000)].astype(np.float64)  # ≤ 20k images
-        mean, std = sample.mean(axis=(0, 2, 3)), sample.std(axis=(0, 2, 3))
         to = dict(device=self.device)
         self.train_x = torch.from_numpy(np.ascontiguousarray(train_x)).to(**to)
         self.train_y = torch.from_numpy(np.ascontiguousarray(train_y)).to(**to)
         self.test_x = torch.from_numpy(np.ascontiguousarray(arrays.test_x)).to(**to)
         self.test_y = torch.from_numpy(np.ascontiguousarray(arrays.test_y)).to(**to)
-        # x_norm = x_uint8 · scale + shift, per channel
-        self.scale = torch.tensor(1 / np.maximum(std, 1e-3), dtype=torch.float32, **to)
-        self.shift = torch.tensor(-mean / np.maximum(std, 1e-3), dtype=torch.float32, **to)
-        self.pad, self.flip = datasets.get(arrays.name).augmentation(arrays.train_x.shape[-1])
+        self._set_side_stats()
         # labels run 0..num_classes-1; a model needs at least that many outputs
         self.num_classes = int(max(train_y.max(initial=0), arrays.test_y.max(initial=0))) + 1
+        self._sides = {}  # resized copies by side (`resized`)
+
+    def _set_side_stats(self) -> None:
+        """Per-channel mean/std of the training images (x_norm = x_uint8 · scale + shift) and
+        the augmentation at their side."""
+        x = self.train_x[:: max(1, len(self.train_x) // 10_000)]  # ≤ 20k images
+        sample = x.cpu().numpy().astype(np.float64)
+        mean, std = sample.mean(axis=(0, 2, 3)), sample.std(axis=(0, 2, 3))
+        to = dict(device=self.device)
+        self.scale = torch.tensor(1 / np.maximum(std, 1e-3), dtype=torch.float32, **to)
+        self.shift = torch.tensor(-mean / np.maximum(std, 1e-3), dtype=torch.float32, **to)
+        self.pad, self.flip = datasets.get(self.name).augmentation(self.train_x.shape[-1])
+
+    def resized(self, side: int) -> DeviceData:
+        """This data with every image resized to side×side (bilinear, antialiased, back to
+        uint8) on its device: what a model drawn at a smaller resolution sees. Built once per
+        side and kept; labels are shared."""
+        if side == self.image_shape[1]:
+            return self
+        if side > self.image_shape[1]:
+            raise DseError(f"models for {side}×{side} inputs cannot train on {self.name}, "
+                           f"whose images are {self.image_shape[1]}×{self.image_shape[2]}; "
+                           "a space samples resolutions up to its data's")
+        if side not in self._sides:
+            out = copy.copy(self)
+            out._sides = {}
+            nbytes = (len(self.train_x) + len(self.test_x)) * self.image_shape[0] * side * side
+            check_fits(nbytes, self.device, f"{self.name} at {side}×{side}")
+            out.train_x, out.test_x = _resize(self.train_x, side), _resize(self.test_x, side)
+            out._set_side_stats()
+            self._sides[side] = out
+        return self._sides[side]
 
     @property
     def n_train(self) -> int:

@@ -195,7 +195,7 @@ def check(config: dict, path) -> Experiment:
     data_dir = _opt_str(err, "data_dir", config.get("data_dir"))
     options = _train(err, config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
-    claims = _claims(err, config.get("expect") or [], names, path.parent)
+    claims = _claims(err, config.get("expect") or [], names, path.parent, args)
     rounds = 0
     if refine is not None:
         rounds = _int(err, "refine.rounds", refine.get("rounds", 2), 1)
@@ -370,7 +370,7 @@ def _claim_space(err, key, v, names, base: Path) -> str:
     return f"{name}@{store}"
 
 
-def _claims(err, value, names, base: Path) -> list[Claim]:
+def _claims(err, value, names, base: Path, args) -> list[Claim]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
@@ -386,8 +386,9 @@ def _claims(err, value, names, base: Path) -> list[Claim]:
             raise err(key, str(e)) from None
         c = replace(c, a=_claim_space(err, key, c.a, names, base),
                     b=_claim_space(err, key, c.b, names, base) if c.b is not None else None)
-        if c.param is not None:
-            kind = spaces.load(c.a.partition("@")[0]).kind
+        if c.param is not None:  # the space as listed (a name, alias or file), or another store's
+            kind = spaces.load(args[names.index(c.a)] if c.a in names
+                               else c.a.partition("@")[0]).kind
             if c.param not in param_table(kind):
                 raise err(key, f"{c.param!r} is not a parameter of {c.a}; choose from "
                           f"{', '.join(param_table(kind))}")

@@ -37,8 +37,9 @@ from dse.errors import DseError
 from dse.files import write_atomic
 from dse.method.claims import one_sided
 from dse.space import definition as spaces
+from dse.space import regnet
 from dse.space.definition import Space
-from dse.store.schema import DEFINITION_KEYS
+from dse.store.schema import definition
 
 MIN_MODELS = 12           # fewer finished models: nothing can be said
 PERMUTATIONS = 4999
@@ -63,7 +64,8 @@ def _candidates(space: Space, pop: pd.DataFrame, half: np.ndarray, frac: float, 
         arr = {p: _stage_matrix(pop[c], S) for p, c in (("d", "ds"), ("w", "ws"),
                                                           ("b", "bs"), ("g", "gs"))}
         for p in ("b", "g"):
-            if p not in space.shared and space.params[p].size > 1 and S > 1:
+            if p in space.params and p not in space.shared and space.params[p].size > 1 \
+                    and S > 1:
                 distinct = np.array([len(set(r)) for r in arr[p]], dtype=float)
                 out.append((f"share {p} across stages", {"shared": [p]},
                             1 - (distinct - 1) / (S - 1), None))
@@ -74,23 +76,24 @@ def _candidates(space: Space, pop: pd.DataFrame, half: np.ndarray, frac: float, 
                             None))
         # a stage whose group width is its bottleneck width was capped there: any g drawn at
         # least as large builds the same stage, so a constraint on g keeps it
-        capped = {"g": arr["g"] == arr["w"] // arr["b"]}
+        capped = {"g": arr["g"] == regnet.bottleneck(arr["w"], arr["b"])}
         for p in ("b", "g"):
-            d = space.params[p]
-            if d.size > 1:
+            d = space.params.get(p)
+            if d is not None and d.size > 1:
                 for v in d.values:
                     obey = (arr[p] == v) | (capped[p] & (arr[p] < v)) if p in capped \
                         else arr[p] == v
                     out.append((f"fix {p} = {_num(v)}", {"params": {p: _num(v)}},
                                 obey.mean(1), None))
-        for p in ("d", "w", "b", "g"):
+        for p in (p for p in ("d", "w", "b", "g") if p in space.params):
             c = _narrow(space, p, arr[p], e, half, frac, rng, capped.get(p))
             if c:
                 out.append(c)
         if space.params["w"].size > 1:
             out.append(_linear_rule(space, pop, rng))
+        out += _bottleneck_not_inverted(space, arr["b"])
     else:
-        for p, col in REGNET_COLS.items():
+        for p, col in ((p, c) for p, c in REGNET_COLS.items() if p in space.params):
             x = pop[col].to_numpy(dtype=float)[:, None]
             d = space.params[p]
             if d.size > 1 and p in ("g", "b", "d") and d.size <= 16:
@@ -100,6 +103,34 @@ def _candidates(space: Space, pop: pd.DataFrame, half: np.ndarray, frac: float, 
             c = _narrow(space, p, x, e, half, frac, rng)
             if c:
                 out.append(c)
+        if "b" in space.params:
+            out += _bottleneck_not_inverted(space, pop["b"].to_numpy(dtype=float)[:, None])
+    return out + _fix_choices(space, pop)
+
+
+def _bottleneck_not_inverted(space: Space, b: np.ndarray) -> list:
+    """b ≥ 1 (DDS §4: the inverted bottleneck, b < 1, degrades), where the space has both."""
+    values = space.params["b"].values
+    if not (values.min() < 1 <= values.max()):
+        return []
+    cfg = space.config["params"]["b"]
+    keep = [_num(v) for v in values if v >= 1]
+    new = ({**cfg, "low": 1} if isinstance(cfg, dict) and cfg.get("dist") == "power2"
+           else {"dist": "choice", "values": keep})
+    return [("keep b ≥ 1 (no inverted bottleneck)", {"params": {"b": new}},
+             (b >= 1).mean(1), None)]
+
+
+def _fix_choices(space: Space, pop: pd.DataFrame) -> list:
+    """Fix the block type, the activation or the resolution where the space draws several."""
+    out = []
+    choices = {**space.categorical}
+    if space.resolution is not None and space.resolution.size > 1:
+        choices["resolution"] = tuple(_num(v) for v in space.resolution.values)
+    for key, values in choices.items():
+        col = pop[key].to_numpy()
+        for v in values:
+            out.append((f"fix {key} = {v}", {key: v}, (col == v).astype(float), None))
     return out
 
 
@@ -150,7 +181,7 @@ def _linear_rule(space: Space, pop: pd.DataFrame, rng):
     rule = {"kind": "regnet",
             "params": {"d": {"dist": "uniform", "low": int(depth.min()),
                              "high": int(max(depth.max(), depth.min() + 1)), "q": 1},
-                       **LINEAR_RULE, "g": base["g"], "b": base["b"]}}
+                       **LINEAR_RULE, **{p: base[p] for p in ("g", "b") if p in base}}}
     med = float(np.nanmedian(e_fit))
     score = np.where(np.isnan(e_fit), np.nan, (e_fit <= med).astype(float))
     return ("replace free widths by the quantized linear rule (e_fit below the median "
@@ -290,7 +321,7 @@ def _summary(r: Refinement) -> str:
 
 
 def _definition(space: Space) -> dict:
-    return {k: space.config.get(k) for k in DEFINITION_KEYS}
+    return definition(space.config)
 
 
 def space_file(space: Space, candidate: Refinement, name: str) -> dict:

@@ -66,15 +66,17 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch) -> Ou
 def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
                     on_epoch) -> list[Outcome]:
     """Train jobs on one CUDA device at once, one stream each, group by group of the same
-    data; an exception fails the group it hit (fatal after a sticky CUDA error)."""
+    data and input resolution; an exception fails the group it hit (fatal after a sticky
+    CUDA error)."""
+    from dse.data.device import at_resolution
     from dse.train import multistream as concurrent
 
     outcomes = {}
-    for ref in dict.fromkeys(j.data for j in jobs):
-        group = [k for k, j in enumerate(jobs) if j.data == ref]
+    for ref, side in dict.fromkeys((j.data, j.task.resolution) for j in jobs):
+        group = [k for k, j in enumerate(jobs) if (j.data, j.task.resolution) == (ref, side)]
         t0 = time.perf_counter()
         try:
-            data = cache.get(ref, options.recipe.train_subset)
+            data = at_resolution(cache.get(ref, options.recipe.train_subset), side)
             got = concurrent.train_together(
                 [(jobs[k].spec, jobs[k].task) for k in group], data, options.recipe,
                 amp=options.amp, channels_last=bool(options.channels_last),

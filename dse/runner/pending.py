@@ -29,9 +29,20 @@ def jobs_of(store: Store, space: str, retry_failed: bool = False,
         if not needs_training(stored.get(r["model_id"]), retry_failed):
             continue
         spec, task = from_row(r)
-        data = DataRef(r["dataset"], None if root is None else str(root), task.resolution)
+        data = DataRef(r["dataset"], None if root is None else str(root),
+                       _data_resolution(r, task))
         out.append(Job(space, r["model_id"], data, spec, task, int(r["flops"])))
     return out
+
+
+def _data_resolution(row: dict, task) -> int:
+    """The side of the images a model's data is loaded at: the dataset's, resized to the
+    model's own resolution on the device (dse.data.device); a streamed dataset is decoded
+    at the model's resolution directly."""
+    if datasets.get(row["dataset"]).stream:
+        return task.resolution
+    side = row.get("data_resolution")
+    return task.resolution if side is None or side != side else int(side)
 
 
 def select_spaces(store: Store, names=(), data_dir: str | None = None) -> list[str]:
@@ -63,7 +74,9 @@ def select_spaces(store: Store, names=(), data_dir: str | None = None) -> list[s
             _check_folder(store, s, data_dir)
             continue
         r, task = m.iloc[0], datasets.task(ds)
-        if (int(r.resolution), r.stem, int(r.in_channels), int(r.num_classes)) != \
+        side = r.resolution if r.data_resolution is None or r.data_resolution != \
+            r.data_resolution else r.data_resolution
+        if (int(side), r.stem, int(r.in_channels), int(r.num_classes)) != \
                 (task.resolution, task.stem, task.in_channels, task.num_classes):
             raise DseError(f"space {s!r}: its models' task does not match {ds}")
     return list(models)

@@ -7,6 +7,8 @@ override; name, alias, title and adds belong to the file itself and are not inhe
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -16,11 +18,22 @@ from pathlib import Path
 import yaml
 
 from dse.errors import DseError, out_of_bounds
+from dse.space import blocks as btypes
 from dse.space import dists as rand
+from dse.space.checks import (
+    GROUPS,
+    PARAMS,
+    choices,
+    one_of,
+    params_of,
+    positive_int,
+    resolution_of,
+    stage_range,
+)
 
-PARAMS = {"anynet": ("d", "w", "b", "g"), "regnet": ("d", "w0", "wa", "wm", "g", "b")}
 KEYS = {"name", "alias", "title", "adds", "kind", "stages", "se_ratio", "params", "shared",
-        "non_decreasing", "extends"}
+        "non_decreasing", "extends", "block", "activation", "first_stride", "stem_w",
+        "resolution"}
 OWN = ("name", "alias", "title", "adds")  # not inherited through `extends`
 ACCUMULATE = ("shared", "non_decreasing")
 
@@ -58,14 +71,33 @@ class Space:
     extends: str | None = None
     source: str = ""
     config: dict = field(default_factory=dict)  # the resolved YAML mapping, for provenance
+    blocks: tuple = (btypes.DEFAULT,)       # block types, each equally likely (dse.space.blocks)
+    activations: tuple = (btypes.DEFAULT_ACTIVATION,)  # activations, each equally likely
+    first_stride: int = 2                   # stride of the first stage (NDS's CIFAR nets: 1)
+    stem_w: int = 32
+    resolution: rand.Dist | None = None     # input sides to draw; None: the dataset's
+    min_stages: int | None = None           # RegNet: fewest stages a sample may have
+
+    @property
+    def stage_range(self) -> tuple[int, int]:
+        """(fewest, most) stages of a sample: `stages` for an AnyNet space."""
+        return (self.min_stages or self.stages), self.stages
+
+    @property
+    def categorical(self) -> dict:
+        """The non-numeric choices a model draws: block and activation, when several."""
+        return {k: v for k, v in (("block", self.blocks), ("activation", self.activations))
+                if len(v) > 1}
 
     @property
     def dof(self) -> int:
         """Degrees of freedom: free parameters, per stage unless shared (AnyNet)."""
         free = [k for k, d in self.params.items() if d.size > 1]
+        extra = len(self.categorical) + (self.resolution is not None and self.resolution.size > 1)
+        extra += self.stage_range[0] != self.stage_range[1]
         if self.kind == "regnet":
-            return len(free)
-        return sum(1 if k in self.shared else self.stages for k in free)
+            return len(free) + extra
+        return sum(1 if k in self.shared else self.stages for k in free) + extra
 
     @property
     def log10_size(self) -> float:
@@ -80,10 +112,26 @@ class Space:
                 total += math.log10(math.comb(n + self.stages - 1, self.stages))
             else:
                 total += self.stages * math.log10(n)
-        return total
+        choices = [len(v) for v in self.categorical.values()]
+        if self.resolution is not None:
+            choices.append(self.resolution.size)
+        lo, hi = self.stage_range
+        return total + sum(math.log10(c) for c in choices) + math.log10(hi - lo + 1)
 
 
 def _read(path: Path) -> dict:
+    """The mapping of one space file (parsed once per version of the file: a lookup by
+    alias or the order of the built-ins reads every file)."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise DseError(f"cannot read space file {path}: {e.strerror}") from None
+    return copy.deepcopy(_parse(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(name: str, mtime_ns: int, size: int) -> dict:
+    path = Path(name)
     try:
         text = path.read_text()
     except OSError as e:
@@ -104,7 +152,18 @@ def _read(path: Path) -> dict:
 
 
 def _builtin_files() -> dict:
-    return {p.stem: p for p in sorted(spaces_dir().glob("*.yaml"))}
+    """The built-in space files by name: DDS's X spaces (four stages of X blocks) first, in
+    name order, then the others."""
+    return {p.stem: p for p in sorted(spaces_dir().glob("*.yaml"), key=_paper_first)}
+
+
+def _paper_first(path: Path) -> tuple:
+    try:
+        cfg = _merged(path)
+    except DseError:
+        return (2, path.stem)
+    x = cfg.get("block", btypes.DEFAULT) == btypes.DEFAULT and cfg.get("stages", 4) == 4
+    return (0 if x else 1, path.stem)
 
 
 def _resolve_path(name: str) -> Path:
@@ -162,6 +221,8 @@ def merge(base: dict, data: dict) -> dict:
     if "kind" in data and data["kind"] != base.get("kind"):
         for k in ("params", *ACCUMULATE):
             out.pop(k, None)
+    if "block" in data and data["block"] != base.get("block", btypes.DEFAULT):
+        _drop_inapplicable(out, data["block"])
     for k, v in data.items():
         if k == "params" and isinstance(v, dict) and isinstance(out.get("params"), dict):
             out["params"] = {**out["params"], **v}
@@ -170,6 +231,25 @@ def merge(base: dict, data: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def _drop_inapplicable(out: dict, block) -> None:
+    """A space that changes its block type inherits no b or g (nor constraints on them)
+    that the new block lacks: AnyNetX_A's ranges become AnyNetV's by `block: v` alone."""
+    names = block if isinstance(block, list) else [block]
+    known = [btypes.BLOCKS[b] for b in names if isinstance(b, str) and b in btypes.BLOCKS]
+    if not known:
+        return  # check() reports the unknown block
+    drop = set()
+    if not any(b.bottleneck for b in known):
+        drop.add("b")
+    if not any(b.groups for b in known):
+        drop |= {"g", GROUPS}
+    if isinstance(out.get("params"), dict):
+        out["params"] = {k: v for k, v in out["params"].items() if k not in drop}
+    for k in ACCUMULATE:
+        if isinstance(out.get(k), list):
+            out[k] = [p for p in out[k] if p not in drop]
 
 
 def derive(space: Space, diff: dict, name: str | None = None) -> Space:
@@ -197,30 +277,18 @@ def check(cfg: dict, where: str, source: str) -> Space:
     kind = cfg["kind"]
     if kind not in PARAMS:
         raise DseError(f"{where}: 'kind' must be one of {', '.join(PARAMS)} (got {kind!r})")
-    stages = cfg.get("stages", 4)
-    if why := out_of_bounds(stages, 1, 8, integer=True):
-        raise DseError(f"{where}: 'stages' {why}")
+    lo, hi = stage_range(cfg.get("stages", 4), kind, where)
     se = cfg.get("se_ratio", 0)
     if why := out_of_bounds(se, 0, 1, hi_open=True):
         raise DseError(f"{where}: 'se_ratio' {why}")
-    raw = cfg["params"]
-    if not isinstance(raw, dict):
-        raise DseError(f"{where}: 'params' must be a mapping of {', '.join(PARAMS[kind])}")
-    need = PARAMS[kind]
-    missing = [k for k in need if k not in raw]
-    extra = [k for k in raw if k not in need]
-    if missing or extra:
-        raise DseError(f"{where}: a {kind} space needs params {', '.join(need)}"
-                       + (f"; missing {', '.join(missing)}" if missing else "")
-                       + (f"; unknown {', '.join(map(str, extra))}" if extra else ""))
-    params = {k: rand.from_config(f"{where}: params.{k}", raw[k]) for k in need}
-    for k in ("d", "w", "b", "g", "w0"):
-        if k in params and not params[k].is_int:
-            raise DseError(f"{where}: params.{k} must take integer values")
-    if "w0" in params and any(v % 8 for v in params["w0"].values):
-        raise DseError(f"{where}: params.w0 must take multiples of 8")
-    if "wm" in params and params["wm"].values.min() <= 1:
-        raise DseError(f"{where}: params.wm must be greater than 1")
+    kinds = choices(cfg.get("block", btypes.DEFAULT), lambda b: btypes.get(b, where).name)
+    acts = choices(cfg.get("activation", btypes.DEFAULT_ACTIVATION),
+                    lambda a: btypes.activation(a, where))
+    types = [btypes.BLOCKS[b] for b in kinds]
+    if se and not any(b.se for b in types):
+        raise DseError(f"{where}: se_ratio does not apply to {', '.join(kinds)} blocks; SE goes "
+                       "with the bottleneck blocks x and r")
+    params = params_of(cfg["params"], kind, types, where)
     lists = {}
     for k in ACCUMULATE:
         v = cfg.get(k) or []
@@ -228,17 +296,22 @@ def check(cfg: dict, where: str, source: str) -> Space:
             raise DseError(f"{where}: '{k}' must be a list of parameter names")
         if v and kind == "regnet":
             raise DseError(f"{where}: '{k}' applies to anynet spaces only")
-        bad = [x for x in v if x not in PARAMS["anynet"]]
+        bad = [x for x in v if x not in params or x in ("w0", "wa", "wm")]
         if bad:
-            raise DseError(f"{where}: '{k}' names unknown parameter(s) {bad}; "
-                           f"allowed: {', '.join(PARAMS['anynet'])}")
+            raise DseError(f"{where}: '{k}' names unknown parameter(s) {bad}; allowed: "
+                           f"{', '.join(params)}")
         lists[k] = tuple(v)
     alias = cfg.get("alias")
-    return Space(name=sname, kind=kind, stages=stages, params=params, se_ratio=float(se),
+    return Space(name=sname, kind=kind, stages=hi, params=params, se_ratio=float(se),
                  alias=alias if isinstance(alias, str) else None,
                  title=str(cfg.get("title", sname)), adds=str(cfg.get("adds", "")),
                  shared=lists["shared"], non_decreasing=lists["non_decreasing"],
-                 extends=cfg.get("extends"), source=source, config=cfg)
+                 extends=cfg.get("extends"), source=source, config=cfg, blocks=kinds,
+                 activations=acts, first_stride=one_of(where, "first_stride",
+                                                        cfg.get("first_stride", 2), (1, 2)),
+                 stem_w=positive_int(where, "stem_w", cfg.get("stem_w", 32)),
+                 resolution=resolution_of(cfg.get("resolution"), where),
+                 min_stages=lo if lo != hi else None)
 
 
 def builtin() -> list[Space]:

@@ -94,9 +94,10 @@ def uniform(low: float, high: float, q: float) -> Dist:
     return Dist("uniform", values, mass / mass.sum())
 
 
-def power2(low: int, high: int) -> Dist:
-    """A power of two in [low, high], each equally likely."""
-    values = np.array([2**e for e in range(int(math.log2(low)), int(math.log2(high)) + 1)])
+def power2(low: float, high: float) -> Dist:
+    """A power of two in [low, high] (fractions too: 1/4, 1/2, 1, 2, 4), each equally
+    likely."""
+    values = np.array([2.0**e for e in range(round(math.log2(low)), round(math.log2(high)) + 1)])
     return Dist("power2", values.astype(float), np.full(len(values), 1 / len(values)))
 
 
@@ -147,6 +148,6 @@ def from_config(where: str, cfg) -> Dist:
         for name, v in (("low", low), ("high", high)):
             if v != 2 ** round(math.log2(v)):
                 raise DseError(f"{where}: power2 '{name}' must be a power of two (got {v:g})")
-        return power2(int(low), int(high))
+        return power2(low, high)
     q = _positive(where, "q", cfg["q"])
     return (log_uniform if kind == "log_uniform" else uniform)(low, high, q)

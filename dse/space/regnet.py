@@ -68,17 +68,38 @@ def stages_from_widths(ks: np.ndarray, w: np.ndarray, num_stages: int):
 
 
 def make_compatible(ws, bs, gs):
-    """Make widths compatible with bottleneck ratio b and group width g (pycls).
+    """Make widths compatible with bottleneck ratio b and group width g (pycls's
+    adjust_ws_gs_comp with bot_mul = 1/b; b may be fractional: b < 1 is an inverted
+    bottleneck).
 
-    v = max(1, w / b) is the bottleneck width; g' = min(g, v); v is rounded to the nearest
-    multiple of g' (half to even, at least g'); w = v · b. Returns (ws, bs, gs) with the
-    effective group widths g'. Arrays of any matching shape; integer outputs.
+    v = max(1, ⌊w / b⌋) is the bottleneck width; g' = min(g, v); v is rounded to the nearest
+    multiple of g' (half to even, at least g'); w = ⌊v · b⌋. A block then has w_b = round(w / b)
+    channels in w_b // g' groups (`bottleneck`), so the returned gs are the group widths
+    w_b / groups: g' itself whenever b is a whole number. Returns (ws, bs, gs) as arrays of
+    any matching shape (ws, gs integer; bs float); `buildable` says which can be built.
     """
-    ws, bs, gs = (np.asarray(x) for x in (ws, bs, gs))
+    ws, gs = np.asarray(ws), np.asarray(gs)
+    bs = np.asarray(bs, dtype=float)
     v = np.maximum(1, np.floor(ws / bs)).astype(np.int64)
-    g = np.minimum(gs, v).astype(np.int64)
+    g = np.maximum(1, np.minimum(gs, v)).astype(np.int64)
     v = np.maximum(g, np.round(v / g).astype(np.int64) * g)
-    return (v * bs).astype(np.int64), np.asarray(bs).astype(np.int64), g
+    w = np.floor(v * bs + 1e-9).astype(np.int64)  # v · b exactly when b is a whole number
+    wb = bottleneck(w, bs)
+    groups = np.maximum(1, wb // g)
+    return w, bs, np.maximum(1, wb // groups).astype(np.int64)
+
+
+def bottleneck(ws, bs) -> np.ndarray:
+    """The bottleneck width w_b = round(w / b) of each block (pycls: round(w · bot_mul))."""
+    return np.round(np.asarray(ws) / np.asarray(bs, dtype=float)).astype(np.int64)
+
+
+def buildable(ws, bs, gs) -> np.ndarray:
+    """Which compatible (w, b, g) make a block: w ≥ 1 and w_b a whole number of groups of g
+    (with b < 1 a width that is not a multiple of 1/b can leave w_b short of it)."""
+    ws, gs = np.asarray(ws), np.asarray(gs)
+    wb = bottleneck(ws, bs)
+    return (ws >= 1) & (wb >= 1) & (gs >= 1) & (wb % np.maximum(gs, 1) == 0)
 
 
 def regnet_stages(d, w0, wa, wm, q: int = Q):

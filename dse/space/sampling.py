@@ -12,15 +12,16 @@ ratios or group widths break them after compatibility rounding is drawn again.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from dse.errors import DseError
+from dse.space import blocks as btypes
 from dse.space import regnet
 from dse.space.complexity import cost_arrays
-from dse.space.definition import Space
-from dse.space.spec import AnyNetSpec, Task, model_id
+from dse.space.definition import GROUPS, Space
+from dse.space.spec import ONE_GROUP, AnyNetSpec, Task, model_id
 from dse.units import si
 
 BATCH = 8192
@@ -79,20 +80,26 @@ def parse_amount(s: str, what: str = "value", whole: str | None = None) -> float
 
 
 def _draw_anynet(space: Space, rng: np.random.Generator, n: int):
-    """(ds, ws, bs, gs) arrays of shape (n, S) for an AnyNet space, made compatible."""
+    """(ds, ws, bs, gs) arrays of shape (n, S) for an AnyNet space, before compatibility;
+    b and g that the space's blocks lack are 1 and one group."""
     out = {}
-    for k in ("d", "w", "b", "g"):
-        dist = space.params[k]
+    for k in ("d", "w", "b", "g", GROUPS):
+        dist = space.params.get(k)
+        if dist is None:
+            continue
         if k in space.shared:
             v = np.repeat(dist.draw(rng, (n, 1)), space.stages, axis=1)
         elif k in space.non_decreasing:
             v = dist.draw_non_decreasing(rng, n, space.stages)
         else:
             v = dist.draw(rng, (n, space.stages))
-        out[k] = v.astype(np.int64)
-    ws, bs, gs = regnet.make_compatible(out["w"], out["b"], out["g"])
-    ok = obeys(space, dict(d=out["d"], w=ws, b=bs, g=gs))
-    return np.where(ok[:, None], out["d"], 0), ws, bs, gs, {}
+        out[k] = v.astype(float if k == "b" else np.int64)
+    b = out.get("b", np.ones(out["w"].shape))
+    if GROUPS in out:  # NDS counts groups: the group width is w_b / groups
+        g = np.maximum(1, regnet.bottleneck(out["w"], b) // out[GROUPS])
+    else:
+        g = out.get("g", np.full(out["w"].shape, ONE_GROUP, dtype=np.int64))
+    return out["d"], out["w"], b, g, {}
 
 
 def obeys(space: Space, built: dict) -> np.ndarray:
@@ -114,19 +121,63 @@ def stream(seed: int, name: str) -> np.random.Generator:
 
 
 def _draw_regnet(space: Space, rng: np.random.Generator, n: int):
-    """(ds, ws, bs, gs) for a RegNet space plus its parameters; rows that do not have exactly
-    `space.stages` stages (or skip an exponent) get d = 0 everywhere and are dropped later."""
-    p = {k: space.params[k].draw(rng, n) for k in ("d", "w0", "wa", "wm", "g", "b")}
+    """(ds, ws, bs, gs) for a RegNet space, before compatibility, plus its parameters; rows
+    whose stage count is outside the space's range (or that skip an exponent) get d = 0
+    everywhere and are dropped later. Arrays have the most stages allowed; a sample with
+    fewer has d = 0 after its last stage."""
+    p = {k: space.params[k].draw(rng, n) for k in ("d", "w0", "wa", "wm", "g", "b")
+         if k in space.params}
     gen = regnet.quantized_widths(p["d"], p["w0"], p["wa"], p["wm"])
-    ok = (gen.num_stages == gen.total_stages) & (gen.total_stages == space.stages)
-    ds, ws = regnet.stages_from_widths(gen.ks, gen.w, space.stages)
+    lo, S = space.stage_range
+    ok = (gen.num_stages == gen.total_stages) & (gen.total_stages >= lo) \
+        & (gen.total_stages <= S)
+    ds, ws = regnet.stages_from_widths(gen.ks, gen.w, S)
     ds = np.where(ok[:, None], ds, 0)
-    ws = np.where(ok[:, None], ws, 8)
-    S = space.stages
-    g = np.repeat(p["g"].astype(np.int64)[:, None], S, axis=1)
-    b = np.repeat(p["b"].astype(np.int64)[:, None], S, axis=1)
-    ws, bs, gs = regnet.make_compatible(ws, b, g)
-    return ds, ws, bs, gs, p
+    ws = np.where(ok[:, None] & (ds > 0), ws, 8)  # absent stages: any width, d = 0
+    g = np.repeat(p.get("g", np.full(n, ONE_GROUP)).astype(np.int64)[:, None], S, axis=1)
+    b = np.repeat(p.get("b", np.ones(n)).astype(float)[:, None], S, axis=1)
+    return ds, ws, b, g, p
+
+
+def _neutral(block: np.ndarray, b: np.ndarray, g: np.ndarray):
+    """b = 1 for models whose block has no bottleneck, one group where it has no groups."""
+    for name in set(block.tolist()):
+        bt, rows = btypes.get(name), block == name
+        if not bt.bottleneck:
+            b = np.where(rows[:, None], 1.0, b)
+        if not bt.groups:
+            g = np.where(rows[:, None], ONE_GROUP, g)
+    return b, g
+
+
+def _choose(values: tuple, rng: np.random.Generator, n: int):
+    """One of the values per model, each equally likely; no draw when there is one value
+    (so spaces without such a choice sample exactly as before it existed)."""
+    if len(values) == 1:
+        return np.full(n, values[0], dtype=object)
+    return np.asarray(values, dtype=object)[rng.integers(0, len(values), n)]
+
+
+def _resolutions(space: Space, task: Task, rng: np.random.Generator, n: int) -> np.ndarray:
+    """The input side of each model: drawn where the space samples it, else the task's."""
+    if space.resolution is None:
+        return np.full(n, task.resolution, dtype=np.int64)
+    top = int(space.resolution.values.max())
+    if top > task.resolution:
+        raise DseError(f"{space.name} samples resolutions up to {top} px, above the "
+                       f"{task.resolution}×{task.resolution} images of its data; models see "
+                       "the images resized down, so allow at most "
+                       f"{task.resolution}")
+    return space.resolution.draw(rng, n).astype(np.int64)
+
+
+def _spec(space: Space, ds, ws, bs, gs, block: str, act: str) -> AnyNetSpec:
+    """The spec of one drawn model, without the absent stages after its last one (RegNet)."""
+    keep = len(ds) if space.kind == "anynet" else int(np.count_nonzero(ds))
+    se = space.se_ratio if btypes.get(block).se else 0.0
+    return AnyNetSpec(tuple(ds[:keep].tolist()), tuple(ws[:keep].tolist()),
+                      tuple(bs[:keep].tolist()), tuple(gs[:keep].tolist()), se, space.stem_w,
+                      block, act, space.first_stride)
 
 
 def sample(space: Space, n: int, task: Task, flops: Window = Window(),
@@ -134,10 +185,13 @@ def sample(space: Space, n: int, task: Task, flops: Window = Window(),
            exclude=frozenset(), max_draws: int = MAX_DRAWS) -> list[dict]:
     """Draw n distinct models whose complexity lies in every window.
 
-    Returns rows (dicts) with the architecture (ds, ws, bs, gs; RegNet params d, w0, wa, wm,
-    group_w, b), complexity and model_id. Models whose id is in `exclude` are skipped, so
-    sampling into an existing population adds new models. Raises DseError naming the windows
-    when n models are not found within `max_draws` candidates.
+    Returns rows (dicts) with the architecture (ds, ws, bs, gs, block, activation,
+    first_stride, resolution; RegNet params d, w0, wa, wm, group_w, b), complexity and
+    model_id. A space that samples the resolution draws each model's input side (at most the
+    task's: the data is resized down); its complexity is counted at that side. Models whose
+    id is in `exclude` are skipped, so sampling into an existing population adds new models.
+    Raises DseError naming the windows when n models are not found within `max_draws`
+    candidates.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DseError(f"the number of models must be a positive integer (got {n!r})")
@@ -146,29 +200,40 @@ def sample(space: Space, n: int, task: Task, flops: Window = Window(),
     rows, seen, draws, in_window = [], set(exclude), 0, 0
     flops_seen = []
     while len(rows) < n and draws < max_draws and (in_window or draws < GIVE_UP):
-        ds, ws, bs, gs, p = draw(space, rng, BATCH)
+        ds, w, b, g, p = draw(space, rng, BATCH)
+        block = _choose(space.blocks, rng, BATCH)
+        act = _choose(space.activations, rng, BATCH)
+        res = _resolutions(space, task, rng, BATCH)
+        ws, bs, gs = regnet.make_compatible(w, *_neutral(block, b, g))
         draws += BATCH
-        total, *_ = cost_arrays(ds, ws, bs, gs, task, space.se_ratio)
-        valid = ds.sum(axis=1) > 0
+        total, *_ = cost_arrays(ds, ws, bs, gs, task, space.se_ratio, space.stem_w,
+                                block if len(space.blocks) > 1 else space.blocks[0],
+                                space.first_stride, res)
+        valid = (ds.sum(axis=1) > 0) & (regnet.buildable(ws, bs, gs) | (ds == 0)).all(axis=1)
+        if space.kind == "anynet":  # constraints hold on the built widths, b and g
+            valid &= obeys(space, dict(d=ds, w=ws, b=bs, g=gs))
         if len(flops_seen) < 8:
             flops_seen.append(total.flops[valid][:256])
         keep = valid & flops.contains(total.flops) & params.contains(total.params) \
             & acts.contains(total.acts)
         in_window += int(keep.sum())
         for i in np.flatnonzero(keep):
-            spec = AnyNetSpec(tuple(ds[i].tolist()), tuple(ws[i].tolist()),
-                              tuple(bs[i].tolist()), tuple(gs[i].tolist()), space.se_ratio)
-            mid = model_id(spec, task)
+            spec = _spec(space, ds[i], ws[i], bs[i], gs[i], str(block[i]), str(act[i]))
+            mid = model_id(spec, replace(task, resolution=int(res[i])))
             if mid in seen:
                 continue
             seen.add(mid)
             row = dict(model_id=mid, ds=list(spec.ds), ws=list(spec.ws), bs=list(spec.bs),
                        gs=list(spec.gs), se_ratio=spec.se_ratio, stem_w=spec.stem_w,
                        flops=int(total.flops[i]), params=int(total.params[i]),
-                       acts=int(total.acts[i]))
+                       acts=int(total.acts[i]), block=spec.block, activation=spec.activation,
+                       first_stride=spec.first_stride, resolution=int(res[i]),
+                       data_resolution=task.resolution)
             if space.kind == "regnet":
                 row.update(d=int(p["d"][i]), w0=int(p["w0"][i]), wa=float(p["wa"][i]),
-                           wm=float(p["wm"][i]), group_w=int(p["g"][i]), b=int(p["b"][i]))
+                           wm=float(p["wm"][i]),
+                           group_w=int(p["g"][i]) if "g" in p else None,
+                           b=float(p["b"][i]) if "b" in p else 1.0)
             rows.append(row)
             if len(rows) == n:
                 break

@@ -36,7 +36,7 @@ from dse.space.regimes import Regime
 from dse.store import results
 from dse.store.paths import Layout
 from dse.store.results import DAMAGED, Compaction, Damaged, why
-from dse.store.schema import DEFINITION_KEYS, MODELS_SCHEMA, RESULTS_SCHEMA
+from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, definition, upgrade_models
 
 __all__ = ["DAMAGED", "DEFAULT_STORE", "Compaction", "Damaged", "Store", "needs_training",
            "write_atomic", "write_output"]
@@ -106,7 +106,7 @@ class Store(Layout):
         path = self.models_path(space)
         if not path.exists():
             return MODELS_SCHEMA.empty_table().to_pandas()[columns or MODELS_SCHEMA.names]
-        table = _conform(_read_table(path), MODELS_SCHEMA)
+        table = _conform(upgrade_models(_read_table(path)), MODELS_SCHEMA)
         return (table.select(columns) if columns else table).to_pandas()
 
     def resolve(self, name: str) -> str:
@@ -169,7 +169,7 @@ class Store(Layout):
     def _add_models(self, space, dataset, task, rows, seed, data, regime):
         d, spec_path = self.space_dir(space.name), self.definition_path(space.name)
         with self.lock(space.name):
-            config = {k: space.config.get(k) for k in DEFINITION_KEYS}
+            config = definition(space.config)
             task_rec = {k: getattr(task, k) for k in ("resolution", "stem", "in_channels",
                                                       "num_classes")}
             if spec_path.exists():
@@ -199,7 +199,7 @@ class Store(Layout):
             new = pd.DataFrame([{
                 **{f.name: None for f in MODELS_SCHEMA},
                 **r, "space": space.name, "kind": space.kind, "dataset": dataset,
-                "resolution": task.resolution, "stem": task.stem,
+                "resolution": r.get("resolution", task.resolution), "stem": task.stem,
                 "in_channels": task.in_channels, "num_classes": task.num_classes,
                 "seed": seed, "sample_index": len(old) + i, "sampled_at": now,
                 "dse_version": __version__, **_regime_columns(regime)}

@@ -10,9 +10,12 @@ MODELS_SCHEMA = pa.schema([
     ("model_id", pa.string()),      # 16 hex of sha1(architecture + task)
     ("space", pa.string()),
     ("kind", pa.string()),          # anynet | regnet
-    ("ds", _ints), ("ws", _ints), ("bs", _ints), ("gs", _ints),  # per stage, after rounding
+    # per stage, after rounding; bs are floats since b may be fractional (0.25: an inverted
+    # bottleneck; stores written before hold integers, read the same); blocks without a
+    # bottleneck have b = 1, blocks without groups g = w_b (one group)
+    ("ds", _ints), ("ws", _ints), ("bs", pa.list_(pa.float64())), ("gs", _ints),
     ("d", pa.int64()), ("w0", pa.int64()), ("wa", pa.float64()), ("wm", pa.float64()),
-    ("group_w", pa.int64()), ("b", pa.int64()),  # RegNet parameters; null for AnyNet
+    ("group_w", pa.int64()), ("b", pa.float64()),  # RegNet parameters; null for AnyNet
     ("se_ratio", pa.float64()),
     ("stem_w", pa.int64()),
     ("flops", pa.int64()), ("params", pa.int64()), ("acts", pa.int64()),
@@ -26,11 +29,44 @@ MODELS_SCHEMA = pa.schema([
     # "1.5M:2M", or `dse sample --regime NAME`) and that flops window (null: an open side).
     # Null in stores sampled before regimes were recorded: read as the regime "base".
     ("regime", pa.string()), ("regime_lo", pa.float64()), ("regime_hi", pa.float64()),
+    # added with block types (docs/store.md); stores written before read as the defaults
+    ("block", pa.string()),            # x | r | v | vr | basic | plain (dse.space.blocks)
+    ("activation", pa.string()),       # relu | silu
+    ("first_stride", pa.int64()),      # stride of the first stage: 2, or 1 (NDS's CIFAR nets)
+    ("data_resolution", pa.int64()),   # side of the dataset's images; `resolution` (the
+                                       # model's input) is smaller when the space samples it
 ])
+
+# Columns added since the first stores, with the value they stood for before they existed
+# (None: the model's own `resolution`).
+ADDED_MODEL_COLUMNS = {"block": "x", "activation": "relu", "first_stride": 2,
+                       "data_resolution": None}
+
+
+def upgrade_models(table: pa.Table) -> pa.Table:
+    """A models table with every column of MODELS_SCHEMA: columns added after it was written
+    take their old meaning (x blocks, ReLU, stride 2, the data's resolution)."""
+    for name, value in ADDED_MODEL_COLUMNS.items():
+        if name in table.column_names:
+            continue
+        field = MODELS_SCHEMA.field(name)
+        col = (table.column("resolution") if value is None
+               else pa.array([value] * table.num_rows, type=field.type))
+        table = table.append_column(field, col)
+    return table
 
 
 # What makes two definitions of a space the same population (titles may change freely).
 DEFINITION_KEYS = ("kind", "stages", "se_ratio", "params", "shared", "non_decreasing")
+# Keys added with block types: part of a definition only where a space sets them, so the
+# definitions recorded by older stores stay equal to their spaces'.
+OPTIONAL_DEFINITION_KEYS = ("block", "activation", "first_stride", "stem_w", "resolution")
+
+
+def definition(config: dict) -> dict:
+    """The part of a space's resolved mapping that makes its population what it is."""
+    return {**{k: config.get(k) for k in DEFINITION_KEYS},
+            **{k: config[k] for k in OPTIONAL_DEFINITION_KEYS if k in config}}
 
 
 # ---- one Parquet file per trained model ----------------------------------------------------

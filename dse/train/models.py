@@ -1,10 +1,11 @@
-"""Torch networks for AnyNet/RegNet specs: stem, X/Y blocks, head, pycls initialization.
+"""Torch networks for AnyNet/RegNet specs: stem, blocks of any type, head, pycls init.
 
 RegNets are built through their AnyNetSpec (dse.space.spec.parse_spec / the sampler), so one
 builder serves every space, and its parameter count equals dse.space.complexity's. Module names
-follow pycls/timm: `stem`, stages `s1`, `s2`, … of blocks `b1`, `b2`, …, and `head`; a block
-is `f.a` (1×1), `f.b` (3×3 group conv), `f.se` (Y only), `f.c` (1×1, the final BN) and
-`proj` (shortcut), each conv unit `conv`, `bn` (and `relu`), e.g. `s1.b1.f.c.bn.weight`.
+follow pycls/timm: `stem`, stages `s1`, `s2`, … of blocks `b1`, `b2`, …, and `head`; an X
+block is `f.a` (1×1), `f.b` (3×3 group conv), `f.se` (Y only), `f.c` (1×1, the final BN) and
+`proj` (shortcut), each conv unit `conv`, `bn` (and `relu`, whatever the activation), e.g.
+`s1.b1.f.c.bn.weight`; the other block types name their 3×3 convs `f.a`, `f.b` (`Block`).
 """
 
 from __future__ import annotations
@@ -15,30 +16,36 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from dse.space import blocks, regnet
 from dse.space.spec import AnyNetSpec, Task
 
 
+def activation(name: str) -> nn.Module:
+    """The block's nonlinearity: ReLU, or SiLU (Swish, DDS App. B)."""
+    return nn.SiLU(inplace=True) if name == "silu" else nn.ReLU(inplace=True)
+
+
 class ConvBN(nn.Sequential):
-    """k×k conv (no bias, padding k // 2) → BN, then ReLU unless relu=False."""
+    """k×k conv (no bias, padding k // 2) → BN, then the activation `act` unless None."""
 
     def __init__(self, w_in: int, w_out: int, k: int = 1, stride: int = 1, groups: int = 1,
-                 relu: bool = True):
+                 act: str | None = "relu"):
         super().__init__()
         self.conv = nn.Conv2d(w_in, w_out, k, stride=stride, padding=k // 2, groups=groups,
                               bias=False)
         self.bn = nn.BatchNorm2d(w_out)
-        if relu:
-            self.relu = nn.ReLU(inplace=True)
+        if act:
+            self.relu = activation(act)  # named `relu` for any activation: stable state keys
 
 
 class SE(nn.Module):
-    """Squeeze-and-Excitation: pool → 1×1 conv (w → w_se) → ReLU → 1×1 conv → sigmoid → scale."""
+    """Squeeze-and-Excitation: pool → 1×1 conv (w → w_se) → act → 1×1 conv → sigmoid → scale."""
 
-    def __init__(self, w: int, w_se: int):
+    def __init__(self, w: int, w_se: int, act: str = "relu"):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(w, w_se, 1, bias=True)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = activation(act)
         self.fc2 = nn.Conv2d(w_se, w, 1, bias=True)
         self.sigmoid = nn.Sigmoid()
 
@@ -47,43 +54,64 @@ class SE(nn.Module):
 
 
 class Block(nn.Module):
-    """X block (residual bottleneck with group conv); with se_ratio > 0 the Y block.
+    """One block of any type (dse.space.blocks); f holds its convs in order:
 
-    f: a 1×1 (w_in → w_b) → b 3×3 group conv with the stride (groups = w_b / g) → [se] →
-    c 1×1 (w_b → w_out) with the final BN; identity shortcut, or proj (1×1 conv + BN) when
-    the shape changes; ReLU after the add.
+    x, r   a 1×1 (w_in → w_b) → b 3×3 group conv with the stride (groups = w_b / g; one for
+           r) → [se] → c 1×1 (w_b → w_out), the final BN
+    v, vr  a 3×3 conv with the stride (vr: its BN is the final one)
+    basic  a 3×3 with the stride → b 3×3 (the final BN)
+    plain  a 3×3 with the stride → b 3×3, each followed by the activation
+
+    A residual block adds its input back (identity, or `proj`: 1×1 conv + BN when the shape
+    changes) and applies the activation after the add.
     """
 
-    def __init__(self, w_in: int, w_out: int, stride: int, b: int, g: int, se_ratio: float):
+    def __init__(self, w_in: int, w_out: int, stride: int, b: float, g: int, se_ratio: float,
+                 block: str = "x", act: str = "relu"):
         super().__init__()
-        w_b = w_out // b
-        f = {"a": ConvBN(w_in, w_b), "b": ConvBN(w_b, w_b, 3, stride, groups=w_b // g)}
-        if se_ratio:
-            f["se"] = SE(w_b, round(se_ratio * w_in))
-        f["c"] = ConvBN(w_b, w_out, relu=False)
+        bt = blocks.get(block)
+        if bt.bottleneck:
+            w_b = int(regnet.bottleneck(w_out, b))
+            f = {"a": ConvBN(w_in, w_b, act=act),
+                 "b": ConvBN(w_b, w_b, 3, stride, groups=w_b // g, act=act)}
+            if se_ratio:
+                f["se"] = SE(w_b, round(se_ratio * w_in), act)
+            f["c"] = ConvBN(w_b, w_out, act=None)
+        else:  # a residual block activates after the add, so its last conv has no act
+            last = None if bt.residual else act
+            if bt.convs == 1:
+                f = {"a": ConvBN(w_in, w_out, 3, stride, act=last)}
+            else:
+                f = {"a": ConvBN(w_in, w_out, 3, stride, act=act),
+                     "b": ConvBN(w_out, w_out, 3, act=last)}
         self.f = nn.Sequential(OrderedDict(f))
-        self.proj = (ConvBN(w_in, w_out, 1, stride, relu=False)
-                     if (w_in != w_out or stride != 1) else None)
-        self.relu = nn.ReLU(inplace=True)
+        self.residual = bt.residual
+        self.proj = (ConvBN(w_in, w_out, 1, stride, act=None)
+                     if bt.residual and (w_in != w_out or stride != 1) else None)
+        self.relu = activation(act) if bt.residual else None
 
     @property
-    def final_bn(self) -> nn.BatchNorm2d:
-        """The BN closing f (f.c.bn), the one zero_init_final_gamma starts at γ = 0."""
-        return self.f.c.bn
+    def final_bn(self) -> nn.BatchNorm2d | None:
+        """The BN closing f of a residual block (the one zero_init_final_gamma starts at
+        γ = 0); None for a block without a residual."""
+        return self.f[-1].bn if self.residual else None
 
     def forward(self, x):
+        if not self.residual:
+            return self.f(x)
         shortcut = self.proj(x) if self.proj is not None else x
         return self.relu(shortcut + self.f(x))
 
 
 class Stage(nn.Sequential):
-    """d blocks b1 … bd of width w; b1 has stride 2 and takes w_in."""
+    """d blocks b1 … bd of width w; b1 has the stage's stride and takes w_in."""
 
-    def __init__(self, w_in: int, w: int, d: int, b: int, g: int, se_ratio: float):
+    def __init__(self, w_in: int, w: int, d: int, stride: int, b: float, g: int,
+                 se_ratio: float, block: str = "x", act: str = "relu"):
         super().__init__()
         for j in range(d):
-            self.add_module(f"b{j + 1}", Block(w_in if j == 0 else w, w, 2 if j == 0 else 1,
-                                               b, g, se_ratio))
+            self.add_module(f"b{j + 1}", Block(w_in if j == 0 else w, w, stride if j == 0 else 1,
+                                               b, g, se_ratio, block, act))
 
 
 class Head(nn.Module):
@@ -99,14 +127,18 @@ class Head(nn.Module):
 
 
 class AnyNet(nn.Module):
-    """stem → stages s1, s2, … (first block of each has stride 2) → head (pool + linear)."""
+    """stem → stages s1, s2, … (the first block of each has the stage's stride: 2, or
+    first_stride for s1) → head (pool + linear)."""
 
     def __init__(self, spec: AnyNetSpec, task: Task):
         super().__init__()
-        self.stem = ConvBN(task.in_channels, spec.stem_w, 3, task.stem_stride)
+        self.stem = ConvBN(task.in_channels, spec.stem_w, 3, task.stem_stride,
+                           act=spec.activation)
         w_in = spec.stem_w
-        for i, (d, w, b, g) in enumerate(zip(spec.ds, spec.ws, spec.bs, spec.gs)):
-            self.add_module(f"s{i + 1}", Stage(w_in, w, d, b, g, spec.se_ratio))
+        for i, (d, w, b, g, s) in enumerate(zip(spec.ds, spec.ws, spec.bs, spec.gs,
+                                                spec.strides)):
+            self.add_module(f"s{i + 1}", Stage(w_in, w, d, s, b, g, spec.se_ratio, spec.block,
+                                               spec.activation))
             w_in = w if d else w_in
         self.head = Head(w_in, task.num_classes)
 
@@ -119,7 +151,8 @@ class AnyNet(nn.Module):
 def init_weights(model: nn.Module, zero_init_final_gamma: bool = False) -> None:
     """pycls init: conv ~ N(0, sqrt(2 / (k·k·out_channels))), BN γ = 1 and β = 0 (γ = 0 on
     each block's final BN when asked), linear ~ N(0, 0.01) with zero bias."""
-    final = {id(m.final_bn) for m in model.modules() if isinstance(m, Block)}
+    final = {id(m.final_bn) for m in model.modules()
+             if isinstance(m, Block) and m.final_bn is not None}
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels

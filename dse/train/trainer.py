@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from dse.data.device import Data
+from dse.data.device import Data, at_resolution
 from dse.errors import ArgumentError, DseError
 from dse.space.spec import AnyNetSpec, Task
 from dse.train.outcome import Outcome
@@ -89,6 +89,7 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch) -
         channels_last = not cuda and task.resolution <= CPU_CHANNELS_LAST_MAX
     if cuda_graph and not cuda:
         raise DseError("CUDA graphs need a CUDA device")
+    data = at_resolution(data, task.resolution)  # a space may draw smaller inputs than its data
     check_fits_data(task, data)
     if cuda:
         torch.backends.cudnn.benchmark = True
