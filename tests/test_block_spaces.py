@@ -180,16 +180,16 @@ def test_suggest_fixes_a_planted_block_and_finds_nothing_in_noise(tmp_path):
                            "block: [x, r]\nactivation: [relu, silu]\n"
                            "params: {b: [0.25, 0.5, 1, 2]}\n"))
     out = suggest.suggest(s, _pop(s, 200, lambda df: 3.0 * (df["block"] == "r")))
-    first = out["candidates"][0]
-    assert first["constraint"] == {"block": "x"} and first["significant"]
-    whats = [c["summary"].split(":")[0] for c in out["candidates"]]
+    first = out.candidates[0]
+    assert first.constraint == {"block": "x"} and first.significant
+    whats = [c.what for c in out.candidates]
     assert "fix activation = silu" in whats and "keep b ≥ 1 (no inverted bottleneck)" in whats
     noise = suggest.suggest(s, _pop(s, 200, lambda df: 0.0 * df["flops"], seed=1), seed=1)
-    assert not any(c["significant"] for c in noise["candidates"])
+    assert not any(c.significant for c in noise.candidates)
     inverted = suggest.suggest(s, _pop(s, 200, lambda df: 3.0 * df["bs"].map(
-        lambda b: b[0] < 1), seed=2), seed=2)["candidates"][0]
-    assert inverted["constraint"] == {"params": {"b": {"dist": "choice", "values": [1, 2]}}}
-    assert spaces.derive(s, inverted["constraint"]).params["b"].values.tolist() == [1, 2]
+        lambda b: b[0] < 1), seed=2), seed=2).candidates[0]
+    assert inverted.constraint == {"params": {"b": {"dist": "choice", "values": [1, 2]}}}
+    assert spaces.derive(s, inverted.constraint).params["b"].values.tolist() == [1, 2]
 
 
 def test_experiment_files_take_block_spaces_by_path(tmp_path):
