@@ -64,7 +64,7 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
         from dse.runner.progress import Progress
 
         return Progress(stream=click.get_text_stream("stderr") if as_json else None,
-                        epochs=exp.recipe.epochs)
+                        epochs=exp.recipe.epochs, command="run")
 
     out = pipeline.run(exp, store, only, echo, progress)
     if out is not None:

@@ -10,7 +10,13 @@ import click
 
 from dse.cli.common import Command, compose, json_option, store_option, table
 from dse.errors import DseError
-from dse.runner.options import CLUSTERS, ClusterOptions, TrainOptions, parse_slurm_args
+from dse.runner.options import (
+    CLUSTERS,
+    WARN_AFTER_S,
+    ClusterOptions,
+    TrainOptions,
+    parse_slurm_args,
+)
 from dse.train.recipe import Recipe
 
 R, T, C = Recipe(), TrainOptions(), ClusterOptions()
@@ -102,6 +108,12 @@ def cluster_options(f):
 @click.option("--no-cuda-graph", is_flag=True, help="On CUDA: run each step eagerly.")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory format [default: on for CPU, off for CUDA].")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (models, epochs, images, multiply-adds, ETA) and exit; "
+                   "nothing is claimed or trained.")
+@click.option("--warn-hours", type=click.FloatRange(min=0, min_open=True),
+              default=WARN_AFTER_S / 3600, show_default=True,
+              help="Warn, naming the options that shorten it, when the plan's ETA is longer.")
 @click.option("--claim-timeout", type=click.FloatRange(min=1), default=T.claim_timeout,
               show_default=True,
               help="Seconds without a heartbeat after which a claim of a run on another host "
@@ -110,7 +122,8 @@ def cluster_options(f):
 def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path, data_dir, download,
               skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
               zero_init_final_gamma, paper, no_augment, seed, train_subset, retry_failed, fp32,
-              no_cuda_graph, channels_last, claim_timeout, cluster, wait, **resources):
+              no_cuda_graph, channels_last, dry_run, warn_hours, claim_timeout, cluster, wait,
+              **resources):
     """Train the sampled models that have no result yet (proxy recipe, docs/training.md);
     with --cluster, in a job array of --tasks trainers on a shared store (docs/cluster.md)."""
     import signal
@@ -124,6 +137,9 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
     if cluster is None and (given or wait):
         raise DseError(f"{(given or ['--wait'])[0]} applies to --cluster runs only (slurm, "
                        "local or debug)")
+    if cluster is not None and dry_run:
+        raise DseError("--dry-run plans a run on this machine; without --cluster it shows the "
+                       "work and the ETA of `dse train` here")
 
     def terminate(signum, frame):  # unwind like Ctrl-C: the claims in flight are given back
         raise SystemExit(128 + signum)
@@ -144,7 +160,8 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
                            cuda_graph=False if no_cuda_graph else None,
                            channels_last=channels_last, claim_timeout=claim_timeout)
     if cluster is None:
-        runner.run(Store(store_path), spaces, options, report=Progress(epochs=epochs))
+        report = Progress(epochs=epochs, warn_after_s=warn_hours * 3600, dry_run=dry_run)
+        runner.run(Store(store_path), spaces, options, report=report, dry_run=dry_run)
     else:
         _submit(Store(store_path), spaces, options, cluster, wait, resources)
 

@@ -21,6 +21,7 @@ from dse.data import datasets
 from dse.errors import DseError
 from dse.files import writing
 from dse.method.experiment import Experiment
+from dse.runner.plan import measured_rate
 from dse.space import definition as spaces
 from dse.space import regimes, sampling
 from dse.store.core import Store, needs_training, write_atomic
@@ -56,28 +57,6 @@ def plan(exp: Experiment, store: Store) -> dict:
              for k in ("to_sample", "to_train", "image_epochs", "cost", "eta_s")}
     return dict(experiment=exp.name, store=str(store), rows=rows, total=total,
                 rate=rate, workers=workers, images=train_images(exp), epochs=exp.recipe.epochs)
-
-
-def measured_rate(store: Store) -> float | None:
-    """Median training speed of this store's finished models, in multiply-adds per second
-    per trainer (3 × flops × images × epochs / train seconds), or None before any."""
-    speeds = []
-    for s in store.spaces():
-        try:
-            df = store.load([s])
-        except DseError:
-            continue
-        done = df[(df["status"] == "done") & (df["train_seconds"] > 0)]
-        if done.empty:
-            continue
-        size = datasets.get(done["dataset"].iloc[0]).train_size or 0
-        images = done["train_subset"].fillna(size).to_numpy(dtype=float)
-        speeds.append(3 * done["flops"].to_numpy(dtype=float) * images
-                      * done["epochs_run"].fillna(done["epochs"]).to_numpy(dtype=float)
-                      / done["train_seconds"].to_numpy(dtype=float))
-    speeds = np.concatenate(speeds) if speeds else np.array([])
-    speeds = speeds[np.isfinite(speeds) & (speeds > 0)]
-    return float(np.median(speeds)) if speeds.size else None
 
 
 # ---- stages ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 
 from dse.data.datasets import DataRef
 from dse.errors import DseError
-from dse.runner.jobs import Job
+from dse.runner.jobs import Calibrated, Job
 from dse.runner.options import TrainOptions
 from dse.system import cpu_cores
 from dse.train.outcome import Outcome
@@ -36,9 +36,11 @@ def cuda_fault(e: BaseException) -> bool:
 
 # ---- training one job ------------------------------------------------------------------------
 
-def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch) -> Outcome:
+def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch,
+              on_step=None) -> Outcome:
     """Train a job, turning any exception into a `failed` outcome with its message; the
-    outcome has fatal=True after a CUDA error that leaves the process's CUDA unusable."""
+    outcome has fatal=True after a CUDA error that leaves the process's CUDA unusable.
+    on_epoch(epoch, loss) and on_step(epoch, step, steps) as dse.train.trainer.train's."""
     import torch
 
     from dse.train import trainer as train
@@ -48,7 +50,8 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch) -> Ou
         data = cache.get(job.data, options.recipe.train_subset)
         return train.train(job.spec, job.task, data, options.recipe, amp=options.amp,
                            cuda_graph=options.cuda_graph, channels_last=options.channels_last,
-                           on_epoch=on_epoch)
+                           on_epoch=on_epoch, on_step=on_step,
+                           step_report_s=options.step_report_s)
     except (KeyboardInterrupt, SystemExit):
         raise
     except DseError as e:
@@ -63,11 +66,34 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch) -> Ou
     return Outcome.failed(msg, time.perf_counter() - t0, fatal)
 
 
+def calibrate(job: Job, cache: DataCache, options: TrainOptions) -> Calibrated:
+    """How fast a job trains here (dse.train.trainer.calibrate: a few steps, nothing kept);
+    an exception gives no speed and its message (training will meet and record it)."""
+    import torch
+
+    from dse.train import trainer as train
+
+    try:
+        data = cache.get(job.data, options.recipe.train_subset)
+        ips, steps = train.calibrate(job.spec, job.task, data, options.recipe, amp=options.amp,
+                                     cuda_graph=options.cuda_graph,
+                                     channels_last=options.channels_last)
+        return Calibrated(job.key, ips, steps)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - as train_one
+        msg = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    return Calibrated(job.key, None, 0, msg)
+
+
 def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
-                    on_epoch) -> list[Outcome]:
+                    on_epoch, on_step=None) -> list[Outcome]:
     """Train jobs on one CUDA device at once, one stream each, group by group of the same
     data and input resolution; an exception fails the group it hit (fatal after a sticky
-    CUDA error)."""
+    CUDA error). on_epoch(k, epoch, loss) and on_step(k, epoch, step, steps) hear job k."""
     from dse.data.device import at_resolution
     from dse.train import multistream as concurrent
 
@@ -80,7 +106,10 @@ def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
             got = concurrent.train_together(
                 [(jobs[k].spec, jobs[k].task) for k in group], data, options.recipe,
                 amp=options.amp, channels_last=bool(options.channels_last),
-                on_epoch=lambda i, e, loss, group=group: on_epoch(group[i], e, loss))
+                on_epoch=lambda i, e, loss, group=group: on_epoch(group[i], e, loss),
+                on_step=None if on_step is None else
+                lambda i, e, n, steps, group=group: on_step(group[i], e, n, steps),
+                step_report_s=options.step_report_s)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:  # noqa: BLE001 - as train_one, for the whole group

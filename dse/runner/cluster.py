@@ -70,6 +70,7 @@ class TrainTask:
     cluster: str
     max_requeues: int = 3
     requeues: int = 0
+    tasks: int = 1                    # tasks training at once, sharing the models (the ETA)
 
     def checkpoint(self, index: int):
         """The same task again (the store is its checkpoint); None once requeued enough."""
@@ -122,8 +123,9 @@ class TrainTask:
 
         counts = dict.fromkeys(RESULT_STATUSES, 0)
         while True:
-            s = runner.run(self.store, self.spaces, self.options,
-                           report=Progress(tty=False, epochs=self.options.recipe.epochs))
+            s = runner.run(self.store, self.spaces, self.options, tasks=self.tasks,
+                           report=Progress(tty=False, epochs=self.options.recipe.epochs,
+                                           warn_after_s=None))
             for k, v in s.counts.items():
                 counts[k] += v
             if s.finished == 0 or self.options.max_models is not None:
@@ -179,7 +181,8 @@ def submit(store: Store | str, spaces=(), options: TrainOptions | None = None,
     name = f"{when}-{secrets.token_hex(3)}"
     logs = store.job_logs_dir(name)
     task = TrainTask(str(store.root), name, tuple(names), options, cluster.cluster,
-                     cluster.max_requeues)
+                     cluster.max_requeues,
+                     tasks=min(cluster.tasks, cluster.array_parallelism or cluster.tasks))
     sub = Submission(name, cluster.cluster, cluster.tasks, [], stamp(), HOST, str(store.root),
                      names, pending, str(logs), " ".join(sys.argv),
                      dict(train=asdict(options), cluster=asdict(cluster)))

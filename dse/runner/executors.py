@@ -1,8 +1,9 @@
 """Where models train: executors that take jobs and give back typed events.
 
 `InProcess` trains on the calling thread (CPU, one GPU, one job); `dse.runner.processes.Processes`
-runs one worker process per (device, job slot). Both answer `free()`, `submit(job)` and
-`events(timeout)`, which returns `Epoch` events (a model finished an epoch), `Finished`
+runs one worker process per (device, job slot). Both answer `free()`, `submit(job)`,
+`calibrate(job)` and `events(timeout)`, which returns `Step` events (how far into an epoch a
+model is, about once a second), `Epoch` events (a model finished an epoch), `Finished`
 events (its outcome) and `Returned` events (a job given back untrained). A worker never
 writes to the store: the run loop that owns the claims writes the results.
 
@@ -16,8 +17,8 @@ every slot is, `unusable` says why and the run stops with the rest of its models
 from __future__ import annotations
 
 from dse.errors import DseError
-from dse.runner._work import DataCache, train_one, train_together, use_device
-from dse.runner.jobs import Epoch, Finished, Job
+from dse.runner._work import DataCache, calibrate, train_one, train_together, use_device
+from dse.runner.jobs import Calibrated, Epoch, Finished, Job, Step
 from dse.runner.options import TrainOptions
 from dse.runner.processes import Processes
 
@@ -41,18 +42,19 @@ def describe(workers: list[str]) -> str:
     return f"{len(workers)} worker{'s' * (len(workers) > 1)} ({where})"
 
 
-def executor(workers: list[str], options: TrainOptions, arrays: dict, on_epoch=None):
+def executor(workers: list[str], options: TrainOptions, arrays: dict, on_event=None):
     """The executor for these workers: in-process for one, CUDA streams in this process
-    with concurrency="streams", worker processes for more. on_epoch(Epoch) hears the epochs
-    of in-process training as they happen (worker processes send theirs as events)."""
+    with concurrency="streams", worker processes for more. on_event(Step | Epoch) hears the
+    progress of in-process training as it happens (worker processes send theirs as
+    events)."""
     if options.concurrency == "streams":
         if len(set(workers)) != 1 or not workers[0].startswith("cuda"):
             raise DseError(f"models on CUDA streams need one CUDA device (got "
                            f"{', '.join(dict.fromkeys(workers))}); name it with --device "
                            "cuda:N, or use worker processes")
-        return InProcess(workers[0], options, arrays, on_epoch, together=len(workers))
+        return InProcess(workers[0], options, arrays, on_event, together=len(workers))
     if len(workers) == 1:
-        return InProcess(workers[0], options, arrays, on_epoch)
+        return InProcess(workers[0], options, arrays, on_event)
     return Processes(workers, options)
 
 
@@ -60,11 +62,11 @@ def executor(workers: list[str], options: TrainOptions, arrays: dict, on_epoch=N
 
 class InProcess:
     """Trains on the calling thread: the job submitted, or up to `together` jobs at once on
-    CUDA streams (dse.train.multistream), while `events` is called; epochs are handed to
-    `on_epoch(Epoch)` as they happen. After a fatal CUDA error this process cannot train
-    again: `unusable` says why."""
+    CUDA streams (dse.train.multistream), while `events` is called; steps and epochs are
+    handed to `on_event(Step | Epoch)` as they happen. After a fatal CUDA error this process
+    cannot train again: `unusable` says why."""
 
-    def __init__(self, device: str, options: TrainOptions, arrays: dict, on_epoch=None,
+    def __init__(self, device: str, options: TrainOptions, arrays: dict, on_event=None,
                  together: int = 1):
         try:
             self.dev, self.name = use_device(device, 1)
@@ -72,7 +74,8 @@ class InProcess:
             raise DseError(f"{device} cannot be used: "
                            f"{' '.join(f'{type(e).__name__}: {e}'.split())[:300]}; nothing "
                            "was trained") from None
-        self.options, self.jobs, self.on_epoch, self.together = options, [], on_epoch, together
+        self.options, self.jobs, self.together = options, [], together
+        self.on_event = on_event or (lambda ev: None)
         self.cache = DataCache(self.dev, options, arrays)
         self.unusable: str | None = None
 
@@ -88,20 +91,26 @@ class InProcess:
     def submit(self, job: Job):
         self.jobs.append(job)
 
+    def calibrate(self, job: Job) -> Calibrated:
+        return calibrate(job, self.cache, self.options)
+
     def events(self, timeout: float) -> list:
         jobs, self.jobs = self.jobs, []
         if not jobs:
             return []
 
         def on_epoch(k, epoch, loss):
-            if self.on_epoch is not None:
-                self.on_epoch(Epoch(jobs[k].key, epoch, loss))
+            self.on_event(Epoch(jobs[k].key, epoch, loss))
+
+        def on_step(k, epoch, step, steps):
+            self.on_event(Step(jobs[k].key, epoch, step, steps))
 
         if self.together > 1:
-            outcomes = train_together(jobs, self.cache, self.options, on_epoch)
+            outcomes = train_together(jobs, self.cache, self.options, on_epoch, on_step)
         else:
             outcomes = [train_one(jobs[0], self.cache, self.options,
-                                   lambda e, loss: on_epoch(0, e, loss))]
+                                  lambda e, loss: on_epoch(0, e, loss),
+                                  lambda e, n, steps: on_step(0, e, n, steps))]
         fatal = [o for o in outcomes if o.fatal]
         if fatal:
             self.unusable = f"{self.dev} ({self.name}): {fatal[0].message}"

@@ -1,6 +1,7 @@
 """What executors and the run loop exchange: a `Job` (one model to train and its data), the
-events an executor gives back (`Epoch`, `Finished`, `Returned`), the `Executor` contract that
-every executor implements, and the restart policy of worker slots."""
+events an executor gives back (`Step`, `Epoch`, `Finished`, `Returned`), a calibration's
+answer (`Calibrated`), the `Executor` contract that every executor implements, and the
+restart policy of worker slots."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ class Job:
         return self.data.dataset
 
 
+class Step(NamedTuple):
+    """A model is at step `step` of the `steps` of epoch `epoch` (counted on the host, sent
+    about once a second: nothing waits for the device)."""
+
+    key: str
+    epoch: int
+    step: int
+    steps: int
+
+
 class Epoch(NamedTuple):
     """A model finished an epoch with this mean training loss."""
 
@@ -54,6 +65,22 @@ class Returned(NamedTuple):
     key: str
 
 
+class Calibrate(NamedTuple):
+    """Asks a worker to time a few training steps of `job` (nothing is kept or stored)."""
+
+    job: Job
+
+
+class Calibrated(NamedTuple):
+    """How fast a job trains where it would train: images per second over `steps` timed
+    steps (dse.train.trainer.calibrate), or None and why not."""
+
+    key: str
+    images_per_second: float | None
+    steps: int = 0
+    message: str = ""
+
+
 class StartFailed(NamedTuple):
     """A worker process could not take its device."""
 
@@ -67,7 +94,8 @@ BACKOFF_S = (1.0, 4.0, 16.0)     # wait before the 1st, 2nd, 3rd restart of a sl
 class Executor(Protocol):
     """Where jobs train. The run loop submits a job whenever `free()`, and collects what
     happened with `events(timeout)`; `unusable` (None while it can train) says why it cannot
-    train any more. dse.runner.executors.InProcess trains on the calling thread;
+    train any more; `calibrate(job)` times a few steps of a job before the run (the plan's
+    speed). dse.runner.executors.InProcess trains on the calling thread;
     dse.runner.processes.Processes in worker processes."""
 
     unusable: str | None
@@ -77,3 +105,4 @@ class Executor(Protocol):
     def free(self) -> bool: ...
     def submit(self, job: Job) -> None: ...
     def events(self, timeout: float) -> list: ...
+    def calibrate(self, job: Job) -> Calibrated: ...

@@ -3,6 +3,8 @@ them to an executor, write each result the moment it arrives, give every claim b
 
     run(store, spaces, TrainOptions(...), report=Progress())   # what `dse train` does
 
+Before the first claim the run's plan (dse.runner.plan: its work, and an ETA from the
+store's measured speed or a calibration) goes to the report; `dry_run` stops there.
 Only this process claims models and writes results; executors (dse.runner.executors) train.
 What is pending is dse.runner.pending; the lease protocol dse.runner.leases; the store
 dse.store; progress dse.runner.progress.
@@ -20,9 +22,10 @@ from dse.data import datasets
 from dse.data.datasets import DataRef
 from dse.errors import ArgumentError, DseError
 from dse.runner import leases
-from dse.runner.jobs import Epoch, Finished, Job, Returned
+from dse.runner.jobs import Epoch, Finished, Job, Returned, Step
 from dse.runner.options import TrainOptions
 from dse.runner.pending import jobs_of, select_spaces
+from dse.runner.plan import Plan, estimate
 from dse.store.core import Store, needs_training
 from dse.store.schema import RESULT_STATUSES
 from dse.system import HOST, now_utc
@@ -40,6 +43,7 @@ class Summary:
     seconds: float = 0.0
     best: tuple | None = None          # (error, space, model_id)
     last_error: str = ""
+    plan: Plan | None = None           # the work and ETA said before the first claim
 
     @property
     def finished(self) -> int:
@@ -61,8 +65,10 @@ class Silent:
     """A report that says nothing (the default for library calls)."""
 
     def start(self, total, workers): pass
+    def plan(self, plan): pass
     def begin(self, job): pass
     def info(self, line): pass
+    def step(self, job, epoch, step, steps): pass
     def epoch(self, job, epoch, loss): pass
     def result(self, job, row): pass
     def tick(self): pass
@@ -98,11 +104,13 @@ def _finite_or_none(x):
 
 
 def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
-        report=None) -> Summary:
+        report=None, *, dry_run: bool = False, tasks: int = 1) -> Summary:
     """Train every pending model of a store's spaces (names or aliases; default: all) with
-    `options`; returns a Summary. `report` (a dse.runner.progress.Progress, or None for silence)
-    hears start(total, workers), info(line), begin(job), epoch(job, epoch, loss),
-    result(job, row), tick() and end(summary)."""
+    `options`; returns a Summary, with the plan said before the first claim (dry_run: only
+    that; nothing is claimed or trained). `tasks`: runs sharing these models (a cluster
+    array's), for the ETA. `report` (a dse.runner.progress.Progress, or None for silence)
+    hears start(total, workers), info(line), plan(plan), begin(job), step(job, epoch, step,
+    steps), epoch(job, epoch, loss), result(job, row), tick() and end(summary)."""
     from dse.runner import executors
 
     options = options or TrainOptions()
@@ -124,11 +132,19 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         sub = options.recipe.train_subset
         report.info(f"{ref.dataset}: {n} training images" + (f" (using {sub})" if sub else "")
                     + f", {n_test} test images, from {source}")
+    sub = options.recipe.train_subset
+    images = {ref: min(n, sub or n) for ref, (n, _, _) in sizes.items()}
     loop = _Loop(store, options, summary, report, todo)
-    ex = executors.executor(devices, options, arrays, on_epoch=loop.on_epoch)
+    ex = executors.executor(devices, options, arrays, on_event=loop.on_event)
     start = time.perf_counter()
     try:
         with leases.Heartbeats(options.heartbeat_s) as hb, ex:
+            summary.plan = estimate(store, todo[:summary.total], images, options, devices, ex,
+                                    tasks)
+            report.plan(summary.plan)
+            if dry_run:
+                return summary
+            start = time.perf_counter()  # the calibration is not training time
             loop.drive(ex, hb)
     finally:
         loop.give_back()  # interrupted: the models in flight go back at once
@@ -173,8 +189,13 @@ class _Loop:
         self.held: dict[str, tuple[Job, leases.Lease]] = {}  # key → the job and our lease
         self.again: list[Job] = []  # given back by a worker that could not start: still ours
 
-    def on_epoch(self, ev: Epoch) -> None:
-        self.report.epoch(self.held[ev.key][0], ev.epoch, ev.loss)
+    def on_event(self, ev: Step | Epoch) -> None:
+        """A model's progress: how far into an epoch, or an epoch's end."""
+        job = self.held[ev.key][0]
+        if isinstance(ev, Step):
+            self.report.step(job, ev.epoch, ev.step, ev.steps)
+        else:
+            self.report.epoch(job, ev.epoch, ev.loss)
 
     def drive(self, ex, hb: leases.Heartbeats) -> None:
         """Keep the executor busy until every job is done, given up or held elsewhere."""
@@ -207,8 +228,8 @@ class _Loop:
 
     def _handle(self, ev, hb) -> None:
         job, lease = self.held[ev.key]
-        if isinstance(ev, Epoch):
-            self.report.epoch(job, ev.epoch, ev.loss)
+        if isinstance(ev, (Step, Epoch)):
+            self.on_event(ev)
         elif isinstance(ev, Returned):
             self.again.append(job)
         elif isinstance(ev, Finished):

@@ -12,6 +12,7 @@ CONCURRENCY = ("processes", "streams")  # --jobs models on one GPU: worker proce
 # CUDA streams in one process (dse.train.multistream)
 CLAIM_TIMEOUT = 300.0  # seconds without a heartbeat after which a claim is stale
 HEARTBEAT = 15.0       # seconds between heartbeats
+WARN_AFTER_S = 3600.0  # a plan whose ETA is longer warns, with the levers that shorten it
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class TrainOptions:
     channels_last: bool | None = None  # NHWC (default on for CPU)
     claim_timeout: float = CLAIM_TIMEOUT  # s without a heartbeat before a claim is stale
     heartbeat_s: float = HEARTBEAT    # s between heartbeats
+    step_report_s: float | None = None  # s between a trainer's step reports (None: the
+    # trainer's STEP_REPORT_S); host counters only, the device is never waited for
 
     def __post_init__(self):
         for name in ("jobs", "max_models"):
@@ -45,8 +48,10 @@ class TrainOptions:
         if self.concurrency not in CONCURRENCY:
             raise ArgumentError("concurrency", f"must be {' or '.join(CONCURRENCY)} (got "
                                 f"{self.concurrency!r})")
-        for name in ("claim_timeout", "heartbeat_s"):
-            if why := out_of_bounds(getattr(self, name), 0, lo_open=True, unit="seconds"):
+        for name in ("claim_timeout", "heartbeat_s", "step_report_s"):
+            v = getattr(self, name)
+            if (v is not None or name != "step_report_s") and (
+                    why := out_of_bounds(v, 0, lo_open=True, unit="seconds")):
                 raise ArgumentError(name, why)
 
     def load_options(self):

@@ -1,7 +1,8 @@
 """Worker processes: one per (device, job slot), each training one model at a time.
 
-A worker takes jobs from its task queue and sends `Epoch` and `Finished` events back on its
-own result queue. After a fatal CUDA error (dse.runner.executors.cuda_fault) it records the model
+A worker takes jobs from its task queue and sends `Step`, `Epoch` and `Finished` events back
+on its own result queue; asked to `Calibrate` a job, it times a few of its steps and answers
+`Calibrated`. After a fatal CUDA error (dse.runner.executors.cuda_fault) it records the model
 and
 exits; one that cannot take its device sends `StartFailed` and exits, and its job is given
 back (`Returned`) uncharged; one killed while training (OOM killer, segfault) fails its
@@ -17,10 +18,23 @@ import queue as queue_mod
 import time
 from dataclasses import dataclass
 
-from dse.runner._work import DataCache, train_one, use_device
-from dse.runner.jobs import BACKOFF_S, MAX_FAILURES, Epoch, Finished, Job, Returned, StartFailed
+from dse.runner._work import DataCache, calibrate, train_one, use_device
+from dse.runner.jobs import (
+    BACKOFF_S,
+    MAX_FAILURES,
+    Calibrate,
+    Calibrated,
+    Epoch,
+    Finished,
+    Job,
+    Returned,
+    StartFailed,
+    Step,
+)
 from dse.runner.options import TrainOptions
 from dse.train.outcome import Outcome
+
+CALIBRATE_TIMEOUT_S = 300.0  # a worker's start, its data and a few steps; then train unplanned
 
 
 def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, tasks, results,
@@ -47,13 +61,18 @@ def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, ta
             continue
         if job is None:
             return
+        if isinstance(job, Calibrate):
+            results.put(calibrate(job.job, cache, options))
+            continue
 
-        def on_epoch(epoch, loss, job=job):
+        def send(ev):
             if os.getppid() != parent:
                 raise SystemExit(0)
-            results.put(Epoch(job.key, epoch, loss))
+            results.put(ev)
 
-        outcome = train_one(job, cache, options, on_epoch)
+        outcome = train_one(job, cache, options,
+                            lambda epoch, loss, k=job.key: send(Epoch(k, epoch, loss)),
+                            lambda epoch, n, steps, k=job.key: send(Step(k, epoch, n, steps)))
         results.put(Finished(job.key, outcome, name))
         if outcome.fatal:
             return  # this process's CUDA context is gone; a fresh process takes over
@@ -92,6 +111,7 @@ class Processes:
         self.ctx = mp.get_context("spawn")
         self.devices, self.options = devices, options
         self.slots = [_Slot() for _ in devices]
+        self.early = [[] for _ in devices]  # events a slot sent while it calibrated
         self.unusable: str | None = None
 
     def _start(self, i: int) -> None:
@@ -131,8 +151,32 @@ class Processes:
         s.key = job.key
         s.tasks.put(job)
 
+    def calibrate(self, job: Job, timeout: float = CALIBRATE_TIMEOUT_S) -> Calibrated:
+        """Time a few steps of `job` on the first idle worker and wait for the answer (a
+        late answer is dropped; the worker then trains as usual)."""
+        i = next((i for i, s in enumerate(self.slots) if s.ready and s.key is None), None)
+        if i is None:
+            return Calibrated(job.key, None, 0, "no worker was ready")
+        s = self.slots[i]
+        s.tasks.put(Calibrate(job))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ev = s.results.get(timeout=0.2)
+            except queue_mod.Empty:
+                if not s.process.is_alive():
+                    return Calibrated(job.key, None, 0, f"its worker process died (exit code "
+                                      f"{s.process.exitcode})")
+                continue
+            if isinstance(ev, Calibrated):
+                return ev
+            self.early[i].append(ev)  # booked by the next events()
+            if isinstance(ev, StartFailed):
+                return Calibrated(job.key, None, 0, f"its worker cannot start: {ev.message}")
+        return Calibrated(job.key, None, 0, f"no answer within {timeout:.0f} s")
+
     def events(self, timeout: float) -> list:
-        got = [[] for _ in self.slots]  # what each worker sent
+        got, self.early = self.early, [[] for _ in self.slots]  # what each worker sent
         deadline = time.monotonic() + timeout
         while True:
             for s, g in zip(self.slots, got):
@@ -151,6 +195,8 @@ class Processes:
             if s.process is not None and not s.process.is_alive():
                 got[i] += _drain(s.results)  # its last words
             for ev in got[i]:
+                if isinstance(ev, Calibrated):
+                    continue  # a calibration that came after its wait ended
                 if isinstance(ev, StartFailed):
                     s.failures, s.why = s.failures + 1, f"cannot start: {ev.message}"
                     s.exiting = True

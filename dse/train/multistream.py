@@ -23,6 +23,7 @@ import torch
 from dse.data.device import Data
 from dse.errors import DseError
 from dse.space.spec import AnyNetSpec, Task
+from dse.train import trainer
 from dse.train.outcome import Outcome
 from dse.train.recipe import Recipe, lr_schedule
 from dse.train.step import Stepper
@@ -31,20 +32,24 @@ from dse.train.trainer import evaluate, run_outcome
 
 def train_together(models: list[tuple[AnyNetSpec, Task]], data: Data, recipe: Recipe, *,
                    amp: bool | None = None, channels_last: bool = False,
-                   on_epoch=None) -> list[Outcome]:
+                   on_epoch=None, on_step=None, step_report_s: float | None = None
+                   ) -> list[Outcome]:
     """Train every (spec, task) of `models` at once on `data`'s CUDA device, one stream and
     one graph each; returns their outcomes in order (as dse.train.trainer.train's). on_epoch(i,
-    epoch, mean_loss) is called for model i after each epoch; a model that diverges stops
-    and the others go on."""
+    epoch, mean_loss) is called for model i after each epoch, on_step(i, epoch, step, steps)
+    about every step_report_s seconds within one (host counts, as for one model); a model
+    that diverges stops and the others go on."""
     if data.device.type != "cuda":
         raise DseError("training models together on CUDA streams needs a CUDA device; use "
                        "worker processes (the default) elsewhere")
     with torch.cuda.device(data.device):
         return _together(models, data, recipe, True if amp is None else amp, channels_last,
-                         on_epoch)
+                         on_epoch, on_step, trainer.STEP_REPORT_S if step_report_s is None
+                         else step_report_s)
 
 
-def _together(models, data, recipe, amp, channels_last, on_epoch) -> list[Outcome]:
+def _together(models, data, recipe, amp, channels_last, on_epoch, on_step,
+              every_s) -> list[Outcome]:
     device = data.device
     torch.backends.cudnn.benchmark = True
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -57,20 +62,25 @@ def _together(models, data, recipe, amp, channels_last, on_epoch) -> list[Outcom
     gen = torch.Generator(device).manual_seed(recipe.seed)
     main = torch.cuda.current_stream(device)
     start, mean = time.perf_counter(), [float("nan")] * len(group)
+    report_at = start + every_s
     for epoch in range(recipe.epochs):
         live = [m for k, m in enumerate(group) if ended[k] is None]
         if not live:
             break
         for m in live:
             m.loss_sum.zero_()
-        for x, y in data.batches(recipe.batch_size, gen, recipe.augment, x_dtype,
-                                 channels_last):
+        for n, (x, y) in enumerate(data.batches(recipe.batch_size, gen, recipe.augment,
+                                                x_dtype, channels_last), 1):
             for m in live:
                 m.stream.wait_stream(main)  # the batch is ready
                 with torch.cuda.stream(m.stream):
                     m.advance(x, y)
             for m in live:  # the next batch may reuse this one's memory
                 main.wait_stream(m.stream)
+            if on_step is not None and time.perf_counter() >= report_at:
+                for k in (k for k in range(len(group)) if ended[k] is None):
+                    on_step(k, epoch + 1, n, steps)
+                report_at = time.perf_counter() + every_s
         for k, m in enumerate(group):
             if ended[k] is not None:
                 continue

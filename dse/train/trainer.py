@@ -11,6 +11,7 @@ on CPU, minus the CUDA-only parts. See docs/training.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -23,13 +24,16 @@ from dse.errors import ArgumentError, DseError
 from dse.space.spec import AnyNetSpec, Task
 from dse.train.outcome import Outcome
 from dse.train.recipe import Recipe, lr_schedule
-from dse.train.step import Stepper, sgd_step_  # noqa: F401 (sgd_step_: API)
+from dse.train.step import GRAPH_WARMUP_STEPS, Stepper, sgd_step_  # noqa: F401 (sgd_step_: API)
 
 # CPU NHWC is the default up to this input side: ~2× faster on our grouped convs at 32 px,
 # while torch 2.14.1's CPU channels-last backward corrupts the heap on some RegNetX models
 # from 192 px up (a segfault in the second model trained at 224; NCHW is fine there).
 CPU_CHANNELS_LAST_MAX = 160
 EVAL_BATCH = 1000
+STEP_REPORT_S = 1.0   # wall seconds between on_step calls (a host counter: no device sync)
+CALIBRATE_S = 2.0     # seconds of timed steps in a calibration, after its warm-up
+CALIBRATE_STEPS = 3   # and at least this many timed steps
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -63,24 +67,34 @@ def device_name(device: torch.device) -> str:
 
 def train(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
           amp: bool | None = None, cuda_graph: bool | None = None,
-          channels_last: bool | None = None, on_epoch=None) -> Outcome:
+          channels_last: bool | None = None, on_epoch=None, on_step=None,
+          step_report_s: float | None = None) -> Outcome:
     """Train one network with `recipe` on `data` (dse.data.device.Data: on its device, or streamed
     to it) and measure its top-1 test error. amp (bf16 autocast) and cuda_graph default to on
     for CUDA, off for CPU; channels_last (NHWC activations and weights) to on for CPU inputs
     up to CPU_CHANNELS_LAST_MAX px, where it measured ~2× faster on our grouped convs, off
-    for CUDA. on_epoch(epoch, mean_loss) is called after each epoch. Returns the outcome:
+    for CUDA. on_epoch(epoch, mean_loss) is called after each epoch, on_step(epoch, step,
+    steps) about every step_report_s (default STEP_REPORT_S) seconds within one (the host's
+    step count: the device may still be behind it; nothing waits for it). Returns the outcome:
     status (done | diverged), error (percent), message, train_loss, train_seconds,
     images_per_second, epochs_run, precision, cuda_graph (whether a captured graph was
     replayed), channels_last. On CUDA the whole run has the data's device current: a graph
     captured while another device is current would be empty and its replays would do
     nothing."""
-    if data.device.type != "cuda":
-        return _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch)
-    with torch.cuda.device(data.device):
-        return _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch)
+    with _on(data.device):
+        return _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch,
+                      on_step, STEP_REPORT_S if step_report_s is None else step_report_s)
 
 
-def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch) -> Outcome:
+def _on(device: torch.device):
+    """The device current while a model trains on it (CUDA); nothing to do on the CPU."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _setup(spec, task, data, recipe, amp, cuda_graph, channels_last):
+    """A model ready to train on data's device, with the device's defaults filled in:
+    (Stepper, the data at the model's input side, steps per epoch, amp, channels_last,
+    memory format, input dtype)."""
     device = data.device
     cuda = device.type == "cuda"
     amp = cuda if amp is None else amp
@@ -97,10 +111,17 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch) -
     steps = data.steps(recipe.batch_size)
     lrs = torch.tensor(lr_schedule(recipe, steps), dtype=torch.float32, device=device)
     m = Stepper(spec, task, recipe, device, lrs, amp, cuda_graph, fmt)
-    gen = torch.Generator(device).manual_seed(recipe.seed)
-    x_dtype = torch.bfloat16 if amp else torch.float32
+    return m, data, steps, amp, channels_last, fmt, torch.bfloat16 if amp else torch.float32
+
+
+def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch, on_step,
+           every_s) -> Outcome:
+    m, data, steps, amp, channels_last, fmt, x_dtype = _setup(spec, task, data, recipe, amp,
+                                                              cuda_graph, channels_last)
+    gen = torch.Generator(data.device).manual_seed(recipe.seed)
     start = time.perf_counter()
     mean_loss = float("nan")
+    report_at = start + every_s
     for epoch in range(recipe.epochs):
         m.loss_sum.zero_()
         n = 0
@@ -108,6 +129,9 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch) -
                                  channels_last):
             m.advance(x, y)
             n += 1
+            if on_step is not None and time.perf_counter() >= report_at:
+                on_step(epoch + 1, n, steps)
+                report_at = time.perf_counter() + every_s
         if n != steps:  # the schedule and the mean loss assume every step ran
             raise DseError(f"{data.name} gave {n} batches in epoch {epoch + 1}, not "
                            f"the {steps} its steps() promised")
@@ -122,6 +146,40 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch) -
     error = evaluate(m.model, data, amp, fmt)
     return run_outcome("done", error, "", mean_loss, seconds, recipe.epochs, steps, recipe, amp,
                     m.replayed, channels_last)  # whether a graph really was replayed
+
+
+def calibrate(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
+              amp: bool | None = None, cuda_graph: bool | None = None,
+              channels_last: bool | None = None, seconds: float | None = None
+              ) -> tuple[float, int]:
+    """How fast this model trains on `data` as `train` would run it: (images per second,
+    steps timed) over about `seconds` (default CALIBRATE_S) of steps after its warm-up (the
+    first eager steps and the graph capture are not timed). The model is thrown away."""
+    seconds = CALIBRATE_S if seconds is None else seconds
+    with _on(data.device):
+        m, data, _, _, channels_last, _, x_dtype = _setup(spec, task, data, recipe, amp,
+                                                          cuda_graph, channels_last)
+        warm = GRAPH_WARMUP_STEPS + 2 if m.cuda_graph else 2
+        gen = torch.Generator(data.device).manual_seed(recipe.seed)
+        t0 = None
+        while True:  # epochs, in case one is shorter than the calibration
+            m.t.zero_()  # from the schedule's start again: it may hold a single epoch
+            for x, y in data.batches(recipe.batch_size, gen, recipe.augment, x_dtype,
+                                     channels_last):
+                m.advance(x, y)
+                if m.done == warm:
+                    _sync(data.device)
+                    t0 = time.perf_counter()
+                elif t0 is not None and m.done - warm >= CALIBRATE_STEPS and \
+                        time.perf_counter() - t0 >= seconds:
+                    _sync(data.device)  # the steps still queued on the device count too
+                    timed = m.done - warm
+                    return timed * recipe.batch_size / (time.perf_counter() - t0), timed
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def check_fits_data(task: Task, data: Data) -> None:

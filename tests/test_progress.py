@@ -1,0 +1,212 @@
+"""The first minutes of `dse train`: the plan (work and ETA) before the first claim, from a
+calibration or the store's measured speed; the warning with its levers; `--dry-run`;
+progress that moves within an epoch, on a terminal (the bar) and off one (log lines); worker
+processes that calibrate and report their steps."""
+
+import io
+import re
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import ok, one_error, run
+
+from dse.data import datasets, readers
+from dse.data.device import DeviceData
+from dse.runner import pending, plan, progress
+from dse.runner.jobs import Finished, Step
+from dse.runner.options import TrainOptions
+from dse.runner.processes import Processes
+from dse.space.spec import AnyNetSpec
+from dse.store.core import Store
+from dse.train import trainer
+from dse.train.recipe import Recipe
+from dse.train.step import Stepper
+from dse.units import eta, mult_adds
+
+ETA_LINE = (r"ETA \d+(\.\d)? (s|min|h) at [\d.]+ G multiply-adds/s per trainer × 1 trainer, "
+            r"calibrated on \d+ steps of regnetx/(?P<id>[0-9a-f]{16}) \(not counted as "
+            r"training\)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """One thread per trainer, here and in workers (2 threads on 2 busy shared cores can be
+    10× slower than 1)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(trainer, "CALIBRATE_S", 0.2)  # in this process; workers take 2 s
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sample(store, n):
+    ok("sample", "--space", "rx", "--n", n, "--dataset", "synthetic", "--flops", "0.5M:2M",
+       "--store", store)
+    return Store(store).read_models("regnetx")
+
+
+def files(root) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_the_plan_and_its_eta_come_before_the_first_result(tmp_path):
+    models = sample(tmp_path, 2)
+    lines = ok("train", "--store", tmp_path, "--epochs", 1, "--train-subset", 1000
+               ).output.splitlines()
+    cost = 3 * models["flops"].sum() * 1000 * 1
+    assert lines[2] == (f"plan: 2 models × 1 epoch × 1,000 images = {mult_adds(cost)} "
+                        "multiply-adds (3 × flops × images × epochs)")
+    calibrated = re.fullmatch(ETA_LINE, lines[3])
+    assert calibrated, lines[3]
+    assert calibrated["id"] == models.sort_values("flops")["model_id"].iloc[1]  # the median
+    assert [ln[:5] for ln in lines[4:] if ln.startswith("[")] == ["[1/2]", "[2/2]"]
+
+    # trained once: the next run's speed is the store's, measured on this host
+    new = sample(tmp_path, 2).query("model_id not in @models.model_id")
+    before = files(tmp_path)
+    out = ok("train", "--store", tmp_path, "--epochs", 1, "--train-subset", 1000,
+             "--dry-run").output
+    assert files(tmp_path) == before  # nothing claimed, trained or written
+    res = Store(tmp_path).read_results("regnetx").merge(models[["model_id", "flops"]])
+    rate = np.median(3 * res["flops"] * 1000 / res["train_seconds"])
+    assert out.splitlines() == [
+        "dry run: 2 models to train on 1 worker (cpu); nothing is claimed or trained",
+        "synthetic: 10000 training images (using 1000), 2000 test images, from generated "
+        "(seed 0)",
+        f"plan: 2 models × 1 epoch × 1,000 images = {mult_adds(3 * new.flops.sum() * 1000)} "
+        "multiply-adds (3 × flops × images × epochs)",
+        f"ETA {eta(3 * new.flops.sum() * 1000 / rate)} at {rate / 1e9:.3g} G "
+        "multiply-adds/s per trainer × 1 trainer, measured: the median of 2 models this "
+        "store trained on this host's cpu"]
+
+
+def test_dry_run_creates_nothing_and_plans_runs_here_only(tmp_path):
+    sample(tmp_path, 2)
+    before = files(tmp_path)
+    out = ok("train", "--store", tmp_path, "--epochs", 1, "--train-subset", 1000,
+             "--dry-run").output
+    assert files(tmp_path) == before
+    assert re.fullmatch(ETA_LINE, out.splitlines()[3])
+    assert not [ln for ln in out.splitlines() if ln.startswith(("[", "trained "))]
+    assert "--dry-run plans a run on this machine" in one_error(
+        run("train", "--store", tmp_path, "--dry-run", "--cluster", "local"))
+    assert files(tmp_path) == before
+
+
+def test_off_a_terminal_a_long_epoch_logs_its_progress(tmp_path, monkeypatch):
+    """A slowed trainer (≥ 50 ms a step, 20 steps in the epoch) reports its steps every
+    50 ms and the log says where it is every 0.3 s, before the model's result."""
+    sample(tmp_path, 1)
+    monkeypatch.setattr(trainer, "STEP_REPORT_S", 0.05)
+    monkeypatch.setattr(trainer, "CALIBRATE_S", 0.0)
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.3)
+    advance = Stepper.advance
+
+    def slow(self, x, y):
+        time.sleep(0.05)
+        advance(self, x, y)
+
+    monkeypatch.setattr(Stepper, "advance", slow)
+    lines = ok("train", "--store", tmp_path, "--epochs", 1, "--train-subset", 2560
+               ).output.splitlines()
+    end = next(i for i, ln in enumerate(lines) if ln.startswith("[1/1]"))
+    said = [ln for ln in lines[:end] if ln.startswith("progress: ")]
+    assert len(said) >= 2, lines
+    at = []
+    for ln in said:
+        m = re.fullmatch(r"progress: 0/1 models, 1 in flight \(regnetx/[0-9a-f]{16} epoch 1/1 "
+                         r"step (\d+)/20\); ([\d.]+)% of the work in [\dhm]+s; ETA \d+ (s|min)", ln)
+        assert m, ln
+        at.append(int(m[1]))
+        assert float(m[2]) == pytest.approx(100 * int(m[1]) / 20, abs=0.05)
+    assert at == sorted(at) and 0 < at[0] and at[0] < 20
+
+
+def test_the_trainer_counts_its_steps_and_calibrates_past_its_schedule():
+    tiny = AnyNetSpec((1, 1, 2, 1), (8, 16, 32, 64), (1, 1, 1, 1), (8, 8, 8, 8), stem_w=16)
+    syn, task = DeviceData(readers.synthetic(), "cpu", 512), datasets.task("synthetic")
+    heard = []
+    out = trainer.train(tiny, task, syn, Recipe(epochs=2, train_subset=512),
+                        on_step=lambda *a: heard.append(a), step_report_s=0.0)
+    assert out.status == "done"
+    assert heard == [(e, k, 4) for e in (1, 2) for k in range(1, 5)]  # 0 s: every step
+    # 2 untimed steps and 3 timed ones: more than the 4 steps of a 1-epoch schedule
+    ips, steps = trainer.calibrate(tiny, task, syn, Recipe(epochs=1, train_subset=512),
+                                   seconds=0.0)
+    assert steps == trainer.CALIBRATE_STEPS == 3 and ips > 0
+
+
+def test_the_bar_moves_with_the_steps_and_the_eta_follows_the_run(monkeypatch):
+    clock = SimpleNamespace(t=1000.0)
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock.t)
+    ref = "synthetic"
+    p = plan.Plan(2, 10, ((ref, 60_000),), 2 * 3 * 25e6 * 60_000 * 10, 3 * 25e6 * 400,
+                  "calibrated", ("cpu",), TrainOptions())
+    assert p.eta_s == pytest.approx(2 * 60_000 * 10 / 400)  # 50 min at 400 images/s
+    out = io.StringIO()
+    bar = progress.Progress(stream=out, tty=True, epochs=10)
+    bar.start(2, "1 worker (cpu)")
+    bar.plan(p)
+    assert out.getvalue().split("\n")[1:3] == p.lines()
+    assert "Warning" not in out.getvalue()  # under an hour
+    job = SimpleNamespace(key="regnetx/1a2b3c4d5e6f7a8b", model_id="1a2b3c4d5e6f7a8b",
+                          space="regnetx", flops=25e6, data=ref)
+    bar.begin(job)
+    assert out.getvalue().rstrip().endswith("0/2 models, 1 in flight (1a2b3c4d epoch 1/10) "
+                                            "· 0.0% · ETA 50 min")
+    clock.t += 600  # 10 min, in which the run did 12.5% (not the plan's 20%): 70 min left
+    bar.step(job, 3, 234, 468)
+    assert out.getvalue().rstrip().endswith("0/2 models, 1 in flight (1a2b3c4d epoch 3/10 "
+                                            "step 234/468) · 12.5% · ETA 1.2 h")
+    assert re.match(r"\[(█|#){3} {21}\]", out.getvalue().rsplit("\r", 1)[1])  # 3 of 24 cells
+
+
+def test_the_warning_names_the_levers_that_fit(monkeypatch):
+    monkeypatch.setattr(plan, "cpu_cores", lambda: 2)
+
+    def plan_of(hours, workers=("cpu",), **recipe):
+        options = TrainOptions(recipe=Recipe(**recipe), jobs=1)
+        return plan.Plan(100, options.recipe.epochs, (("fashion-mnist", 60_000),), 1.0,
+                         1 / (hours * 3600), "calibrated", workers, options)
+
+    p = plan_of(40)
+    assert p.warning(3600) == (
+        "Warning: about 40.0 h of training; to shorten it: --train-subset 6000 (4.0 h), "
+        "--epochs 2 (8.0 h), --max-models 2 (about 1.0 h; rerun for the rest), --jobs 2 (one "
+        "trainer per core), a GPU (--device cuda), a cluster (--cluster slurm --tasks 40)")
+    assert p.warning(41 * 3600) is None and p.warning(None) is None
+    assert plan_of(0.9).warning(3600) is None
+    assert plan_of(2, train_subset=6000, epochs=2).warning(3600) == (
+        "Warning: about 2.0 h of training; to shorten it: --max-models 50 (about 1.0 h; rerun "
+        "for the rest), --jobs 2 (one trainer per core), a GPU (--device cuda), a cluster "
+        "(--cluster slurm --tasks 2)")
+    assert plan_of(3, workers=("cuda:0",)).warning(3600, command="run") == (
+        "Warning: about 3.0 h of training; to shorten it: --set train.train_subset=6000 "
+        "(18 min), --set train.epochs=2 (36 min), --set train.jobs=4 (several models per GPU)")
+    unknown = plan.Plan(1, 1, (("x", 10),), 1.0, None, "why", ("cpu",), TrainOptions())
+    assert unknown.eta_s is None and unknown.warning(0.001) is None
+    assert unknown.lines()[1] == "ETA unknown: why"
+
+
+def test_worker_processes_calibrate_and_report_their_steps(tmp_path):
+    sample(tmp_path, 1)
+    (job,) = pending.jobs_of(Store(tmp_path), "regnetx")
+    options = TrainOptions(recipe=Recipe(epochs=1, train_subset=1280), device="cpu",
+                           step_report_s=0.01)
+    events = []
+    with Processes(["cpu"], options) as ex:
+        got = ex.calibrate(job)
+        assert got.key == job.key and got.images_per_second > 0 and got.steps >= 3, got
+        ex.submit(job)
+        while not any(isinstance(e, Finished) for e in events):
+            events += ex.events(1.0)
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps, events  # a step takes longer than 10 ms
+    assert all(e.key == job.key and e.epoch == 1 and 0 < e.step <= 10 and e.steps == 10
+               for e in steps)
+    assert [e.step for e in steps] == sorted({e.step for e in steps})
+    assert events[-1].outcome.status == "done"
