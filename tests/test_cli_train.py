@@ -1,6 +1,7 @@
 """`dse train` / `dse status` through click's CliRunner: sample → train → results on
 synthetic data, recorded divergence and failure, user errors, worker processes."""
 
+import re
 from pathlib import Path
 
 import click
@@ -38,6 +39,8 @@ def test_sample_train_status_end_to_end(tmp_path):
     assert lines[0] == "training 3 models on 1 worker (cpu)"
     assert lines[1] == ("synthetic: 10000 training images (using 2000), 2000 test images, "
                         "from generated (seed 0)")
+    assert lines[2].startswith("plan: 3 models × 2 epochs × 2,000 images = ")
+    assert lines[3].startswith("ETA ") and "(not counted as training)" in lines[3]
     assert sum(" done error " in ln for ln in lines) == 3
     assert lines[-1].startswith("trained 3 of 3 pending models in ")
     assert "3 done, 0 diverged, 0 failed; best " in lines[-1]
@@ -168,6 +171,9 @@ def test_worker_processes_train_disjoint_models(tmp_path, monkeypatch):
                "--jobs", "2", "--max-models", "2")
     assert r.exit_code == 0, r.output
     assert r.output.startswith("training 2 models on 2 workers (2 × cpu)")
+    eta = r.output.splitlines()[3]  # calibrated in a worker process, for 2 trainers
+    assert re.fullmatch(r"ETA .+ × 2 trainers, calibrated on \d+ steps of regnetx/\w+ \(not "
+                        r"counted as training\)", eta), eta
     res = Store(tmp_path).read_results("regnetx")
     assert sorted(res["model_id"]) == sorted(models["model_id"])
     assert (res["status"] == "done").all()

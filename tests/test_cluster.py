@@ -63,6 +63,10 @@ def test_local_tasks_train_every_model_exactly_once(tmp_path):
     r = ok("train", "--store", tmp_path, *FAST, "--cluster", "local", "--tasks", 2, "--wait")
     assert "2 tasks on local" in r.output and "4/4 models trained" in r.output
     assert sorted(finished_lines(tmp_path)) == sorted(ids)  # each once, none twice
+    logs = [p.read_text() for p in Store(tmp_path).jobs_dir.glob("*/logs/*_log.out")]
+    assert any(re.search(r"^plan: \d models? .*\nETA .* × 1 trainer × 2 tasks, ", log, re.M)
+               for log in logs), logs  # the ETA of a task counts both
+    assert not any("Warning:" in log for log in logs)
     res = Store(tmp_path).read_results("regnetx")
     assert set(res["model_id"]) == ids and set(res["status"]) == {"done"}
     files = list(Store(tmp_path).results_dir("regnetx").rglob("*.parquet"))

@@ -209,6 +209,8 @@ def test_a_killed_run_resumes_and_trains_each_model_once(tmp_path):
     first = proc.communicate()[0]
     before = {f: f.read_bytes() for f in store.root.glob("*/results/*.parquet")}
     assert 1 <= len(before) < 6, first
+    assert "plan: 6 models × 2 epochs × 1,000 images = " in first  # before any result
+    assert first.index("calibrated on ") < first.index("\n[1/6] ")
 
     r = dse_run(p, "--store", store)
     out = r.communicate(timeout=600)[0]
@@ -216,6 +218,7 @@ def test_a_killed_run_resumes_and_trains_each_model_once(tmp_path):
     ids = [m for s in ("anynetxa", "anynetxe") for m in store.read_models(s)["model_id"]]
     assert len(ids) == 6  # sampled once: the rerun sampled nothing more
     assert sorted(trained_ids(first) + trained_ids(out)) == sorted(ids)
+    assert "measured: the median of " in out  # the speed of the first run's models
     for f, data in before.items():  # not trained again (the files are folded into segments)
         old = pd.read_parquet(io.BytesIO(data)).iloc[0]
         new = store.read_results(f.parent.parent.name).set_index("model_id").loc[f.stem]
