@@ -73,14 +73,14 @@ def reporters(flops: int, images: int, epochs: int) -> dict:
 
 def step_costs(flops: int, images: int, epochs: int) -> dict:
     """The two parts of the overhead, timed alone: the clock check every step makes, and one
-    report (a Step into a Progress) for each side."""
+    report (an AtStep into a Progress) for each side."""
     check = min(timeit.repeat("time.perf_counter() >= t", setup="t = time.perf_counter() + 1",
                               globals={"time": time}, number=100_000, repeat=5)) / 100_000
     out = {"check_s": check}
     for side, make in reporters(flops, images, epochs).items():
         on_step, _ = make()
         if on_step is not None:
-            out[f"report_{side}_s"] = min(timeit.repeat(lambda: on_step(1, 7, 46), number=200,
+            out[f"report_{side}_s"] = min(timeit.repeat(lambda f=on_step: f(1, 7, 46), number=200,
                                                         repeat=5)) / 200
     return out
 

@@ -16,7 +16,7 @@ from cli_helpers import ok, one_error, run
 from dse.data import datasets, readers
 from dse.data.device import DeviceData
 from dse.runner import pending, plan, progress
-from dse.runner.jobs import Finished, Step
+from dse.runner.jobs import AtStep, Finished
 from dse.runner.options import TrainOptions
 from dse.runner.processes import Processes
 from dse.space.spec import AnyNetSpec
@@ -204,7 +204,7 @@ def test_worker_processes_calibrate_and_report_their_steps(tmp_path):
         ex.submit(job)
         while not any(isinstance(e, Finished) for e in events):
             events += ex.events(1.0)
-    steps = [e for e in events if isinstance(e, Step)]
+    steps = [e for e in events if isinstance(e, AtStep)]
     assert steps, events  # a step takes longer than 10 ms
     assert all(e.key == job.key and e.epoch == 1 and 0 < e.step <= 10 and e.steps == 10
                for e in steps)

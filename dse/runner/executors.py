@@ -2,7 +2,7 @@
 
 `InProcess` trains on the calling thread (CPU, one GPU, one job); `dse.runner.processes.Processes`
 runs one worker process per (device, job slot). Both answer `free()`, `submit(job)`,
-`calibrate(job)` and `events(timeout)`, which returns `Step` events (how far into an epoch a
+`calibrate(job)` and `events(timeout)`, which returns `AtStep` events (how far into an epoch a
 model is, about once a second), `Epoch` events (a model finished an epoch), `Finished`
 events (its outcome) and `Returned` events (a job given back untrained). A worker never
 writes to the store: the run loop that owns the claims writes the results.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dse.errors import DseError
 from dse.runner._work import DataCache, calibrate, train_one, train_together, use_device
-from dse.runner.jobs import Calibrated, Epoch, Finished, Job, Step
+from dse.runner.jobs import AtStep, Calibrated, Epoch, Finished, Job
 from dse.runner.options import TrainOptions
 from dse.runner.processes import Processes
 
@@ -44,7 +44,7 @@ def describe(workers: list[str]) -> str:
 
 def executor(workers: list[str], options: TrainOptions, arrays: dict, on_event=None):
     """The executor for these workers: in-process for one, CUDA streams in this process
-    with concurrency="streams", worker processes for more. on_event(Step | Epoch) hears the
+    with concurrency="streams", worker processes for more. on_event(AtStep | Epoch) hears the
     progress of in-process training as it happens (worker processes send theirs as
     events)."""
     if options.concurrency == "streams":
@@ -63,7 +63,7 @@ def executor(workers: list[str], options: TrainOptions, arrays: dict, on_event=N
 class InProcess:
     """Trains on the calling thread: the job submitted, or up to `together` jobs at once on
     CUDA streams (dse.train.multistream), while `events` is called; steps and epochs are
-    handed to `on_event(Step | Epoch)` as they happen. After a fatal CUDA error this process
+    handed to `on_event(AtStep | Epoch)` as they happen. After a fatal CUDA error this process
     cannot train again: `unusable` says why."""
 
     def __init__(self, device: str, options: TrainOptions, arrays: dict, on_event=None,
@@ -103,7 +103,7 @@ class InProcess:
             self.on_event(Epoch(jobs[k].key, epoch, loss))
 
         def on_step(k, epoch, step, steps):
-            self.on_event(Step(jobs[k].key, epoch, step, steps))
+            self.on_event(AtStep(jobs[k].key, epoch, step, steps))
 
         if self.together > 1:
             outcomes = train_together(jobs, self.cache, self.options, on_epoch, on_step)

@@ -1,5 +1,5 @@
 """What executors and the run loop exchange: a `Job` (one model to train and its data), the
-events an executor gives back (`Step`, `Epoch`, `Finished`, `Returned`), a calibration's
+events an executor gives back (`AtStep`, `Epoch`, `Finished`, `Returned`), a calibration's
 answer (`Calibrated`), the `Executor` contract that every executor implements, and the
 restart policy of worker slots."""
 
@@ -33,7 +33,7 @@ class Job:
         return self.data.dataset
 
 
-class Step(NamedTuple):
+class AtStep(NamedTuple):
     """A model is at step `step` of the `steps` of epoch `epoch` (counted on the host, sent
     about once a second: nothing waits for the device)."""
 

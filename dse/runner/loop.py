@@ -22,7 +22,7 @@ from dse.data import datasets
 from dse.data.datasets import DataRef
 from dse.errors import ArgumentError, DseError
 from dse.runner import leases
-from dse.runner.jobs import Epoch, Finished, Job, Returned, Step
+from dse.runner.jobs import AtStep, Epoch, Finished, Job, Returned
 from dse.runner.options import TrainOptions
 from dse.runner.pending import jobs_of, select_spaces
 from dse.runner.plan import Plan, estimate
@@ -189,10 +189,10 @@ class _Loop:
         self.held: dict[str, tuple[Job, leases.Lease]] = {}  # key → the job and our lease
         self.again: list[Job] = []  # given back by a worker that could not start: still ours
 
-    def on_event(self, ev: Step | Epoch) -> None:
+    def on_event(self, ev: AtStep | Epoch) -> None:
         """A model's progress: how far into an epoch, or an epoch's end."""
         job = self.held[ev.key][0]
-        if isinstance(ev, Step):
+        if isinstance(ev, AtStep):
             self.report.step(job, ev.epoch, ev.step, ev.steps)
         else:
             self.report.epoch(job, ev.epoch, ev.loss)
@@ -228,7 +228,7 @@ class _Loop:
 
     def _handle(self, ev, hb) -> None:
         job, lease = self.held[ev.key]
-        if isinstance(ev, (Step, Epoch)):
+        if isinstance(ev, (AtStep, Epoch)):
             self.on_event(ev)
         elif isinstance(ev, Returned):
             self.again.append(job)

@@ -1,10 +1,9 @@
 """Worker processes: one per (device, job slot), each training one model at a time.
 
-A worker takes jobs from its task queue and sends `Step`, `Epoch` and `Finished` events back
-on its own result queue; asked to `Calibrate` a job, it times a few of its steps and answers
-`Calibrated`. After a fatal CUDA error (dse.runner.executors.cuda_fault) it records the model
-and
-exits; one that cannot take its device sends `StartFailed` and exits, and its job is given
+A worker takes jobs from its task queue and sends `AtStep`, `Epoch` and `Finished` events
+back on its own result queue; asked to `Calibrate` a job, it times a few of its steps and
+answers `Calibrated`. After a fatal CUDA error (dse.runner._work.cuda_fault) it records the
+model and exits; one that cannot take its device sends `StartFailed` and exits, and its job is given
 back (`Returned`) uncharged; one killed while training (OOM killer, segfault) fails its
 model. Each is restarted after a back-off (BACKOFF_S), up to MAX_FAILURES in a row; when
 every slot is given up, `unusable` says why.
@@ -22,6 +21,7 @@ from dse.runner._work import DataCache, calibrate, train_one, use_device
 from dse.runner.jobs import (
     BACKOFF_S,
     MAX_FAILURES,
+    AtStep,
     Calibrate,
     Calibrated,
     Epoch,
@@ -29,7 +29,6 @@ from dse.runner.jobs import (
     Job,
     Returned,
     StartFailed,
-    Step,
 )
 from dse.runner.options import TrainOptions
 from dse.train.outcome import Outcome
@@ -72,7 +71,7 @@ def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, ta
 
         outcome = train_one(job, cache, options,
                             lambda epoch, loss, k=job.key: send(Epoch(k, epoch, loss)),
-                            lambda epoch, n, steps, k=job.key: send(Step(k, epoch, n, steps)))
+                            lambda epoch, n, steps, k=job.key: send(AtStep(k, epoch, n, steps)))
         results.put(Finished(job.key, outcome, name))
         if outcome.fatal:
             return  # this process's CUDA context is gone; a fresh process takes over
