@@ -21,7 +21,7 @@ from dse.data import datasets
 from dse.errors import DseError
 from dse.files import writing
 from dse.method.experiment import Experiment
-from dse.runner.plan import measured_rate
+from dse.runner.plan import measured_rate, training_mult_adds
 from dse.space import definition as spaces
 from dse.space import regimes, sampling
 from dse.store.core import Store, needs_training, write_atomic
@@ -141,7 +141,7 @@ def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
                 known = False  # an open window: the flops of unsampled models are unknown
             new_flops += k * (want.centre or 0.0)
         flops = pending_flops.get(s, 0.0) + new_flops
-        cost = 3 * flops * images * exp.recipe.epochs if known else None
+        cost = training_mult_adds(flops, images, exp.recipe.epochs) if known else None
         to_train = pending.get(s, 0) + to_sample
         rows.append(dict(space=s, sampled=0 if models is None else len(models),
                          to_sample=to_sample, to_train=to_train,

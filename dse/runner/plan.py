@@ -23,6 +23,14 @@ from dse.store.core import Store
 from dse.system import HOST, cpu_cores
 from dse.units import eta, mult_adds
 
+
+def training_mult_adds(flops, images, epochs):
+    """Multiply-adds of training a model of `flops` on `images` for `epochs`: 3 × flops ×
+    images × epochs (the forward pass, and the backward pass at about twice its cost);
+    arrays in, arrays out."""
+    return 3.0 * flops * images * epochs
+
+
 # ---- the store's measured speed ---------------------------------------------------------------
 
 def measured_speeds(store: Store, kind: str | None = None, host: str | None = None
@@ -46,8 +54,8 @@ def measured_speeds(store: Store, kind: str | None = None, host: str | None = No
             continue
         size = datasets.get(done["dataset"].iloc[0]).train_size or 0
         images = done["train_subset"].fillna(size).to_numpy(dtype=float)
-        speeds.append(3 * done["flops"].to_numpy(dtype=float) * images
-                      * done["epochs_run"].fillna(done["epochs"]).to_numpy(dtype=float)
+        epochs = done["epochs_run"].fillna(done["epochs"]).to_numpy(dtype=float)
+        speeds.append(training_mult_adds(done["flops"].to_numpy(dtype=float), images, epochs)
                       / done["train_seconds"].to_numpy(dtype=float))
     speeds = np.concatenate(speeds) if speeds else np.array([])
     return speeds[np.isfinite(speeds) & (speeds > 0)]
@@ -87,7 +95,7 @@ class Plan:
 
     def cost_of(self, job: Job) -> float:
         """Multiply-adds of training one job."""
-        return 3.0 * job.flops * dict(self.images)[job.data] * self.epochs
+        return training_mult_adds(job.flops, dict(self.images)[job.data], self.epochs)
 
     def lines(self) -> list[str]:
         """The plan as two lines: the work, then the ETA and where its speed comes from."""
@@ -145,7 +153,7 @@ def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
     of device, else calibrated by `executor` on a few steps of the median-size job (not
     counted as training), else unknown."""
     epochs = options.recipe.epochs
-    cost = sum(3.0 * j.flops * images[j.data] * epochs for j in jobs)
+    cost = sum(training_mult_adds(j.flops, images[j.data], epochs) for j in jobs)
     kind = "cpu" if workers[0] == "cpu" else "cuda"
     speeds = measured_speeds(store, kind, HOST)
     if speeds.size:
@@ -155,7 +163,8 @@ def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
     elif executor is not None and jobs:
         job = sorted(jobs, key=lambda j: j.flops)[len(jobs) // 2]
         got = executor.calibrate(job)
-        rate = 3.0 * job.flops * got.images_per_second if got.images_per_second else None
+        ips = got.images_per_second
+        rate = training_mult_adds(job.flops, ips, 1) if ips else None  # per second
         source = (f"calibrated on {got.steps} steps of {job.key} (not counted as training)"
                   if rate else f"its calibration on {job.key} failed: {got.message}")
     else:
