@@ -1,14 +1,18 @@
 """What progress reporting costs the CPU trainer: the same model trained without any report
-(no on_step, no on_epoch) and with the reports `dse train` makes (step counts about once a
-second into a Progress: the tqdm bar of a terminal, or the log lines written off one),
-interleaved in one run, plus the two costs that make up the overhead, timed alone: the
-per-step check of the clock and one report.
+(no on_step, no on_epoch; twice, to show the noise of the machine) and with the reports
+`dse train` makes (step counts about once a second into a Progress: the tqdm bar of a
+terminal, or the log lines written off one), interleaved in one run, plus the two costs that
+make up the overhead, timed alone: the per-step check of the clock and one report. Then the
+plan's calibration of the same model (dse.train.trainer.calibrate: ~2 s of steps after a
+warm-up) against the images/s its trainings reached.
 
     .venv/bin/python bench/progress_overhead.py [--rounds 5] [--epochs 2] [--subset 6000]
 
 One RegNetX model of the 1.5–2 MF Fashion-MNIST window (the dds-cpu size: the shortest steps,
 so the largest relative overhead), batch 128, one thread. Each round trains it once per side,
-in turn; the ratio is of the median training seconds.
+in a rotated order; a side's ratio is the median over rounds of its seconds over the
+baseline's in the same round, for the wall seconds of training and for the CPU seconds of
+this process over the whole call (less disturbed by other jobs on shared cores).
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def reporters(flops: int, images: int, epochs: int) -> dict:
         p.begin(job)
         return (lambda e, k, n: p.step(job, e, k, n)), (lambda e, loss: p.epoch(job, e, loss))
 
-    return {"none": lambda: (None, None), "bar": lambda: hooks(True),
-            "lines": lambda: hooks(False)}
+    return {"none": lambda: (None, None), "none again": lambda: (None, None),
+            "bar": lambda: hooks(True), "lines": lambda: hooks(False)}
 
 
 def step_costs(flops: int, images: int, epochs: int) -> dict:
@@ -101,24 +105,36 @@ def main() -> None:
     recipe = Recipe(epochs=args.epochs, train_subset=args.subset)
     sides = reporters(flops, args.subset, args.epochs)
     seconds = {side: [] for side in sides}
+    cpu = {side: [] for side in sides}
     errors = {side: set() for side in sides}
     trainer.train(spec, task, data, recipe)  # warm: oneDNN primitives, allocator
-    for _ in range(args.rounds):
-        for side, make in sides.items():
-            on_step, on_epoch = make()
+    for r in range(args.rounds):
+        names = list(sides)
+        for side in names[r % len(names):] + names[:r % len(names)]:
+            on_step, on_epoch = sides[side]()
+            c0 = time.process_time()
             out = trainer.train(spec, task, data, recipe, on_step=on_step, on_epoch=on_epoch)
+            cpu[side].append(time.process_time() - c0)
             seconds[side].append(out.train_seconds)
             errors[side].add(out.error)
     steps = data.steps(recipe.batch_size) * args.epochs
     med = {side: statistics.median(s) for side, s in seconds.items()}
+
+    def ratio(t: dict) -> dict:
+        return {s: statistics.median(a / b for a, b in zip(t[s], t["none"])) for s in sides}
+
     costs = step_costs(flops, args.subset, args.epochs)
+    calibrated = [trainer.calibrate(spec, task, data, recipe)[0] for _ in range(3)]
+    trained = [steps * recipe.batch_size / s for s in seconds["none"]]
     step_s = med["none"] / steps
     print(json.dumps(dict(
         dataset=name, flops=flops, steps=steps, rounds=args.rounds, seconds=seconds,
-        median_s=med, ratio={s: med[s] / med["none"] for s in sides},
+        cpu_seconds=cpu, median_s=med, ratio=ratio(seconds), cpu_ratio=ratio(cpu),
         same_error=all(len(e) == 1 for e in errors.values()) and
         len(set().union(*errors.values())) == 1,
         step_s=step_s, **costs,
+        calibrated_images_per_s=calibrated, trained_images_per_s=trained,
+        calibrated_over_trained=statistics.median(calibrated) / statistics.median(trained),
         bound={s: (costs["check_s"] + costs[f"report_{s}_s"] / trainer.STEP_REPORT_S * step_s)
                / step_s for s in ("bar", "lines")}), indent=1))
 

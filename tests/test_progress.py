@@ -6,6 +6,7 @@ processes that calibrate and report their steps."""
 import io
 import re
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -169,9 +170,9 @@ def test_the_warning_names_the_levers_that_fit(monkeypatch):
     monkeypatch.setattr(plan, "cpu_cores", lambda: 2)
 
     def plan_of(hours, workers=("cpu",), **recipe):
-        options = TrainOptions(recipe=Recipe(**recipe), jobs=1)
+        options = TrainOptions(recipe=Recipe(**recipe), jobs=len(workers))
         return plan.Plan(100, options.recipe.epochs, (("fashion-mnist", 60_000),), 1.0,
-                         1 / (hours * 3600), "calibrated", workers, options)
+                         1 / (hours * 3600 * len(workers)), "calibrated", workers, options)
 
     p = plan_of(40)
     assert p.warning(3600) == (
@@ -187,6 +188,8 @@ def test_the_warning_names_the_levers_that_fit(monkeypatch):
     assert plan_of(3, workers=("cuda:0",)).warning(3600, command="run") == (
         "Warning: about 3.0 h of training; to shorten it: --set train.train_subset=6000 "
         "(18 min), --set train.epochs=2 (36 min), --set train.jobs=4 (several models per GPU)")
+    gpus = plan_of(3, workers=("cuda:0", "cuda:0"), train_subset=6000, epochs=2)
+    assert gpus.warning(3600, command="run") == "Warning: about 3.0 h of training"
     unknown = plan.Plan(1, 1, (("x", 10),), 1.0, None, "why", ("cpu",), TrainOptions())
     assert unknown.eta_s is None and unknown.warning(0.001) is None
     assert unknown.lines()[1] == "ETA unknown: why"
@@ -210,3 +213,36 @@ def test_worker_processes_calibrate_and_report_their_steps(tmp_path):
                for e in steps)
     assert [e.step for e in steps] == sorted({e.step for e in steps})
     assert events[-1].outcome.status == "done"
+
+
+def test_the_readme_shows_the_first_minutes_as_dse_prints_them(tmp_path, monkeypatch):
+    """The README's first run, checked without training: its plan is the plan of the 100
+    models that `dse sample` draws, its ETA follows from the speed it shows on the median
+    model, its warning is the one that ETA gets, and its bar is the bar's format on the
+    first (largest) model."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    shown = readme.split("```\ntraining 100 models on 1 worker (cpu)\n", 1)[1]
+    shown = shown.split("\n```", 1)[0].splitlines()
+    ok("sample", "--space", "rx", "--n", 100, "--dataset", "fashion-mnist", "--store", tmp_path)
+    models = Store(tmp_path).read_models("regnetx").sort_values("flops")
+    images = datasets.get("fashion-mnist").train_size
+    cost = 3 * models["flops"].sum() * images * 10
+    assert shown[1] == (f"plan: 100 models × 10 epochs × {images:,} images = {mult_adds(cost)} "
+                        "multiply-adds (3 × flops × images × epochs)")
+    m = re.fullmatch(r"ETA ([\d.]+) h at ([\d.]+) G multiply-adds/s per trainer × 1 trainer, "
+                     r"calibrated on \d+ steps of regnetx/(\w{16}) \(not counted as training\)",
+                     shown[2])
+    assert m, shown[2]
+    assert m[3] == models["model_id"].iloc[50]  # the median of 100 by flops
+    hours = float(m[1])
+    assert hours == pytest.approx(cost / (float(m[2]) * 1e9) / 3600, rel=0.002)
+    monkeypatch.setattr(plan, "cpu_cores", lambda: 2)
+    p = plan.Plan(100, 10, (("fashion-mnist", images),), cost, cost / (hours * 3600), "",
+                  ("cpu",), TrainOptions())
+    assert shown[3] == p.warning(3600)
+    bar = re.fullmatch(r"\[[█▏▎▍▌▋▊▉ ]{24}\] 0/100 models, 1 in flight \((\w{8}) epoch 1/10 step "
+                       r"(\d+)/468\) · ([\d.]+)% · ETA [\d.]+ h", shown[-1])
+    assert bar, shown[-1]
+    assert bar[1] == models["model_id"].iloc[-1][:8]  # the largest trains first
+    share = int(bar[2]) / 468 / 10 * models["flops"].iloc[-1] / models["flops"].sum()
+    assert float(bar[3]) == pytest.approx(100 * share, abs=0.05)

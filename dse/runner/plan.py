@@ -117,8 +117,9 @@ class Plan:
         as options of `dse train` (command="train") or keys of `dse run` ("run")."""
         if after_s is None or self.eta_s is None or self.eta_s <= after_s:
             return None
-        return (f"Warning: about {eta(self.eta_s)} of training; to shorten it: "
-                + ", ".join(self.levers(after_s, command)))
+        levers = self.levers(after_s, command)
+        return (f"Warning: about {eta(self.eta_s)} of training"
+                + (f"; to shorten it: {', '.join(levers)}" if levers else ""))
 
     def levers(self, after_s: float, command: str = "train") -> list[str]:
         """What shortens this run, with the ETA it would have where that is known."""
