@@ -18,7 +18,6 @@ import numpy as np
 import yaml
 
 from dse.data import datasets
-from dse.errors import DseError
 from dse.files import writing
 from dse.method.experiment import Experiment
 from dse.runner.plan import measured_rate, training_mult_adds
