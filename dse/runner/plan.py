@@ -1,7 +1,7 @@
 """What a run will cost, said before it starts (pure: no torch; a calibration runs in the
 executor): models × epochs × images, the multiply-adds (3 × flops × images × epochs: forward
 and backward), and an ETA from the speed of a trainer, measured on this store's results or
-calibrated on a few steps of one pending model. When the ETA is long, the levers that
+calibrated on a few steps of a few pending models. When the ETA is long, the levers that
 shorten it.
 
     plan = estimate(store, jobs, images, options, workers, executor)
@@ -11,6 +11,7 @@ shorten it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,9 @@ from dse.runner.options import WARN_AFTER_S, TrainOptions
 from dse.store.core import Store
 from dse.system import HOST, cpu_cores
 from dse.units import eta, mult_adds
+
+CALIBRATE_MODELS = 3        # jobs timed for the plan's speed when the store has none
+CALIBRATE_BUDGET_S = 20.0   # no further job is timed after this long (slow steps)
 
 
 def training_mult_adds(flops, images, epochs):
@@ -147,11 +151,39 @@ class Plan:
         return out
 
 
+def probes(jobs: list[Job], k: int = CALIBRATE_MODELS) -> list[Job]:
+    """Up to k of the jobs, spread over their range of flops (their widths, groups and depths
+    vary as the run's do)."""
+    jobs = sorted(jobs, key=lambda j: j.flops)
+    if len(jobs) <= k:
+        return jobs
+    return [jobs[(2 * i + 1) * len(jobs) // (2 * k)] for i in range(k)]
+
+
+def calibrated_rate(executor, jobs: list[Job]) -> tuple[float | None, str]:
+    """Multiply-adds per second of a trainer, timed by `executor` on a few steps of each job
+    in turn (nothing is kept) until CALIBRATE_BUDGET_S have passed: the harmonic mean of
+    their speeds, as the run's time is the sum of its models'; and what it was measured on."""
+    start, got = time.monotonic(), []
+    for job in jobs:
+        if got and time.monotonic() - start > CALIBRATE_BUDGET_S:
+            break
+        got.append((job, executor.calibrate(job)))
+    timed = [(j, c) for j, c in got if c.images_per_second]
+    if not timed:
+        job, c = got[0]
+        return None, f"its calibration on {job.key} failed: {c.message}"
+    rate = len(timed) / sum(1 / training_mult_adds(j.flops, c.images_per_second, 1)
+                            for j, c in timed)
+    return rate, (f"calibrated on {sum(c.steps for _, c in timed)} steps of {len(timed)} "
+                  f"pending model{'s' * (len(timed) != 1)} (not counted as training)")
+
+
 def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
              workers: list[str], executor=None, tasks: int = 1) -> Plan:
     """The plan of training `jobs` (images: DataRef → training images per epoch) on
     `workers`: the speed is the median of this store's models trained on this host and kind
-    of device, else calibrated by `executor` on a few steps of the median-size job (not
+    of device, else calibrated by `executor` on a few steps of a few jobs (probes; not
     counted as training), else unknown."""
     epochs = options.recipe.epochs
     cost = sum(training_mult_adds(j.flops, images[j.data], epochs) for j in jobs)
@@ -162,12 +194,7 @@ def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
         source = (f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} "
                   f"this store trained on this host's {kind}")
     elif executor is not None and jobs:
-        job = sorted(jobs, key=lambda j: j.flops)[len(jobs) // 2]
-        got = executor.calibrate(job)
-        ips = got.images_per_second
-        rate = training_mult_adds(job.flops, ips, 1) if ips else None  # per second
-        source = (f"calibrated on {got.steps} steps of {job.key} (not counted as training)"
-                  if rate else f"its calibration on {job.key} failed: {got.message}")
+        rate, source = calibrated_rate(executor, probes(jobs))
     else:
         rate, source = None, "no model of this store has trained on this host's " + kind
     return Plan(len(jobs), epochs, tuple(images.items()), cost, rate, source, tuple(workers),

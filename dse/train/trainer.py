@@ -32,7 +32,7 @@ from dse.train.step import GRAPH_WARMUP_STEPS, Stepper, sgd_step_  # noqa: F401 
 CPU_CHANNELS_LAST_MAX = 160
 EVAL_BATCH = 1000
 STEP_REPORT_S = 1.0   # wall seconds between on_step calls (a host counter: no device sync)
-CALIBRATE_S = 2.0     # seconds of timed steps in a calibration, after its warm-up
+CALIBRATE_S = 1.0     # seconds of timed steps in a calibration, after its warm-up
 CALIBRATE_STEPS = 3   # and at least this many timed steps
 
 
