@@ -79,7 +79,7 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
     store = Store.existing(store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DseWarning)
-        df = store.load()
+        df = store.load(None, selection.pick)
     for w in caught:  # show them (once) as well as noting them in the report
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     skipped = [str(w.message) for w in caught if issubclass(w.category, DseWarning)]

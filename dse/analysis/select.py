@@ -24,8 +24,9 @@ import pandas as pd
 from dse.errors import DseError
 from dse.space import regimes
 from dse.store.core import Store
+from dse.store.trials import Pick
 
-TEXT = ("regime", "space", "status", "model_id", "kind")
+TEXT = ("regime", "space", "status", "model_id", "kind", "block", "activation")
 _SUFFIX = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?|\.\d+)([KMG])(?!\w)")
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 _SCALE = {"K": 1e3, "M": 1e6, "G": 1e9}
@@ -33,14 +34,16 @@ _SCALE = {"K": 1e3, "M": 1e6, "G": 1e9}
 
 @dataclass(frozen=True)
 class Selection:
-    """The models an analysis reads: one flop regime (None: every regime) and those for
-    which `where` holds (None: all)."""
+    """The models an analysis reads: one flop regime (None: every regime), those for which
+    `where` holds (None: all), and which results give their errors (`pick`: the recipe,
+    how seeds combine, which epoch; dse.store.trials.Pick)."""
 
     regime: str | None = None
     where: str | None = None
+    pick: Pick = Pick()
 
     def to_json(self) -> dict:
-        return dict(regime=self.regime, where=self.where)
+        return dict(regime=self.regime, where=self.where, **self.pick.to_json())
 
 
 # ---- the columns an expression reads ---------------------------------------------------------
@@ -74,7 +77,7 @@ _COLUMNS = {  # in the order an error message lists them; per-stage columns go a
     **{c: functools.partial(_num, col=c) for c in ("flops", "params", "acts", "error")},
     "d": functools.partial(_agg, col="ds", fn=sum), "w": functools.partial(_agg, col="ws", fn=max),
     "b": functools.partial(_agg, col="bs", fn=max), "g": _g,
-    **{c: functools.partial(_num, col=c) for c in ("w0", "wa", "wm")},
+    **{c: functools.partial(_num, col=c) for c in ("w0", "wa", "wm", "lr", "wd", "n_seeds")},
     "regime": lambda df: regimes.labels(df).astype(object),
     **{c: functools.partial(_text, col=c) for c in TEXT[1:]},
 }
@@ -83,10 +86,11 @@ _COLUMNS = {  # in the order an error message lists them; per-stage columns go a
 def column_names(df: pd.DataFrame) -> list[str]:
     """The columns an expression may use: flops, params, acts, error, d (total depth), w (the
     widest stage), b, g (RegNet: as sampled; AnyNet: the largest stage's), w0, wa, wm
-    (RegNet), per stage d1.. w1.. b1.. g1..; regime, space, status, model_id, kind."""
+    (RegNet), lr, wd (the recipe's, drawn per model or not), n_seeds, per stage d1.. w1..
+    b1.. g1..; regime, space, status, model_id, kind, block, activation."""
     stages = int(df["ds"].map(lambda v: 0 if v is None else len(v)).max()) if len(df) else 4
     per_stage = [f"{sym}{i + 1}" for sym in "dwbg" for i in range(stages)]
-    return [*list(_COLUMNS)[:11], *per_stage, *list(_COLUMNS)[11:]]
+    return [*list(_COLUMNS)[:14], *per_stage, *list(_COLUMNS)[14:]]
 
 
 def model_columns(df: pd.DataFrame, names=None) -> dict[str, np.ndarray]:
@@ -240,7 +244,26 @@ def notes(df: pd.DataFrame, selection: Selection, spaces) -> list[str]:
         out.append(f"regime {selection.regime}")
     if selection.where:
         out.append(f"models where {selection.where}")
+    out += recipe_notes(df, selection.pick)
     return out
+
+
+def recipe_notes(df: pd.DataFrame, pick: Pick) -> list[str]:
+    """Which recipe's results the frame holds and how seeds and epochs were read."""
+    if "recipe" not in df or not df["recipe"].notna().any():
+        return []
+    fps = list(dict.fromkeys(df["recipe"].dropna()))
+    labels = list(dict.fromkeys(df["recipe_label"].dropna())) if "recipe_label" in df else []
+    how = "named by --recipe" if pick.recipe else "the one with the most results"
+    line = f"recipe {', '.join(labels) or '?'} [{', '.join(fps)}], {how}"
+    n = df.loc[df["n_seeds"] > 0, "n_seeds"] if "n_seeds" in df else pd.Series(dtype=int)
+    if len(n) and n.max() > 1:
+        line += (f"; error = {'mean' if pick.aggregate == 'mean' else 'first'} of "
+                 f"{int(n.min())}–{int(n.max())} seeds per model" if pick.aggregate == "mean"
+                 else "; error = the first seed's of each model")
+    if pick.epoch == "best":
+        line += "; the best epoch's error where a history was recorded (else the last)"
+    return [line]
 
 
 def split(df: pd.DataFrame, space: str, exprs) -> tuple[pd.DataFrame, list[str]]:
@@ -275,7 +298,8 @@ def parse_named(text: str) -> tuple[str, str | None]:
     return space, (store if at else None)
 
 
-def load_named(home: Store | None, names, base=None) -> tuple[pd.DataFrame, list[str]]:
+def load_named(home: Store | None, names, base=None,
+               pick: Pick | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Models ⟕ results of the spaces named SPACE (in `home`) or SPACE@STORE; a space of
     another store is labelled `space@STORE` in the frame's `space` column. A relative STORE
     is read from `base` (default: the working directory). Returns the frame and the labels
@@ -289,9 +313,27 @@ def load_named(home: Store | None, names, base=None) -> tuple[pd.DataFrame, list
         name = store.resolve(space)
         label = name if at is None else f"{name}@{at}"
         if label not in labels:
-            frames.append(store.load([name]).assign(space=label))
+            frames.append(store.load([name], pick).assign(space=label))
             labels.append(label)
-    return pd.concat(frames, ignore_index=True), labels
+    out = pd.concat(frames, ignore_index=True)
+    _same_recipe(frames, labels, pick)
+    return out, labels
+
+
+def _same_recipe(frames, labels, pick: Pick | None) -> None:
+    """Populations of several stores read under different recipes (each store's most
+    trained) would mix them: a DseError asking for --recipe."""
+    if pick is not None and pick.recipe:
+        return
+    seen = {}
+    for f, label in zip(frames, labels):
+        fps = set(f["recipe"].dropna()) if "recipe" in f else set()
+        if fps:
+            seen[label] = (next(iter(fps)), f["recipe_label"].dropna().iloc[0])
+    if len({fp for fp, _ in seen.values()}) > 1:
+        held = "; ".join(f"{k}: {lbl}" for k, (_, lbl) in seen.items())
+        raise DseError(f"the populations were trained under different recipes ({held}); "
+                       "name the one to compare with --recipe KEY=VALUE,...")
 
 
 def _near(base, path: str) -> str:

@@ -44,7 +44,7 @@ def _load(store_path, spaces, selection):
     plain = [s for s in spaces if select.parse_named(s)[1] is None]
     home = Store.existing(store_path) if plain or Store(store_path).root.is_dir() else \
         Store.existing(select.parse_named(spaces[0])[1])
-    df, names = select.load_named(home, spaces)
+    df, names = select.load_named(home, spaces, pick=selection.pick)
     picked = select.select(df, selection, names)
     return home, names, picked, select.notes(df, selection, names)
 
@@ -58,7 +58,7 @@ def _load_one(store_path, text, selection):
     space, at = select.parse_named(text)
     store = Store.existing(at or store_path)
     name = store.resolve(space)
-    df = store.load([name])
+    df = store.load([name], selection.pick)
     return store, name, select.select(df, selection, [name]), select.notes(df, selection, [name])
 
 

@@ -100,11 +100,24 @@ def selection_options(f):
     """--regime NAME and --where EXPR, passed as one `selection`
     (dse.analysis.select.Selection): the models every analysis reads."""
     @functools.wraps(f)
-    def run(*args, regime=None, where=None, **kwargs):
+    def run(*args, regime=None, where=None, recipe=None, aggregate="mean", epoch="last",
+            **kwargs):
         from dse.analysis.select import Selection
+        from dse.store.trials import Pick, parse_recipe
 
-        return f(*args, selection=Selection(regime, where), **kwargs)
+        pick = Pick(parse_recipe(recipe) if recipe is not None else None, aggregate, epoch)
+        return f(*args, selection=Selection(regime, where, pick), **kwargs)
 
+    run = click.option("--epoch", type=click.Choice(["last", "best"]), default="last",
+                       show_default=True,
+                       help="Which epoch's test error: the last, or the best of a result's "
+                            "history (dse train --curves).")(run)
+    run = click.option("--aggregate", type=click.Choice(["mean", "first"]), default="mean",
+                       show_default=True,
+                       help="A model's error from its seeds: their mean, or the first seed's.")(run)
+    run = click.option("--recipe", default=None, metavar="KEY=VALUE,...",
+                       help="Read the results of this recipe, e.g. epochs=8 [default: the "
+                            "recipe with the most results, named in the output].")(run)
     run = click.option("--where", default=None, metavar="EXPR",
                        help="Only models for which EXPR holds, over their columns: flops, "
                             "params, acts, error, d, w, b, g, w0, wa, wm, regime, per stage "

@@ -161,7 +161,7 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection
     name = store.resolve(space_name)
     space = suggest.stored_space(store.space_record(name), name,
                                  str(store.definition_path(name)))
-    df = store.load([name])
+    df = store.load([name], selection.pick)
     notes = select.notes(df, selection, [name])
     pop = analysis.population(select.select(df, selection, [name]), name)
     found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)

@@ -12,6 +12,7 @@ from dse.cli.common import Command, compose, json_option, store_option, table
 from dse.errors import DseError
 from dse.runner.options import (
     CLUSTERS,
+    MAX_SEEDS,
     WARN_AFTER_S,
     ClusterOptions,
     TrainOptions,
@@ -102,6 +103,20 @@ def cluster_options(f):
               help="Training seed (init, shuffling, augmentation).")
 @click.option("--train-subset", type=click.IntRange(min=1), default=None,
               help="Train on N images (a fixed subset) instead of the whole train split.")
+@click.option("--top", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Only the K lowest-error models of each space (under the recipe with the "
+                   "most results, seeds averaged), e.g. to train them longer (--epochs 8).")
+@click.option("--sample", type=click.IntRange(min=1), default=None, metavar="M",
+              help="Only M models of each space drawn at random (seeded by --sample-seed; "
+                   "with --top, M more beside the top K).")
+@click.option("--sample-seed", type=int, default=0, show_default=True,
+              help="Seed of the --sample draw.")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None, metavar="N",
+              help=f"Train seeds 0..N-1 of every chosen model (at most {MAX_SEEDS}); seeds "
+                   "already trained are skipped [default: --seed only].")
+@click.option("--curves", is_flag=True,
+              help="Also measure the test error after every epoch (dse curves); each "
+                   "evaluation costs about a pass over the test split.")
 @click.option("--retry-failed", is_flag=True,
               help="Also train models whose stored result is `failed`.")
 @click.option("--fp32", is_flag=True, help="On CUDA: fp32 instead of bf16 autocast.")
@@ -121,7 +136,8 @@ def cluster_options(f):
 @cluster_options
 def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path, data_dir, download,
               skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
-              zero_init_final_gamma, paper, no_augment, seed, train_subset, retry_failed, fp32,
+              zero_init_final_gamma, paper, no_augment, seed, train_subset, top, sample,
+              sample_seed, seeds, curves, retry_failed, fp32,
               no_cuda_graph, channels_last, dry_run, warn_hours, claim_timeout, cluster, wait,
               **resources):
     """Train the sampled models that have no result yet (proxy recipe, docs/training.md);
@@ -158,7 +174,9 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
                            skip_bad_images=skip_bad_images, cache_dir=cache_dir,
                            amp=False if fp32 else None,
                            cuda_graph=False if no_cuda_graph else None,
-                           channels_last=channels_last, claim_timeout=claim_timeout)
+                           channels_last=channels_last, claim_timeout=claim_timeout,
+                           top=top, sample=sample, sample_seed=sample_seed, seeds=seeds,
+                           curves=curves)
     if cluster is None:
         report = Progress(epochs=epochs, warn_after_s=warn_hours * 3600, dry_run=dry_run)
         runner.run(Store(store_path), spaces, options, report=report, dry_run=dry_run)
@@ -227,6 +245,7 @@ def status_cmd(store_path, only_jobs, as_json):
         rows = rows + [dict(space="total", dataset="",
                             **{k: sum(r[k] for r in rows) for k in keys[2:] + extra})]
     click.echo(table(rows, keys + extra, [k.replace("_", " ") for k in keys + extra]))
+    _recipes_table(store, [r for r in rows if len(r.get("recipes") or ()) > 1])
     damaged = [(f, r["error"]) for r in rows if r.get("damaged_files")
                for f in r["damaged_files"]]
     if damaged:
@@ -239,6 +258,18 @@ def status_cmd(store_path, only_jobs, as_json):
     if recs:
         click.echo("")
         _jobs_table(recs)
+
+
+def _recipes_table(store, rows: list) -> None:
+    """Per recipe, for the spaces trained under more than one: results, models, seeds."""
+    from dse.store import trials
+
+    for r in rows:
+        labels = trials.recipes(store.read_results(r["space"])).set_index("recipe")["label"]
+        click.echo(f"\n{r['space']}: {len(r['recipes'])} recipes (analyses read the first "
+                   "unless --recipe names another)")
+        click.echo(table([dict(x, label=labels.get(x["recipe"], "")) for x in r["recipes"]],
+                         ["recipe", "label", "results", "done", "models", "seeds"]))
 
 
 def _jobs_table(recs: list) -> None:

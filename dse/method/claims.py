@@ -16,6 +16,12 @@ An experiment's `expect:` lists claims in words:
                                           the slope of the good range's centre against log2
                                           flops lies within ±1 per doubling (its interval)
     regnetx good g increases with flops   the slope's interval lies above 0 (decreases: below)
+    regnetx ranks alike at epochs=2 and epochs=8 [above 0.5]
+                                          the proxy recipe orders the models as the target:
+                                          Spearman ρ over the models trained under both, its
+                                          interval above the threshold (default 0.5)
+    xc[b == 0.25] worse than xc[b == 1]   any A or B may be a sub-population SPACE[EXPR]
+                                          (the models of SPACE for which EXPR holds)
 
 Each claim gets one of four verdicts:
 - holds: its test is significant at alpha after the family-wise correction over the
@@ -49,9 +55,14 @@ VERDICTS = (HOLDS, AGAINST, UNSURE, UNTESTABLE)
 FORMS = ("A better than B", "A worse than B", "A same as B [within M]",
          "A at least as good as B [within M]", "A good PARAM contains|above|below VALUE",
          "A good PARAM stable across regimes [within T]",
-         "A good PARAM increases|decreases with flops")
-_PAIR = re.compile(r"^\s*(\S+)\s+(better than|worse than|same as|at least as good as)\s+(\S+)"
-                   r"(?:\s+within\s+(\S+))?\s*$", re.I)
+         "A good PARAM increases|decreases with flops",
+         "A ranks alike at KEY=V,... and KEY=V,... [above R]")
+_OPERAND = r"(\S+?\[[^\]]*\]|\S+)"  # a space, or SPACE[EXPR]: a sub-population
+_PAIR = re.compile(rf"^\s*{_OPERAND}\s+(better than|worse than|same as|at least as good as)"
+                   rf"\s+{_OPERAND}(?:\s+within\s+(\S+))?\s*$", re.I)
+_RANKS = re.compile(r"^\s*(\S+)\s+ranks\s+alike\s+at\s+(\S+)\s+and\s+(\S+)"
+                    r"(?:\s+above\s+(\S+))?\s*$", re.I)
+RANKS_ABOVE = 0.5   # default threshold of "ranks alike": ρ's interval must clear it
 _RANGE = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(contains|above|below)\s+(\S+)\s*$", re.I)
 MIN_FOR_RANGE = ranges.MIN_FOR_RANGE  # fewer finished models: a good range says nothing
 MIN_PAIRS = 8       # fewer shared models than this: not a paired comparison
@@ -71,10 +82,22 @@ class Claim:
     param: str | None = None
     value: float | None = None
     margin: float | None = None  # points; None: the experiment's margin
+    recipes: tuple = ()          # ranks: the proxy's and the target's KEY=V,... settings
 
 
 def parse_claim(text: str) -> Claim:
     """The Claim a sentence states; a DseError listing the forms otherwise."""
+    m = _RANKS.match(text)
+    if m:
+        from dse.store.trials import parse_recipe
+
+        for r in (m.group(2), m.group(3)):
+            parse_recipe(r, f"claim {text!r}: recipe")
+        above = RANKS_ABOVE if m.group(4) is None else _number(m.group(4), text)
+        if not -1 <= above < 1:
+            raise DseError(f"claim {text!r}: the threshold after 'above' must lie in [-1, 1)")
+        return Claim(text, "ranks", m.group(1), value=above,
+                     recipes=(m.group(2), m.group(3)))
     m = _PAIR.match(text)
     if m:
         a, rel, b, within = m.group(1), m.group(2).lower(), m.group(3), m.group(4)
@@ -197,18 +220,23 @@ def judge(claim: Claim, curves: dict, pops: dict | None = None, alpha: float = 0
 def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.05,
               correction: str = "holm", margin: float = MARGIN, repeats: int = 10_000,
               seed: int = 0, boot: int = 10_000, permutations: int = 999,
-              limits: dict | None = None) -> list[Verdict]:
+              limits: dict | None = None, ranks: dict | None = None) -> list[Verdict]:
     """Judge an experiment's claims together. `curves` maps space → (errors, weights or None)
     as in analysis.compare; `pops` space → its finished models (pairs, good ranges);
     `limits` (space, param) → (lo, hi) the space allows. `repeats`: bootstrap resamples of
     a good range; `boot`: of an effect's interval; `permutations`: shuffles of a range's
-    null. The p of the claims (and of their opposites) are adjusted by `correction`."""
-    pops, limits = pops or {}, limits or {}
+    null; `ranks` claim text → the dse.analysis.trials.Fidelity of a "ranks alike" claim
+    (or why there is none). The p of the claims (and of their opposites) are adjusted by
+    `correction`; trend and ranks claims are judged by their intervals alone."""
+    pops, limits, ranks = pops or {}, limits or {}, ranks or {}
     found, trend = [], {}
     for i, c in enumerate(claims):
         if c.kind in TRENDS:  # judged by an interval, outside the correction
             trend[i] = _trend_claim(c, pops.get(c.a), alpha, seed)
             found.append(untestable(c, "trend"))
+        elif c.kind == "ranks":  # likewise
+            trend[i] = ranks_claim(c, ranks.get(c.text, "its recipes were not read"), alpha)
+            found.append(untestable(c, "ranks"))
         elif c.b is not None:
             found.append(_pair_claim(c, curves, pops, alpha, c.margin or margin, boot, seed))
         else:
@@ -250,6 +278,25 @@ def _trend_claim(c: Claim, pop, alpha: float, seed: int) -> Verdict:
     return replace(v, verdict=verdict, statistic=[s["lo"], s["hi"]], margin=c.margin,
                    detail=f"{trend}: slope {s['value']:.3g} [{s['lo']:.3g}, {s['hi']:.3g}] "
                           f"{s['unit']} ({centres}){why}")
+
+
+def ranks_claim(c: Claim, fid, alpha: float) -> Verdict:
+    """'A ranks alike at P and T above R': holds when the lower end of Spearman ρ's
+    (1 − alpha) bootstrap interval over the models trained under both recipes lies above R,
+    contradicted when its upper end lies below R, inconclusive otherwise; untestable with
+    fewer than 5 such models. `fid` is a Fidelity (its interval at 1 − alpha) or a reason."""
+    base = dict(claim=c.text, kind=c.kind, a=c.a, b=None, margin=c.value)
+    if isinstance(fid, str):
+        return Verdict(**base, verdict=UNTESTABLE, detail=fid)
+    rho = fid.spearman
+    eff = effects.Effect("Spearman ρ", rho.value, rho.lo, rho.hi, fid.level, fid.n_boot, "")
+    verdict = HOLDS if rho.lo > c.value else AGAINST if rho.hi < c.value else UNSURE
+    detail = (f"ρ = {rho.value:.2f} ({fid.level:.0%} interval {rho.lo:.2f} to {rho.hi:.2f}) "
+              f"over {fid.pairs} models, threshold {c.value:g}; Kendall τ = "
+              f"{fid.kendall.value:.2f}; top-{fid.top_k.k} overlap {fid.top_k.overlap:.0%} "
+              f"(chance {fid.top_k.expected:.0%}); regret {fid.regret:.2f} points")
+    return Verdict(**base, verdict=verdict, test="Spearman ρ, bootstrap interval",
+                   statistic=rho.value, effect=eff, pairs=fid.pairs, detail=detail)
 
 
 def untestable(claim: Claim, reason: str) -> _Evidence:

@@ -27,11 +27,11 @@ from dse.runner.options import TrainOptions
 from dse.space import definition as spaces
 from dse.space import regimes as flop_regimes
 from dse.space import sampling
-from dse.train.recipe import Recipe
+from dse.train.recipe import DRAWABLE, Recipe, check_draws
 
 TOP_KEYS = ("name", "about", "dataset", "data_dir", "resolution", "store", "n", "spaces",
             "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine",
-            "margin", "correction", "regimes")
+            "margin", "correction", "regimes", "promote")
 # train: key → (Recipe or TrainOptions field, type)
 TRAIN_KEYS = {
     "epochs": ("recipe", "epochs"), "batch_size": ("recipe", "batch_size"),
@@ -92,6 +92,8 @@ class Experiment:
     refine_rounds: int = 0                       # refine: rounds of suggest → sample → train
     config: dict = field(default_factory=dict)   # the mapping after --set, for the record
     regimes: tuple = ()                          # regimes: n models per space in each
+    promotes: tuple = ()                         # promote: TrainOptions of each stage after
+    #                                              training (top K, sample M, seeds, recipe)
 
     @property
     def regime_list(self) -> tuple:
@@ -194,6 +196,7 @@ def check(config: dict, path) -> Experiment:
         raise err("correction", f"must be {', '.join(CORRECTIONS)} (got {correction!r})")
     data_dir = _opt_str(err, "data_dir", config.get("data_dir"))
     options = _train(err, config.get("train") or {}, data_dir)
+    promotes = _promotes(err, config.get("promote"), config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
     claims = _claims(err, config.get("expect") or [], names, path.parent, args)
     rounds = 0
@@ -209,7 +212,7 @@ def check(config: dict, path) -> Experiment:
         resolution=resolution, store=_opt_str(err, "store", config.get("store")),
         options=options, analyses=analyses, claims=tuple(claims), alpha=float(alpha),
         margin=float(margin), correction=correction, refine_rounds=rounds, config=config,
-        regimes=regimes)
+        regimes=regimes, promotes=promotes)
 
 
 def _regimes(err, config: dict, windows: dict) -> tuple:
@@ -267,10 +270,16 @@ def _spaces(err, value, path: Path) -> tuple[list[str], list[str]]:
 def _train(err, value, data_dir) -> TrainOptions:
     if not isinstance(value, dict):
         raise err("train", "must be a mapping of `dse train` options (epochs, batch_size, ...)")
-    recipe, options, paper = {}, {}, False
+    recipe, options, paper, draws = {}, {}, False, {}
     for k, v in value.items():
         if k not in TRAIN_KEYS:
             raise err(f"train.{k}", f"unknown key; allowed: {', '.join(TRAIN_KEYS)}")
+        if isinstance(v, dict) and k in DRAWABLE:  # drawn per model (docs/trials.md)
+            try:
+                draws.update(check_draws("", {k: v}))
+            except DseError as e:
+                raise err(f"train.{k}", str(e)) from None
+            continue
         if k in BOOL_TRAIN and not isinstance(v, bool):
             raise err(f"train.{k}", f"must be true or false (got {v!r})")
         where, fld = TRAIN_KEYS[k]
@@ -289,11 +298,54 @@ def _train(err, value, data_dir) -> TrainOptions:
         if options.get("device") is not None and not isinstance(options["device"], str):
             raise ArgumentError("device", f"must be auto, cpu, cuda or cuda:N (got "
                                 f"{options['device']!r})")
-        return TrainOptions(recipe=r, data_dir=data_dir, **options)
+        return TrainOptions(recipe=r, data_dir=data_dir, draws=draws, **options)
     except ArgumentError as e:
         raise err(f"train.{keys.get(e.param, e.param)}", e.problem) from None
     except TypeError as e:  # a value of the wrong type that the checks above let through
         raise err("train", str(e)) from None
+
+
+PROMOTE_KEYS = ("top", "sample", "sample_seed", "seeds", "curves")
+
+
+def _promotes(err, value, train: dict, data_dir) -> tuple:
+    """The `promote:` stages (one mapping or a list): which models (top K under the
+    experiment's results, sample M more), seeds, curves, and the recipe keys that differ
+    from `train:` (e.g. epochs: 8); each as the TrainOptions of its `dse train`."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        key = f"promote[{i + 1}]"
+        if not isinstance(item, dict):
+            raise err(key, "must be a mapping such as {top: 8, epochs: 8} or {sample: 16, "
+                      "seeds: 3}")
+        extra = [k for k in item if k not in PROMOTE_KEYS and k not in TRAIN_KEYS]
+        if extra:
+            raise err(f"{key}.{extra[0]}", f"unknown key; allowed: "
+                      f"{', '.join(PROMOTE_KEYS)} and the train: keys")
+        if "top" not in item and "sample" not in item and "seeds" not in item:
+            raise err(key, "names no models: give top, sample or seeds")
+        sub = lambda k, problem, key=key: err(f"{key}.{k.removeprefix('train.')}",  # noqa: E731
+                                              problem)
+        opts = _train(sub, {**train, **{k: v for k, v in item.items()
+                                        if k not in PROMOTE_KEYS}}, data_dir)
+        picks = {}
+        for k in PROMOTE_KEYS:
+            if k in item:
+                v = item[k]
+                if k == "curves":
+                    if not isinstance(v, bool):
+                        raise err(f"{key}.curves", f"must be true or false (got {v!r})")
+                    picks[k] = v
+                else:
+                    picks[k] = _int(err, f"{key}.{k}", v, 0 if k == "sample_seed" else 1)
+        try:
+            out.append(replace(opts, **picks))
+        except ArgumentError as e:
+            raise err(f"{key}.{e.param}", e.problem) from None
+    return tuple(out)
 
 
 def _analyze(err, value, names) -> Analyses:
@@ -354,8 +406,14 @@ def _space_name(err, key, v, names) -> str:
 
 
 def _claim_space(err, key, v, names, base: Path) -> str:
-    """A space of the experiment, or SPACE@STORE: a space of another store (a relative
-    STORE from the file's folder), which must exist."""
+    """A space of the experiment, SPACE[EXPR] (its models for which EXPR holds, checked
+    when the claim is judged), or SPACE@STORE: a space of another store (a relative STORE
+    from the file's folder), which must exist."""
+    if v.endswith("]") and "[" in v:
+        head, _, expr = v[:-1].partition("[")
+        if not expr.strip():
+            raise err(key, f"{v!r}: write SPACE[EXPR] with a condition, e.g. xc[g == 1]")
+        return f"{_claim_space(err, key, head, names, base)}[{expr.strip()}]"
     space, at, store = v.partition("@")
     if not at:
         return _space_name(err, key, v, names)
@@ -384,9 +442,10 @@ def _claims(err, value, names, base: Path, args) -> list[Claim]:
             c = parse_claim(v)
         except DseError as e:
             raise err(key, str(e)) from None
-        c = replace(c, a=_claim_space(err, key, c.a, names, base),
-                    b=_claim_space(err, key, c.b, names, base) if c.b is not None else None)
-        if c.param is not None:  # the space as listed (a name, alias or file), or another store's
+        b = _claim_space(err, key, c.b, names, base) if c.b is not None else None
+        c = replace(c, a=_claim_space(err, key, c.a, names, base), b=b)
+        # the space as listed (a name, alias or file), or another store's
+        if c.param is not None and "[" not in c.a:
             kind = spaces.load(args[names.index(c.a)] if c.a in names
                                else c.a.partition("@")[0]).kind
             if c.param not in param_table(kind):

@@ -26,6 +26,8 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
         from dse.runner import loop as runner
 
         stages.train(exp, Store.existing(store), report())
+        for options in exp.promotes:  # longer schedules, reruns: dse train --top/--seeds
+            runner.run(store, list(exp.spaces), options, report=report())
         if exp.refine_rounds:
             refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
                                                             report=report()), echo)

@@ -20,18 +20,23 @@ from dse.method import refine, stages
 from dse.method.experiment import Experiment
 from dse.space import regimes as flop_regimes
 from dse.store.core import Store, write_atomic
+from dse.store.trials import Pick
 from dse.system import stamp
 
 
-def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
-    """Every analysis of the experiment; writes summary.json, the figures and the report
-    under the experiment's directory and returns the summary."""
+def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
+            pick: Pick | None = None) -> dict:
+    """Every analysis of the experiment, over the results `pick` names (default: the
+    recipe with the most results, seeds averaged); writes summary.json, the figures and the
+    report under the experiment's directory and returns the summary."""
     store = Store.existing(store)
+    pick = pick or Pick()
     chain = refine.read_chain(exp, store)
     names = list(dict.fromkeys([*exp.spaces, *(c.space for c in chain if c.space)]))
-    df = store.load(names)
+    df = store.load(names, pick)
     ready = [s for s in names if analysis.counts(df, s)["finished"] > 0]
     out = dict(experiment=exp.name, store=str(store), dataset=exp.dataset, n=exp.n,
+               recipe=select.recipe_notes(df, pick), pick=pick.to_json(),
                alpha=exp.alpha, correction=exp.correction, margin=exp.margin, spaces=[],
                claims=[], fit_linear={}, trends={},
                refine=[asdict(c) for c in chain], files={}, finished_at=stamp())
@@ -40,46 +45,81 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000) -> dict:
         d.mkdir(parents=True, exist_ok=True)
     if not ready:
         out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in names]
-        out["claims"] = _claims(exp, {}, {}, repeats)
+        out["claims"] = _claims(exp, {}, {}, repeats, _ranks(exp, store))
         _write_json(store.summary_path(exp.name), out)
         return out
     cmp = analysis.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
     pops = {s: analysis.population(df, s) for s in ready}
     out["spaces"] = _space_rows(df, names, cmp, pops, repeats, exp.seed)
-    curves, claim_pops = _with_other_stores(exp, df, ready, cmp, pops)
-    out["claims"] = _claims(exp, curves, claim_pops, repeats)
+    curves, claim_pops = _with_other_stores(exp, df, ready, cmp, pops, pick)
+    out["claims"] = _claims(exp, curves, claim_pops, repeats, _ranks(exp, store))
     figs = _figures(exp, cmp, ready, pops, out, repeats)
     _write_outputs(exp, store, out, figs)
     return out
 
 
-def _with_other_stores(exp: Experiment, df, ready: list[str], cmp, pops: dict):
-    """The curves and populations the claims read: the experiment's, and those of the
-    spaces its claims name as SPACE@STORE (compared with the experiment's over a common
-    normalization when it has one)."""
-    other = list(dict.fromkeys(s for c in exp.claims for s in (c.a, c.b)
-                               if s is not None and "@" in s))
-    if not other:
+def _with_other_stores(exp: Experiment, df, ready: list[str], cmp, pops: dict,
+                       pick: Pick | None = None):
+    """The curves and populations the claims read: the experiment's, those of the spaces
+    its claims name as SPACE@STORE and of the sub-populations SPACE[EXPR] (compared with
+    the experiment's over a common normalization when it has one)."""
+    named = list(dict.fromkeys(s for c in exp.claims for s in (c.a, c.b) if s is not None))
+    other = [s for s in named if "@" in s and "[" not in s]
+    parts = [_part(df, s) for s in named if "[" in s and "@" not in s]
+    if not other and not parts:
         return cmp.curves, pops
-    ext, labels = select.load_named(None, other, base=exp.path.parent)
+    frames, labels = [], []
+    if other:
+        ext, labels = select.load_named(None, other, base=exp.path.parent, pick=pick)
+        frames.append(ext)
+    frames += [f for f, _ in parts]
+    labels += [lbl for _, lbl in parts]
+    ext = pd.concat(frames, ignore_index=True)
     done = [s for s in labels if analysis.counts(ext, s)["finished"] > 0]
     both = pd.concat([df, ext], ignore_index=True)
     cmp = analysis.compare(both, ready + done, exp.analyses.normalize, exp.analyses.bins)
     return cmp.curves, {**pops, **{s: analysis.population(ext, s) for s in done}}
 
 
-def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int) -> list[dict]:
+def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int,
+            ranks: dict | None = None) -> list[dict]:
     """The verdicts of the experiment's claims, corrected together."""
     found = expect.judge_all(exp.claims, curves, pops, exp.alpha, exp.correction, exp.margin,
-                             repeats, exp.seed, limits=_limits(exp))
+                             repeats, exp.seed, limits=_limits(exp), ranks=ranks)
     return [v.to_json() for v in found]
+
+
+def _part(df, label: str):
+    """The models of SPACE[EXPR] as a population labelled so (dse.analysis.select.where)."""
+    space, _, expr = label[:-1].partition("[")
+    rows = df[df["space"] == space]
+    return rows[select.where(rows, expr, f"claim {label!r}:")].assign(space=label), label
+
+
+def _ranks(exp: Experiment, store: Store) -> dict:
+    """claim text → the Fidelity of each "ranks alike" claim (its interval at 1 − alpha),
+    or why it cannot be judged (fewer than 5 models trained under both recipes)."""
+    from dse.analysis import trials as fidelity
+    from dse.store.trials import parse_recipe
+
+    out = {}
+    for c in (c for c in exp.claims if c.kind == "ranks"):
+        try:
+            a, b = (store.load([c.a], Pick(parse_recipe(r))) for r in c.recipes)
+            both = a[a["status"] == "done"].merge(b[b["status"] == "done"], on="model_id")
+            out[c.text] = fidelity.fidelity(both["error_x"].to_numpy(float),
+                                            both["error_y"].to_numpy(float),
+                                            level=1 - exp.alpha, seed=exp.seed)
+        except DseError as e:
+            out[c.text] = str(e)
+    return out
 
 
 def _limits(exp: Experiment) -> dict:
     """(space, param) → the (lo, hi) its definition allows, for the range claims' params
     that are parameters of the space (per stage for AnyNet)."""
     out = {}
-    for c in (c for c in exp.claims if c.param is not None):
+    for c in (c for c in exp.claims if c.param is not None and "[" not in c.a):
         space = stages.load_space(exp, c.a)
         key = c.param.rstrip("0123456789") if space.kind == "anynet" else c.param
         key = {"w_max": "w"}.get(key, key)

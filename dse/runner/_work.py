@@ -47,11 +47,11 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch,
 
     t0 = time.perf_counter()
     try:
-        data = cache.get(job.data, options.recipe.train_subset)
-        return train.train(job.spec, job.task, data, options.recipe, amp=options.amp,
+        data = cache.get(job.data, job.recipe.train_subset)
+        return train.train(job.spec, job.task, data, job.recipe, amp=options.amp,
                            cuda_graph=options.cuda_graph, channels_last=options.channels_last,
                            on_epoch=on_epoch, on_step=on_step,
-                           step_report_s=options.step_report_s)
+                           step_report_s=options.step_report_s, curves=options.curves)
     except (KeyboardInterrupt, SystemExit):
         raise
     except DseError as e:
@@ -74,8 +74,8 @@ def calibrate(job: Job, cache: DataCache, options: TrainOptions) -> Calibrated:
     from dse.train import trainer as train
 
     try:
-        data = cache.get(job.data, options.recipe.train_subset)
-        ips, steps = train.calibrate(job.spec, job.task, data, options.recipe, amp=options.amp,
+        data = cache.get(job.data, job.recipe.train_subset)
+        ips, steps = train.calibrate(job.spec, job.task, data, job.recipe, amp=options.amp,
                                      cuda_graph=options.cuda_graph,
                                      channels_last=options.channels_last)
         return Calibrated(job.key, ips, steps)
@@ -92,19 +92,20 @@ def calibrate(job: Job, cache: DataCache, options: TrainOptions) -> Calibrated:
 def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
                     on_epoch, on_step=None) -> list[Outcome]:
     """Train jobs on one CUDA device at once, one stream each, group by group of the same
-    data and input resolution; an exception fails the group it hit (fatal after a sticky
+    data, input resolution and recipe; an exception fails the group it hit (fatal after a sticky
     CUDA error). on_epoch(k, epoch, loss) and on_step(k, epoch, step, steps) hear job k."""
     from dse.data.device import at_resolution
     from dse.train import multistream as concurrent
 
     outcomes = {}
-    for ref, side in dict.fromkeys((j.data, j.task.resolution) for j in jobs):
-        group = [k for k, j in enumerate(jobs) if (j.data, j.task.resolution) == (ref, side)]
+    for ref, side, recipe in dict.fromkeys((j.data, j.task.resolution, j.recipe) for j in jobs):
+        group = [k for k, j in enumerate(jobs)
+                 if (j.data, j.task.resolution, j.recipe) == (ref, side, recipe)]
         t0 = time.perf_counter()
         try:
-            data = at_resolution(cache.get(ref, options.recipe.train_subset), side)
+            data = at_resolution(cache.get(ref, recipe.train_subset), side)
             got = concurrent.train_together(
-                [(jobs[k].spec, jobs[k].task) for k in group], data, options.recipe,
+                [(jobs[k].spec, jobs[k].task) for k in group], data, recipe,
                 amp=options.amp, channels_last=bool(options.channels_last),
                 on_epoch=lambda i, e, loss, group=group: on_epoch(group[i], e, loss),
                 on_step=None if on_step is None else

@@ -173,7 +173,7 @@ def submit(store: Store | str, spaces=(), options: TrainOptions | None = None,
     options, cluster = options or TrainOptions(), cluster or ClusterOptions()
     store = Store(Store.existing(store).root.resolve())
     names = select_spaces(store, spaces, options.data_dir)
-    pending = sum(len(jobs_of(store, n, options.retry_failed, options.data_dir))
+    pending = sum(len(jobs_of(store, n, options.retry_failed, options.data_dir, options))
                   for n in names)
     if options.data_dir is not None:  # the tasks may start elsewhere
         options = replace(options, data_dir=str(Path(options.data_dir).resolve()))

@@ -10,12 +10,16 @@ from typing import NamedTuple, Protocol
 
 from dse.data.datasets import DataRef
 from dse.space.spec import AnyNetSpec, Task
+from dse.store.trials import trial_id
 from dse.train.outcome import Outcome
+from dse.train.recipe import Recipe
 
 
 @dataclass(frozen=True)
 class Job:
-    """One model to train, and the data it trains on."""
+    """One trial to train: a model, the recipe (its seed the trial's) and the data it trains
+    on. `fingerprint` names the recipe as stored (dse.store.trials: a drawn lr or wd by its
+    distribution)."""
 
     space: str
     model_id: str
@@ -23,10 +27,17 @@ class Job:
     spec: AnyNetSpec
     task: Task
     flops: int
+    recipe: Recipe = Recipe()
+    fingerprint: str = ""
+
+    @property
+    def trial(self) -> str:
+        """The trial's name: per-trial result file and claim (dse.store.trials.trial_id)."""
+        return trial_id(self.model_id, self.fingerprint, self.recipe.seed)
 
     @property
     def key(self) -> str:
-        return f"{self.space}/{self.model_id}"
+        return f"{self.space}/{self.trial}"
 
     @property
     def dataset(self) -> str:

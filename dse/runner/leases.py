@@ -1,6 +1,7 @@
-"""The claim lease: which process trains which model (pure: no torch).
+"""The claim lease: which process trains which trial (pure: no torch).
 
-A process claims a model by creating <space>/claims/<model_id>.json atomically (a hard link of
+A process claims a trial (a model under one recipe and seed, dse.store.trials.trial_id) by
+creating <space>/claims/<trial>.json atomically (a hard link of
 a complete temporary file: exactly one creator wins). The file records its owner (host, pid, a
 random token) and a heartbeat time that a thread refreshes. A claim is stale when its
 heartbeat is older than the timeout or its pid is dead on this host; a stale claim is taken
@@ -23,12 +24,14 @@ from dse.errors import DseError
 from dse.files import writing
 from dse.runner.options import CLAIM_TIMEOUT, HEARTBEAT
 from dse.store.core import Store, needs_training, write_atomic
+from dse.store.trials import parse_trial
 from dse.system import HOST, pid_alive
 
 
 @dataclass
 class Lease:
-    """A claim this process holds on one model."""
+    """A claim this process holds on one trial (`model_id`: its name, dse.store.trials.trial_id;
+    a bare model id claims the model as a whole)."""
 
     store: Store
     space: str
@@ -41,8 +44,8 @@ class Lease:
 
     def record(self) -> dict:
         now = time.time()
-        return dict(model_id=self.model_id, host=HOST, pid=os.getpid(), token=self.token,
-                    claimed_at=now, heartbeat_at=now)
+        return dict(model_id=parse_trial(self.model_id)[0], trial=self.model_id, host=HOST,
+                    pid=os.getpid(), token=self.token, claimed_at=now, heartbeat_at=now)
 
 
 def read_claim(path: Path) -> dict | None:
@@ -126,10 +129,15 @@ def heartbeat(c: Lease) -> bool:
         return True
 
 
-def held(store: Store, space: str, model_ids, timeout: float = CLAIM_TIMEOUT) -> tuple[int, int]:
-    """How many of `model_ids` have a live claim, and how many a stale one."""
+def held(store: Store, space: str, names=None,
+         timeout: float = CLAIM_TIMEOUT) -> tuple[int, int]:
+    """How many of the trials `names` (None: every claim of the space) have a live claim,
+    and how many a stale one."""
+    if names is None:
+        d = store.claims_dir(space)
+        names = sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
     live = stale = 0
-    for m in model_ids:
+    for m in names:
         p = store.claim_path(space, m)
         rec = read_claim(p)
         if rec is not None:

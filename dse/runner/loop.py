@@ -79,9 +79,11 @@ def result_row(job: Job, options: TrainOptions, outcome: Outcome, device: str) -
     """The stored row of a finished model: outcome, recipe, device and versions."""
     import torch
 
-    r = options.recipe
+    r = job.recipe
     return dict(
-        model_id=job.model_id, space=job.space, status=outcome.status,
+        model_id=job.model_id, space=job.space, status=outcome.status, recipe=job.fingerprint,
+        history_error=list(outcome.history_error) if outcome.history_error else None,
+        history_loss=list(outcome.history_loss) if outcome.history_loss else None,
         error=outcome.error, message=outcome.message or "",
         epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, wd=r.wd, seed=r.seed,
         dataset=job.dataset, train_subset=r.train_subset,
@@ -117,7 +119,8 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     report = report or Silent()
     store = Store.existing(store)
     names = select_spaces(store, spaces, options.data_dir)
-    todo = [j for n in names for j in jobs_of(store, n, options.retry_failed, options.data_dir)]
+    todo = [j for n in names for j in jobs_of(store, n, options.retry_failed, options.data_dir,
+                                              options)]
     todo.sort(key=lambda j: -j.flops)  # longest first: the last models finish together
     devices = executors.devices_for(options.device, options.jobs)
     limit = options.max_models
@@ -280,15 +283,15 @@ def _claim_next(it, store: Store, options: TrainOptions, summary: Summary, held:
     """Claim the next job of `it` that nobody finished or holds meanwhile; a damaged result
     file of the claimed model is moved aside (never deleted) before it trains again."""
     for job in it:
-        if not needs_training(store.result_status(job.space, job.model_id),
+        if not needs_training(store.result_status(job.space, job.trial),
                               options.retry_failed):
             continue  # finished by another run since we listed it
-        c = leases.claim(store, job.space, job.model_id, options.claim_timeout,
+        c = leases.claim(store, job.space, job.trial, options.claim_timeout,
                          options.retry_failed)
         if c is None:
             summary.skipped += 1
             continue
-        moved = store.set_aside(job.space, job.model_id)
+        moved = store.set_aside(job.space, job.trial)
         if moved is not None:
             report.info(f"{job.space}/{job.model_id}: its result file was damaged; moved it "
                         f"to {moved} and training the model again")

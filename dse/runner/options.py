@@ -12,6 +12,7 @@ CONCURRENCY = ("processes", "streams")  # --jobs models on one GPU: worker proce
 # CUDA streams in one process (dse.train.multistream)
 CLAIM_TIMEOUT = 300.0  # seconds without a heartbeat after which a claim is stale
 HEARTBEAT = 15.0       # seconds between heartbeats
+MAX_SEEDS = 100        # --seeds above this is a typo, not a study
 WARN_AFTER_S = 3600.0  # a plan whose ETA is longer warns, with the levers that shorten it
 
 
@@ -39,11 +40,20 @@ class TrainOptions:
     heartbeat_s: float = HEARTBEAT    # s between heartbeats
     step_report_s: float | None = None  # s between a trainer's step reports (None: the
     # trainer's STEP_REPORT_S); host counters only, the device is never waited for
+    # trials (docs/trials.md): which models, seeds and per-model recipe draws
+    draws: dict = field(default_factory=dict)  # recipe key → distribution, drawn per model
+    seeds: int | None = None          # train seeds 0..seeds−1 (None: the recipe's seed)
+    top: int | None = None            # only the `top` lowest-error models of each space
+    sample: int | None = None         # only `sample` random models of each space
+    sample_seed: int = 0              # seed of the --sample draw
+    curves: bool = False              # test error after every epoch (history_error)
 
     def __post_init__(self):
-        for name in ("jobs", "max_models"):
+        for name in ("jobs", "max_models", "seeds", "top", "sample"):
             v = getattr(self, name)
-            if (v is not None or name == "jobs") and (why := out_of_bounds(v, 1, integer=True)):
+            hi = MAX_SEEDS if name == "seeds" else None
+            if (v is not None or name == "jobs") and (
+                    why := out_of_bounds(v, 1, hi, integer=True)):
                 raise ArgumentError(name, why)
         if self.concurrency not in CONCURRENCY:
             raise ArgumentError("concurrency", f"must be {' or '.join(CONCURRENCY)} (got "

@@ -4,35 +4,77 @@ jobs, the spaces a run may train, and the counts `dse status` shows."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
+
+import numpy as np
 
 from dse.data import datasets
 from dse.data.datasets import DataRef
 from dse.errors import DamagedFileError, DseError, DseWarning
 from dse.runner import leases
 from dse.runner.jobs import Job
-from dse.runner.options import CLAIM_TIMEOUT
+from dse.runner.options import CLAIM_TIMEOUT, TrainOptions
 from dse.space.spec import from_row
 from dse.store.core import DAMAGED, Store, needs_training
 from dse.store.schema import RESULT_STATUSES
+from dse.store.trials import fingerprint, parse_trial, trial_id
+from dse.train.recipe import draw, spec_of
 
 
 def jobs_of(store: Store, space: str, retry_failed: bool = False,
-            data_dir: str | None = None) -> list[Job]:
-    """Models of a space that have no readable result (or a failed one, with retry_failed),
-    each with the data it trains on (read from data_dir, else where the store recorded it,
-    else the default data directory)."""
+            data_dir: str | None = None, options: TrainOptions | None = None) -> list[Job]:
+    """The trials of a space that have no readable result (or a failed one, with
+    retry_failed), each with the data it trains on (read from data_dir, else where the store
+    recorded it, else the default data directory). A trial is a model (all, or those
+    options.top / options.sample choose), the recipe (options.recipe with options.draws drawn
+    for the model) and a seed (options.recipe.seed, or 0..options.seeds−1)."""
+    options = options or TrainOptions(retry_failed=retry_failed, data_dir=data_dir)
     models = store.read_models(space)
-    stored = store.statuses(space)
+    chosen = chosen_models(store, space, options)
+    if chosen is not None:
+        models = models[models["model_id"].isin(chosen)]
+    stored = store.trial_statuses(space)
+    seeds = [options.recipe.seed] if options.seeds is None else range(options.seeds)
+    fp = fingerprint(spec_of(options.recipe, options.draws))
     root = data_dir if data_dir is not None else store.data_record(space).get("dir")
     out = []
     for r in models.to_dict(orient="records"):
-        if not needs_training(stored.get(r["model_id"]), retry_failed):
-            continue
-        spec, task = from_row(r)
-        data = DataRef(r["dataset"], None if root is None else str(root),
-                       _data_resolution(r, task))
-        out.append(Job(space, r["model_id"], data, spec, task, int(r["flops"])))
+        spec = task = None
+        mine = draw(options.recipe, options.draws, r["model_id"]) if options.draws \
+            else options.recipe
+        for seed in seeds:
+            trial = trial_id(r["model_id"], fp, seed)
+            if not needs_training(stored.get(trial, stored.get(r["model_id"])), retry_failed):
+                continue
+            if spec is None:
+                spec, task = from_row(r)
+                data = DataRef(r["dataset"], None if root is None else str(root),
+                               _data_resolution(r, task))
+            out.append(Job(space, r["model_id"], data, spec, task, int(r["flops"]),
+                           replace(mine, seed=int(seed)), fp))
     return out
+
+
+def chosen_models(store: Store, space: str, options: TrainOptions) -> list[str] | None:
+    """The model ids options.top and options.sample choose (None: every model): the `top`
+    lowest errors under the space's reference recipe (the one with the most results, mean
+    over seeds), then `sample` drawn at random (seeded) from the rest of the space."""
+    if options.top is None and options.sample is None:
+        return None
+    ids: list[str] = []
+    if options.top is not None:
+        df = store.load([space])
+        done = df[df["status"] == "done"].sort_values(["error", "model_id"])
+        if not len(done):
+            raise DseError(f"--top {options.top}: no {space} model has a finished result to "
+                           "rank by; train the space first (dse train)")
+        ids = done["model_id"].head(options.top).tolist()
+    if options.sample is not None:
+        rest = sorted(set(store.read_models(space, ["model_id"])["model_id"]) - set(ids))
+        rng = np.random.default_rng([options.sample_seed, *space.encode()])
+        k = min(options.sample, len(rest))
+        ids += sorted(rng.choice(rest, size=k, replace=False).tolist()) if k else []
+    return ids
 
 
 def _data_resolution(row: dict, task) -> int:
@@ -109,17 +151,36 @@ def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
                              stale_claims=0, damaged=1, damaged_files=[str(e.path)],
                              error=str(e)))
             continue
-        stored, damaged = store.status_scan(space)
+        trials, damaged = store.status_scan(space)
+        stored = store.statuses(space)
         ids = set(models["model_id"])
         counts = {s: sum(1 for m, st in stored.items() if m in ids and st == s)
                   for s in RESULT_STATUSES}
         pending = [m for m in models["model_id"] if stored.get(m) in (None, DAMAGED)]
-        live, stale = leases.held(store, space, pending, timeout)
+        live, stale = leases.held(store, space, None, timeout)
         rows.append(dict(space=space, dataset=models["dataset"].iloc[0] if len(models) else "",
                          sampled=len(models), **counts, pending=len(pending), in_flight=live,
                          stale_claims=stale, damaged=len(damaged),
-                         damaged_files=[str(x.path) for x in damaged], error=None))
+                         damaged_files=[str(x.path) for x in damaged], error=None,
+                         recipes=_per_recipe(trials, ids)))
     return rows
+
+
+def _per_recipe(trials: dict, ids: set) -> list[dict]:
+    """Per recipe fingerprint: results by status, models and seeds (most results first)."""
+    per: dict = {}
+    for name, st in trials.items():
+        m, fp, seed = parse_trial(name)
+        if fp is None or m not in ids:
+            continue
+        r = per.setdefault(fp, dict(recipe=fp, results=0, **{s: 0 for s in RESULT_STATUSES},
+                                    models=set(), seeds=set()))
+        r["results"] += 1
+        r[st] = r.get(st, 0) + 1
+        r["models"].add(m)
+        r["seeds"].add(seed)
+    out = [dict(r, models=len(r["models"]), seeds=len(r["seeds"])) for r in per.values()]
+    return sorted(out, key=lambda r: (-r["results"], r["recipe"]))
 
 
 # ---- the run ------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from dse.store import results
 from dse.store.paths import Layout
 from dse.store.results import DAMAGED, Compaction, Damaged, why
 from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, definition, upgrade_models
+from dse.store.trials import Pick, choose, collapse, fingerprint, parse_trial, trial_id
 
 __all__ = ["DAMAGED", "DEFAULT_STORE", "Compaction", "Damaged", "Store", "needs_training",
            "write_atomic", "write_output"]
@@ -221,10 +222,13 @@ class Store(Layout):
     # ---- results ---------------------------------------------------------------------------
 
     def write_result(self, space: str, row: dict, schema: pa.Schema = RESULTS_SCHEMA) -> Path:
-        """Write one model's result atomically as its per-model file; columns of `schema`
-        missing from `row` are stored as null."""
+        """Write one trial's result atomically as its per-trial file (named by model, recipe
+        fingerprint and seed; the fingerprint is computed from the row's recipe when it has
+        none); columns of `schema` missing from `row` are stored as null."""
+        row = {**row, "recipe": row.get("recipe") or fingerprint(row),
+               "seed": int(row.get("seed") or 0)}
         table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
-        path = self.result_path(space, row["model_id"])
+        path = self.result_path(space, trial_id(row["model_id"], row["recipe"], row["seed"]))
         with self.lock(space):  # so a compaction never removes a file rewritten meanwhile
             write_atomic(path, lambda p: pq.write_table(table, p), self.root)
         return path
@@ -246,22 +250,35 @@ class Store(Layout):
         return frame
 
     def statuses(self, space: str) -> dict[str, str]:
-        """model_id → stored status (done, diverged, failed, or damaged when unreadable)."""
+        """model_id → the status of the model's results, any recipe or seed: done when one
+        finished, else the latest (diverged, failed, or damaged when unreadable)."""
+        out: dict[str, str] = {}
+        for trial, st in self.status_scan(space)[0].items():
+            m = parse_trial(trial)[0]
+            if out.get(m) != "done" and (st != DAMAGED or m not in out):
+                out[m] = st
+        return out
+
+    def trial_statuses(self, space: str) -> dict[str, str]:
+        """trial id (dse.store.trials.trial_id) → stored status; a damaged file written before
+        trials appears under its bare model id (any trial of the model)."""
         return self.status_scan(space)[0]
 
     def status_scan(self, space: str) -> tuple[dict[str, str], list[Damaged]]:
-        """statuses(space), read from the key and status columns only, and the damaged result
-        files (a damaged per-model file marks its model damaged, whatever a segment says)."""
+        """trial_statuses(space), read from the key and status columns only, and the damaged
+        result files (a damaged per-trial file marks its trial damaged, whatever a segment
+        says)."""
         s = self._scan(space, ())
-        out = dict(zip(s.table.column("model_id").to_pylist(),
-                       s.table.column("status").to_pylist()))
+        cols = [s.table.column(c).to_pylist() for c in ("model_id", "recipe", "seed", "status")]
+        out = {trial_id(m, r, sd): st for m, r, sd, st in zip(*cols)}
         out.update({x.path.stem: DAMAGED for x in s.damaged
                     if x.path.parent == self.results_dir(space)})
         return out, list(s.damaged)
 
-    def result_status(self, space: str, model_id: str) -> str | None:
-        """The status of a model's stored result; None if it has none; DAMAGED if unreadable."""
-        return results.status_of(self, space, model_id, self._seen)
+    def result_status(self, space: str, trial: str) -> str | None:
+        """The status of a trial's stored result (a bare model id: of any result of the
+        model); None if it has none; DAMAGED if unreadable."""
+        return results.status_of(self, space, trial, self._seen)
 
     def _scan(self, space: str, columns: tuple[str, ...] | None = None) -> results.Scan:
         self.compact_if_many(space)
@@ -286,20 +303,29 @@ class Store(Layout):
                           f"read ({e})", DseWarning, stacklevel=3)
             return None
 
-    def set_aside(self, space: str, model_id: str) -> Path | None:
-        """Move a model's unreadable result file to <space>/damaged/ (never deleting it) so
-        the model can be trained again; returns where it went (None if it was readable)."""
+    def set_aside(self, space: str, trial: str) -> Path | None:
+        """Move a trial's unreadable result file (and its model's unreadable file written
+        before trials) to <space>/damaged/ (never deleting it) so the trial can be trained
+        again; returns where the first went (None if nothing was unreadable)."""
+        model_id = parse_trial(trial)[0]
+        moved = []
         with self.lock(space):
-            if self.result_status(space, model_id) != DAMAGED:
-                return None
-            return results.set_aside(self, space, self.result_path(space, model_id),
-                                     self.root)
+            for name in dict.fromkeys((trial, model_id)):
+                path = self.result_path(space, name)
+                if path.exists() and not results._readable_result(path):
+                    moved.append(results.set_aside(self, space, path, self.root))
+        return moved[0] if moved else None
 
-    def load(self, spaces: list[str] | None = None) -> pd.DataFrame:
-        """Models joined with their results (left join: untrained models have a null status),
-        for the named spaces (names, aliases or YAML paths) or every space in the store. The
-        sampling seed stays `seed`; the training seed becomes `train_seed`. With no names a
-        space whose models.parquet is damaged is left out with a warning."""
+    def load(self, spaces: list[str] | None = None, pick: Pick | None = None) -> pd.DataFrame:
+        """Models joined with the results of one recipe, one row per model (left join:
+        untrained models have a null status), for the named spaces (names, aliases or YAML
+        paths) or every space in the store. `pick` (dse.store.trials.Pick) names the recipe
+        (default: the one with the most results over these spaces), how seeds are combined
+        (default: their mean; `n_seeds` counts them, `error_sd` is their spread) and which
+        epoch's error. The sampling seed stays `seed`; the training seed becomes
+        `train_seed` (the first). With no names a space whose models.parquet is damaged is
+        left out with a warning."""
+        pick = pick or Pick()
         if spaces:
             names = list(dict.fromkeys(self.resolve(s) for s in spaces))
             models = {s: self.read_models(s) for s in names}
@@ -313,10 +339,13 @@ class Store(Layout):
             if not models and not self.spaces():
                 raise DseError(f"store {self.root} holds no sampled models; run "
                                f"`dse sample --store {self.root}`")
-        frames = [_join(m, self.read_results(s)) for s, m in models.items()]
+        res = {s: self.read_results(s) for s in models}
+        every = pd.concat(list(res.values()), ignore_index=True) if res else None
+        fp = None if every is None else choose(every, pick, f" in {', '.join(res)}")
+        frames = [_join(m, collapse(res[s], fp, pick)) for s, m in models.items()]
         if not frames:
             frames = [_join(MODELS_SCHEMA.empty_table().to_pandas(),
-                            RESULTS_SCHEMA.empty_table().to_pandas())]
+                            collapse(RESULTS_SCHEMA.empty_table().to_pandas(), None, pick))]
         out = pd.concat(frames, ignore_index=True)
         out["regime"] = regimes.labels(out)  # unlabelled (older stores): UNLABELLED
         return out
@@ -352,9 +381,12 @@ def _task_text(t: dict) -> str:
 
 
 def _join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    res = results.drop(columns=["space", "dataset", "dse_version"])
-    res = res.rename(columns={"seed": "train_seed"}).drop_duplicates("model_id", keep="last")
-    return models.merge(res, on="model_id", how="left")
+    """Models ⟕ one row of results per model (dse.store.trials.collapse)."""
+    res = results.drop(columns=["space", "dataset", "dse_version"], errors="ignore")
+    res = res.rename(columns={"seed": "train_seed"})
+    out = models.merge(res, on="model_id", how="left")
+    out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
+    return out
 
 
 def _regime_columns(regime: Regime | None) -> dict:

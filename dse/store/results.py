@@ -1,8 +1,10 @@
 """A space's results (pure: pyarrow): per-model files beside compacted segments, read against
 the store's schema. dse.store.core.Store calls these under its paths (dse.store.paths).
 
-    results/<model_id>.parquet        one result, written by `dse train` the moment its model
-                                      finishes (a per-model file)
+    results/<trial>.parquet           one result, written by `dse train` the moment its model
+                                      finishes (a per-trial file, named by
+                                      dse.store.trials.trial_id; <model_id>.parquet before
+                                      trials)
     results/segments/<gen>.parquet    many results: what compaction folded together
 
 Reading. A file's columns are cast to RESULTS_SCHEMA where the types are compatible (string
@@ -42,6 +44,7 @@ from dse.errors import DamagedFileError, DseError
 from dse.files import write_atomic, writing
 from dse.store.paths import Layout
 from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
+from dse.store.trials import RECIPE_KEYS, fingerprint, parse_trial, trial_id
 
 DAMAGED = "damaged"    # the status of a result file that cannot be read
 COMPACT_AT = 256       # per-model files of a space that make a reader compact them first
@@ -127,6 +130,7 @@ def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
         fields = list(schema) + [f for f in table.schema if f.name not in schema.names]
         cols += [table.column(at[f.name]) for f in fields[len(schema):]]
         out = pa.Table.from_arrays(cols, schema=pa.schema(fields))
+    out = _with_recipe(out)
     for k in RESULT_KEY:
         if k in out.column_names and out.column(k).null_count:
             raise ValueError(f"a row has no {k}")
@@ -138,14 +142,40 @@ def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
     return out
 
 
+def _with_recipe(table: pa.Table) -> pa.Table:
+    """Rows written before trials, given the fingerprint of the recipe they recorded (and
+    seed 0 where none was recorded); rows that have one are left as they are."""
+    if "recipe" not in table.column_names or not table.column("recipe").null_count:
+        return table
+    keys = [k for k in RECIPE_KEYS if k in table.column_names]
+    frame = table.select(keys).to_pandas() if keys else None
+    given = table.column("recipe").to_pylist()
+    memo: dict = {}
+    fps = []
+    for i, fp in enumerate(given):
+        if fp is None:
+            row = {} if frame is None else frame.iloc[i].to_dict()
+            k = tuple(str(row.get(c)) for c in keys)
+            fp = memo.get(k) or memo.setdefault(k, fingerprint(row))
+        fps.append(fp)
+    at = table.column_names.index("recipe")
+    table = table.set_column(at, table.schema.field(at), pa.array(fps, pa.string()))
+    if "seed" in table.column_names and table.column("seed").null_count:
+        at = table.column_names.index("seed")
+        table = table.set_column(at, table.schema.field(at),
+                                 table.column("seed").fill_null(0))
+    return table
+
+
 def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
     """A result file conformed to the schema (only `columns`, plus what deduplication needs,
     when given); DamagedFileError if it cannot be read or cast, FileNotFoundError if gone."""
     try:
         pf = pq.ParquetFile(path)
         names = pf.schema_arrow.names
+        extra = RECIPE_KEYS if "recipe" not in names else ()  # written before trials
         want = None if columns is None else \
-            [c for c in dict.fromkeys((*_NEEDED, *columns)) if c in names]
+            [c for c in dict.fromkeys((*_NEEDED, *columns, *extra)) if c in names]
         table = pf.read(columns=want)
     except (pa.ArrowException, OSError) as e:
         if isinstance(e, FileNotFoundError) or getattr(e, "errno", None) == errno.ENOENT:
@@ -154,7 +184,8 @@ def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
     schema = RESULTS_SCHEMA if columns is None else pa.schema(
         [RESULTS_SCHEMA.field(c) for c in dict.fromkeys((*_NEEDED, *columns))])
     try:
-        return conform(table, schema)
+        out = conform(table, schema)
+        return out if columns is None else out.select(schema.names)
     except (ValueError, pa.ArrowException) as e:
         raise DamagedFileError(path, str(e) if isinstance(e, ValueError) else why(e)) from None
 
@@ -263,17 +294,29 @@ def scan(layout: Layout, space: str, columns: tuple[str, ...] | None = None) -> 
     return Scan(table, tuple(bad + damaged), files, path)
 
 
-def status_of(layout: Layout, space: str, model_id: str, seen: dict) -> str | None:
-    """The status of a model's result (None without one, DAMAGED if its file is unreadable):
-    its per-model file, else the newest readable segment (its statuses kept in `seen`)."""
-    try:
-        t = read_file(layout.result_path(space, model_id))
-        own = t.filter(pc.equal(t.column("model_id"), model_id)).column("status")
-        return own[-1].as_py() if len(own) else None
-    except FileNotFoundError:
-        pass  # none, or absorbed by a segment that is in place already
-    except DamagedFileError:
-        return DAMAGED
+def status_of(layout: Layout, space: str, trial: str, seen: dict) -> str | None:
+    """The status of a trial's result (None without one, DAMAGED if its file is unreadable):
+    its per-trial file (or the model's file written before trials), else the newest
+    readable segment (its statuses kept in `seen`). A bare model id asks for any result of
+    the model."""
+    model_id, recipe, seed = parse_trial(trial)
+    names = [trial, model_id] if recipe is not None else [trial] + sorted(
+        p.stem for p in layout.results_dir(space).glob(f"{trial}-*-s*.parquet"))
+    for name in names:
+        try:
+            t = read_file(layout.result_path(space, name))
+        except FileNotFoundError:
+            continue  # none, or absorbed by a segment that is in place already
+        except DamagedFileError:
+            if name == trial or recipe is None:
+                return DAMAGED
+            continue
+        own = [trial_id(*k) for k in zip(*(t.column(c).to_pylist() for c in RESULT_KEY))]
+        hit = [st for k, st, m in zip(own, t.column("status").to_pylist(),
+                                      t.column("model_id").to_pylist())
+               if k == trial or (recipe is None and m == trial)]
+        if hit:
+            return hit[-1]
     for _ in range(20):
         for _gen, path in segments(layout, space):
             try:
@@ -281,9 +324,11 @@ def status_of(layout: Layout, space: str, model_id: str, seen: dict) -> str | No
                 ident = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
                 if seen.get(space, (None,))[0] != ident:
                     t = read_file(path, ())
-                    seen[space] = (ident, dict(zip(t.column("model_id").to_pylist(),
-                                                   t.column("status").to_pylist())))
-                return seen[space][1].get(model_id)
+                    cols = [t.column(c).to_pylist() for c in (*RESULT_KEY, "status")]
+                    by_trial = {trial_id(m, r, sd): x for m, r, sd, x in zip(*cols)}
+                    by_model = dict(zip(cols[0], cols[3]))
+                    seen[space] = (ident, by_trial, by_model)
+                return seen[space][1 if recipe is not None else 2].get(trial)
             except FileNotFoundError:
                 break
             except DamagedFileError:
@@ -331,6 +376,18 @@ def compact(layout: Layout, space: str, store=None) -> Compaction:
                 os.unlink(f)
                 absorbed += 1
     return Compaction(space, path, merged.num_rows, absorbed, tuple(aside))
+
+
+def _readable_result(path: Path) -> bool:
+    """Whether a result file can be read against the schema (a vanished one counts as
+    readable: there is nothing to set aside)."""
+    try:
+        read_file(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except DamagedFileError:
+        return False
 
 
 def _readable(path: Path) -> bool:

@@ -102,10 +102,15 @@ RESULTS_SCHEMA = pa.schema([
     ("channels_last", pa.bool_()),      # NHWC memory format (CPU default)
     ("epochs_run", pa.int64()),         # epochs completed (fewer than epochs if diverged)
     ("host", pa.string()),
+    # added with trials (docs/trials.md); a result written before reads its recipe from the
+    # columns above (dse.store.trials) and has no history
+    ("recipe", pa.string()),            # fingerprint of the recipe's settings, seed aside
+    ("history_error", pa.list_(pa.float64())),  # test error after each epoch (--curves)
+    ("history_loss", pa.list_(pa.float64())),   # mean training loss of each epoch
 ])
 
 RESULT_STATUSES = ("done", "diverged", "failed")
 
 # What identifies a result, whichever file holds it: readers keep one row per key. Key columns
-# may be added (never removed); a per-model file's name is not part of the key.
-RESULT_KEY = ("model_id",)
+# may be added (never removed); a per-trial file's name is not part of the key.
+RESULT_KEY = ("model_id", "recipe", "seed")

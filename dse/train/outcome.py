@@ -23,6 +23,8 @@ class Outcome:
     cuda_graph: bool | None = None
     channels_last: bool | None = None
     fatal: bool = False
+    history_error: tuple[float, ...] | None = None  # test error after each epoch (curves)
+    history_loss: tuple[float, ...] | None = None   # mean training loss of each epoch
 
     @classmethod
     def failed(cls, message: str, seconds: float | None = None, fatal: bool = False) -> Outcome:

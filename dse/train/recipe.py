@@ -61,3 +61,69 @@ def lr_schedule(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
     if warm:
         lr *= np.minimum(1.0, (t + 1) / warm)
     return lr
+
+
+# ---- recipe keys as dimensions -----------------------------------------------------------
+
+DRAWABLE = ("lr", "wd", "epochs", "batch_size")  # recipe keys that may be drawn per model
+
+
+def check_draws(where: str, draws: dict) -> dict:
+    """`draws` (recipe key → {dist: log_uniform|uniform, low, high} or {dist: choice, values})
+    checked; a DseError naming the key and what is allowed (prefixed by `where` if given)."""
+    from dse.errors import DseError
+
+    def bad(msg: str) -> DseError:
+        return DseError(f"{where}: {msg}" if where else msg)
+
+    out = {}
+    for key, cfg in draws.items():
+        if key not in DRAWABLE:
+            raise bad(f"{key} cannot be drawn per model; drawable: {', '.join(DRAWABLE)}")
+        kind = cfg.get("dist") if isinstance(cfg, dict) else None
+        if kind in ("log_uniform", "uniform"):
+            lo, hi = cfg.get("low"), cfg.get("high")
+            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                     for v in (lo, hi))
+            if set(cfg) - {"dist", "low", "high"} or not ok or lo > hi:
+                raise bad(f"{key}: write {{dist: {kind}, low, high}} with 0 < low ≤ high "
+                          f"(got {cfg!r})")
+        elif kind == "choice":
+            vals = cfg.get("values")
+            if set(cfg) != {"dist", "values"} or not isinstance(vals, list) or not vals or \
+                    not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                            for v in vals):
+                raise bad(f"{key}: write {{dist: choice, values: [positive numbers]}} "
+                          f"(got {cfg!r})")
+        else:
+            raise bad(f"{key} must be a number or {{dist: log_uniform|uniform|choice, ...}} "
+                      f"(got {cfg!r})")
+        out[key] = dict(cfg)
+    return out
+
+
+def draw(recipe: Recipe, draws: dict, model_id: str) -> Recipe:
+    """`recipe` with each drawn key's value for this model: the same model always draws the
+    same values (the draw is seeded by the model id and the key), continuous draws rounded to
+    4 significant digits, epochs and batch_size to integers."""
+    import hashlib
+
+    values = {}
+    for key, cfg in sorted(draws.items()):
+        seed = int(hashlib.sha1(f"{model_id}:{key}".encode()).hexdigest()[:12], 16)
+        rng = np.random.default_rng(seed)
+        if cfg["dist"] == "choice":
+            v = float(rng.choice(np.asarray(cfg["values"], dtype=float)))
+        elif cfg["dist"] == "log_uniform":
+            v = float(np.exp(rng.uniform(np.log(cfg["low"]), np.log(cfg["high"]))))
+        else:
+            v = float(rng.uniform(cfg["low"], cfg["high"]))
+        values[key] = (int(round(v)) if key in ("epochs", "batch_size")
+                       else float(f"{v:.4g}"))
+    return replace(recipe, **values)
+
+
+def spec_of(recipe: Recipe, draws: dict) -> dict:
+    """The recipe's settings with each drawn key as its distribution: what its fingerprint
+    (dse.store.trials.fingerprint) names."""
+    return {**recipe.asdict(), **draws}

@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import time
+from dataclasses import replace
 
 import torch
 
@@ -68,7 +69,7 @@ def device_name(device: torch.device) -> str:
 def train(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
           amp: bool | None = None, cuda_graph: bool | None = None,
           channels_last: bool | None = None, on_epoch=None, on_step=None,
-          step_report_s: float | None = None) -> Outcome:
+          step_report_s: float | None = None, curves: bool = False) -> Outcome:
     """Train one network with `recipe` on `data` (dse.data.device.Data: on its device, or streamed
     to it) and measure its top-1 test error. amp (bf16 autocast) and cuda_graph default to on
     for CUDA, off for CPU; channels_last (NHWC activations and weights) to on for CPU inputs
@@ -78,12 +79,15 @@ def train(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
     step count: the device may still be behind it; nothing waits for it). Returns the outcome:
     status (done | diverged), error (percent), message, train_loss, train_seconds,
     images_per_second, epochs_run, precision, cuda_graph (whether a captured graph was
-    replayed), channels_last. On CUDA the whole run has the data's device current: a graph
+    replayed), channels_last, history_loss (each epoch's mean loss) and, with curves, the test
+    error after every epoch (history_error; those evaluations are left out of train_seconds
+    and images_per_second). On CUDA the whole run has the data's device current: a graph
     captured while another device is current would be empty and its replays would do
     nothing."""
     with _on(data.device):
         return _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch,
-                      on_step, STEP_REPORT_S if step_report_s is None else step_report_s)
+                      on_step, STEP_REPORT_S if step_report_s is None else step_report_s,
+                      curves)
 
 
 def _on(device: torch.device):
@@ -115,13 +119,14 @@ def _setup(spec, task, data, recipe, amp, cuda_graph, channels_last):
 
 
 def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch, on_step,
-           every_s) -> Outcome:
+           every_s, curves=False) -> Outcome:
     m, data, steps, amp, channels_last, fmt, x_dtype = _setup(spec, task, data, recipe, amp,
                                                               cuda_graph, channels_last)
     gen = torch.Generator(data.device).manual_seed(recipe.seed)
     start = time.perf_counter()
     mean_loss = float("nan")
     report_at = start + every_s
+    losses, errors, evaluating = [], [], 0.0
     for epoch in range(recipe.epochs):
         m.loss_sum.zero_()
         n = 0
@@ -136,16 +141,30 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch, o
             raise DseError(f"{data.name} gave {n} batches in epoch {epoch + 1}, not "
                            f"the {steps} its steps() promised")
         mean_loss = m.loss_sum.item() / steps  # the one host sync of the epoch
+        losses.append(mean_loss)
         if not math.isfinite(mean_loss):
-            return run_outcome("diverged", None, f"train loss became {mean_loss} in epoch "
-                            f"{epoch + 1}", mean_loss, time.perf_counter() - start, epoch + 1,
-                            steps, recipe, amp, m.replayed, channels_last)
+            return replace(run_outcome(
+                "diverged", None, f"train loss became {mean_loss} in epoch {epoch + 1}",
+                mean_loss, time.perf_counter() - start - evaluating, epoch + 1, steps, recipe,
+                amp, m.replayed, channels_last), history_loss=_finite(losses),
+                history_error=tuple(errors) if curves else None)
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
-    seconds = time.perf_counter() - start  # the last .item() waited for the last step
+        if curves and epoch + 1 < recipe.epochs:
+            t0 = time.perf_counter()
+            errors.append(evaluate(m.model, data, amp, fmt))
+            evaluating += time.perf_counter() - t0
+    seconds = time.perf_counter() - start - evaluating  # .item() waited for the last step
     error = evaluate(m.model, data, amp, fmt)
-    return run_outcome("done", error, "", mean_loss, seconds, recipe.epochs, steps, recipe, amp,
-                    m.replayed, channels_last)  # whether a graph really was replayed
+    out = run_outcome("done", error, "", mean_loss, seconds, recipe.epochs, steps, recipe, amp,
+                      m.replayed, channels_last)  # whether a graph really was replayed
+    return replace(out, history_loss=tuple(losses),
+                   history_error=(*errors, error) if curves else None)
+
+
+def _finite(xs) -> tuple:
+    """Losses with non-finite values as None-free NaN-free floats for storage (inf → nan)."""
+    return tuple(float(x) if math.isfinite(x) else float("nan") for x in xs)
 
 
 def calibrate(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,

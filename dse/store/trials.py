@@ -1,0 +1,227 @@
+"""Trials: which recipe and seed a result was trained with (pure).
+
+A result is identified by (model, recipe fingerprint, training seed). The fingerprint is a
+short hash of the recipe's training settings, the seed left out (RECIPE_KEYS), so every seed
+of one recipe shares it; a recipe whose lr or wd is drawn per model (a distribution) is
+fingerprinted by its distribution, and each result records the value its model drew. A
+result written before fingerprints were stored is the trial of the recipe it recorded: its
+fingerprint is computed from its columns (a column it lacks stands for the default of the
+time, RECIPE_DEFAULTS).
+
+    trial_id("3f9a…", "c41d0e2b7a", 0) == "3f9a…-c41d0e2b7a-s0"   per-trial file and claim name
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dse.errors import DseError
+
+# The settings that make two trainings of a model the same experiment (the seed aside).
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "wd", "warmup_epochs",
+               "zero_init_final_gamma", "augment", "train_subset")
+RECIPE_DEFAULTS = dict(momentum=0.9, nesterov=True, warmup_epochs=0.0,
+                       zero_init_final_gamma=True, augment=True, train_subset=None)
+_INTS = ("epochs", "batch_size", "train_subset")
+_BOOLS = ("nesterov", "zero_init_final_gamma", "augment")
+_TRIAL = re.compile(r"^(?P<model>.+)-(?P<recipe>[0-9a-f]{10})-s(?P<seed>\d+)$")
+SHOWN = ("epochs", "batch_size", "lr", "wd", "train_subset")  # what a recipe's label shows
+
+
+def _canon(key: str, v):
+    """One setting in canonical form: ints, bools, floats to 12 significant digits, None;
+    a distribution (a mapping) as its sorted items."""
+    if isinstance(v, Mapping):
+        return {k: _canon("", x) for k, x in sorted(v.items())}
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        v = RECIPE_DEFAULTS.get(key)
+        if v is None:
+            return None
+    if key in _BOOLS:
+        return bool(v)
+    if key in _INTS:
+        return int(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(f"{float(v):.12g}")
+    return v
+
+
+def canonical(values: Mapping) -> dict:
+    """The recipe settings of `values` (a Recipe's dict, a result row) in canonical form."""
+    return {k: _canon(k, values.get(k)) for k in RECIPE_KEYS}
+
+
+def fingerprint(values: Mapping) -> str:
+    """Ten hex digits that name a recipe (its RECIPE_KEYS; distributions as given)."""
+    text = json.dumps(canonical(values), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def label(values: Mapping) -> str:
+    """A recipe in words: 'epochs=2 batch_size=128 lr=0.1 wd=5e-05 train_subset=6000'
+    (a drawn setting as dist(low..high)); the settings not shown are in `dse status --json`."""
+    out = []
+    for k in SHOWN:
+        v = _canon(k, values.get(k))
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            v = f"{v.get('dist', 'drawn')}({v.get('low', '')}..{v.get('high', '')})"
+        out.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(out)
+
+
+def trial_id(model_id: str, recipe: str, seed: int) -> str:
+    """The name of one trial: a per-trial result file and its claim."""
+    return f"{model_id}-{recipe}-s{int(seed)}"
+
+
+def parse_trial(name: str) -> tuple[str, str | None, int | None]:
+    """(model_id, recipe, seed) of a trial name; a bare model id (a result file written
+    before trials) gives (model_id, None, None)."""
+    m = _TRIAL.match(name)
+    if m is None:
+        return name, None, None
+    return m["model"], m["recipe"], int(m["seed"])
+
+
+# ---- choosing a recipe: --recipe KEY=VALUE,... ----------------------------------------------
+
+def parse_recipe(text: str, what: str = "--recipe") -> dict:
+    """'epochs=8,lr=0.1' → {'epochs': 8, 'lr': 0.1}; a DseError naming the allowed keys."""
+    out = {}
+    for part in [p for p in re.split(r"[,\s]+", text.strip()) if p]:
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in RECIPE_KEYS:
+            raise DseError(f"{what} {text!r}: write KEY=VALUE,... with keys "
+                           f"{', '.join(RECIPE_KEYS)} (e.g. epochs=8)")
+        v = value.strip().lower()
+        try:
+            if key in _BOOLS:
+                if v not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                out[key] = v in ("true", "1", "yes")
+            elif key == "train_subset" and v in ("none", "all", ""):
+                out[key] = None
+            elif key in _INTS:
+                f = float(v)
+                if f != int(f):
+                    raise ValueError
+                out[key] = int(f)
+            else:
+                out[key] = float(v)
+        except ValueError:
+            kind = "true or false" if key in _BOOLS else "an integer" if key in _INTS \
+                else "a number"
+            raise DseError(f"{what} {text!r}: {key} must be {kind} (got {value!r})") from None
+    if not out:
+        raise DseError(f"{what} is empty; write KEY=VALUE,... (e.g. epochs=8)")
+    return out
+
+
+def matches(values: Mapping, wanted: Mapping) -> bool:
+    """Whether a recipe's settings agree with every KEY=VALUE of `wanted`."""
+    c = canonical(values)
+    return all(c[k] == _canon(k, v) for k, v in wanted.items())
+
+
+# ---- reading one recipe's results, one row per model ----------------------------------------
+
+AGGREGATES = ("mean", "first")
+EPOCHS = ("last", "best")
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Which results an analysis reads: the recipe (KEY=VALUE settings it must match; None:
+    the recipe with the most results), how a model's seeds become one error (mean of its
+    finished seeds, or its first seed's), and which epoch's error (the last, or the best of
+    its recorded history)."""
+
+    recipe: Mapping | None = None
+    aggregate: str = "mean"
+    epoch: str = "last"
+
+    def __post_init__(self):
+        if self.aggregate not in AGGREGATES:
+            raise DseError(f"--aggregate {self.aggregate!r}: choose {' or '.join(AGGREGATES)}")
+        if self.epoch not in EPOCHS:
+            raise DseError(f"--epoch {self.epoch!r}: choose {' or '.join(EPOCHS)}")
+
+    def to_json(self) -> dict:
+        return dict(recipe=dict(self.recipe) if self.recipe else None,
+                    aggregate=self.aggregate, epoch=self.epoch)
+
+
+def recipes(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per recipe of `results`: recipe, label, results, models, seeds (most results
+    first)."""
+    if not len(results):
+        return pd.DataFrame(columns=["recipe", "label", "results", "models", "seeds"])
+    g = results.groupby("recipe", sort=False)
+    out = pd.DataFrame({"results": g.size(), "models": g["model_id"].nunique(),
+                        "seeds": g["seed"].nunique()})
+    firsts = results.drop_duplicates("recipe").set_index("recipe")
+    out["label"] = [label(_settings(firsts.loc[fp])) for fp in out.index]
+    out = out.reset_index().sort_values(["results", "recipe"], ascending=[False, True])
+    return out[["recipe", "label", "results", "models", "seeds"]].reset_index(drop=True)
+
+
+def _settings(row) -> dict:
+    """A result row's recipe settings (a drawn lr or wd shows as the row's own value)."""
+    return {k: row.get(k) for k in RECIPE_KEYS}
+
+
+def choose(results: pd.DataFrame, pick: Pick, where: str = "") -> str | None:
+    """The fingerprint of the recipe `pick` names among `results` (None when there are no
+    results at all); a DseError when the named settings match none or several recipes."""
+    table = recipes(results)
+    if not len(table):
+        return None
+    if not pick.recipe:
+        return table["recipe"].iloc[0]
+    firsts = results.drop_duplicates("recipe").set_index("recipe")
+    hit = [fp for fp in table["recipe"] if matches(_settings(firsts.loc[fp]), pick.recipe)]
+    wanted = ",".join(f"{k}={v}" for k, v in pick.recipe.items())
+    held = "; ".join(f"{r.label} ({r.results} results)" for r in table.itertuples())
+    if not hit:
+        raise DseError(f"--recipe {wanted}: no results{where} were trained with it; the "
+                       f"recipes held: {held}")
+    if len(hit) > 1:
+        raise DseError(f"--recipe {wanted} matches {len(hit)} recipes{where} ({held}); name "
+                       "more settings")
+    return hit[0]
+
+
+def collapse(results: pd.DataFrame, fp: str | None, pick: Pick) -> pd.DataFrame:
+    """The results of recipe `fp`, one row per model: the first seed's row with `error` the
+    mean of its finished seeds (pick.aggregate == 'mean') or the first seed's own; `n_seeds`
+    (finished seeds counted), `error_sd` (their standard deviation; NaN under two) and
+    `recipe_label`. Status is done when any seed finished."""
+    rows = results[results["recipe"] == fp] if fp is not None else results.iloc[:0]
+    rows = rows.sort_values(["model_id", "seed"], kind="stable")
+    err = rows["error"].astype(float)
+    if pick.epoch == "best" and "history_error" in rows:
+        best = rows["history_error"].map(
+            lambda h: min(h) if h is not None and len(h) else np.nan).astype(float)
+        err = best.where(best.notna(), err)
+    rows = rows.assign(error=err)
+    first = rows.drop_duplicates("model_id", keep="first").set_index("model_id")
+    done = rows[rows["status"] == "done"]
+    if pick.aggregate == "first":
+        done = done.drop_duplicates("model_id", keep="first")
+    g = done.groupby("model_id")["error"]
+    out = first.assign(error=g.mean(), n_seeds=g.size(), error_sd=g.std(ddof=1))
+    out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
+    out.loc[out["n_seeds"] > 0, "status"] = "done"
+    lbl = label(_settings(first.iloc[0])) if len(first) else ""
+    return out.assign(recipe_label=lbl).reset_index()
