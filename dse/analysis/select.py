@@ -258,12 +258,28 @@ def recipe_notes(df: pd.DataFrame, pick: Pick) -> list[str]:
     line = f"recipe {', '.join(labels) or '?'} [{', '.join(fps)}], {how}"
     n = df.loc[df["n_seeds"] > 0, "n_seeds"] if "n_seeds" in df else pd.Series(dtype=int)
     if len(n) and n.max() > 1:
-        line += (f"; error = {'mean' if pick.aggregate == 'mean' else 'first'} of "
-                 f"{int(n.min())}–{int(n.max())} seeds per model" if pick.aggregate == "mean"
+        seeds = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}–{int(n.max())}"
+        line += (f"; error = mean of {seeds} seeds per model" if pick.aggregate == "mean"
                  else "; error = the first seed's of each model")
     if pick.epoch == "best":
         line += "; the best epoch's error where a history was recorded (else the last)"
-    return [line]
+    return [line] + noise_note(df)
+
+
+def noise_note(df: pd.DataFrame) -> list[str]:
+    """The seed noise of the frame's models with reruns (pooled from each model's seed
+    standard deviation), to read differences against: σ of one run and of a model's mean."""
+    if "error_sd" not in df or "n_seeds" not in df:
+        return []
+    rr = df[(df["n_seeds"] >= 2) & df["error_sd"].notna()]
+    if not len(rr):
+        return []
+    dof = (rr["n_seeds"] - 1).to_numpy(float)
+    sigma = float(np.sqrt((dof * rr["error_sd"].to_numpy(float) ** 2).sum() / dof.sum()))
+    n = int(rr["n_seeds"].median())
+    return [f"seed noise σ = {sigma:.2f} points per run ({len(rr)} models with reruns), "
+            f"σ/√{n} = {sigma / np.sqrt(n):.2f} on a model's mean of {n} seeds; dse noise "
+            "SPACE has more"]
 
 
 def split(df: pd.DataFrame, space: str, exprs) -> tuple[pd.DataFrame, list[str]]:

@@ -308,8 +308,17 @@ PARAMS = {
         "flops": (lambda df: df["flops"], "flops (multiply-adds)", True),
         "params": (lambda df: df["params"], "parameters", True),
         "acts": (lambda df: df["acts"], "activations", True),
+        # the recipe's, where drawn per model (docs/trials.md): lr·wd is what NDS reads
+        "lr": (lambda df: _recipe_col(df, "lr"), "learning rate lr", True),
+        "wd": (lambda df: _recipe_col(df, "wd"), "weight decay wd", True),
+        "lrwd": (lambda df: _recipe_col(df, "lr") * _recipe_col(df, "wd"), "lr · wd", True),
     },
 }
+
+
+def _recipe_col(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df else \
+        pd.Series(np.nan, index=df.index)
 
 
 def param_table(kind: str, stages: int = 4) -> dict:
@@ -327,10 +336,11 @@ def param_table(kind: str, stages: int = 4) -> dict:
 
 def default_params(kind: str, stages: int = 4) -> list[str]:
     """The parameters trends shows by default (those with a single value are skipped)."""
+    recipe = ["lr", "wd", "lrwd"]  # shown only where drawn per model
     if kind == "regnet":
-        return ["d", "w0", "wa", "wm", "g", "b", "stages", "resolution"]
+        return ["d", "w0", "wa", "wm", "g", "b", "stages", "resolution", *recipe]
     return (["depth"] + [f"d{i + 1}" for i in range(stages)]
-            + [f"w{i + 1}" for i in range(stages)] + ["w_max", "b", "g", "resolution"])
+            + [f"w{i + 1}" for i in range(stages)] + ["w_max", "b", "g", "resolution", *recipe])
 
 
 def trends(pop: pd.DataFrame, params=None, frac: float = 0.25, repeats: int = 10_000,

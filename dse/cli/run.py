@@ -34,8 +34,13 @@ STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipelin
               help="Print the plan (models to sample and train, cost, ETA); create nothing.")
 @click.option("--only", type=click.Choice(STAGES), default=None,
               help="Run one stage only [default: sample, train, then analyze].")
+@click.option("--recipe", default=None, metavar="KEY=VALUE,...",
+              help="Analyze the results of this recipe [default: the one with the most "
+                   "results].")
+@click.option("--aggregate", type=click.Choice(["mean", "first"]), default="mean",
+              show_default=True, help="A model's error from its seeds.")
 @json_option("Print the plan (--dry-run) or the analysis summary as JSON.")
-def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
+def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate, as_json):
     """Carry out an experiment file: sample what is missing, train what has no result, then
     analyze and check its claims (docs/experiments.md). Rerunning continues where it
     stopped and trains nothing twice."""
@@ -43,9 +48,11 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
 
     from dse.method import experiment, pipeline, stages
     from dse.store.core import Store
+    from dse.store.trials import Pick, parse_recipe
 
     exp = experiment.load(experiment_file, sets)
     store = Store(exp.store_path(store_path))
+    pick = Pick(parse_recipe(recipe) if recipe is not None else None, aggregate)
     if dry_run:
         p = stages.plan(exp, store)
         if as_json:
@@ -66,7 +73,7 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, as_json):
         return Progress(stream=click.get_text_stream("stderr") if as_json else None,
                         epochs=exp.recipe.epochs, command="run")
 
-    out = pipeline.run(exp, store, only, echo, progress)
+    out = pipeline.run(exp, store, only, echo, progress, pick)
     if out is not None:
         if as_json:
             echo_json(out)
@@ -109,6 +116,8 @@ def _print_plan(exp, p):
 
 def _print_summary(out):
     click.echo(f"\nexperiment {out['experiment']} ({out['dataset']}, store {out['store']})")
+    for note in out.get("recipe") or ():
+        click.echo(f"({note})")
     rows = [dict(r, **{k: (round(r[k], 2) if isinstance(r.get(k), float) else r.get(k))
                        for k in ("min", "median", "mean")},
                  ks=(f"D={r['ks_D']:.2f} p={r['ks_p']:.2g} vs {r['vs']}" if "ks_D" in r

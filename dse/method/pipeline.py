@@ -12,10 +12,11 @@ STAGES = ("sample", "train", "analyze")  # what `only` picks, in the order a run
 
 
 def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
-        progress=None) -> dict | None:
+        progress=None, pick=None) -> dict | None:
     """Run the experiment's stages (all of them, or `only` one); returns the analysis summary
     when the analyze stage ran. `progress()` makes a fresh training report per training call
-    (dse.runner.progress.Progress; None trains silently)."""
+    (dse.runner.progress.Progress; None trains silently); `pick` (dse.store.trials.Pick)
+    the results the analysis reads (default: the recipe with the most results)."""
     if only not in (None, *STAGES):
         raise ValueError(f"only must be one of {', '.join(STAGES)} (got {only!r})")
     report = progress or (lambda: None)
@@ -32,5 +33,5 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
             refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
                                                             report=report()), echo)
     if only in (None, "analyze"):
-        return summary.analyze(exp, store)
+        return summary.analyze(exp, store, pick=pick)
     return None

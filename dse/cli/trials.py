@@ -1,0 +1,188 @@
+"""Trials (docs/trials.md): `dse fidelity` (does a short proxy rank models as a longer
+recipe?), `dse noise` (seed noise from reruns) and `dse curves` (per-epoch histories)."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from dse.cli.common import Command, echo_json, json_option, out_option, store_option, table
+
+
+def _store_space(store_path, space_name):
+    from dse.store.core import Store
+
+    store = Store.existing(store_path)
+    return store, store.resolve(space_name)
+
+
+def _runs(store, space, recipe):
+    """The finished results (every seed) of the space's recipe named by `recipe` (None: the
+    one with the most results), and that recipe's label."""
+    from dse.store import trials
+
+    res = store.read_results(space)
+    pick = trials.Pick(trials.parse_recipe(recipe) if recipe else None)
+    fp = trials.choose(res, pick, f" in {space}")
+    if fp is None:
+        from dse.errors import DseError
+
+        raise DseError(f"{space} has no results yet; train it first (dse train)")
+    rows = res[res["recipe"] == fp]
+    label = trials.recipes(rows)["label"].iloc[0]
+    return rows, label
+
+
+@click.command("fidelity", cls=Command)
+@click.argument("space_name", metavar="SPACE")
+@click.option("--from", "proxy", required=True, metavar="KEY=VALUE,...",
+              help="The proxy recipe, e.g. epochs=2.")
+@click.option("--to", "target", required=True, metavar="KEY=VALUE,...",
+              help="The target recipe, e.g. epochs=8.")
+@click.option("--k", type=click.IntRange(min=1), default=None,
+              help="Size of the top sets compared [default: a quarter of the models].")
+@click.option("--aggregate", type=click.Choice(["mean", "first"]), default="mean",
+              show_default=True, help="A model's error from its seeds.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@out_option("<store>/<space>/analysis/fidelity.png")
+@json_option()
+@store_option
+def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, store_path):
+    """Does the proxy recipe rank a space's models as the target recipe does? Over the
+    models trained under both: Spearman ρ and Kendall τ with bootstrap 95% intervals, the
+    overlap of the top-k sets, the regret of the proxy's pick and a scatter figure."""
+    from dse.analysis import plots, trialplots
+    from dse.analysis import trials as tr
+    from dse.errors import DseError
+    from dse.store.trials import Pick, parse_recipe
+
+    store, space = _store_space(store_path, space_name)
+    picks = [Pick(parse_recipe(r, flag), aggregate) for r, flag in
+             ((proxy, "--from"), (target, "--to"))]
+    a, b = (store.load([space], p) for p in picks)
+    both = a[a["status"] == "done"].merge(b[b["status"] == "done"], on="model_id")
+    if k is not None and k > len(both):
+        raise DseError(f"--k {k} exceeds the {len(both)} models trained under both recipes")
+    p, t = both["error_x"].to_numpy(float), both["error_y"].to_numpy(float)
+    fid = tr.fidelity(p, t, k=k, seed=seed)
+    labels = (a["recipe_label"].dropna().iloc[0], b["recipe_label"].dropna().iloc[0])
+    path = plots.check_path(out or store.analysis_dir(space) / "fidelity.png")
+    plots.save(trialplots.fidelity_figure(p, t, fid, (proxy, target), space), path,
+               store.root)
+    seeds = (int(both["n_seeds_x"].max()), int(both["n_seeds_y"].max()))
+    if as_json:
+        echo_json(dict(fid.to_json(), space=space, proxy=dict(recipe=labels[0]),
+                       target=dict(recipe=labels[1]), aggregate=aggregate,
+                       figure=str(path)))
+        return
+    click.echo(f"{space}: {fid.pairs} models trained under both recipes")
+    click.echo(f"  proxy  {labels[0]}" + (f" (mean of ≤{seeds[0]} seeds)" if seeds[0] > 1
+                                          else ""))
+    click.echo(f"  target {labels[1]}" + (f" (mean of ≤{seeds[1]} seeds)" if seeds[1] > 1
+                                          else ""))
+    r, tau = fid.spearman, fid.kendall
+    click.echo(table([dict(measure="Spearman ρ", value=f"{r.value:.3f}",
+                           interval=f"{r.lo:.3f} to {r.hi:.3f}"),
+                      dict(measure="Kendall τ", value=f"{tau.value:.3f}",
+                           interval=f"{tau.lo:.3f} to {tau.hi:.3f}")],
+                     ["measure", "value", "interval"],
+                     ["measure", "value", f"{fid.level:.0%} interval"]))
+    click.echo(f"top-{fid.top_k.k} overlap: {fid.top_k.overlap:.0%} (by chance "
+               f"{fid.top_k.expected:.0%}); regret of the proxy's pick: {fid.regret:.2f} "
+               "points")
+    click.echo(f"figure: {path}")
+
+
+@click.command("noise", cls=Command)
+@click.argument("space_name", metavar="SPACE")
+@click.option("--recipe", default=None, metavar="KEY=VALUE,...",
+              help="The recipe whose reruns are read [default: the one with the most "
+                   "results].")
+@click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Models listed (the noisiest first).")
+@json_option()
+@store_option
+def noise_cmd(space_name, recipe, show, as_json, store_path):
+    """Seed noise of a space's recipe, from the models trained with several seeds
+    (dse train --seeds N): the pooled standard deviation of a rerun (sigma_seed), the share
+    of variance between models (intraclass correlation, with its 95% interval) and each
+    model's spread."""
+    from dse.analysis import trials as tr
+
+    store, space = _store_space(store_path, space_name)
+    rows, label = _runs(store, space, recipe)
+    nz = tr.noise(rows[rows["status"] == "done"][["model_id", "error"]])
+    if as_json:
+        echo_json(dict(nz.to_json(), space=space, recipe=label))
+        return
+    click.echo(f"{space}, recipe {label}")
+    click.echo(nz.line())
+    click.echo(f"between models: σ = {nz.sigma_between:.2f} points; intraclass correlation "
+               f"{nz.icc:.2f} ({nz.level:.0%} interval {nz.icc_lo:.2f} to {nz.icc_hi:.2f}): "
+               "the share of the error variance that is the model's, not the seed's")
+    if nz.models_single:
+        click.echo(f"({nz.models_single} models with one seed are left out)")
+    per = nz.per_model.assign(spread=nz.per_model["max"] - nz.per_model["min"])
+    per = per.sort_values("spread", ascending=False).head(show)
+    if len(per):
+        click.echo(table([dict(model_id=r.model_id, seeds=int(r.n), mean=f"{r.mean:.2f}",
+                               sd=f"{r.sd:.2f}", range=f"{r.min:.2f}–{r.max:.2f}")
+                          for r in per.itertuples()],
+                         ["model_id", "seeds", "mean", "sd", "range"]))
+
+
+@click.command("curves", cls=Command)
+@click.argument("space_name", metavar="SPACE")
+@click.option("--recipe", default=None, metavar="KEY=VALUE,...",
+              help="The recipe whose results are drawn [default: the one with the most "
+                   "results that recorded curves].")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Draw the K results with the lowest final error.")
+@out_option("<store>/<space>/analysis/curves.png")
+@json_option()
+@store_option
+def curves_cmd(space_name, recipe, top, out, as_json, store_path):
+    """Test error and training loss after each epoch of a space's results (those trained
+    with dse train --curves have the test error of every epoch; every result has its
+    losses)."""
+    from dse.analysis import plots, trialplots
+    from dse.errors import DseError
+    from dse.store import trials
+
+    store, space = _store_space(store_path, space_name)
+    res = store.read_results(space)
+    has = res["history_error"].map(lambda h: h is not None and len(h) > 0)
+    if recipe is None and has.any():
+        res = res[has]
+    rows, label = _runs(store, space, recipe) if recipe else (None, None)
+    if rows is None:
+        fp = trials.choose(res, trials.Pick(), f" in {space}")
+        if fp is None:
+            raise DseError(f"{space} has no results yet; train it first (dse train --curves)")
+        rows = res[res["recipe"] == fp]
+        label = trials.recipes(rows)["label"].iloc[0]
+    rows = rows[rows["status"] == "done"].sort_values(["error", "model_id", "seed"]).head(top)
+    if not len(rows):
+        raise DseError(f"{space} has no finished result under {label}")
+    path = plots.check_path(out or store.analysis_dir(space) / "curves.png")
+    plots.save(trialplots.curves_figure(rows, space, label), path, store.root)
+    out_rows = []
+    for r in rows.itertuples():
+        h = list(r.history_error) if r.history_error is not None else []
+        out_rows.append(dict(model_id=r.model_id, seed=int(r.seed), error=round(r.error, 2),
+                             epochs=len(h) or None,
+                             best_epoch=int(np.argmin(h)) + 1 if h else None,
+                             best_error=round(min(h), 2) if h else None))
+    if as_json:
+        echo_json(dict(space=space, recipe=label, results=out_rows, figure=str(path)))
+        return
+    click.echo(f"{space}, recipe {label}: the {len(rows)} lowest final errors")
+    click.echo(table(out_rows, ["model_id", "seed", "error", "best_epoch", "best_error"],
+                     ["model_id", "seed", "last epoch", "best epoch", "its error"]))
+    if not any(r["epochs"] for r in out_rows):
+        click.echo("(no test-error history: these were trained without --curves; the figure "
+                   "shows their training losses)")
+    click.echo(f"figure: {path}")
+
+
+
