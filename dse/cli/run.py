@@ -107,6 +107,19 @@ def _print_plan(exp, p):
     else:
         line += "; no ETA yet (no model of this store has trained)"
     click.echo(line)
+    for i, o in enumerate(exp.promotes):
+        base = exp.recipe
+        what = " + ".join(x for x in (f"top {o.top}" if o.top else "",
+                                      f"sample {o.sample}" if o.sample else "") if x) or \
+            "every model"
+        seeds = o.seeds or 1
+        per = (o.top or 0) + (o.sample or 0) if (o.top or o.sample) else exp.n
+        scale = o.recipe.epochs * (o.recipe.train_subset or 1) / max(
+            1, base.epochs * (base.train_subset or 1))
+        click.echo(f"then promote[{i + 1}]: {what} of each space × {seeds} seed"
+                   f"{'s' * (seeds > 1)}, {o.recipe.epochs} epochs: up to {per * seeds} "
+                   f"trials per space (those not yet trained), each about {scale:.3g}× a "
+                   "model of the table above")
     if exp.refine_rounds:
         click.echo(f"then up to {exp.refine_rounds} refinement round"
                    f"{'s' * (exp.refine_rounds != 1)} from {exp.spaces[0]}: each samples and "

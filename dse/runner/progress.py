@@ -76,14 +76,14 @@ class Progress:
 
     def step(self, job, epoch: int, step: int, steps: int):
         if job.key in self.flight:
-            self.flight[job.key][2:] = [(epoch - 1 + step / steps) / self.epochs, epoch, step,
+            self.flight[job.key][2:] = [(epoch - 1 + step / steps) / self._epochs(job), epoch, step,
                                         steps]
         self.tick()
 
     def epoch(self, job, epoch: int, loss: float):
         if job.key in self.flight:
             f = self.flight[job.key]
-            f[2:] = [epoch / self.epochs, epoch, f[5], f[5]]
+            f[2:] = [epoch / self._epochs(job), epoch, f[5], f[5]]
         self.tick()
 
     def result(self, job, row: dict):
@@ -139,12 +139,19 @@ class Progress:
             return max(0.0, (p.cost - work) * elapsed / work / p.tasks)
         return None if p.eta_s is None else max(0.0, p.eta_s - elapsed)
 
+    def _epochs(self, job) -> int:
+        """The epochs a job trains: its own recipe's (a promoted or drawn recipe may differ
+        from the run's)."""
+        recipe = getattr(job, "recipe", None)
+        return recipe.epochs if recipe is not None else self.epochs
+
     def _status(self, short: bool) -> str:
         """Models done and in flight, each one's epoch and step, the share done and the ETA."""
         where = []
         for job, _, _, e, s, n in list(self.flight.values())[:2]:
             name = job.model_id[:8] if short else job.key
-            where.append(f"{name} epoch {e}/{self.epochs}" + (f" step {s}/{n}" if n else ""))
+            where.append(f"{name} epoch {e}/{self._epochs(job)}"
+                         + (f" step {s}/{n}" if n else ""))
         more = len(self.flight) - len(where)
         inside = ", ".join(where) + (f" and {more} more" if more > 0 else "")
         text = (f"{self.done}/{self.total} models, {len(self.flight)} in flight"
