@@ -224,9 +224,11 @@ def trends_cmd(space_name, params, by, top, repeats, selection, seed, out, as_js
         return
     plots.save(plots.trends_figure(tr, space), path, store.root)
     ranges = {t["param"]: {k: t[k] for k in ("lo", "median", "hi", "best")} for t in tr}
+    grid = _lr_wd(store, space, pop, tr, path)
     if as_json:
         echo_json(dict(space=space, n=len(pop), repeats=repeats, ranges=ranges,
-                       figure=str(path), selection=dict(selection.to_json(), notes=notes)))
+                       figure=str(path), lr_wd_figure=grid,
+                       selection=dict(selection.to_json(), notes=notes)))
         return
     echo_notes(notes)
     click.echo(table([dict(param=p, best=f"{r['best']:.4g}", lo=f"{r['lo']:.4g}",
@@ -235,6 +237,21 @@ def trends_cmd(space_name, params, by, top, repeats, selection, seed, out, as_js
                      ["parameter", "best model", "95% lo", "median", "95% hi"]))
     click.echo(f"\n{space}: {len(pop)} trained models, {repeats} bootstrap resamples of "
                f"{max(1, int(len(pop) * 0.25))}\nfigure: {path}")
+    if grid:
+        click.echo(f"lr × wd figure: {grid}")
+
+
+def _lr_wd(store, space, pop, tr, path) -> str | None:
+    """Where both lr and wd vary (drawn per model) and are drawn: error rank over lr × wd
+    (NDS Fig. 12), beside the trends figure; None otherwise."""
+    from dse.analysis import plots, trialplots
+
+    drawn = {t["param"] for t in tr}
+    if not {"lr", "wd"} <= drawn:
+        return None
+    grid = path.with_name(f"{path.stem}_lr_wd{path.suffix}")
+    plots.save(trialplots.lr_wd_figure(pop, space), grid, store.root)
+    return str(grid)
 
 
 def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_json,
