@@ -6,4 +6,4 @@ method (experiments, claims, suggest, refine) → compare (the paper's compariso
 The pure packages never import torch.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

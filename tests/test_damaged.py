@@ -10,8 +10,12 @@ from cli_helpers import ok, one_error, run
 
 from dse.errors import DamagedFileError, DseWarning
 from dse.store.core import DAMAGED, Store
+from dse.store.trials import parse_trial
+from dse.train.recipe import Recipe
 
 FAST = ["--epochs", "1", "--train-subset", "500"]
+# the settings of FAST, so that its results count as trained by `dse train ... FAST`
+RECIPE = {k: v for k, v in Recipe(epochs=1, train_subset=500).asdict().items() if k != "seed"}
 
 
 def truncate(path, keep=100):
@@ -30,7 +34,7 @@ def store(tmp_path):
     for space, base in (("anynetxa", 30.0), ("anynetxe", 20.0)):
         for i, mid in enumerate(s.read_models(space)["model_id"]):
             s.write_result(space, dict(model_id=mid, space=space, status="done",
-                                       error=base + i, epochs=1, dataset="synthetic"))
+                                       error=base + i, dataset="synthetic", **RECIPE))
     return s
 
 
@@ -39,14 +43,16 @@ def test_store_skips_a_damaged_result_with_a_warning(store):
     truncate(victim)
     with pytest.warns(DseWarning, match=f"skipped damaged result file {victim}"):
         res = store.read_results("anynetxa")
-    assert len(res) == 2 and victim.stem not in set(res["model_id"])
-    assert store.statuses("anynetxa")[victim.stem] == DAMAGED
+    mid = parse_trial(victim.stem)[0]  # the file is named by its trial
+    assert len(res) == 2 and mid not in set(res["model_id"])
+    assert store.statuses("anynetxa")[mid] == DAMAGED
     assert store.result_status("anynetxa", victim.stem) == DAMAGED
+    assert store.result_status("anynetxa", mid) == DAMAGED
     frame, damaged = store.scan_results("anynetxa")
     assert [d.path for d in damaged] == [victim] and "magic bytes" in damaged[0].reason
     with pytest.warns(DseWarning):
         df = store.load()
-    row = df[df["model_id"] == victim.stem].iloc[0]
+    row = df[df["model_id"] == mid].iloc[0]
     assert len(df) == 6 and pd.isna(row["status"])  # counts as untrained
 
 
@@ -76,7 +82,8 @@ def test_train_sets_a_damaged_result_aside_and_trains_the_model_again(store):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing damaged is left in results/
         res = store.read_results("anynetxa")
-    assert len(res) == 3 and res.set_index("model_id").loc[victim.stem, "status"] == "done"
+    mid = parse_trial(victim.stem)[0]
+    assert len(res) == 3 and res.set_index("model_id").loc[mid, "status"] == "done"
     assert "damaged" not in ok("status", "--store", store.root).stdout
 
 

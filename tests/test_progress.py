@@ -230,9 +230,9 @@ def test_the_warning_names_the_levers_that_fit(monkeypatch):
 
 def test_worker_processes_calibrate_and_report_their_steps(tmp_path):
     sample(tmp_path, 1)
-    (job,) = pending.jobs_of(Store(tmp_path), "regnetx")
     options = TrainOptions(recipe=Recipe(epochs=1, train_subset=1280), device="cpu",
                            step_report_s=0.01)
+    (job,) = pending.jobs_of(Store(tmp_path), "regnetx", options=options)  # with its recipe
     events = []
     with Processes(["cpu"], options) as ex:
         got = ex.calibrate(job)

@@ -95,7 +95,8 @@ def test_readme_analysis_commands_run(tmp_path, monkeypatch):
         for mid in Store(root).read_models(space)["model_id"]:
             Store(root).write_result(space, dict(model_id=mid, space=space, status="done",
                                                  error=base + rng.normal(0, 1), epochs=1))
-    commands = list(_commands(ANALYSIS, regimes=False))
+    commands = [c for c in _commands(ANALYSIS, regimes=False)
+                if TRIALS_STORE not in c]  # those: test_readme_trials_commands_run
     assert {c[0] for c in commands} == ANALYSIS
     for args in commands:
         r = CliRunner().invoke(cli, args)
@@ -131,3 +132,37 @@ def test_readme_regime_commands_run(tmp_path, monkeypatch):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 0, (args, r.output)
     assert (tmp_path / "runs/fmnist/regnetx/analysis/trends_regimes.png").is_file()
+
+
+TRIALS_STORE = "experiments/results/findings-cpu"  # the trials block's committed store
+TRIALS = {"fidelity", "noise", "curves", "edf"}
+
+
+def test_readme_trials_commands_run(tmp_path, monkeypatch):
+    """The trials block, on a store laid out as the one it names: RegNetX models trained
+    under epochs=2 (two seeds each) and under epochs=8 (per-epoch curves recorded)."""
+    import numpy as np
+
+    from dse.store.core import Store
+    from dse.train.recipe import Recipe
+
+    commands = [c for c in _commands(TRIALS) if TRIALS_STORE in c]
+    assert {c[0] for c in commands} == TRIALS
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["sample", "--space", "rx", "--n", "12", "--dataset",
+                                 "fashion-mnist", "--flops", "1M:3M", "--store", TRIALS_STORE])
+    assert r.exit_code == 0, r.output
+    store, rng = Store(TRIALS_STORE), np.random.default_rng(0)
+    for k, mid in enumerate(store.read_models("regnetx")["model_id"]):
+        for epochs, seeds in ((2, 2), (8, 1)):
+            recipe = {f: v for f, v in Recipe(epochs=epochs).asdict().items() if f != "seed"}
+            base = 20.0 + k - epochs / 2
+            for seed in range(seeds):
+                err = base + rng.normal(0, 0.5)
+                curve = list(np.linspace(err + 10, err, epochs)) if epochs == 8 else None
+                store.write_result("regnetx", dict(
+                    model_id=mid, space="regnetx", status="done", error=err, seed=seed,
+                    history_error=curve, **recipe))
+    for args in commands:
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (args, r.output)

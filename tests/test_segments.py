@@ -20,11 +20,16 @@ from cli_helpers import ok, one_error, run
 
 from dse.errors import DseError, DseWarning, WriteRefusedError
 from dse.runner import loop
+from dse.runner.options import TrainOptions
 from dse.store import results
 from dse.store.core import DAMAGED, Store
 from dse.store.schema import RESULTS_SCHEMA
+from dse.store.trials import fingerprint, parse_trial, trial_id
+from dse.train.recipe import Recipe
 
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+RECIPE = {k: v for k, v in Recipe(epochs=1).asdict().items() if k != "seed"}  # two_spaces'
+
 DDS_CPU = Path(__file__).resolve().parent.parent / "experiments" / "results" / "dds-cpu"
 
 
@@ -161,16 +166,18 @@ def test_a_file_rewritten_during_a_compaction_is_not_removed(tmp_path, monkeypat
         s.write_result("s", row(m, "failed", t=i))
     real = results.write_atomic
 
+    m002 = s.result_path("s", trial_id("m002", fingerprint(row("m002")), 0))
+
     def meanwhile(path, write, **k):
         tmp = s.results_dir("s") / "elsewhere.tmp"
         pq.write_table(pa.Table.from_pylist([row("m002", "done", error=1.0, t=99)],
                                             schema=RESULTS_SCHEMA), tmp)
-        os.replace(tmp, s.result_path("s", "m002"))
+        os.replace(tmp, m002)  # the trial's own file, rewritten
         return real(path, write, **k)
 
     monkeypatch.setattr(results, "write_atomic", meanwhile)
     c = s.compact("s")
-    assert c.absorbed == 4 and s.result_path("s", "m002").is_file()
+    assert c.absorbed == 4 and m002.is_file()
     df = frame(s)
     assert df.set_index("model_id").loc["m002", "status"] == "done"
     monkeypatch.undo()
@@ -318,7 +325,7 @@ def two_spaces(tmp_path):
     s = Store(tmp_path)
     for space, base in (("anynetxa", 30.0), ("anynetxe", 20.0)):
         for i, mid in enumerate(s.read_models(space)["model_id"]):
-            r = dict(row("m000", t=i), model_id=mid, space=space, error=base + i)
+            r = dict(row("m000", t=i), model_id=mid, space=space, error=base + i, **RECIPE)
             if i % 2:
                 s.write_result(space, r)
             else:
@@ -338,16 +345,18 @@ def test_commands_read_a_store_of_mixed_writers(two_spaces):
 def test_a_damaged_file_of_another_writer_is_named_skipped_and_trained_again(two_spaces):
     root, s = two_spaces.root, two_spaces
     victim = sorted(s.results_dir("anynetxe").glob("*.parquet"))[0]
-    _foreign(victim, [dict(row("m000"), model_id=victim.stem, space="anynetxe",
-                           error="twenty")])
+    victim_id = parse_trial(victim.stem)[0]
+    _foreign(victim, [dict(row("m000"), model_id=victim_id, space="anynetxe",
+                           error="twenty", **RECIPE)])
     r = ok("status", "--store", root)
     assert str(victim) in r.stdout and "damaged" in r.stdout
     r = ok("edf", "compare", "xa", "xe", "--store", root)
     assert r.stderr.startswith(f"Warning: skipped damaged result file {victim} (column error "
                                "is large_string, not double)")  # pandas' strings
     # dse train trains it again (test_damaged.py follows a damaged file through a real run)
-    assert [j.model_id for j in loop.jobs_of(s, "anynetxe")] == [victim.stem]
-    assert [j.model_id for j in loop.jobs_of(s, "anynetxa")] == []
+    same = TrainOptions(recipe=Recipe(**RECIPE))  # the recipe the results were trained with
+    assert [j.model_id for j in loop.jobs_of(s, "anynetxe", options=same)] == [victim_id]
+    assert [j.model_id for j in loop.jobs_of(s, "anynetxa", options=same)] == []
 
 
 # ---- a store of the previous release ------------------------------------------------------
@@ -368,8 +377,11 @@ def test_a_store_of_the_previous_release_opens_unchanged_and_compacts_without_lo
         old = pd.concat([pd.read_parquet(io.BytesIO(b)) for p, b in files.items()
                          if p.parent.name == "results" and p.parent.parent.name == space])
         new = pd.read_parquet(s.results_dir(space))
-        pd.testing.assert_frame_equal(new.sort_values("model_id").reset_index(drop=True),
-                                      old.sort_values("model_id").reset_index(drop=True))
+        # the columns added since (recipe, history_*) follow; the recipe is the one recorded
+        assert new["recipe"].notna().all() and new["history_error"].isna().all()
+        pd.testing.assert_frame_equal(
+            new[old.columns].sort_values("model_id").reset_index(drop=True),
+            old.sort_values("model_id").reset_index(drop=True))
 
 
 # ---- damaged segments and `dse compact` -----------------------------------------------------

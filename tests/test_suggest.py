@@ -15,6 +15,7 @@ from dse.space import definition as spaces
 from dse.space import sampling
 from dse.space.spec import Task
 from dse.store.core import Store
+from dse.train.recipe import Recipe
 
 TASK = Task(32, "cifar", 3, 10)
 WINDOW = sampling.Window(1e6, 50e6)
@@ -119,14 +120,17 @@ def test_an_exact_p_matches_the_hypergeometric_tail():
     assert r["top_share"] == 1 and r["all_share"] == 0.25 and r["better"] == "obeying"
 
 
-def stored(tmp_path, space_name, rule, n=120):
+def stored(tmp_path, space_name, rule, n=120, recipe=None):
+    """A store of n models whose errors follow `rule`, trained (as it were) with `recipe`
+    (a Recipe; default: epochs=1)."""
     space, pop = population(space_name, n, rule)
     store = Store(tmp_path / "s")
     rows = pop.drop(columns=["space", "kind", "error"]).to_dict(orient="records")
     store.add_models(space, "synthetic", TASK, rows, 0)
+    settings = {k: v for k, v in (recipe or Recipe(epochs=1)).asdict().items() if k != "seed"}
     for m, err in zip(pop["model_id"], pop["error"]):
         store.write_result(space.name, dict(model_id=m, space=space.name, status="done",
-                                            error=float(err), epochs=1))
+                                            error=float(err), **settings))
     return store
 
 
@@ -170,12 +174,15 @@ def test_refine_suggests_writes_trains_and_refuses_a_worse_space(tmp_path):
     """One round of the loop on a store whose AnyNetX_A errors follow "b = 1 is better":
     the refinement b = 1 is written, sampled and trained for real (synthetic data, short),
     and refused because its real errors are worse than the generated ones."""
-    store = stored(tmp_path, "anynetxa", stage_share("bs", lambda b: b == 1), n=150)
+    train = dict(epochs=1, train_subset=200, batch_size=50)
+    # the stored models count as trained with the experiment's recipe: it trains only its own
+    store = stored(tmp_path, "anynetxa", stage_share("bs", lambda b: b == 1), n=150,
+                   recipe=Recipe(**train))
     exp = tmp_path / "refine.yaml"
     exp.write_text(yaml.safe_dump(dict(
         name="loop", dataset="synthetic", n=6, refine=dict(start="xa", rounds=1),
         flops="0.5M:1.5M", seed=0,
-        train=dict(epochs=1, train_subset=200, batch_size=50, device="cpu", jobs=1))))
+        train=dict(train, device="cpu", jobs=1))))
     r = ok("run", exp, "--store", store.root)
     assert "refine round 1: anynetxa → anynetxa-r1: fix b = 1" in r.output, r.output
     d = store.experiment_dir("loop") / "refine"

@@ -17,6 +17,7 @@ from dse.cli import cli
 from dse.runner import executors as workers
 from dse.runner import leases, pending, processes
 from dse.store.core import Store
+from dse.store.trials import parse_trial
 from dse.system import HOST
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -141,11 +142,14 @@ def test_kill_9_loses_only_the_model_in_flight_and_a_rerun_trains_the_rest(tmp_p
     out = r.communicate(timeout=600)[0]
     assert r.returncode == 0, out
     again = trained_ids(out)
-    assert sorted(again) == sorted(set(ids) - {Path(n).stem for n in before})
+    def model(name):  # the model of a per-trial result file
+        return parse_trial(Path(name).stem)[0]
+
+    assert sorted(again) == sorted(set(ids) - {model(n) for n in before})
     res = pd.read_parquet(results)  # the per-model files, folded into a segment at the end
     for name, data in before.items():  # finished models were not trained again
         old = pd.read_parquet(io.BytesIO(data))
-        assert (res.set_index("model_id").loc[Path(name).stem, "finished_at"]
+        assert (res.set_index("model_id").loc[model(name), "finished_at"]
                 == old["finished_at"][0])
     assert sorted(res["model_id"]) == sorted(ids) and (res["status"] == "done").all()
     assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))
@@ -168,8 +172,8 @@ def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, mo
     from dse.train.recipe import Recipe
 
     sample(tmp_path, 2)
-    jobs = pending.jobs_of(Store(tmp_path), "regnetx")
     options = TrainOptions(recipe=Recipe(epochs=5, train_subset=1000), channels_last=False)
+    jobs = pending.jobs_of(Store(tmp_path), "regnetx", options=options)  # a job has its recipe
     with processes.Processes(["cpu"], options) as ex:
         ex.submit(jobs[0])
         events = []

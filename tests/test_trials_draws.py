@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from cli_helpers import ok, one_error, run
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -115,7 +115,9 @@ def by_regime(pop: pd.DataFrame, params=None, level: float = 0.95, repeats: int 
     lo, hi, unit}, trend}]."""
     parts = split_regimes(pop)
     table = stats.param_table(pop["kind"].iloc[0], int(pop["ds"].map(len).max()))
-    names = list(params) if params else stats.default_params(pop["kind"].iloc[0])
+    names = list(params) if params else [  # the recipe's lr, wd, lr·wd where drawn per model
+        p for p in stats.default_params(pop["kind"].iloc[0]) if p not in ("lr", "wd", "lrwd")
+        or pd.to_numeric(table[p][0](pop), errors="coerce").nunique() > 1]
     unknown = [p for p in names if p not in table]
     if unknown:
         raise DseError(f"unknown parameter(s) {', '.join(unknown)}; choose from "

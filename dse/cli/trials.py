@@ -57,7 +57,7 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
     from dse.store.trials import Pick, parse_recipe
 
     store, space = _store_space(store_path, space_name)
-    picks = [Pick(parse_recipe(r, flag), aggregate) for r, flag in
+    picks = [Pick(parse_recipe(r, flag), aggregate, flag=flag) for r, flag in
              ((proxy, "--from"), (target, "--to"))]
     a, b = (store.load([space], p) for p in picks)
     both = a[a["status"] == "done"].merge(b[b["status"] == "done"], on="model_id")

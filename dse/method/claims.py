@@ -39,7 +39,6 @@ are compared as pairs. Pure: no torch, no files.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -49,96 +48,19 @@ from dse.analysis import effects, regimes
 from dse.analysis import stats as analysis
 from dse.errors import DseError
 from dse.method import ranges
+from dse.method.claimtext import (  # noqa: F401 (part of this API)
+    FORMS,
+    RANKS_ABOVE,
+    TRENDS,
+    Claim,
+    parse_claim,
+)
 
 HOLDS, AGAINST, UNSURE, UNTESTABLE = "holds", "contradicted", "inconclusive", "untestable"
 VERDICTS = (HOLDS, AGAINST, UNSURE, UNTESTABLE)
-FORMS = ("A better than B", "A worse than B", "A same as B [within M]",
-         "A at least as good as B [within M]", "A good PARAM contains|above|below VALUE",
-         "A good PARAM stable across regimes [within T]",
-         "A good PARAM increases|decreases with flops",
-         "A ranks alike at KEY=V,... and KEY=V,... [above R]")
-_OPERAND = r"(\S+?\[[^\]]*\]|\S+)"  # a space, or SPACE[EXPR]: a sub-population
-_PAIR = re.compile(rf"^\s*{_OPERAND}\s+(better than|worse than|same as|at least as good as)"
-                   rf"\s+{_OPERAND}(?:\s+within\s+(\S+))?\s*$", re.I)
-_RANKS = re.compile(r"^\s*(\S+)\s+ranks\s+alike\s+at\s+(\S+)\s+and\s+(\S+)"
-                    r"(?:\s+above\s+(\S+))?\s*$", re.I)
-RANKS_ABOVE = 0.5   # default threshold of "ranks alike": ρ's interval must clear it
-_RANGE = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(contains|above|below)\s+(\S+)\s*$", re.I)
 MIN_FOR_RANGE = ranges.MIN_FOR_RANGE  # fewer finished models: a good range says nothing
 MIN_PAIRS = 8       # fewer shared models than this: not a paired comparison
 MARGIN = 1.0        # points of error: the default margin of "same as" and "at least as good as"
-_TREND = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(stable across regimes|increases with flops|"
-                    r"decreases with flops)(?:\s+within\s+(\S+))?\s*$", re.I)
-TRENDS = ("stable", "increases", "decreases")
-
-
-@dataclass(frozen=True)
-class Claim:
-    text: str
-    kind: str          # better | same | at_least | contains | above | below | stable | increases
-    #                    | decreases
-    a: str
-    b: str | None = None
-    param: str | None = None
-    value: float | None = None
-    margin: float | None = None  # points; None: the experiment's margin
-    recipes: tuple = ()          # ranks: the proxy's and the target's KEY=V,... settings
-
-
-def parse_claim(text: str) -> Claim:
-    """The Claim a sentence states; a DseError listing the forms otherwise."""
-    m = _RANKS.match(text)
-    if m:
-        from dse.store.trials import parse_recipe
-
-        for r in (m.group(2), m.group(3)):
-            parse_recipe(r, f"claim {text!r}: recipe")
-        above = RANKS_ABOVE if m.group(4) is None else _number(m.group(4), text)
-        if not -1 <= above < 1:
-            raise DseError(f"claim {text!r}: the threshold after 'above' must lie in [-1, 1)")
-        return Claim(text, "ranks", m.group(1), value=above,
-                     recipes=(m.group(2), m.group(3)))
-    m = _PAIR.match(text)
-    if m:
-        a, rel, b, within = m.group(1), m.group(2).lower(), m.group(3), m.group(4)
-        margin = None
-        if within is not None:
-            if rel not in ("same as", "at least as good as"):
-                raise DseError(f"{text!r}: a margin ('within M') goes with 'same as' and 'at "
-                               "least as good as' only")
-            margin = _number(within, text)
-            if not margin > 0:
-                raise DseError(f"{text!r}: the margin must be a positive number of points")
-        if rel == "worse than":
-            return Claim(text, "better", b, a)
-        kind = {"better than": "better", "same as": "same", "at least as good as": "at_least"}
-        return Claim(text, kind[rel], a, b, margin=margin)
-    m = _TREND.match(text)
-    if m:
-        tol = None
-        if m.group(4) is not None:
-            try:
-                tol = float(m.group(4))
-            except ValueError:
-                raise DseError(f"claim {text!r}: the tolerance after 'within' must be a "
-                               f"number (got {m.group(4)!r})") from None
-        return Claim(text, m.group(3).split()[0].lower(), m.group(1), param=m.group(2),
-                     margin=tol)
-    m = _RANGE.match(text)
-    if m:
-        return Claim(text, m.group(3).lower(), m.group(1), param=m.group(2),
-                     value=_number(m.group(4), text))
-    raise DseError(f"cannot read the claim {text!r}; the forms are: {'; '.join(FORMS)}")
-
-
-def _number(s: str, text: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise DseError(f"{s!r} in {text!r} is not a number") from None
-    if not np.isfinite(v):
-        raise DseError(f"{s!r} in {text!r} is not a finite number")
-    return v
 
 
 @dataclass(frozen=True)

@@ -20,31 +20,22 @@ import yaml
 from dse.analysis.effects import CORRECTIONS
 from dse.analysis.stats import param_table
 from dse.data import datasets
-from dse.errors import ArgumentError, DseError, out_of_bounds
+from dse.errors import DseError, out_of_bounds
 from dse.method.claims import MARGIN, Claim, parse_claim
 from dse.method.overrides import apply_sets, parse_set  # noqa: F401 (part of this API)
+from dse.method.trainkeys import PROMOTE_KEYS, TRAIN_KEYS  # noqa: F401 (part of this API)
+from dse.method.trainkeys import int_key as _int
+from dse.method.trainkeys import promote_stages as _promotes
+from dse.method.trainkeys import train_options as _train
 from dse.runner.options import TrainOptions
 from dse.space import definition as spaces
 from dse.space import regimes as flop_regimes
 from dse.space import sampling
-from dse.train.recipe import DRAWABLE, Recipe, check_draws
+from dse.train.recipe import Recipe
 
 TOP_KEYS = ("name", "about", "dataset", "data_dir", "resolution", "store", "n", "spaces",
             "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine",
             "margin", "correction", "regimes", "promote")
-# train: key → (Recipe or TrainOptions field, type)
-TRAIN_KEYS = {
-    "epochs": ("recipe", "epochs"), "batch_size": ("recipe", "batch_size"),
-    "lr": ("recipe", "lr"), "momentum": ("recipe", "momentum"), "wd": ("recipe", "wd"),
-    "warmup": ("recipe", "warmup_epochs"), "zero_gamma": ("recipe", "zero_init_final_gamma"),
-    "augment": ("recipe", "augment"), "seed": ("recipe", "seed"),
-    "train_subset": ("recipe", "train_subset"), "paper": (None, "paper"),
-    "device": ("options", "device"), "jobs": ("options", "jobs"),
-    "concurrency": ("options", "concurrency"), "retry_failed": ("options", "retry_failed"),
-    "download": ("options", "download"), "skip_bad_images": ("options", "skip_bad_images"),
-    "cache_dir": ("options", "cache_dir"), "amp": ("options", "amp"),
-    "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last")}
-BOOL_TRAIN = ("zero_gamma", "augment", "paper", "retry_failed", "download", "skip_bad_images")
 ANALYZE_KEYS = ("edf", "fit_linear", "trends", "report")
 EDF_KEYS = ("normalize", "bins", "bands")
 BANDS = ("auto", "all", "none")
@@ -231,12 +222,6 @@ def _regimes(err, config: dict, windows: dict) -> tuple:
     return regimes
 
 
-def _int(err, key, v, lo):
-    if why := out_of_bounds(v, lo, integer=True):
-        raise err(key, why)
-    return v
-
-
 def _opt_str(err, key, v):
     if v is not None and not isinstance(v, str):
         raise err(key, f"must be a string (got {v!r})")
@@ -265,87 +250,6 @@ def _spaces(err, value, path: Path) -> tuple[list[str], list[str]]:
         names.append(space.name)
         args.append(arg)
     return names, args
-
-
-def _train(err, value, data_dir) -> TrainOptions:
-    if not isinstance(value, dict):
-        raise err("train", "must be a mapping of `dse train` options (epochs, batch_size, ...)")
-    recipe, options, paper, draws = {}, {}, False, {}
-    for k, v in value.items():
-        if k not in TRAIN_KEYS:
-            raise err(f"train.{k}", f"unknown key; allowed: {', '.join(TRAIN_KEYS)}")
-        if isinstance(v, dict) and k in DRAWABLE:  # drawn per model (docs/trials.md)
-            try:
-                draws.update(check_draws("", {k: v}))
-            except DseError as e:
-                raise err(f"train.{k}", str(e)) from None
-            continue
-        if k in BOOL_TRAIN and not isinstance(v, bool):
-            raise err(f"train.{k}", f"must be true or false (got {v!r})")
-        where, fld = TRAIN_KEYS[k]
-        if where is None:
-            paper = v
-        elif where == "recipe":
-            recipe[fld] = float(v) if fld in ("lr", "momentum", "wd", "warmup_epochs") and \
-                isinstance(v, int) and not isinstance(v, bool) else v
-        else:
-            options[fld] = v
-    keys = {fld: k for k, (_, fld) in TRAIN_KEYS.items()}
-    try:
-        r = Recipe(**recipe)
-        if paper:
-            r = r.paper()
-        if options.get("device") is not None and not isinstance(options["device"], str):
-            raise ArgumentError("device", f"must be auto, cpu, cuda or cuda:N (got "
-                                f"{options['device']!r})")
-        return TrainOptions(recipe=r, data_dir=data_dir, draws=draws, **options)
-    except ArgumentError as e:
-        raise err(f"train.{keys.get(e.param, e.param)}", e.problem) from None
-    except TypeError as e:  # a value of the wrong type that the checks above let through
-        raise err("train", str(e)) from None
-
-
-PROMOTE_KEYS = ("top", "sample", "sample_seed", "seeds", "curves")
-
-
-def _promotes(err, value, train: dict, data_dir) -> tuple:
-    """The `promote:` stages (one mapping or a list): which models (top K under the
-    experiment's results, sample M more), seeds, curves, and the recipe keys that differ
-    from `train:` (e.g. epochs: 8); each as the TrainOptions of its `dse train`."""
-    if value is None:
-        return ()
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for i, item in enumerate(items):
-        key = f"promote[{i + 1}]"
-        if not isinstance(item, dict):
-            raise err(key, "must be a mapping such as {top: 8, epochs: 8} or {sample: 16, "
-                      "seeds: 3}")
-        extra = [k for k in item if k not in PROMOTE_KEYS and k not in TRAIN_KEYS]
-        if extra:
-            raise err(f"{key}.{extra[0]}", f"unknown key; allowed: "
-                      f"{', '.join(PROMOTE_KEYS)} and the train: keys")
-        if "top" not in item and "sample" not in item and "seeds" not in item:
-            raise err(key, "names no models: give top, sample or seeds")
-        sub = lambda k, problem, key=key: err(f"{key}.{k.removeprefix('train.')}",  # noqa: E731
-                                              problem)
-        opts = _train(sub, {**train, **{k: v for k, v in item.items()
-                                        if k not in PROMOTE_KEYS}}, data_dir)
-        picks = {}
-        for k in PROMOTE_KEYS:
-            if k in item:
-                v = item[k]
-                if k == "curves":
-                    if not isinstance(v, bool):
-                        raise err(f"{key}.curves", f"must be true or false (got {v!r})")
-                    picks[k] = v
-                else:
-                    picks[k] = _int(err, f"{key}.{k}", v, 0 if k == "sample_seed" else 1)
-        try:
-            out.append(replace(opts, **picks))
-        except ArgumentError as e:
-            raise err(f"{key}.{e.param}", e.problem) from None
-    return tuple(out)
 
 
 def _analyze(err, value, names) -> Analyses:

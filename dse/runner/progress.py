@@ -149,7 +149,9 @@ class Progress:
         """Models done and in flight, each one's epoch and step, the share done and the ETA."""
         where = []
         for job, _, _, e, s, n in list(self.flight.values())[:2]:
-            name = job.model_id[:8] if short else job.key
+            name = job.model_id[:8] if short else f"{job.space}/{job.model_id}"
+            seed = getattr(getattr(job, "recipe", None), "seed", 0)
+            name += f" seed {seed}" if seed else ""
             where.append(f"{name} epoch {e}/{self._epochs(job)}"
                          + (f" step {s}/{n}" if n else ""))
         more = len(self.flight) - len(where)

@@ -36,8 +36,8 @@ from dse.space.regimes import Regime
 from dse.store import results
 from dse.store.paths import Layout
 from dse.store.results import DAMAGED, Compaction, Damaged, why
-from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, definition, upgrade_models
-from dse.store.trials import Pick, choose, collapse, fingerprint, parse_trial, trial_id
+from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, add_missing, definition, upgrade_models
+from dse.store.trials import Pick, choose, collapse, fingerprint, join, parse_trial, trial_id
 
 __all__ = ["DAMAGED", "DEFAULT_STORE", "Compaction", "Damaged", "Store", "needs_training",
            "write_atomic", "write_output"]
@@ -107,7 +107,7 @@ class Store(Layout):
         path = self.models_path(space)
         if not path.exists():
             return MODELS_SCHEMA.empty_table().to_pandas()[columns or MODELS_SCHEMA.names]
-        table = _conform(upgrade_models(_read_table(path)), MODELS_SCHEMA)
+        table = add_missing(upgrade_models(_read_table(path)), MODELS_SCHEMA)
         return (table.select(columns) if columns else table).to_pandas()
 
     def resolve(self, name: str) -> str:
@@ -342,10 +342,10 @@ class Store(Layout):
         res = {s: self.read_results(s) for s in models}
         every = pd.concat(list(res.values()), ignore_index=True) if res else None
         fp = None if every is None else choose(every, pick, f" in {', '.join(res)}")
-        frames = [_join(m, collapse(res[s], fp, pick)) for s, m in models.items()]
+        frames = [join(m, collapse(res[s], fp, pick)) for s, m in models.items()]
         if not frames:
-            frames = [_join(MODELS_SCHEMA.empty_table().to_pandas(),
-                            collapse(RESULTS_SCHEMA.empty_table().to_pandas(), None, pick))]
+            frames = [join(MODELS_SCHEMA.empty_table().to_pandas(),
+                           collapse(RESULTS_SCHEMA.empty_table().to_pandas(), None, pick))]
         out = pd.concat(frames, ignore_index=True)
         out["regime"] = regimes.labels(out)  # unlabelled (older stores): UNLABELLED
         return out
@@ -380,28 +380,10 @@ def _task_text(t: dict) -> str:
             f"{t.get('num_classes')} classes")
 
 
-def _join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """Models ⟕ one row of results per model (dse.store.trials.collapse)."""
-    res = results.drop(columns=["space", "dataset", "dse_version"], errors="ignore")
-    res = res.rename(columns={"seed": "train_seed"})
-    out = models.merge(res, on="model_id", how="left")
-    out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
-    return out
-
-
 def _regime_columns(regime: Regime | None) -> dict:
     if regime is None:
         return {}
     return dict(regime=regime.name, regime_lo=regime.flops.lo, regime_hi=regime.flops.hi)
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A table written before some of the schema's columns existed, with those columns null
-    (columns are only ever added: docs/store.md)."""
-    for f in schema:
-        if f.name not in table.column_names:
-            table = table.append_column(f, pa.nulls(len(table), f.type))
-    return table
 
 
 def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:

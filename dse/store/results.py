@@ -44,7 +44,7 @@ from dse.errors import DamagedFileError, DseError
 from dse.files import write_atomic, writing
 from dse.store.paths import Layout
 from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
-from dse.store.trials import RECIPE_KEYS, fingerprint, parse_trial, trial_id
+from dse.store.trials import RECIPE_KEYS, parse_trial, trial_id, with_recipe
 
 DAMAGED = "damaged"    # the status of a result file that cannot be read
 COMPACT_AT = 256       # per-model files of a space that make a reader compact them first
@@ -130,7 +130,7 @@ def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
         fields = list(schema) + [f for f in table.schema if f.name not in schema.names]
         cols += [table.column(at[f.name]) for f in fields[len(schema):]]
         out = pa.Table.from_arrays(cols, schema=pa.schema(fields))
-    out = _with_recipe(out)
+    out = with_recipe(out)
     for k in RESULT_KEY:
         if k in out.column_names and out.column(k).null_count:
             raise ValueError(f"a row has no {k}")
@@ -140,31 +140,6 @@ def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
             raise ValueError(f"status {sorted(bad, key=str)[0]!r} is none of "
                              f"{', '.join(RESULT_STATUSES)}")
     return out
-
-
-def _with_recipe(table: pa.Table) -> pa.Table:
-    """Rows written before trials, given the fingerprint of the recipe they recorded (and
-    seed 0 where none was recorded); rows that have one are left as they are."""
-    if "recipe" not in table.column_names or not table.column("recipe").null_count:
-        return table
-    keys = [k for k in RECIPE_KEYS if k in table.column_names]
-    frame = table.select(keys).to_pandas() if keys else None
-    given = table.column("recipe").to_pylist()
-    memo: dict = {}
-    fps = []
-    for i, fp in enumerate(given):
-        if fp is None:
-            row = {} if frame is None else frame.iloc[i].to_dict()
-            k = tuple(str(row.get(c)) for c in keys)
-            fp = memo.get(k) or memo.setdefault(k, fingerprint(row))
-        fps.append(fp)
-    at = table.column_names.index("recipe")
-    table = table.set_column(at, table.schema.field(at), pa.array(fps, pa.string()))
-    if "seed" in table.column_names and table.column("seed").null_count:
-        at = table.column_names.index("seed")
-        table = table.set_column(at, table.schema.field(at),
-                                 table.column("seed").fill_null(0))
-    return table
 
 
 def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:

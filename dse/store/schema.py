@@ -56,6 +56,15 @@ def upgrade_models(table: pa.Table) -> pa.Table:
     return table
 
 
+def add_missing(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table written before some of the schema's columns existed, with those columns null
+    (columns are only ever added: docs/store.md)."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table
+
+
 # What makes two definitions of a space the same population (titles may change freely).
 DEFINITION_KEYS = ("kind", "stages", "se_ratio", "params", "shared", "non_decreasing")
 # Keys added with block types: part of a definition only where a space sets them, so the

@@ -18,10 +18,11 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from dse.errors import DseError
 
@@ -93,6 +94,31 @@ def parse_trial(name: str) -> tuple[str, str | None, int | None]:
     return m["model"], m["recipe"], int(m["seed"])
 
 
+def with_recipe(table: pa.Table) -> pa.Table:
+    """Rows written before trials, given the fingerprint of the recipe they recorded (and
+    seed 0 where none was recorded); rows that have one are left as they are."""
+    if "recipe" not in table.column_names or not table.column("recipe").null_count:
+        return table
+    keys = [k for k in RECIPE_KEYS if k in table.column_names]
+    frame = table.select(keys).to_pandas() if keys else None
+    given = table.column("recipe").to_pylist()
+    memo: dict = {}
+    fps = []
+    for i, fp in enumerate(given):
+        if fp is None:
+            row = {} if frame is None else frame.iloc[i].to_dict()
+            k = tuple(str(row.get(c)) for c in keys)
+            fp = memo.get(k) or memo.setdefault(k, fingerprint(row))
+        fps.append(fp)
+    at = table.column_names.index("recipe")
+    table = table.set_column(at, table.schema.field(at), pa.array(fps, pa.string()))
+    if "seed" in table.column_names and table.column("seed").null_count:
+        at = table.column_names.index("seed")
+        table = table.set_column(at, table.schema.field(at),
+                                 table.column("seed").fill_null(0))
+    return table
+
+
 # ---- choosing a recipe: --recipe KEY=VALUE,... ----------------------------------------------
 
 def parse_recipe(text: str, what: str = "--recipe") -> dict:
@@ -150,6 +176,7 @@ class Pick:
     recipe: Mapping | None = None
     aggregate: str = "mean"
     epoch: str = "last"
+    flag: str = field(default="--recipe", compare=False)  # the option that named the recipe
 
     def __post_init__(self):
         if self.aggregate not in AGGREGATES:
@@ -194,10 +221,10 @@ def choose(results: pd.DataFrame, pick: Pick, where: str = "") -> str | None:
     wanted = ",".join(f"{k}={v}" for k, v in pick.recipe.items())
     held = "; ".join(f"{r.label} ({r.results} results)" for r in table.itertuples())
     if not hit:
-        raise DseError(f"--recipe {wanted}: no results{where} were trained with it; the "
+        raise DseError(f"{pick.flag} {wanted}: no results{where} were trained with it; the "
                        f"recipes held: {held}")
     if len(hit) > 1:
-        raise DseError(f"--recipe {wanted} matches {len(hit)} recipes{where} ({held}); name "
+        raise DseError(f"{pick.flag} {wanted} matches {len(hit)} recipes{where} ({held}); name "
                        "more settings")
     return hit[0]
 
@@ -225,3 +252,12 @@ def collapse(results: pd.DataFrame, fp: str | None, pick: Pick) -> pd.DataFrame:
     out.loc[out["n_seeds"] > 0, "status"] = "done"
     lbl = label(_settings(first.iloc[0])) if len(first) else ""
     return out.assign(recipe_label=lbl).reset_index()
+
+
+def join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """Models ⟕ one row of results per model (dse.store.trials.collapse)."""
+    res = results.drop(columns=["space", "dataset", "dse_version"], errors="ignore")
+    res = res.rename(columns={"seed": "train_seed"})
+    out = models.merge(res, on="model_id", how="left")
+    out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
+    return out
