@@ -22,7 +22,7 @@ def stores(tmp_path_factory):
     for name in ("findings-cpu", "regimes-cpu", "blocks-cpu"):
         shutil.copytree(RESULTS / name, root / "results" / name)
     for f in ("findings-cpu-choices.yaml", "findings-cpu-trials.yaml", "findings-choices.yaml",
-              "regimes-cpu.yaml"):
+              "findings-inverted.yaml", "findings-b1.yaml", "regimes-cpu.yaml"):
         shutil.copy(ROOT / "experiments" / f, root / f)
     return root
 
