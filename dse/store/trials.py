@@ -100,16 +100,19 @@ def with_recipe(table: pa.Table) -> pa.Table:
     if "recipe" not in table.column_names or not table.column("recipe").null_count:
         return table
     keys = [k for k in RECIPE_KEYS if k in table.column_names]
-    frame = table.select(keys).to_pandas() if keys else None
-    given = table.column("recipe").to_pylist()
-    memo: dict = {}
-    fps = []
-    for i, fp in enumerate(given):
-        if fp is None:
-            row = {} if frame is None else frame.iloc[i].to_dict()
-            k = tuple(str(row.get(c)) for c in keys)
-            fp = memo.get(k) or memo.setdefault(k, fingerprint(row))
-        fps.append(fp)
+    given = table.column("recipe").to_pandas()
+    missing = given.isna().to_numpy()
+    if keys:  # one fingerprint per distinct recorded recipe, not per row
+        frame = table.select(keys).to_pandas()[missing]
+        code = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        firsts = frame.assign(_code=code).drop_duplicates("_code")
+        fp_of = {c: fingerprint(r) for c, r in zip(firsts["_code"], firsts[keys].to_dict(
+            orient="records"))}
+        fill = [fp_of[c] for c in code]
+    else:
+        fill = [fingerprint({})] * int(missing.sum())
+    fps = given.to_numpy(dtype=object)
+    fps[missing] = fill
     at = table.column_names.index("recipe")
     table = table.set_column(at, table.schema.field(at), pa.array(fps, pa.string()))
     if "seed" in table.column_names and table.column("seed").null_count:
