@@ -331,3 +331,22 @@ def test_a_new_recipe_on_a_store_of_0_2_0_adds_its_result_beside_the_old(old_sto
     assert m in set(kept["model_id"])  # the model's old result is still there
     df = Store(root).load()  # the old recipe still has the most results: analyses read it
     assert dict(zip(df["model_id"], df["error"])) == dict(zip(old["model_id"], old["error"]))
+
+
+def test_sampling_warns_about_a_choice_that_rarely_fits_the_window(tmp_path):
+    """b = 1/4 in AnyNetX_C at 1.5–2 MF: almost every draw costs too much, so the population
+    holds almost none; `dse sample` says so in one warning. Built-in spaces say nothing."""
+    from dse.space import checks
+    from dse.space import definition as spaces
+
+    root = Path(__file__).parents[1]
+    r = ok("sample", "--space", root / "experiments" / "findings-choices.yaml", "--n", "32",
+           "--dataset", "fashion-mnist", "--flops", "1.5M:2M", "--store", tmp_path)
+    assert "Warning: b = 0.25 is" in r.output and "drawn with probability 50%" in r.output
+    for name in ("anynetxa", "anynetxc", "regnetx"):
+        r = ok("sample", "--space", name, "--n", "32", "--dataset", "fashion-mnist",
+               "--flops", "1.5M:2M", "--store", tmp_path)
+        assert "Warning" not in r.output, r.output
+    models = Store(tmp_path).read_models("xc-choices")
+    space = spaces.load(root / "experiments" / "findings-choices.yaml")
+    assert checks.rare_choices(space, models.head(checks.RARE_MIN_N - 1)) == []

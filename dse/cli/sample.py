@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import click
 
 from dse.cli.common import Command, json_option, seed_option, store_option, table
 from dse.data import datasets
+from dse.errors import DseWarning
 from dse.space.spec import STEMS
 
 
@@ -126,8 +128,8 @@ def _describe_reference(name: str, resolution: int | None, as_json: bool):
 def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, data_dir,
                regime_name, seed, store_path):
     """Sample N new models of a space into the store, in one flop regime."""
+    from dse.space import checks, regimes, sampling
     from dse.space import definition as spaces
-    from dse.space import regimes, sampling
     from dse.store.core import Store
 
     if n < 1:
@@ -152,6 +154,8 @@ def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, da
                f"{f.min() / 1e6:.1f}–{f.max() / 1e6:.1f} MF) → "
                f"{store.models_path(space.name)} "
                f"({len(models)} in all)")
+    for line in checks.rare_choices(space, models[label == name]):
+        warnings.warn(line, DseWarning, stacklevel=1)
     kinds = list(dict.fromkeys(label))
     if len(kinds) > 1:
         click.echo(f"regime {name}: {int((label == name).sum())} models; {space.name} has "

@@ -100,3 +100,48 @@ def resolution_of(v, where: str) -> rand.Dist | None:
     if not dist.is_int or dist.values.min() < 1:
         raise DseError(f"{where}: 'resolution' must take positive integer values (pixels)")
     return dist
+
+
+# ---- after sampling ----------------------------------------------------------------------------
+
+RARE = 0.25       # a value drawn this many times less often than its prior says is rare
+RARE_MIN_N = 16   # fewer models than this say nothing about rarity
+
+
+def rare_choices(space, models) -> list[str]:
+    """The choice values (a `choice` parameter, or a list of blocks or activations) that the
+    sampled models hold far less often than drawn: under RARE × their prior probability
+    among at least RARE_MIN_N models. Such a value's draws mostly fell outside the flops
+    window (or could not be built), so a split of the population by it is unbalanced; a
+    sentence per value (pure: a frame of models in, words out)."""
+    n = len(models)
+    if n < RARE_MIN_N:
+        return []
+    cols = {"b": ("bs", "b"), "g": ("gs", "group_w")}
+    held: dict = {}
+    for key, dist in space.params.items():
+        if key not in cols or dist.kind != "choice" or dist.size < 2:
+            continue
+        per_stage, regnet = cols[key]
+        if space.kind == "regnet":
+            vals = models[regnet].astype(float).to_numpy()
+        else:
+            vals = models[per_stage].map(lambda v: max(v) if v is not None and len(v) else
+                                         float("nan")).astype(float).to_numpy()
+        held[key] = (vals, dict(zip(dist.values.tolist(), dist.probs.tolist())))
+    for key in ("block", "activation"):
+        listed = space.config.get(key)
+        if isinstance(listed, list) and len(listed) > 1 and key in models:
+            held[key] = (models[key].to_numpy(dtype=object),
+                         {v: 1 / len(listed) for v in listed})
+    out = []
+    for key, (vals, prior) in held.items():
+        for v, p in prior.items():
+            k = int((vals == v).sum())
+            if k < RARE * p * n:
+                shown = f"{v:g}" if isinstance(v, float) else v
+                out.append(f"{key} = {shown} is {k} of the {n} sampled models although drawn "
+                           f"with probability {p:.0%}: most of its draws fell outside the "
+                           "window or could not be built, so splitting by it is unbalanced; "
+                           "compare it as a space of its own")
+    return out
