@@ -2,7 +2,6 @@
 a block lacks, the resolution and the stage count as dimensions, the store reading old
 populations as X/ReLU, suggest's block/activation/b ≥ 1 candidates, and one-line errors."""
 
-import json
 import math
 import re
 
@@ -11,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_helpers import ok, one_error, run
+from cli_helpers import ROOT, ok, one_error, reanalyzed, run
 
 from dse.data import datasets
 from dse.method import suggest
@@ -227,19 +226,12 @@ def test_fixing_a_block_rejects_at_alpha_under_the_null_and_finds_1_sd(shift, lo
 
 def test_the_committed_blocks_run_gives_the_numbers_of_its_doc(tmp_path):
     """docs/reproduction.md's X-against-R section reads experiments/results/blocks-cpu."""
-    import shutil
-    from pathlib import Path
-
-    root = Path(__file__).parents[1]
-    store = tmp_path / "blocks-cpu"
-    shutil.copytree(root / "experiments" / "results" / "blocks-cpu", store)
-    out = json.loads(ok("run", root / "experiments" / "blocks-cpu.yaml", "--only", "analyze",
-                        "--store", store, "--json").output)
-    doc = (root / "docs" / "reproduction.md").read_text()
+    out = reanalyzed(tmp_path, "blocks-cpu")
+    doc = (ROOT / "docs" / "reproduction.md").read_text()
     for c in out["claims"]:
         assert f"| {c['claim']} | **{c['verdict']}** |" in doc, c
     for s in out["spaces"]:
         row = f"| {s['space']} | 24 | {s['min']:.2f} | {s['median']:.2f} | {s['mean']:.2f} |"
         assert s["finished"] == 24 and row in doc, row
-    df = Store(store).load()
+    df = Store(tmp_path / "blocks-cpu").load()
     assert set(df["block"]) == {"x", "r"} and (df["status"] == "done").all()

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli_helpers import ok, one_error, run
+from cli_helpers import ROOT, ok, one_error, reanalyzed, run
 
 from dse.method import claims as expect
 from dse.method import experiment, stages
@@ -269,14 +269,8 @@ def test_the_shipped_experiments_are_valid():
 def test_the_committed_reproduction_gives_the_numbers_of_its_doc(tmp_path):
     """docs/reproduction.md reads experiments/results/dds-cpu: its analysis, rerun on a copy,
     gives the same verdicts and per-space numbers as the doc's tables."""
-    import shutil
-
-    root = Path(__file__).parents[1]
-    store = tmp_path / "dds-cpu"
-    shutil.copytree(root / "experiments" / "results" / "dds-cpu", store)
-    out = json.loads(ok("run", root / "experiments" / "dds-cpu.yaml", "--only", "analyze",
-                        "--store", store, "--json").output)
-    doc = (root / "docs" / "reproduction.md").read_text()
+    out = reanalyzed(tmp_path, "dds-cpu")
+    doc = (ROOT / "docs" / "reproduction.md").read_text()
     for c in out["claims"]:
         assert f"| {c['claim']} | **{c['verdict']}** |" in doc, c
     for s in out["spaces"]:

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from cli_helpers import ok, one_error, run
+from cli_helpers import ROOT, ok, one_error, reanalyzed, run
 
 from dse.analysis import regimes as trends
 from dse.analysis import stats
@@ -424,16 +424,8 @@ def test_the_python_example_of_the_docs_runs(trained, tmp_path, monkeypatch):
 def test_the_committed_regimes_run_gives_the_numbers_of_its_doc(tmp_path):
     """docs/reproduction.md ("Flop regimes") reads experiments/results/regimes-cpu: its
     analysis, rerun on a copy, gives the doc's verdicts, good ranges, slopes and exponents."""
-    import json
-    import shutil
-    from pathlib import Path
-
-    root = Path(__file__).parents[1]
-    store = tmp_path / "regimes-cpu"
-    shutil.copytree(root / "experiments" / "results" / "regimes-cpu", store)
-    out = json.loads(ok("run", root / "experiments" / "regimes-cpu.yaml", "--only", "analyze",
-                        "--store", store, "--set", "analyze.report=false", "--json").output)
-    doc = (root / "docs" / "reproduction.md").read_text()
+    out = reanalyzed(tmp_path, "regimes-cpu", "--set", "analyze.report=false")
+    doc = (ROOT / "docs" / "reproduction.md").read_text()
     for c in out["claims"]:
         assert f"| {c['claim']} | **{c['verdict']}** |" in doc, c
     tr = out["regime_trends"]["regnetx"]
@@ -447,7 +439,7 @@ def test_the_committed_regimes_run_gives_the_numbers_of_its_doc(tmp_path):
         fit = tr["complexity"][k]
         assert f"flops^{fit['exponent']:.2f}\n(R² {fit['r2']:.2f})" in doc or \
             f"flops^{fit['exponent']:.2f} (R² {fit['r2']:.2f})" in doc, k
-    df = Store(store).load(["rx"])
+    df = Store(tmp_path / "regimes-cpu").load(["rx"])
     for name, g in df.groupby("regime", sort=False):
         row = (f"| {name} | {len(g)} | {g['flops'].min() / 1e6:.2f}–{g['flops'].max() / 1e6:.2f}"
                f" | {g['error'].min():.2f} | {g['error'].median():.2f} | {g['error'].mean():.2f} |")

@@ -336,6 +336,14 @@ def load_named(home: Store | None, names, base=None,
     return out, labels
 
 
+def paired(store: Store, space: str, picks) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A space read under two picks (a proxy recipe and a target), and its models finished
+    under both, side by side (columns _x of the first, _y of the second)."""
+    a, b = (store.load([space], p) for p in picks)
+    both = a[a["status"] == "done"].merge(b[b["status"] == "done"], on="model_id")
+    return a, b, both
+
+
 def _same_recipe(frames, labels, pick: Pick | None) -> None:
     """Populations of several stores read under different recipes (each store's most
     trained) would mix them: a DseError asking for --recipe."""

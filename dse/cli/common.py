@@ -96,6 +96,13 @@ def out_option(default: str):
     return click.option("--out", default=None, help=OUT_HELP.format(default))
 
 
+def recipe_option(what: str = "Read the results of this recipe, e.g. epochs=8"):
+    """--recipe KEY=VALUE,...: which recipe's results a command reads (dse.store.trials)."""
+    return click.option("--recipe", default=None, metavar="KEY=VALUE,...",
+                        help=f"{what} [default: the recipe with the most results, named in "
+                             "the output].")
+
+
 def selection_options(f):
     """--regime NAME and --where EXPR, passed as one `selection`
     (dse.analysis.select.Selection): the models every analysis reads."""
@@ -115,9 +122,7 @@ def selection_options(f):
     run = click.option("--aggregate", type=click.Choice(["mean", "first"]), default="mean",
                        show_default=True,
                        help="A model's error from its seeds: their mean, or the first seed's.")(run)
-    run = click.option("--recipe", default=None, metavar="KEY=VALUE,...",
-                       help="Read the results of this recipe, e.g. epochs=8 [default: the "
-                            "recipe with the most results, named in the output].")(run)
+    run = recipe_option()(run)
     run = click.option("--where", default=None, metavar="EXPR",
                        help="Only models for which EXPR holds, over their columns: flops, "
                             "params, acts, error, d, w, b, g, w0, wa, wm, regime, per stage "

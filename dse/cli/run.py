@@ -14,6 +14,7 @@ from dse.cli.common import (
     echo_notes,
     json_option,
     one_line,
+    recipe_option,
     seed_option,
     selection_options,
     store_option,
@@ -34,9 +35,7 @@ STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipelin
               help="Print the plan (models to sample and train, cost, ETA); create nothing.")
 @click.option("--only", type=click.Choice(STAGES), default=None,
               help="Run one stage only [default: sample, train, then analyze].")
-@click.option("--recipe", default=None, metavar="KEY=VALUE,...",
-              help="Analyze the results of this recipe [default: the one with the most "
-                   "results].")
+@recipe_option("Analyze the results of this recipe")
 @click.option("--aggregate", type=click.Choice(["mean", "first"]), default="mean",
               show_default=True, help="A model's error from its seeds.")
 @json_option("Print the plan (--dry-run) or the analysis summary as JSON.")

@@ -6,7 +6,15 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from dse.cli.common import Command, echo_json, json_option, out_option, store_option, table
+from dse.cli.common import (
+    Command,
+    echo_json,
+    json_option,
+    out_option,
+    recipe_option,
+    store_option,
+    table,
+)
 
 
 def _store_space(store_path, space_name):
@@ -16,18 +24,18 @@ def _store_space(store_path, space_name):
     return store, store.resolve(space_name)
 
 
-def _runs(store, space, recipe):
-    """The finished results (every seed) of the space's recipe named by `recipe` (None: the
-    one with the most results), and that recipe's label."""
+def _runs(store, space, recipe, results=None, how="dse train"):
+    """The results (every seed) of the space's recipe named by `recipe` (None: the one with
+    the most results) among `results` (default: all of the space's), and that recipe's
+    label; `how` is the command the error names when there are none."""
+    from dse.errors import DseError
     from dse.store import trials
 
-    res = store.read_results(space)
+    res = store.read_results(space) if results is None else results
     pick = trials.Pick(trials.parse_recipe(recipe) if recipe else None)
     fp = trials.choose(res, pick, f" in {space}")
     if fp is None:
-        from dse.errors import DseError
-
-        raise DseError(f"{space} has no results yet; train it first (dse train)")
+        raise DseError(f"{space} has no results yet; train it first ({how})")
     rows = res[res["recipe"] == fp]
     label = trials.recipes(rows)["label"].iloc[0]
     return rows, label
@@ -51,7 +59,7 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
     """Does the proxy recipe rank a space's models as the target recipe does? Over the
     models trained under both: Spearman ρ and Kendall τ with bootstrap 95% intervals, the
     overlap of the top-k sets, the regret of the proxy's pick and a scatter figure."""
-    from dse.analysis import plots, trialplots
+    from dse.analysis import plots, select, trialplots
     from dse.analysis import trials as tr
     from dse.errors import DseError
     from dse.store.trials import Pick, parse_recipe
@@ -59,8 +67,7 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
     store, space = _store_space(store_path, space_name)
     picks = [Pick(parse_recipe(r, flag), aggregate, flag=flag) for r, flag in
              ((proxy, "--from"), (target, "--to"))]
-    a, b = (store.load([space], p) for p in picks)
-    both = a[a["status"] == "done"].merge(b[b["status"] == "done"], on="model_id")
+    a, b, both = select.paired(store, space, picks)
     if k is not None and k > len(both):
         raise DseError(f"--k {k} exceeds the {len(both)} models trained under both recipes")
     p, t = both["error_x"].to_numpy(float), both["error_y"].to_numpy(float)
@@ -95,9 +102,7 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
 
 @click.command("noise", cls=Command)
 @click.argument("space_name", metavar="SPACE")
-@click.option("--recipe", default=None, metavar="KEY=VALUE,...",
-              help="The recipe whose reruns are read [default: the one with the most "
-                   "results].")
+@recipe_option("The recipe whose reruns are read")
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
               help="Models listed (the noisiest first).")
 @json_option()
@@ -147,20 +152,15 @@ def curves_cmd(space_name, recipe, top, out, as_json, store_path):
     losses)."""
     from dse.analysis import plots, trialplots
     from dse.errors import DseError
-    from dse.store import trials
 
     store, space = _store_space(store_path, space_name)
-    res = store.read_results(space)
-    has = res["history_error"].map(lambda h: h is not None and len(h) > 0)
-    if recipe is None and has.any():
-        res = res[has]
-    rows, label = _runs(store, space, recipe) if recipe else (None, None)
-    if rows is None:
-        fp = trials.choose(res, trials.Pick(), f" in {space}")
-        if fp is None:
-            raise DseError(f"{space} has no results yet; train it first (dse train --curves)")
-        rows = res[res["recipe"] == fp]
-        label = trials.recipes(rows)["label"].iloc[0]
+    if recipe:
+        rows, label = _runs(store, space, recipe)
+    else:  # the recipe with the most results that recorded curves, if any did
+        res = store.read_results(space)
+        has = res["history_error"].map(lambda h: h is not None and len(h) > 0)
+        rows, label = _runs(store, space, None, res[has] if has.any() else res,
+                            "dse train --curves")
     rows = rows[rows["status"] == "done"].sort_values(["error", "model_id", "seed"]).head(top)
     if not len(rows):
         raise DseError(f"{space} has no finished result under {label}")

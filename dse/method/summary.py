@@ -105,8 +105,7 @@ def _ranks(exp: Experiment, store: Store) -> dict:
     out = {}
     for c in (c for c in exp.claims if c.kind == "ranks"):
         try:
-            a, b = (store.load([c.a], Pick(parse_recipe(r))) for r in c.recipes)
-            both = a[a["status"] == "done"].merge(b[b["status"] == "done"], on="model_id")
+            _, _, both = select.paired(store, c.a, [Pick(parse_recipe(r)) for r in c.recipes])
             out[c.text] = fidelity.fidelity(both["error_x"].to_numpy(float),
                                             both["error_y"].to_numpy(float),
                                             level=1 - exp.alpha, seed=exp.seed)

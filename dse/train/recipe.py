@@ -6,11 +6,12 @@ The CLI takes its defaults from here, so `dse --help` shows the recipe without i
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from dse.errors import ArgumentError, out_of_bounds
+from dse.errors import ArgumentError, DseError, out_of_bounds
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,6 @@ DRAWABLE = ("lr", "wd", "epochs", "batch_size")  # recipe keys that may be drawn
 def check_draws(where: str, draws: dict) -> dict:
     """`draws` (recipe key → {dist: log_uniform|uniform, low, high} or {dist: choice, values})
     checked; a DseError naming the key and what is allowed (prefixed by `where` if given)."""
-    from dse.errors import DseError
-
     def bad(msg: str) -> DseError:
         return DseError(f"{where}: {msg}" if where else msg)
 
@@ -106,8 +105,6 @@ def draw(recipe: Recipe, draws: dict, model_id: str) -> Recipe:
     """`recipe` with each drawn key's value for this model: the same model always draws the
     same values (the draw is seeded by the model id and the key), continuous draws rounded to
     4 significant digits, epochs and batch_size to integers."""
-    import hashlib
-
     values = {}
     for key, cfg in sorted(draws.items()):
         seed = int(hashlib.sha1(f"{model_id}:{key}".encode()).hexdigest()[:12], 16)
