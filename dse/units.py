@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import math
 
+SI = {"K": 1e3, "M": 1e6, "G": 1e9}  # the suffixes every count of flops, params, acts may take
+
+
+def from_si(text: str) -> float:
+    """'360M' -> 3.6e8, '0.4g' -> 4e8, '5e6' -> 5e6: the one reader of K/M/G numbers (a
+    ValueError when `text` is not one)."""
+    s = str(text).strip()
+    scale = SI.get(s[-1:].upper(), 1)
+    return float(s[:-1] if scale != 1 else s) * scale
+
 
 def si(x: float) -> str:
     """360000000 -> '360M'; 1.25e9 -> '1.25G' (flops, params and acts windows)."""

@@ -110,7 +110,7 @@ def test_a_file_that_is_not_yaml_or_not_there(tmp_path):
 ])
 def test_claims_are_read_from_words(text, kind, a, b):
     c = expect.parse_claim(text)
-    assert (c.kind, c.a, c.b) == (kind, a, b)
+    assert (c.kind, str(c.a), str(c.b)) == (kind, a, b)
     assert c.margin == (float(text.split()[-1]) if "within" in text else None)
 
 

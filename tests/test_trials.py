@@ -191,8 +191,9 @@ def test_promote_stages_drawn_recipes_and_trial_claims_parse():
     assert (p.top, p.sample, p.seeds, p.curves) == (2, 1, 2, False)
     assert p.recipe == Recipe(epochs=8, train_subset=300)  # train:, then the stage's keys
     ranks, sub = e.claims
-    assert (ranks.kind, ranks.a, ranks.recipes) == ("ranks", "regnetx", ("epochs=2", "epochs=8"))
-    assert (sub.kind, sub.a, sub.b) == ("better", "regnetx[g == 8]", "regnetx[g == 1]")
+    assert (ranks.kind, str(ranks.a), ranks.recipes) == (
+        "ranks", "regnetx", ({"epochs": 2}, {"epochs": 8}))
+    assert (sub.kind, str(sub.a), str(sub.b)) == ("better", "regnetx[g == 8]", "regnetx[g == 1]")
     lr = {"dist": "log_uniform", "low": 0.01, "high": 1}
     e = experiment.check(dict(BASE, train=dict(epochs=1, lr=lr)), "t.yaml")
     assert e.options.draws == {"lr": lr} and e.recipe.epochs == 1

@@ -15,7 +15,7 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa
 
 from dse.analysis import stats as analysis  # noqa: E402
 from dse.errors import DseError  # noqa: E402
-from dse.store.core import write_output  # noqa: E402
+from dse.files import write_output  # noqa: E402
 
 FORMATS = ("png", "svg", "pdf")
 NORMALIZED_BY = {"flops": "flops", "params": "parameters", "acts": "activations"}

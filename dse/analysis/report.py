@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from dse import __version__
-from dse.analysis import fitlinear, plots, search, select
+from dse.analysis import fitlinear, plots, population, search
 from dse.analysis import stats as analysis
-from dse.analysis.select import Selection
+from dse.analysis.population import Selection
 from dse.errors import DseError, DseWarning
-from dse.space import regimes
-from dse.store.core import Store, write_output
+from dse.files import write_output
+from dse.store.core import Store
 
 SECTIONS = [("populations", "Populations"), ("edf", "Error EDFs"),
             ("edf-normalized", "Complexity-normalized EDFs"),
@@ -72,19 +72,20 @@ def _normalized(df, names, metric="flops", bins=10):
 
 
 def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 20,
-          selection: Selection = Selection()) -> str:
-    """The report's HTML for every space in the store (a space whose models cannot be read
-    is named in a note and left out), over the models the selection picks (a space without
-    the chosen regime is left out)."""
+          selection: Selection = Selection(), names=None) -> str:
+    """The report's HTML for the populations `names` (dse.analysis.population: SPACE,
+    SPACE@STORE, SPACE[EXPR], ...), by default every space in the store (a space whose
+    models cannot be read is named in a note and left out, as is a space without the
+    chosen regime), over the models the selection picks."""
     store = Store.existing(store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DseWarning)
-        df = store.load(None, selection.pick)
+        read = population.load(names, selection, home=store, every_regime=names is None)
     for w in caught:  # show them (once) as well as noting them in the report
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     skipped = [str(w.message) for w in caught if issubclass(w.category, DseWarning)]
-    df, picked = _select(df, selection)
-    names = list(dict.fromkeys(df["space"]))
+    df, names = read.frame, read.labels
+    picked = "Selection: " + "; ".join(read.notes) if read.notes else ""
     counts = {s: analysis.counts(df, s) for s in names}
     ready = [s for s in names if counts[s]["finished"] > 0]
     parts = {"populations": _populations(df, names, counts, ready, skipped, picked)}
@@ -178,21 +179,6 @@ def _trends(s: str, pop, repeats: int, seed: int) -> str:
         if trs else _note("every parameter takes a single value"))
 
 
-def _select(df, selection: Selection):
-    """The models the selection picks, spaces without the regime left out, and a note
-    saying what was picked ('' for everything)."""
-    spaces = list(dict.fromkeys(df["space"]))
-    if selection.regime is not None:
-        held = [s for s in spaces
-                if selection.regime in set(regimes.labels(df[df["space"] == s]))]
-        if not held:
-            raise DseError(f"no space of the store has a regime {selection.regime!r}")
-        df, spaces = df[df["space"].isin(held)], held
-    notes = select.notes(df, selection, spaces)
-    return select.select(df, selection, spaces), "Selection: " + "; ".join(notes) \
-        if notes else ""
-
-
 def _windows(exp) -> str:
     if not exp.regimes:
         return f"flops {exp.flops}"
@@ -232,10 +218,11 @@ def _page(root, parts) -> str:
 
 
 def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000,
-          selection: Selection = Selection()) -> Path:
-    """Build the report and write it atomically to `out` (default <store>/report.html)."""
+          selection: Selection = Selection(), names=None) -> Path:
+    """Build the report of the populations `names` (default: every space) and write it
+    atomically to `out` (default <store>/report.html)."""
     store = Store.existing(store)
-    text = build(store, seed=seed, repeats=repeats, selection=selection)
+    text = build(store, seed=seed, repeats=repeats, selection=selection, names=names)
     path = Path(out) if out else store.report_path
     return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"),
                         store.root)

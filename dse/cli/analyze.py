@@ -14,6 +14,7 @@ from __future__ import annotations
 import click
 
 from dse.cli.common import (
+    POPULATION,
     Command,
     Group,
     compose,
@@ -36,30 +37,28 @@ BINS = click.option("--bins", type=click.IntRange(min=1), default=10, show_defau
 
 
 def _load(store_path, spaces, selection):
-    """The store figures go to, the population labels (a space, or space@STORE from another
-    store), their models joined with results as the selection picks them, and its notes."""
-    from dse.analysis import select
+    """The populations SPACES (Operands) under the selection (dse.analysis.population): the
+    store figures go to (the home store, else the first population's), their labels, their
+    rows and the selection's notes."""
+    from dse.analysis import population
     from dse.store.core import Store
 
-    plain = [s for s in spaces if select.parse_named(s)[1] is None]
-    home = Store.existing(store_path) if plain or Store(store_path).root.is_dir() else \
-        Store.existing(select.parse_named(spaces[0])[1])
-    df, names = select.load_named(home, spaces, pick=selection.pick)
-    picked = select.select(df, selection, names)
-    return home, names, picked, select.notes(df, selection, names)
+    home = Store.existing(store_path) if any(op.store is None for op in spaces) \
+        or Store(store_path).root.is_dir() else Store.existing(spaces[0].store)
+    read = population.load(spaces, selection, home=home)
+    return home, read.labels, read.frame, read.notes
 
 
-def _load_one(store_path, text, selection):
-    """One space (SPACE or SPACE@STORE) in its own store: the store, its name, the selected
-    models and the selection's notes."""
-    from dse.analysis import select
+def _load_one(store_path, operand, selection):
+    """One population in the store it lives in: the store, its label, its rows and the
+    selection's notes."""
+    from dse.analysis import population
     from dse.store.core import Store
 
-    space, at = select.parse_named(text)
-    store = Store.existing(at or store_path)
-    name = store.resolve(space)
-    df = store.load([name], selection.pick)
-    return store, name, select.select(df, selection, [name]), select.notes(df, selection, [name])
+    store = Store.existing(operand.store or store_path)
+    read = population.load([population.Operand(operand.space, None, operand.expr)], selection,
+                           home=store)
+    return store, read.labels[0], read.frame, read.notes
 
 
 def _figure(out, default):
@@ -92,16 +91,16 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, splits, selection, ou
                     store_path):
     """Compare the error EDFs of SPACES (names, aliases or SPACE@STORE) with pairwise KS
     tests, or of sub-populations of one space (--split)."""
-    from dse.analysis import plots, select
+    from dse.analysis import plots, population, select
     from dse.analysis import stats as analysis
 
     if splits:  # `--split A B`: B arrives among SPACES
         splits, spaces = splits + spaces[1:], spaces[:1]
-    store, names, df, notes = _load(store_path, spaces, selection)
+    store, names, df, notes = _load(store_path, population.operands(spaces), selection)
     if splits:
         df, names = select.split(df, names[0], splits)
     suffix = ("" if normalize == "none" else f"_{normalize}") + ("_steps" if steps else "")
-    path = _figure(out, store.figure_path("edf", [select.file_label(n) for n in names],
+    path = _figure(out, store.figure_path("edf", [population.file_label(n) for n in names],
                                           suffix))
     cmp = analysis.compare(df, names, normalize, bins)
     if steps and len(names) < 2:
@@ -133,7 +132,7 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, splits, selection, ou
 
 
 @click.command("fit-linear", cls=Command)
-@click.option("--space", "space_name", default="anynetxe", show_default=True,
+@click.option("--space", "space_name", type=POPULATION, default="anynetxe", show_default=True,
               help="Space name or alias.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Models (lowest error first) in the joint linear fit and the width plot.")
@@ -178,7 +177,7 @@ def fit_linear_cmd(space_name, top, selection, out, as_json, store_path):
 
 
 @click.command("trends", cls=Command)
-@click.argument("space_name", metavar="SPACE")
+@click.argument("space_name", metavar="SPACE", type=POPULATION)
 @click.option("--param", "params", multiple=True,
               help="Parameter to plot (repeatable) [default: the space's design parameters; "
                    "RegNet: d w0 wa wm g b; AnyNet: depth d1.. w1.. w_max b g; any: flops "
@@ -290,7 +289,7 @@ def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_jso
 
 
 @click.command("search-efficiency", cls=Command)
-@click.argument("spaces", nargs=-1, required=True)
+@click.argument("spaces", nargs=-1, required=True, type=POPULATION)
 @compose(NORMALIZE, BINS)
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True,
               help="Random partitions per k (each gives n/k draws of k models).")
@@ -302,12 +301,12 @@ def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_jso
 def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, selection, out, as_json,
                           store_path):
     """Expected min error over k random models, k = 1, 2, 4, ..., n (mean ± 2 std)."""
-    from dse.analysis import plots, search, select
+    from dse.analysis import plots, population, search
     from dse.analysis import stats as analysis
 
     store, names, df, notes = _load(store_path, spaces, selection)
     suffix = "" if normalize == "none" else f"_{normalize}"
-    path = _figure(out, store.figure_path("search", [select.file_label(n) for n in names],
+    path = _figure(out, store.figure_path("search", [population.file_label(n) for n in names],
                                           suffix))
     cmp = analysis.compare(df, names, normalize, bins)
     curves = {s: search.search_efficiency(e, w, rounds, rng=seed)
@@ -324,14 +323,17 @@ def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, selection, out,
 
 
 @click.command("report", cls=Command)
+@click.argument("spaces", nargs=-1, type=POPULATION)
 @click.option("--out", default=None, help="HTML file [default: <store>/report.html].")
 @selection_options
 @seed_option()
 @store_option
-def report_cmd(out, selection, seed, store_path):
-    """One self-contained HTML report of every space in the store (figures embedded)."""
+def report_cmd(spaces, out, selection, seed, store_path):
+    """One self-contained HTML report of the populations SPACES (SPACE, SPACE@STORE,
+    SPACE[EXPR], SPACE@STORE[EXPR]; default: every space in the store), figures embedded."""
     from dse.analysis import report
     from dse.store.core import Store
 
-    path = report.write(Store.existing(store_path), out, seed=seed, selection=selection)
+    path = report.write(Store.existing(store_path), out, seed=seed, selection=selection,
+                        names=list(spaces) or None)
     click.echo(f"report: {path}")

@@ -96,24 +96,103 @@ def out_option(default: str):
     return click.option("--out", default=None, help=OUT_HELP.format(default))
 
 
+# ---- parameter types: text from the command line to the library's typed values -----------
+
+def flag(param) -> str:
+    """The option's longest flag ('--recipe'), or an argument's name in capitals."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return (param.name or "value").upper() if param is not None else "value"
+
+
+class _Typed(click.ParamType):
+    """A parameter read by a library parser (`read(text, what)`); its ArgumentError names the
+    option's flag, a DseError passes as it is (one `Error:` line either way)."""
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):  # already read
+            return value
+        try:
+            return self.read(value, flag(param))
+        except ArgumentError as e:
+            raise DseError(f"{flag(param)} {e.problem}") from None
+
+    def read(self, text: str, what: str):
+        raise NotImplementedError
+
+
+class PopulationType(_Typed):
+    """SPACE, SPACE@STORE, SPACE[EXPR] or SPACE@STORE[EXPR] → dse.analysis.population.Operand."""
+
+    name = "population"
+
+    def read(self, text, what):
+        from dse.analysis.population import Operand
+
+        return Operand.parse(text)
+
+
+class RecipeType(_Typed):
+    """KEY=VALUE,... → the recipe settings it names (dse.store.trials.parse_recipe)."""
+
+    name = "recipe"
+
+    def read(self, text, what):
+        from dse.store.trials import parse_recipe
+
+        return parse_recipe(text, what)
+
+
+class WindowType(_Typed):
+    """LO:HI with K/M/G suffixes → dse.space.sampling.Window."""
+
+    name = "window"
+
+    def read(self, text, what):
+        from dse.space.sampling import parse_window
+
+        return parse_window(text, what)
+
+
+class SetType(_Typed):
+    """KEY=VALUE of an experiment file (dotted keys) → (key parts, value)."""
+
+    name = "set"
+
+    def read(self, text, what):
+        from dse.method.overrides import parse_set
+
+        return parse_set(text)
+
+
+POPULATION, RECIPE, WINDOW, SET = PopulationType(), RecipeType(), WindowType(), SetType()
+
+
 def recipe_option(what: str = "Read the results of this recipe, e.g. epochs=8"):
-    """--recipe KEY=VALUE,...: which recipe's results a command reads (dse.store.trials)."""
-    return click.option("--recipe", default=None, metavar="KEY=VALUE,...",
+    """--recipe KEY=VALUE,...: which recipe's results a command reads (dse.store.trials), as
+    the settings it names."""
+    return click.option("--recipe", type=RECIPE, default=None, metavar="KEY=VALUE,...",
                         help=f"{what} [default: the recipe with the most results, named in "
                              "the output].")
 
 
+def selected(recipe=None, aggregate: str = "mean", epoch: str = "last", option: str = "--recipe"):
+    """The results a command reads (dse.store.trials.Pick), its recipe named by `option`."""
+    from dse.store.trials import Pick
+
+    return Pick(recipe or None, aggregate, epoch, flag=option)
+
+
 def selection_options(f):
-    """--regime NAME and --where EXPR, passed as one `selection`
-    (dse.analysis.select.Selection): the models every analysis reads."""
+    """--regime NAME, --where EXPR, --recipe, --aggregate and --epoch, passed as one
+    `selection` (dse.analysis.population.Selection): the models every analysis reads."""
     @functools.wraps(f)
     def run(*args, regime=None, where=None, recipe=None, aggregate="mean", epoch="last",
             **kwargs):
-        from dse.analysis.select import Selection
-        from dse.store.trials import Pick, parse_recipe
+        from dse.analysis.population import Selection
 
-        pick = Pick(parse_recipe(recipe) if recipe is not None else None, aggregate, epoch)
-        return f(*args, selection=Selection(regime, where, pick), **kwargs)
+        return f(*args, selection=Selection(regime, where, selected(recipe, aggregate, epoch)),
+                 **kwargs)
 
     run = click.option("--epoch", type=click.Choice(["last", "best"]), default="last",
                        show_default=True,

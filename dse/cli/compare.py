@@ -173,7 +173,7 @@ def export_cmd(model, fmt, out_path, store_path):
 
     from dse.compare import export
     from dse.errors import ArgumentError
-    from dse.store.core import write_output
+    from dse.files import write_output
 
     spec, task, rp, name = _resolve(model, store_path)
     if fmt == "torch":

@@ -9,6 +9,8 @@ import json
 import click
 
 from dse.cli.common import (
+    POPULATION,
+    SET,
     Command,
     echo_json,
     echo_notes,
@@ -16,6 +18,7 @@ from dse.cli.common import (
     one_line,
     recipe_option,
     seed_option,
+    selected,
     selection_options,
     store_option,
     table,
@@ -28,7 +31,7 @@ STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipelin
 @click.argument("experiment_file", metavar="EXPERIMENT.yaml")
 @click.option("--store", "store_path", default=None,
               help="Store directory [default: the file's `store:`, else runs/<name>].")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "sets", type=SET, multiple=True, metavar="KEY=VALUE",
               help="Override a key of the file (repeatable): n=16, train.epochs=1, "
                    "spaces=[xa,xe]; values are read as YAML.")
 @click.option("--dry-run", is_flag=True,
@@ -47,11 +50,9 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate,
 
     from dse.method import experiment, pipeline, stages
     from dse.store.core import Store
-    from dse.store.trials import Pick, parse_recipe
-
     exp = experiment.load(experiment_file, sets)
     store = Store(exp.store_path(store_path))
-    pick = Pick(parse_recipe(recipe) if recipe is not None else None, aggregate)
+    pick = selected(recipe, aggregate)
     if dry_run:
         p = stages.plan(exp, store)
         if as_json:
@@ -154,7 +155,7 @@ def _print_summary(out):
 
 
 @click.command("suggest", cls=Command)
-@click.argument("space_name", metavar="SPACE")
+@click.argument("space_name", metavar="SPACE", type=POPULATION)
 @store_option
 @click.option("--frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.25, show_default=True, help="Fraction of best models that are 'top'.")
@@ -173,18 +174,20 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection
                 as_json):
     """Rank the refinements of a trained space the paper's way (share, non-decreasing, fix,
     narrow, linear widths), each with its evidence; --write saves the best supported one."""
-    from dse.analysis import select
+    from dse.analysis import population
     from dse.analysis import stats as analysis
+    from dse.files import write_output
     from dse.method import suggest
-    from dse.store.core import Store, write_output
+    from dse.store.core import Store
 
-    store = Store.existing(store_path)
-    name = store.resolve(space_name)
+    store = Store.existing(space_name.store or store_path)
+    name = store.resolve(space_name.space)
     space = suggest.stored_space(store.space_record(name), name,
                                  str(store.definition_path(name)))
-    df = store.load([name], selection.pick)
-    notes = select.notes(df, selection, [name])
-    pop = analysis.population(select.select(df, selection, [name]), name)
+    read = population.load([population.Operand(name, None, space_name.expr)], selection,
+                           home=store)
+    notes = read.notes
+    pop = analysis.population(read.frame, read.labels[0])
     found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
     written = None
     if write_path and found.best is not None:

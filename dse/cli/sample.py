@@ -7,7 +7,7 @@ import warnings
 
 import click
 
-from dse.cli.common import Command, json_option, seed_option, store_option, table
+from dse.cli.common import WINDOW, Command, json_option, seed_option, store_option, table
 from dse.data import datasets
 from dse.errors import DseWarning
 from dse.space.spec import STEMS
@@ -104,11 +104,13 @@ def _describe_reference(name: str, resolution: int | None, as_json: bool):
 @click.option("--space", "space_name", required=True,
               help="Space name, alias (xa..xe, rx, ry) or path of a .yaml space file.")
 @click.option("--n", type=int, required=True, help="Number of models to add.")
-@click.option("--flops", "flops_w", default=None,
+@click.option("--flops", "flops_w", type=WINDOW, default=None,
               help="Flops window LO:HI (multiply-adds; K/M/G suffixes) "
                    "[default: by dataset, see README].")
-@click.option("--params", "params_w", default=None, help="Optional params window LO:HI.")
-@click.option("--acts", "acts_w", default=None, help="Optional activations window LO:HI.")
+@click.option("--params", "params_w", type=WINDOW, default=None,
+              help="Optional params window LO:HI.")
+@click.option("--acts", "acts_w", type=WINDOW, default=None,
+              help="Optional activations window LO:HI.")
 @click.option("--dataset", type=click.Choice(datasets.names()),
               default=datasets.DEFAULT, show_default=True,
               help="Dataset the models are for; fixes resolution, stem, channels, classes "
@@ -136,10 +138,8 @@ def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, da
         raise click.BadParameter(f"must be a positive integer (got {n})", param_hint="'--n'")
     space = spaces.load(space_name)
     task, data = datasets.task_and_record(dataset, data_dir, resolution)
-    flops = (sampling.parse_window(flops_w, "--flops") if flops_w is not None
-             else sampling.Window(*datasets.flops_window(task)))
-    params = sampling.parse_window(params_w, "--params")
-    acts = sampling.parse_window(acts_w, "--acts")
+    flops = flops_w if flops_w is not None else sampling.Window(*datasets.flops_window(task))
+    params, acts = params_w or sampling.Window(), acts_w or sampling.Window()
     store = Store(store_path)
     draw = lambda have: sampling.sample(space, n, task, flops, params, acts, seed, exclude=have)
     added = store.add_models(space, dataset, task, draw, seed, data,

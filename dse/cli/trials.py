@@ -7,11 +7,13 @@ import click
 import numpy as np
 
 from dse.cli.common import (
+    RECIPE,
     Command,
     echo_json,
     json_option,
     out_option,
     recipe_option,
+    selected,
     store_option,
     table,
 )
@@ -32,7 +34,7 @@ def _runs(store, space, recipe, results=None, how="dse train"):
     from dse.store import trials
 
     res = store.read_results(space) if results is None else results
-    pick = trials.Pick(trials.parse_recipe(recipe) if recipe else None)
+    pick = selected(recipe)
     fp = trials.choose(res, pick, f" in {space}")
     if fp is None:
         raise DseError(f"{space} has no results yet; train it first ({how})")
@@ -43,9 +45,9 @@ def _runs(store, space, recipe, results=None, how="dse train"):
 
 @click.command("fidelity", cls=Command)
 @click.argument("space_name", metavar="SPACE")
-@click.option("--from", "proxy", required=True, metavar="KEY=VALUE,...",
+@click.option("--from", "proxy", type=RECIPE, required=True, metavar="KEY=VALUE,...",
               help="The proxy recipe, e.g. epochs=2.")
-@click.option("--to", "target", required=True, metavar="KEY=VALUE,...",
+@click.option("--to", "target", type=RECIPE, required=True, metavar="KEY=VALUE,...",
               help="The target recipe, e.g. epochs=8.")
 @click.option("--k", type=click.IntRange(min=1), default=None,
               help="Size of the top sets compared [default: a quarter of the models].")
@@ -59,22 +61,23 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
     """Does the proxy recipe rank a space's models as the target recipe does? Over the
     models trained under both: Spearman ρ and Kendall τ with bootstrap 95% intervals, the
     overlap of the top-k sets, the regret of the proxy's pick and a scatter figure."""
-    from dse.analysis import plots, select, trialplots
+    from dse.analysis import plots, population, trialplots
     from dse.analysis import trials as tr
     from dse.errors import DseError
-    from dse.store.trials import Pick, parse_recipe
+    from dse.store.trials import settings_text
 
     store, space = _store_space(store_path, space_name)
-    picks = [Pick(parse_recipe(r, flag), aggregate, flag=flag) for r, flag in
+    picks = [selected(r, aggregate, option=flag) for r, flag in
              ((proxy, "--from"), (target, "--to"))]
-    a, b, both = select.paired(store, space, picks)
+    a, b, both = population.paired(space, picks, home=store)
     if k is not None and k > len(both):
         raise DseError(f"--k {k} exceeds the {len(both)} models trained under both recipes")
     p, t = both["error_x"].to_numpy(float), both["error_y"].to_numpy(float)
     fid = tr.fidelity(p, t, k=k, seed=seed)
     labels = (a["recipe_label"].dropna().iloc[0], b["recipe_label"].dropna().iloc[0])
     path = plots.check_path(out or store.analysis_dir(space) / "fidelity.png")
-    plots.save(trialplots.fidelity_figure(p, t, fid, (proxy, target), space), path,
+    names = (settings_text(proxy), settings_text(target))
+    plots.save(trialplots.fidelity_figure(p, t, fid, names, space), path,
                store.root)
     seeds = (int(both["n_seeds_x"].max()), int(both["n_seeds_y"].max()))
     if as_json:
@@ -138,7 +141,7 @@ def noise_cmd(space_name, recipe, show, as_json, store_path):
 
 @click.command("curves", cls=Command)
 @click.argument("space_name", metavar="SPACE")
-@click.option("--recipe", default=None, metavar="KEY=VALUE,...",
+@click.option("--recipe", type=RECIPE, default=None, metavar="KEY=VALUE,...",
               help="The recipe whose results are drawn [default: the one with the most "
                    "results that recorded curves].")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,

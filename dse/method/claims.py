@@ -154,7 +154,7 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
     found, trend = [], {}
     for i, c in enumerate(claims):
         if c.kind in TRENDS:  # judged by an interval, outside the correction
-            trend[i] = _trend_claim(c, pops.get(c.a), alpha, seed)
+            trend[i] = _trend_claim(c, pops.get(c.a.label), alpha, seed)
             found.append(untestable(c, "trend"))
         elif c.kind == "ranks":  # likewise
             trend[i] = ranks_claim(c, ranks.get(c.text, "its recipes were not read"), alpha)
@@ -162,8 +162,8 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
         elif c.b is not None:
             found.append(_pair_claim(c, curves, pops, alpha, c.margin or margin, boot, seed))
         else:
-            found.append(_range_claim(c, pops.get(c.a), repeats, permutations, seed,
-                                      limits.get((c.a, c.param))))
+            found.append(_range_claim(c, pops.get(c.a.label), repeats, permutations, seed,
+                                      limits.get((c.a.label, c.param))))
     p_for = effects.adjust([f.p for f in found], correction)
     p_vs = effects.adjust([f.p_against for f in found], correction)
     return [trend.get(i) or _decide(f, pf, pv, alpha, correction)
@@ -177,7 +177,7 @@ def _trend_claim(c: Claim, pop, alpha: float, seed: int) -> Verdict:
     lies on the other side; `stable` holds only when the interval lies within ±T (its
     `within T`, per doubling of flops) and is contradicted when a trend is detected; no
     detected trend alone is inconclusive."""
-    v = Verdict(c.text, c.kind, c.a, None, UNSURE, test="slope of the good range's centre "
+    v = Verdict(c.text, c.kind, c.a.label, None, UNSURE, test="slope of the good range's centre "
                 f"against log2 flops, {1 - alpha:.0%} bootstrap interval")
     if pop is None or len(pop) == 0:
         return replace(v, verdict=UNTESTABLE, detail=f"{c.a} has no finished models")
@@ -207,7 +207,7 @@ def ranks_claim(c: Claim, fid, alpha: float) -> Verdict:
     (1 − alpha) bootstrap interval over the models trained under both recipes lies above R,
     contradicted when its upper end lies below R, inconclusive otherwise; untestable with
     fewer than 5 such models. `fid` is a Fidelity (its interval at 1 − alpha) or a reason."""
-    base = dict(claim=c.text, kind=c.kind, a=c.a, b=None, margin=c.value)
+    base = dict(claim=c.text, kind=c.kind, a=c.a.label, b=None, margin=c.value)
     if isinstance(fid, str):
         return Verdict(**base, verdict=UNTESTABLE, detail=fid)
     rho = fid.spearman
@@ -221,9 +221,14 @@ def ranks_claim(c: Claim, fid, alpha: float) -> Verdict:
                    statistic=rho.value, effect=eff, pairs=fid.pairs, detail=detail)
 
 
+def _labels(claim: Claim) -> tuple[str, str | None]:
+    """The names of the claim's populations, as the curves and populations are keyed."""
+    return claim.a.label, None if claim.b is None else claim.b.label
+
+
 def untestable(claim: Claim, reason: str) -> _Evidence:
     """Evidence that cannot bear on the claim, with the reason."""
-    v = Verdict(claim.text, claim.kind, claim.a, claim.b, UNTESTABLE, detail=reason)
+    v = Verdict(claim.text, claim.kind, *_labels(claim), UNTESTABLE, detail=reason)
     return _Evidence(v, np.nan, np.nan, False, False)
 
 
@@ -231,7 +236,7 @@ def evidence(claim: Claim, p: float, p_against: float, **fields) -> _Evidence:
     """The tests of a claim (fields of Verdict, and may_hold / may_contradict / why_not)."""
     gates = {k: fields.pop(k) for k in ("may_hold", "may_contradict", "why_not", "why_weak")
              if k in fields}
-    v = Verdict(claim.text, claim.kind, claim.a, claim.b, UNSURE, **fields)
+    v = Verdict(claim.text, claim.kind, *_labels(claim), UNSURE, **fields)
     return _Evidence(v, float(p), float(p_against), **gates)
 
 
@@ -258,7 +263,7 @@ def _p(p: float) -> str:
 
 def _range_claim(c: Claim, pop, repeats, permutations, seed, limits) -> _Evidence:
     """Evidence about a good range of one population (dse.method.ranges)."""
-    r = ranges.judge_range(c.kind, c.param, c.value, c.a, pop, repeats, permutations, seed,
+    r = ranges.judge_range(c.kind, c.param, c.value, c.a.label, pop, repeats, permutations, seed,
                            limits)
     if r.reason:
         return untestable(c, r.reason)
@@ -286,11 +291,12 @@ def pairs(pops: dict, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
 def _pair_claim(c: Claim, curves, pops, alpha, margin, boot, seed) -> _Evidence:
     """Evidence about two populations: paired when they share enough models, else two
     independent samples."""
-    for s in (c.a, c.b):
+    a, b = _labels(c)
+    for s in (a, b):
         if s not in curves or len(curves[s][0]) == 0:
             return untestable(c, f"{s} has no finished models")
-    (ea, wa), (eb, wb) = curves[c.a], curves[c.b]
-    pa, pb = pairs(pops, c.a, c.b) if wa is None and wb is None else (np.zeros(0),) * 2
+    (ea, wa), (eb, wb) = curves[a], curves[b]
+    pa, pb = pairs(pops, a, b) if wa is None and wb is None else (np.zeros(0),) * 2
     if len(pa) >= max(MIN_PAIRS, min(len(ea), len(eb)) / 2):
         return _paired(c, pa, pb, alpha, margin, boot, seed)
     note = (f"; {len(pa)} models appear in both (two-sample tests assume none)"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dse.analysis.population import Operand
 from dse.errors import DseError
 
 FORMS = ("A better than B", "A worse than B", "A same as B [within M]",
@@ -15,29 +16,45 @@ FORMS = ("A better than B", "A worse than B", "A same as B [within M]",
          "A good PARAM stable across regimes [within T]",
          "A good PARAM increases|decreases with flops",
          "A ranks alike at KEY=V,... and KEY=V,... [above R]")
-_OPERAND = r"(\S+?\[[^\]]*\]|\S+)"  # a space, or SPACE[EXPR]: a sub-population
+_OPERAND = r"(\S+?\[[^\]]*\]|\S+)"  # SPACE[@STORE][[EXPR]]: dse.analysis.population.Operand
 _PAIR = re.compile(rf"^\s*{_OPERAND}\s+(better than|worse than|same as|at least as good as)"
                    rf"\s+{_OPERAND}(?:\s+within\s+(\S+))?\s*$", re.I)
-_RANKS = re.compile(r"^\s*(\S+)\s+ranks\s+alike\s+at\s+(\S+)\s+and\s+(\S+)"
+_RANKS = re.compile(rf"^\s*{_OPERAND}\s+ranks\s+alike\s+at\s+(\S+)\s+and\s+(\S+)"
                     r"(?:\s+above\s+(\S+))?\s*$", re.I)
 RANKS_ABOVE = 0.5   # default threshold of "ranks alike": ρ's interval must clear it
-_RANGE = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(contains|above|below)\s+(\S+)\s*$", re.I)
-_TREND = re.compile(r"^\s*(\S+)\s+good\s+(\S+)\s+(stable across regimes|increases with flops|"
+_RANGE = re.compile(rf"^\s*{_OPERAND}\s+good\s+(\S+)\s+(contains|above|below)\s+(\S+)\s*$", re.I)
+_TREND = re.compile(rf"^\s*{_OPERAND}\s+good\s+(\S+)\s+(stable across regimes|increases with flops|"
                     r"decreases with flops)(?:\s+within\s+(\S+))?\s*$", re.I)
 TRENDS = ("stable", "increases", "decreases")
 
 
 @dataclass(frozen=True)
 class Claim:
+    """A claim as stated: its kind, its populations (`a`, and `b` for a comparison; each an
+    Operand, parsed once), a parameter and value, a margin, and for "ranks alike" the
+    proxy's and the target's settings."""
+
     text: str
     kind: str          # better | same | at_least | contains | above | below | stable | increases
-    #                    | decreases
-    a: str
-    b: str | None = None
+    #                    | decreases | ranks
+    a: Operand
+    b: Operand | None = None
     param: str | None = None
     value: float | None = None
     margin: float | None = None  # points; None: the experiment's margin
-    recipes: tuple = ()          # ranks: the proxy's and the target's KEY=V,... settings
+    recipes: tuple = ()          # ranks: the proxy's and the target's settings ({KEY: V})
+
+    @property
+    def operands(self) -> list[Operand]:
+        """The populations the claim reads."""
+        return [self.a] if self.b is None else [self.a, self.b]
+
+
+def _operand(s: str, text: str) -> Operand:
+    try:
+        return Operand.parse(s)
+    except DseError as e:
+        raise DseError(f"claim {text!r}: {e}") from None
 
 
 def parse_claim(text: str) -> Claim:
@@ -46,16 +63,16 @@ def parse_claim(text: str) -> Claim:
     if m:
         from dse.store.trials import parse_recipe
 
-        for r in (m.group(2), m.group(3)):
-            parse_recipe(r, f"claim {text!r}: recipe")
+        recipes = tuple(parse_recipe(r, f"claim {text!r}: recipe")
+                        for r in (m.group(2), m.group(3)))
         above = RANKS_ABOVE if m.group(4) is None else _number(m.group(4), text)
         if not -1 <= above < 1:
             raise DseError(f"claim {text!r}: the threshold after 'above' must lie in [-1, 1)")
-        return Claim(text, "ranks", m.group(1), value=above,
-                     recipes=(m.group(2), m.group(3)))
+        return Claim(text, "ranks", _operand(m.group(1), text), value=above, recipes=recipes)
     m = _PAIR.match(text)
     if m:
-        a, rel, b, within = m.group(1), m.group(2).lower(), m.group(3), m.group(4)
+        a, rel, b = _operand(m.group(1), text), m.group(2).lower(), _operand(m.group(3), text)
+        within = m.group(4)
         margin = None
         if within is not None:
             if rel not in ("same as", "at least as good as"):
@@ -77,11 +94,11 @@ def parse_claim(text: str) -> Claim:
             except ValueError:
                 raise DseError(f"claim {text!r}: the tolerance after 'within' must be a "
                                f"number (got {m.group(4)!r})") from None
-        return Claim(text, m.group(3).split()[0].lower(), m.group(1), param=m.group(2),
-                     margin=tol)
+        return Claim(text, m.group(3).split()[0].lower(), _operand(m.group(1), text),
+                     param=m.group(2), margin=tol)
     m = _RANGE.match(text)
     if m:
-        return Claim(text, m.group(3).lower(), m.group(1), param=m.group(2),
+        return Claim(text, m.group(3).lower(), _operand(m.group(1), text), param=m.group(2),
                      value=_number(m.group(4), text))
     raise DseError(f"cannot read the claim {text!r}; the forms are: {'; '.join(FORMS)}")
 

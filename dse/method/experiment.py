@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from dse.analysis.effects import CORRECTIONS
+from dse.analysis.population import Operand
 from dse.analysis.stats import param_table
 from dse.data import datasets
 from dse.errors import DseError, out_of_bounds
@@ -309,27 +310,21 @@ def _space_name(err, key, v, names) -> str:
     return s
 
 
-def _claim_space(err, key, v, names, base: Path) -> str:
-    """A space of the experiment, SPACE[EXPR] (its models for which EXPR holds, checked
-    when the claim is judged), or SPACE@STORE: a space of another store (a relative STORE
-    from the file's folder), which must exist."""
-    if v.endswith("]") and "[" in v:
-        head, _, expr = v[:-1].partition("[")
-        if not expr.strip():
-            raise err(key, f"{v!r}: write SPACE[EXPR] with a condition, e.g. xc[g == 1]")
-        return f"{_claim_space(err, key, head, names, base)}[{expr.strip()}]"
-    space, at, store = v.partition("@")
-    if not at:
-        return _space_name(err, key, v, names)
+def _claim_space(err, key, op: Operand, names, base: Path) -> Operand:
+    """A population of a claim, checked: a space of the experiment (by its name there),
+    narrowed by an expression (checked when the claim is judged), or a space of another
+    store (SPACE@STORE, a relative STORE from the file's folder), which must exist."""
+    if op.store is None:
+        return op.resolved(_space_name(err, key, op.space, names))
     try:
-        name = spaces.load(space).name
+        name = spaces.load(op.space).name
     except DseError as e:
         raise err(key, str(e)) from None
-    p = Path(store).expanduser()
+    p = Path(op.store).expanduser()
     if not (p if p.is_absolute() else base / p).is_dir():
-        raise err(key, f"store {store} of {v!r} does not exist (a relative path is read from "
-                  f"{base})")
-    return f"{name}@{store}"
+        raise err(key, f"store {op.store} of {op.label!r} does not exist (a relative path is "
+                  f"read from {base})")
+    return op.resolved(name)
 
 
 def _claims(err, value, names, base: Path, args) -> list[Claim]:
@@ -349,9 +344,9 @@ def _claims(err, value, names, base: Path, args) -> list[Claim]:
         b = _claim_space(err, key, c.b, names, base) if c.b is not None else None
         c = replace(c, a=_claim_space(err, key, c.a, names, base), b=b)
         # the space as listed (a name, alias or file), or another store's
-        if c.param is not None and "[" not in c.a:
-            kind = spaces.load(args[names.index(c.a)] if c.a in names
-                               else c.a.partition("@")[0]).kind
+        if c.param is not None:
+            kind = spaces.load(args[names.index(c.a.space)] if c.a.store is None
+                               else c.a.space).kind
             if c.param not in param_table(kind):
                 raise err(key, f"{c.param!r} is not a parameter of {c.a}; choose from "
                           f"{', '.join(param_table(kind))}")

@@ -23,9 +23,11 @@ def parse_set(text: str) -> tuple[list[str], object]:
 
 
 def apply_sets(config: dict, sets=()) -> dict:
+    """The mapping with each override applied: a KEY=VALUE text, or its parse_set value."""
     out = dict(config)
-    for text in sets:
-        parts, v = parse_set(text)
+    for item in sets:
+        parts, v = parse_set(item) if isinstance(item, str) else item
+        text = f"{'.'.join(parts)}={v}"
         node = out
         for p in parts[:-1]:
             child = node.get(p)

@@ -25,12 +25,13 @@ from pathlib import Path
 import yaml
 
 from dse.analysis import stats as analysis
-from dse.files import writing
+from dse.analysis.population import Operand
+from dse.files import write_atomic, writing
 from dse.method import claims as expect
 from dse.method import stages, suggest
 from dse.method.experiment import Experiment
 from dse.space import definition as spaces
-from dse.store.core import Store, write_atomic
+from dse.store.core import Store
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def _try(exp, store, current, new, constraint, what, r, train, echo) -> Step:
     pops = {s: analysis.population(df, s) for s in (current.name, new.name)}
     curves = {s: (p["error"].to_numpy(dtype=float), None) for s, p in pops.items()}
     claim = expect.Claim(f"{new.name} at least as good as {current.name}", "at_least",
-                         new.name, current.name)
+                         Operand(new.name), Operand(current.name))
     v = expect.judge(claim, curves, pops, exp.alpha, seed=exp.seed, margin=exp.margin)
     kept = v.verdict == expect.HOLDS
     verdict = ("kept: at least as good" if kept else "refused: worse"

@@ -18,12 +18,12 @@ import numpy as np
 import yaml
 
 from dse.data import datasets
-from dse.files import writing
+from dse.files import write_atomic, writing
 from dse.method.experiment import Experiment
 from dse.runner.plan import measured_rate, training_mult_adds
 from dse.space import definition as spaces
 from dse.space import regimes, sampling
-from dse.store.core import Store, needs_training, write_atomic
+from dse.store.core import Store, needs_training
 from dse.system import stamp
 
 

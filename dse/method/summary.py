@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from dse.analysis import effects, regimes, select
+from dse.analysis import effects, population, regimes
 from dse.analysis import stats as analysis
+from dse.analysis.population import Selection
 from dse.errors import DseError
-from dse.files import jsonable, writing
+from dse.files import jsonable, write_atomic, writing
 from dse.method import claims as expect
 from dse.method import refine, stages
 from dse.method.experiment import Experiment
 from dse.space import regimes as flop_regimes
-from dse.store.core import Store, write_atomic
+from dse.store.core import Store
 from dse.store.trials import Pick
 from dse.system import stamp
 
@@ -33,10 +34,10 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
     pick = pick or Pick()
     chain = refine.read_chain(exp, store)
     names = list(dict.fromkeys([*exp.spaces, *(c.space for c in chain if c.space)]))
-    df = store.load(names, pick)
+    df = population.load(names, Selection(pick=pick), home=store).frame
     ready = [s for s in names if analysis.counts(df, s)["finished"] > 0]
     out = dict(experiment=exp.name, store=str(store), dataset=exp.dataset, n=exp.n,
-               recipe=select.recipe_notes(df, pick), pick=pick.to_json(),
+               recipe=population.recipe_notes(df, pick), pick=pick.to_json(),
                alpha=exp.alpha, correction=exp.correction, margin=exp.margin, spaces=[],
                claims=[], fit_linear={}, trends={},
                refine=[asdict(c) for c in chain], files={}, finished_at=stamp())
@@ -51,31 +52,27 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
     cmp = analysis.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
     pops = {s: analysis.population(df, s) for s in ready}
     out["spaces"] = _space_rows(df, names, cmp, pops, repeats, exp.seed)
-    curves, claim_pops = _with_other_stores(exp, df, ready, cmp, pops, pick)
+    curves, claim_pops = _claim_populations(exp, store, names, df, ready, cmp, pops, pick)
     out["claims"] = _claims(exp, curves, claim_pops, repeats, _ranks(exp, store))
     figs = _figures(exp, cmp, ready, pops, out, repeats)
     _write_outputs(exp, store, out, figs)
     return out
 
 
-def _with_other_stores(exp: Experiment, df, ready: list[str], cmp, pops: dict,
-                       pick: Pick | None = None):
-    """The curves and populations the claims read: the experiment's, those of the spaces
-    its claims name as SPACE@STORE and of the sub-populations SPACE[EXPR] (compared with
-    the experiment's over a common normalization when it has one)."""
-    named = list(dict.fromkeys(s for c in exp.claims for s in (c.a, c.b) if s is not None))
-    other = [s for s in named if "@" in s and "[" not in s]
-    parts = [_part(df, s) for s in named if "[" in s and "@" not in s]
-    if not other and not parts:
+def _claim_populations(exp: Experiment, store: Store, names: list[str], df, ready: list[str],
+                       cmp, pops: dict, pick: Pick):
+    """The curves and populations the claims read: the experiment's spaces, and the other
+    populations its claims name (SPACE[EXPR], SPACE@STORE, SPACE@STORE[EXPR]), read by
+    dse.analysis.population with the experiment's spaces (so that the recipe is chosen as
+    for them) and compared with them over a common normalization when it has one."""
+    extra = list(dict.fromkeys(op for c in exp.claims for op in c.operands
+                               if op.label not in names))
+    if not extra:
         return cmp.curves, pops
-    frames, labels = [], []
-    if other:
-        ext, labels = select.load_named(None, other, base=exp.path.parent, pick=pick)
-        frames.append(ext)
-    frames += [f for f, _ in parts]
-    labels += [lbl for _, lbl in parts]
-    ext = pd.concat(frames, ignore_index=True)
-    done = [s for s in labels if analysis.counts(ext, s)["finished"] > 0]
+    read = population.load([*names, *extra], Selection(pick=pick), home=store,
+                           base=exp.path.parent)
+    ext = read.frame[read.frame["space"].isin([op.label for op in extra])]
+    done = [op.label for op in extra if analysis.counts(ext, op.label)["finished"] > 0]
     both = pd.concat([df, ext], ignore_index=True)
     cmp = analysis.compare(both, ready + done, exp.analyses.normalize, exp.analyses.bins)
     return cmp.curves, {**pops, **{s: analysis.population(ext, s) for s in done}}
@@ -89,23 +86,16 @@ def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int,
     return [v.to_json() for v in found]
 
 
-def _part(df, label: str):
-    """The models of SPACE[EXPR] as a population labelled so (dse.analysis.select.where)."""
-    space, _, expr = label[:-1].partition("[")
-    rows = df[df["space"] == space]
-    return rows[select.where(rows, expr, f"claim {label!r}:")].assign(space=label), label
-
-
 def _ranks(exp: Experiment, store: Store) -> dict:
     """claim text → the Fidelity of each "ranks alike" claim (its interval at 1 − alpha),
     or why it cannot be judged (fewer than 5 models trained under both recipes)."""
     from dse.analysis import trials as fidelity
-    from dse.store.trials import parse_recipe
 
     out = {}
     for c in (c for c in exp.claims if c.kind == "ranks"):
         try:
-            _, _, both = select.paired(store, c.a, [Pick(parse_recipe(r)) for r in c.recipes])
+            _, _, both = population.paired(c.a, [Pick(r) for r in c.recipes], home=store,
+                                           base=exp.path.parent)
             out[c.text] = fidelity.fidelity(both["error_x"].to_numpy(float),
                                             both["error_y"].to_numpy(float),
                                             level=1 - exp.alpha, seed=exp.seed)
@@ -118,13 +108,13 @@ def _limits(exp: Experiment) -> dict:
     """(space, param) → the (lo, hi) its definition allows, for the range claims' params
     that are parameters of the space (per stage for AnyNet)."""
     out = {}
-    for c in (c for c in exp.claims if c.param is not None and "[" not in c.a):
-        space = stages.load_space(exp, c.a)
+    for c in (c for c in exp.claims if c.param is not None and c.a.store is None):
+        space = stages.load_space(exp, c.a.space)
         key = c.param.rstrip("0123456789") if space.kind == "anynet" else c.param
         key = {"w_max": "w"}.get(key, key)
         if key in space.params and c.param != "depth":
             v = space.params[key].values
-            out[(c.a, c.param)] = (float(v.min()), float(v.max()))
+            out[(c.a.label, c.param)] = (float(v.min()), float(v.max()))
     return out
 
 

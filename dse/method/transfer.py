@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dse.analysis import select
+from dse.analysis import population
 from dse.analysis import stats as analysis
-from dse.analysis.select import Selection
+from dse.analysis.population import Selection
 from dse.errors import DseError
 from dse.method import claims as expect
-from dse.space import regimes as flop_regimes
 from dse.store.core import Store
 
 
@@ -41,12 +40,9 @@ def transfer(a: Store, b: Store, selection: Selection = Selection(), exp=None,
 
 
 def _frame(store: Store, spaces: list[str], selection: Selection):
-    df = store.load(spaces)
-    if selection.regime is None and not selection.where:
-        return df
-    keep = [s for s in spaces if selection.regime is None
-            or selection.regime in set(flop_regimes.labels(df[df["space"] == s]))]
-    return select.select(df[df["space"].isin(keep)], selection, keep)
+    """The spaces' models in one store as the selection reads them (dse.analysis.population;
+    a space without the chosen regime is left out)."""
+    return population.load(spaces, selection, home=store, every_regime=True).frame
 
 
 def _space(space: str, da, db, repeats: int, seed: int) -> dict:

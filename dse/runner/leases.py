@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dse.errors import DseError
-from dse.files import writing
+from dse.files import write_atomic, writing
 from dse.runner.options import CLAIM_TIMEOUT, HEARTBEAT
-from dse.store.core import Store, needs_training, write_atomic
+from dse.store.core import Store, needs_training
 from dse.store.trials import parse_trial
 from dse.system import HOST, pid_alive
 

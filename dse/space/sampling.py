@@ -22,7 +22,7 @@ from dse.space import regnet
 from dse.space.complexity import cost_arrays
 from dse.space.definition import GROUPS, Space
 from dse.space.spec import ONE_GROUP, AnyNetSpec, Task, model_id
-from dse.units import si
+from dse.units import from_si, si
 
 BATCH = 8192
 MAX_DRAWS = 2_000_000
@@ -67,10 +67,8 @@ def parse_window(text: str, what: str = "window") -> Window:
 
 def parse_amount(s: str, what: str = "value", whole: str | None = None) -> float:
     s = s.strip()
-    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:].upper(), 1)
-    body = s[:-1] if scale != 1 else s
     try:
-        v = float(body) * scale
+        v = from_si(s)
     except ValueError:
         raise DseError(f"{what} {whole or s!r} is malformed: {s!r} is not a number "
                        "(use e.g. 360M, 0.4G, 5e6)") from None

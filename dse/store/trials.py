@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dse.errors import DseError
+from dse.errors import ArgumentError, DseError
 
 # The settings that make two trainings of a model the same experiment (the seed aside).
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "wd", "warmup_epochs",
@@ -124,7 +124,7 @@ def with_recipe(table: pa.Table) -> pa.Table:
 
 # ---- choosing a recipe: --recipe KEY=VALUE,... ----------------------------------------------
 
-def parse_recipe(text: str, what: str = "--recipe") -> dict:
+def parse_recipe(text: str, what: str = "recipe") -> dict:
     """'epochs=8,lr=0.1' → {'epochs': 8, 'lr': 0.1}; a DseError naming the allowed keys."""
     out = {}
     for part in [p for p in re.split(r"[,\s]+", text.strip()) if p]:
@@ -157,6 +157,11 @@ def parse_recipe(text: str, what: str = "--recipe") -> dict:
     return out
 
 
+def settings_text(wanted: Mapping) -> str:
+    """{'epochs': 8, 'lr': 0.1} → 'epochs=8,lr=0.1' (as --recipe takes them)."""
+    return ",".join(f"{k}={v}" for k, v in wanted.items())
+
+
 def matches(values: Mapping, wanted: Mapping) -> bool:
     """Whether a recipe's settings agree with every KEY=VALUE of `wanted`."""
     c = canonical(values)
@@ -179,13 +184,14 @@ class Pick:
     recipe: Mapping | None = None
     aggregate: str = "mean"
     epoch: str = "last"
-    flag: str = field(default="--recipe", compare=False)  # the option that named the recipe
+    flag: str = field(default="recipe", compare=False)  # what named the recipe, in errors
 
     def __post_init__(self):
         if self.aggregate not in AGGREGATES:
-            raise DseError(f"--aggregate {self.aggregate!r}: choose {' or '.join(AGGREGATES)}")
+            raise ArgumentError("aggregate", f"{self.aggregate!r}: choose "
+                                f"{' or '.join(AGGREGATES)}")
         if self.epoch not in EPOCHS:
-            raise DseError(f"--epoch {self.epoch!r}: choose {' or '.join(EPOCHS)}")
+            raise ArgumentError("epoch", f"{self.epoch!r}: choose {' or '.join(EPOCHS)}")
 
     def to_json(self) -> dict:
         return dict(recipe=dict(self.recipe) if self.recipe else None,
@@ -221,7 +227,7 @@ def choose(results: pd.DataFrame, pick: Pick, where: str = "") -> str | None:
         return table["recipe"].iloc[0]
     firsts = results.drop_duplicates("recipe").set_index("recipe")
     hit = [fp for fp in table["recipe"] if matches(_settings(firsts.loc[fp]), pick.recipe)]
-    wanted = ",".join(f"{k}={v}" for k, v in pick.recipe.items())
+    wanted = settings_text(pick.recipe)
     held = "; ".join(f"{r.label} ({r.results} results)" for r in table.itertuples())
     if not hit:
         raise DseError(f"{pick.flag} {wanted}: no results{where} were trained with it; the "
