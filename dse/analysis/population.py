@@ -28,6 +28,7 @@ import pandas as pd
 from dse.errors import ArgumentError, DseError
 from dse.space import regimes
 from dse.store.core import Store
+from dse.store.status import Status
 from dse.store.trials import Pick
 
 FORMS = "SPACE, SPACE@STORE, SPACE[EXPR] or SPACE@STORE[EXPR] (e.g. xc@runs/cifar[g == 1])"
@@ -302,7 +303,7 @@ def paired(operand, picks, home: Store | None = None,
     """One population read under two picks (a proxy recipe and a target), and its models
     finished under both, side by side (columns _x of the first, _y of the second)."""
     a, b = (load([operand], Selection(pick=p), home, base).frame for p in picks)
-    both = a[a["status"] == "done"].merge(b[b["status"] == "done"], on="model_id")
+    both = a[a["status"] == Status.DONE].merge(b[b["status"] == Status.DONE], on="model_id")
     return a, b, both
 
 

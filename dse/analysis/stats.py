@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from dse.errors import ArgumentError, DseError
+from dse.store.status import Status
 
 COMPLEXITY = ("flops", "params", "acts")
 
@@ -28,7 +29,7 @@ COMPLEXITY = ("flops", "params", "acts")
 def finished(df: pd.DataFrame) -> pd.Series:
     """Rows that enter an error distribution: status done and a finite error."""
     err = pd.to_numeric(df["error"], errors="coerce").to_numpy(dtype=float)
-    return pd.Series((df["status"] == "done").to_numpy(dtype=bool) & np.isfinite(err),
+    return pd.Series((df["status"] == Status.DONE).to_numpy(dtype=bool) & np.isfinite(err),
                      index=df.index)
 
 
@@ -36,10 +37,11 @@ def counts(df: pd.DataFrame, space: str) -> dict:
     """How many models of a space were sampled, trained, finished, diverged or failed."""
     sub = df[df["space"] == space]
     st = sub["status"]
-    done = int((st == "done").sum())
+    done = int((st == Status.DONE).sum())
     ok = int(finished(sub).sum())
     return dict(sampled=len(sub), trained=int(st.notna().sum()), finished=ok,
-                diverged=int((st == "diverged").sum()), failed=int((st == "failed").sum()),
+                diverged=int((st == Status.DIVERGED).sum()),
+                failed=int((st == Status.FAILED).sum()),
                 no_error=done - ok)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from dse.analysis.plots import plt
+from dse.store.status import Status
 
 
 def fidelity_figure(proxy: np.ndarray, target: np.ndarray, fid, names: tuple[str, str],
@@ -62,7 +63,7 @@ def curves_figure(rows: pd.DataFrame, space: str, label: str):
 def lr_wd_figure(df: pd.DataFrame, space: str):
     """Each finished model at its drawn (lr, wd), colored by its error's rank (NDS Fig. 12:
     the good region of the recipe)."""
-    ok = df[df["status"] == "done"]
+    ok = df[df["status"] == Status.DONE]
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     rank = ok["error"].rank(pct=True)
     sc = ax.scatter(ok["lr"], ok["wd"], c=rank, cmap="viridis_r", s=26)

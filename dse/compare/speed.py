@@ -22,6 +22,7 @@ from dse.compare import references, speedfit
 from dse.errors import ArgumentError, DseError
 from dse.space import complexity, zoo
 from dse.space.spec import AnyNetSpec, Task, from_row, parse_spec
+from dse.store.status import Status
 
 # The paper's headline comparison (DDS Table 4): RegNetY against EfficientNet.
 DEFAULT_NAMES = [n for n in zoo.regnet_names() if n.startswith("RegNetY")] + \
@@ -63,7 +64,7 @@ def zoo_candidate(name: str, resolution: int | None = None) -> Candidate:
 def store_candidates(store, space: str, top: int) -> list[Candidate]:
     """The `top` trained models of a space with the lowest error (dse.store.core.Store)."""
     df = store.load([space])
-    done = df[df["status"] == "done"].sort_values("error").head(top)
+    done = df[df["status"] == Status.DONE].sort_values("error").head(top)
     if done.empty:
         raise DseError(f"no trained models of {space} in store {store}; run `dse train` first")
     out = []

@@ -28,6 +28,7 @@ from dse.runner.pending import jobs_of, select_spaces
 from dse.runner.plan import Plan, estimate
 from dse.store.core import Store, needs_training
 from dse.store.schema import RESULT_STATUSES
+from dse.store.status import Status
 from dse.system import HOST, now_utc
 from dse.train.outcome import Outcome
 from dse.units import clock
@@ -307,8 +308,8 @@ def _record(store: Store, job: Job, options: TrainOptions, ev: Finished, summary
     row = result_row(job, options, ev.outcome, ev.device)
     store.write_result(job.space, row)
     summary.counts[row["status"]] += 1
-    if row["status"] == "done" and (summary.best is None or row["error"] < summary.best[0]):
+    if row["status"] == Status.DONE and (summary.best is None or row["error"] < summary.best[0]):
         summary.best = (row["error"], job.space, job.model_id)
-    if row["status"] != "done":
+    if row["status"] != Status.DONE:
         summary.last_error = f"{job.model_id}: {row['message']}"
     report.result(job, row)

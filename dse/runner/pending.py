@@ -17,6 +17,7 @@ from dse.runner.options import CLAIM_TIMEOUT, TrainOptions
 from dse.space.spec import from_row
 from dse.store.core import DAMAGED, Store, needs_training
 from dse.store.schema import RESULT_STATUSES
+from dse.store.status import Status
 from dse.store.trials import fingerprint, parse_trial, trial_id
 from dse.train.recipe import draw, spec_of
 
@@ -64,7 +65,7 @@ def chosen_models(store: Store, space: str, options: TrainOptions) -> list[str] 
     ids: list[str] = []
     if options.top is not None:
         df = store.load([space])
-        done = df[df["status"] == "done"].sort_values(["error", "model_id"])
+        done = df[df["status"] == Status.DONE].sort_values(["error", "model_id"])
         if not len(done):
             raise DseError(f"--top {options.top}: no {space} model has a finished result to "
                            "rank by; train the space first (dse train)")

@@ -21,6 +21,7 @@ from dse.errors import DseError
 from dse.runner.jobs import Job
 from dse.runner.options import WARN_AFTER_S, TrainOptions
 from dse.store.core import Store
+from dse.store.status import Status
 from dse.system import HOST, cpu_cores
 from dse.units import eta, mult_adds
 
@@ -48,7 +49,7 @@ def measured_speeds(store: Store, kind: str | None = None, host: str | None = No
             df = store.load([s])
         except DseError:
             continue
-        done = df[(df["status"] == "done") & (df["train_seconds"] > 0)]
+        done = df[(df["status"] == Status.DONE) & (df["train_seconds"] > 0)]
         if kind is not None:
             on_cpu = done["device"].fillna("").str.startswith("cpu")
             done = done[on_cpu if kind == "cpu" else ~on_cpu]

@@ -16,6 +16,7 @@ import time
 from dse.runner.loop import Summary
 from dse.runner.options import WARN_AFTER_S
 from dse.runner.plan import Plan
+from dse.store.status import Status
 from dse.units import clock, eta
 
 LOG_EVERY_S = 30.0  # off a terminal: a progress line after this many seconds of silence
@@ -91,13 +92,13 @@ class Progress:
         f = self.flight.pop(job.key, None)
         self.work_done += f[1] if f else 0.0
         err = f"{row['error']:.2f}%" if row["error"] is not None else row["status"]
-        self.last = (f"{job.model_id[:8]} {err}" if row["status"] == "done" else
+        self.last = (f"{job.model_id[:8]} {err}" if row["status"] == Status.DONE else
                      f"{job.model_id[:8]} {row['status']}: {row['message'][:60]}")
         line = (f"[{self.done}/{self.total}] {job.space} {job.model_id} {row['status']} "
                 f"error {err}  {row['train_seconds'] or 0:.1f}s")
         if row.get("images_per_second"):
             line += f"  {row['images_per_second']:.0f} img/s"
-        if row["status"] != "done":
+        if row["status"] != Status.DONE:
             line += f"  ({row['message']})"
         self._print(line)
 

@@ -2,8 +2,15 @@
 `core.Store` reads and writes them (models, results, leases, damaged files, analysis
 outputs, experiment and cluster-job records), `results` reads a space's results (per-model
 files and compacted segments) against the schema and compacts them, `schema` defines their
-columns."""
-
-from dse.store.core import DAMAGED, DEFAULT_STORE, Store, needs_training
+columns, `status` how a training ended. Importing the package loads none of them: its names
+are read from `core` when first used, so `dse.store.status` stays free of pandas."""
 
 __all__ = ["DAMAGED", "DEFAULT_STORE", "Store", "needs_training"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from dse.store import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module 'dse.store' has no attribute {name!r}")

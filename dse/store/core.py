@@ -36,7 +36,14 @@ from dse.space.regimes import Regime
 from dse.store import results
 from dse.store.paths import Layout
 from dse.store.results import DAMAGED, Compaction, Damaged, why
-from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, add_missing, definition, upgrade_models
+from dse.store.schema import (
+    MODELS_SCHEMA,
+    RESULTS_SCHEMA,
+    add_missing,
+    definition,
+    upgrade_models,
+)
+from dse.store.status import Status
 from dse.store.trials import Pick, choose, collapse, fingerprint, join, parse_trial, trial_id
 
 __all__ = ["DAMAGED", "DEFAULT_STORE", "Compaction", "Damaged", "Store", "needs_training",
@@ -46,7 +53,7 @@ DEFAULT_STORE = "runs"
 
 def needs_training(status: str | None, retry_failed: bool = False) -> bool:
     """Whether a model with this stored result status is to be trained (again)."""
-    return status is None or status == DAMAGED or (retry_failed and status == "failed")
+    return status is None or status == DAMAGED or (retry_failed and status == Status.FAILED)
 
 
 class Store(Layout):
@@ -255,7 +262,7 @@ class Store(Layout):
         out: dict[str, str] = {}
         for trial, st in self.status_scan(space)[0].items():
             m = parse_trial(trial)[0]
-            if out.get(m) != "done" and (st != DAMAGED or m not in out):
+            if out.get(m) != Status.DONE and (st != DAMAGED or m not in out):
                 out[m] = st
         return out
 

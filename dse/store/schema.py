@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from dse.store.status import Status
+
 _ints = pa.list_(pa.int64())
 MODELS_SCHEMA = pa.schema([
     ("model_id", pa.string()),      # 16 hex of sha1(architecture + task)
@@ -118,7 +120,7 @@ RESULTS_SCHEMA = pa.schema([
     ("history_loss", pa.list_(pa.float64())),   # mean training loss of each epoch
 ])
 
-RESULT_STATUSES = ("done", "diverged", "failed")
+RESULT_STATUSES = tuple(s.value for s in Status)  # dse.store.status
 
 # What identifies a result, whichever file holds it: readers keep one row per key. Key columns
 # may be added (never removed); a per-trial file's name is not part of the key.

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dse.errors import ArgumentError, DseError
+from dse.store.status import Status
 
 # The settings that make two trainings of a model the same experiment (the seed aside).
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "wd", "warmup_epochs",
@@ -252,13 +253,13 @@ def collapse(results: pd.DataFrame, fp: str | None, pick: Pick) -> pd.DataFrame:
         err = best.where(best.notna(), err)
     rows = rows.assign(error=err)
     first = rows.drop_duplicates("model_id", keep="first").set_index("model_id")
-    done = rows[rows["status"] == "done"]
+    done = rows[rows["status"] == Status.DONE]
     if pick.aggregate == "first":
         done = done.drop_duplicates("model_id", keep="first")
     g = done.groupby("model_id")["error"]
     out = first.assign(error=g.mean(), n_seeds=g.size(), error_sd=g.std(ddof=1))
     out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
-    out.loc[out["n_seeds"] > 0, "status"] = "done"
+    out.loc[out["n_seeds"] > 0, "status"] = Status.DONE.value
     lbl = label(_settings(first.iloc[0])) if len(first) else ""
     return out.assign(recipe_label=lbl).reset_index()
 

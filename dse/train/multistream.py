@@ -23,6 +23,7 @@ import torch
 from dse.data.device import Data
 from dse.errors import DseError
 from dse.space.spec import AnyNetSpec, Task
+from dse.store.status import Status
 from dse.train import trainer
 from dse.train.outcome import Outcome
 from dse.train.recipe import Recipe, lr_schedule
@@ -86,13 +87,13 @@ def _together(models, data, recipe, amp, channels_last, on_epoch, on_step,
                 continue
             mean[k] = m.loss_sum.item() / steps  # one host read per model and epoch
             if not math.isfinite(mean[k]):
-                ended[k] = run_outcome("diverged", None, f"train loss became {mean[k]} in epoch "
-                                    f"{epoch + 1}", mean[k], time.perf_counter() - start,
-                                    epoch + 1, steps, recipe, amp, m.replayed, channels_last)
+                ended[k] = run_outcome(Status.DIVERGED, None, f"train loss became {mean[k]} in "
+                                       f"epoch {epoch + 1}", mean[k], time.perf_counter() - start,
+                                       epoch + 1, steps, recipe, amp, m.replayed, channels_last)
             elif on_epoch is not None:
                 on_epoch(k, epoch + 1, mean[k])
     seconds = time.perf_counter() - start  # the last .item() waited for every stream
-    return [ended[k] or run_outcome("done", evaluate(m.model, data, amp, fmt), "", mean[k],
-                                 seconds, recipe.epochs, steps, recipe, amp, m.replayed,
-                                 channels_last)
+    return [ended[k] or run_outcome(Status.DONE, evaluate(m.model, data, amp, fmt), "",
+                                    mean[k], seconds, recipe.epochs, steps, recipe, amp,
+                                    m.replayed, channels_last)
             for k, m in enumerate(group)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dse.store.status import Status
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -28,4 +30,4 @@ class Outcome:
 
     @classmethod
     def failed(cls, message: str, seconds: float | None = None, fatal: bool = False) -> Outcome:
-        return cls("failed", message=message, train_seconds=seconds, fatal=fatal)
+        return cls(Status.FAILED, message=message, train_seconds=seconds, fatal=fatal)

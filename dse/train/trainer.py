@@ -23,6 +23,7 @@ import torch
 from dse.data.device import Data, at_resolution
 from dse.errors import ArgumentError, DseError
 from dse.space.spec import AnyNetSpec, Task
+from dse.store.status import Status
 from dse.train.outcome import Outcome
 from dse.train.recipe import Recipe, lr_schedule
 from dse.train.step import GRAPH_WARMUP_STEPS, Stepper, sgd_step_  # noqa: F401 (sgd_step_: API)
@@ -144,7 +145,7 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch, o
         losses.append(mean_loss)
         if not math.isfinite(mean_loss):
             return replace(run_outcome(
-                "diverged", None, f"train loss became {mean_loss} in epoch {epoch + 1}",
+                Status.DIVERGED, None, f"train loss became {mean_loss} in epoch {epoch + 1}",
                 mean_loss, time.perf_counter() - start - evaluating, epoch + 1, steps, recipe,
                 amp, m.replayed, channels_last), history_loss=_finite(losses),
                 history_error=tuple(errors) if curves else None)
@@ -156,8 +157,8 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch, o
             evaluating += time.perf_counter() - t0
     seconds = time.perf_counter() - start - evaluating  # .item() waited for the last step
     error = evaluate(m.model, data, amp, fmt)
-    out = run_outcome("done", error, "", mean_loss, seconds, recipe.epochs, steps, recipe, amp,
-                      m.replayed, channels_last)  # whether a graph really was replayed
+    out = run_outcome(Status.DONE, error, "", mean_loss, seconds, recipe.epochs, steps, recipe,
+                      amp, m.replayed, channels_last)  # whether a graph really was replayed
     return replace(out, history_loss=tuple(losses),
                    history_error=(*errors, error) if curves else None)
 
