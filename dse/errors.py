@@ -10,6 +10,19 @@ from __future__ import annotations
 import math
 
 
+def one_line(text: str, limit: int | None = None) -> str:
+    """A message as one line (its whitespace runs, newlines included, as single spaces), cut
+    to `limit` characters: the form of every `Error:` and `Warning:` line and stored
+    message."""
+    out = " ".join(str(text).split())
+    return out if limit is None else out[:limit]
+
+
+def described(e: BaseException, limit: int | None = None) -> str:
+    """'TypeName: message' of an exception, as one line (one_line)."""
+    return one_line(f"{type(e).__name__}: {e}", limit)
+
+
 class DseError(Exception):
     """A user-facing error: bad option, unknown space, malformed file, impossible budget."""
 

@@ -14,7 +14,7 @@ import warnings
 
 import click
 
-from dse.errors import ArgumentError, DseError, DseWarning
+from dse.errors import ArgumentError, DseError, DseWarning, one_line
 
 
 class Command(click.Command):
@@ -66,10 +66,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         click.echo(f"Warning: {one_line(str(message))}", err=True)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-
-def one_line(msg: str) -> str:
-    return " ".join(msg.split())
 
 
 # ---- shared options --------------------------------------------------------------------------

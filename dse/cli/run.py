@@ -15,7 +15,6 @@ from dse.cli.common import (
     echo_json,
     echo_notes,
     json_option,
-    one_line,
     recipe_option,
     seed_option,
     selected,
@@ -23,6 +22,7 @@ from dse.cli.common import (
     store_option,
     table,
 )
+from dse.errors import one_line
 
 STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipeline.STAGES)
 

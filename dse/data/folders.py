@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dse.data.readers import Arrays
-from dse.errors import DseError, DseWarning
+from dse.errors import DseError, DseWarning, described
 from dse.system import cpu_cores
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm")
@@ -112,7 +112,7 @@ def _decode_one(args):
     try:
         return decode(path, r), None
     except Exception as e:  # noqa: BLE001 - any decoder error means "not a usable image"
-        return None, " ".join(f"{type(e).__name__}: {e}".split())[:160]
+        return None, described(e, 160)
 
 
 def _decode_all(paths: list[str], r: int, jobs: int | None):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from dse.data.device import steps_per_epoch, subset
-from dse.errors import ArgumentError, DseError, out_of_bounds
+from dse.errors import ArgumentError, DseError, one_line, out_of_bounds
 from dse.system import cpu_cores
 
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp")  # what torchvision.io.decode_image reads
@@ -253,7 +253,7 @@ class _Images(torch.utils.data.Dataset):
         try:
             x = decode(path)
         except Exception as e:  # noqa: BLE001 - any decoder error means "not a usable image"
-            why = re.sub(r"^\w+, \S+:\d+, ", "", " ".join(str(e).split()))[:160]
+            why = re.sub(r"^\w+, \S+:\d+, ", "", one_line(e))[:160]
             return f"{path} cannot be decoded as an image ({why}); replace or remove it"
         if seed < 0:
             x = centre_crop(x, self.r)

@@ -9,7 +9,7 @@ import os
 import time
 
 from dse.data.datasets import DataRef
-from dse.errors import DseError
+from dse.errors import DseError, described
 from dse.runner.jobs import Calibrated, Job
 from dse.runner.options import TrainOptions
 from dse.system import cpu_cores
@@ -57,7 +57,7 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch,
     except DseError as e:
         return Outcome.failed(str(e), time.perf_counter() - t0)
     except BaseException as e:  # noqa: BLE001 - OOM, cuDNN errors, bad shapes: record them
-        msg = " ".join(f"{type(e).__name__}: {e}".split())[:500]
+        msg = described(e, 500)
         oom, fatal = isinstance(e, torch.cuda.OutOfMemoryError), cuda_fault(e)
     # here the exception, and the frames that held the model and its graph pool, are gone
     if oom:
@@ -82,7 +82,7 @@ def calibrate(job: Job, cache: DataCache, options: TrainOptions) -> Calibrated:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - as train_one
-        msg = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        msg = described(e, 300)
     gc.collect()
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
@@ -114,7 +114,7 @@ def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:  # noqa: BLE001 - as train_one, for the whole group
-            msg = " ".join(f"{type(e).__name__}: {e}".split())[:500]
+            msg = described(e, 500)
             got = [Outcome.failed(msg, time.perf_counter() - t0, cuda_fault(e))] * len(group)
         outcomes.update(zip(group, got))
     return [outcomes[k] for k in range(len(jobs))]

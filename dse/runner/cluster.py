@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from dse.errors import ArgumentError, DseError
+from dse.errors import ArgumentError, DseError, one_line
 from dse.runner.options import ClusterOptions, TrainOptions, parse_slurm_args  # noqa: F401 (API)
 from dse.runner.pending import jobs_of, select_spaces, status
 from dse.runner.submissions import Submission, TaskState
@@ -106,7 +106,7 @@ class TrainTask:
             self._stopped(stop.args[0], handlers[usr], note)
         except BaseException as e:
             msg = str(e) if isinstance(e, DseError) else f"{type(e).__name__}: {e}"
-            note("failed", " ".join(msg.split()))  # the traceback follows in the .err log
+            note("failed", one_line(msg))  # the traceback follows in the .err log
             raise
         finally:
             for s, h in handlers.items():
@@ -220,7 +220,7 @@ def _submit_array(task: TrainTask, cluster: ClusterOptions, logs: Path) -> list:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     errs = [ln for ln in text.splitlines() if "error" in ln.lower()]
-    return " ".join((errs[-1] if errs else text.splitlines()[0] if text else repr(e)).split())
+    return one_line(errs[-1] if errs else text.splitlines()[0] if text else repr(e))
 
 
 # ---- watching and cancelling -------------------------------------------------------------------

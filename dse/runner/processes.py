@@ -17,6 +17,7 @@ import queue as queue_mod
 import time
 from dataclasses import dataclass
 
+from dse.errors import described
 from dse.runner._work import DataCache, calibrate, train_one, use_device
 from dse.runner.jobs import (
     BACKOFF_S,
@@ -49,7 +50,7 @@ def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, ta
         dev, name = use_device(device, n_here)
         cache = DataCache(dev, options, trainers=n_all)
     except Exception as e:  # noqa: BLE001 - CUDA busy (exclusive mode), full, or missing
-        results.put(StartFailed(" ".join(f"{type(e).__name__}: {e}".split())[:300]))
+        results.put(StartFailed(described(e, 300)))
         return
     while True:
         try:

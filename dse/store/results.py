@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dse.errors import DamagedFileError, DseError
+from dse.errors import DamagedFileError, DseError, one_line
 from dse.files import write_atomic, writing
 from dse.store.paths import Layout
 from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
@@ -167,7 +167,7 @@ def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
 
 def why(e: Exception) -> str:
     """The first sentence of a reader's error, without the path it repeats."""
-    msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", " ".join(str(e).split()))
+    msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", one_line(e))
     return msg.split(". ")[0].rstrip(".")[:160]
 
 
