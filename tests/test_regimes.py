@@ -141,7 +141,7 @@ def test_an_experiment_samples_n_per_regime_and_resumes(tmp_path):
     p, store = exp_file(tmp_path), tmp_path / "s"
     e = experiment.load(p)
     assert [r.name for r in e.regimes] == ["2M", "4M", "8M"]
-    assert stages.plan(e, Store(store))["total"]["to_sample"] == 12
+    assert stages.plan(e, Store(store)).total["to_sample"] == 12
     ok("run", p, "--store", store, "--only", "sample")
     m = Store(store).read_models("regnetx")
     assert m["regime"].value_counts().to_dict() == {"2M": 4, "4M": 4, "8M": 4}
@@ -150,7 +150,7 @@ def test_an_experiment_samples_n_per_regime_and_resumes(tmp_path):
     assert again["regime"].value_counts().to_dict() == {"2M": 5, "4M": 5, "8M": 5}
     assert list(again["model_id"][:12]) == list(m["model_id"])
     plan = stages.plan(experiment.load(p, ["n=5"]), Store(store))
-    assert plan["total"]["to_sample"] == 0 and plan["total"]["to_train"] == 15
+    assert plan.total["to_sample"] == 0 and plan.total["to_train"] == 15
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -56,7 +56,7 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate,
     if dry_run:
         p = stages.plan(exp, store)
         if as_json:
-            echo_json(p)
+            echo_json(p.to_json())
             return
         _print_plan(exp, p)
         return
@@ -82,31 +82,33 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate,
 
 
 def _print_plan(exp, p):
+    """The experiment's plan (dse.method.stages.ExperimentPlan): a row per space, the total
+    with the ETA and warning of its training plan, then the stages that follow."""
     from dse.units import eta as fmt_eta
     from dse.units import mult_adds as fmt_cost
 
-    rows = [dict(r, cost=fmt_cost(r["cost"]), eta=fmt_eta(r["eta_s"]))
-            for r in p["rows"]]
+    rows = [dict(r, cost=fmt_cost(r["cost"]), eta=fmt_eta(r["eta_s"])) for r in p.rows]
     where = (f"regimes {', '.join(f'{r.label} ({r.flops})' for r in exp.regimes)}"
              if exp.regimes else f"flops {exp.flops}")
     click.echo(f"experiment {exp.name}: {exp.n} models per space"
                f"{' per regime' if exp.regimes else ''}, {exp.dataset}, {where}, "
-               f"{p['epochs']} epochs × {p['images'] or '?'} images, store {p['store']}")
+               f"{p.epochs} epochs × {p.images or '?'} images, store {p.store}")
     click.echo(table(rows, ["space", "sampled", "to_sample", "to_train", "image_epochs", "cost",
                             "eta"],
                      ["space", "sampled", "to sample", "to train", "image-epochs",
                       "cost (mult-adds)", "ETA"]))
-    t = p["total"]
-    line = (f"\nin all: {t['to_sample']} to sample, {t['to_train']} to train, "
-            f"{fmt_cost(t['cost'])} multiply-adds (3 × flops × images × epochs)")
-    if t["cost"] is None and t["to_sample"] and not (exp.flops.lo and exp.flops.hi):
-        line += " (an open flops window: the cost of models not yet sampled is unknown)"
-    if p["rate"]:
-        line += (f"; about {fmt_eta(t['eta_s'])} of training at this store's "
-                 f"measured {p['rate'] / 1e9:.3g} G mult-adds/s per trainer × {p['workers']}")
+    t = p.total
+    click.echo(f"\nin all: {t['to_sample']} to sample, {t['to_train']} to train")
+    if p.training is None:
+        why = (" (an open flops window: the cost of models not yet sampled is unknown)"
+               if t["to_sample"] and not (exp.flops.lo and exp.flops.hi) else "")
+        click.echo(f"cost unknown{why}")
     else:
-        line += "; no ETA yet (no model of this store has trained)"
-    click.echo(line)
+        for line in p.training.lines():
+            click.echo(line)
+        warning = p.training.warning(command="run")
+        if warning:
+            click.echo(warning)
     for i, o in enumerate(exp.promotes):
         base = exp.recipe
         what = " + ".join(x for x in (f"top {o.top}" if o.top else "",

@@ -12,6 +12,7 @@ here: training is imported when it runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import yaml
 from dse.data import datasets
 from dse.files import write_atomic, writing
 from dse.method.experiment import Experiment
-from dse.runner.plan import measured_rate, training_mult_adds
+from dse.runner.plan import Plan, measured_speeds, training_mult_adds
 from dse.space import definition as spaces
 from dse.space import regimes, sampling
 from dse.store.core import Store, needs_training
@@ -32,7 +33,35 @@ def load_space(exp: Experiment, name: str):
     return spaces.load(exp.space_args[exp.spaces.index(name)])
 
 
-def plan(exp: Experiment, store: Store) -> dict:
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """What `dse run` would do now: per space (`rows`) the models it holds, those to sample
+    and to train, their image-epochs, cost and ETA; and its training as the run plan
+    `dse train` makes (dse.runner.plan.Plan: cost, speed, ETA, warning and levers), None
+    while the cost is unknown (an open flops window with models still to sample)."""
+
+    experiment: str
+    store: str
+    rows: list
+    training: Plan | None
+    rate: float | None       # multiply-adds per second per trainer, measured on this store
+    workers: int
+    images: int | None       # training images per epoch
+    epochs: int
+
+    @property
+    def total(self) -> dict:
+        """The rows summed (None where a row's value is unknown)."""
+        return {k: (None if any(r[k] is None for r in self.rows) else sum(r[k] for r in self.rows))
+                for k in ("to_sample", "to_train", "image_epochs", "cost", "eta_s")}
+
+    def to_json(self) -> dict:
+        return dict(experiment=self.experiment, store=self.store, rows=self.rows,
+                    total=self.total, rate=self.rate, workers=self.workers, images=self.images,
+                    epochs=self.epochs)
+
+
+def plan(exp: Experiment, store: Store) -> ExperimentPlan:
     """What `dse run` would do now: per space the models to sample and to train, the
     training cost, and an ETA when models of this store have trained already."""
     have, pending, pending_flops = {}, {}, {}
@@ -49,13 +78,20 @@ def plan(exp: Experiment, store: Store) -> dict:
             pending[s] = int(sum(todo))
             pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
                 if len(models) else 0.0
-    rate = measured_rate(store) if Path(store).is_dir() else None
+    speeds = measured_speeds(store) if Path(store).is_dir() else np.array([])
+    rate = float(np.median(speeds)) if speeds.size else None
     workers = exp.options.jobs
     rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
-    total = {k: (None if any(r[k] is None for r in rows) else sum(r[k] for r in rows))
-             for k in ("to_sample", "to_train", "image_epochs", "cost", "eta_s")}
-    return dict(experiment=exp.name, store=str(store), rows=rows, total=total,
-                rate=rate, workers=workers, images=train_images(exp), epochs=exp.recipe.epochs)
+    images = train_images(exp)
+    cost = [r["cost"] for r in rows]
+    training = None if any(c is None for c in cost) else Plan(
+        sum(r["to_train"] for r in rows), exp.recipe.epochs, ((exp.dataset, images),),
+        float(sum(cost)), rate,
+        f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} this store "
+        "trained" if rate else "no model of this store has trained",
+        (exp.options.device,) * workers, exp.options)
+    return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
+                          exp.recipe.epochs)
 
 
 # ---- stages ----------------------------------------------------------------------------------
