@@ -1,5 +1,6 @@
-"""Running the `dse` command line in tests: a call, a call that must succeed, and the check
-that a failure is one `Error:` line with exit code 2 and nothing else."""
+"""What tests share: running the `dse` command line (a call, a call that must succeed, the
+check that a failure is one `Error:` line with exit code 2 and nothing else), sampling models
+into a store with `dse sample`, and results written without training."""
 
 import json
 import shutil
@@ -12,8 +13,8 @@ from dse.cli import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
 def ok(*args):
@@ -37,3 +38,26 @@ def reanalyzed(tmp_path, name: str, *extra) -> dict:
     shutil.copytree(ROOT / "experiments" / "results" / name, store)
     return json.loads(ok("run", ROOT / "experiments" / f"{name}.yaml", "--only", "analyze",
                          "--store", store, *extra, "--json").output)
+
+
+def sampled(store, n: int, space: str = "rx", dataset: str = "synthetic",
+            flops: str | None = "0.5M:2M", seed: int = 0, *more):
+    """`dse sample` of n models (the synthetic task's window by default: small RegNetX that
+    train in seconds) and the space's models as stored."""
+    from dse.store.core import Store
+
+    ok("sample", "--space", space, "--n", n, "--dataset", dataset, "--seed", seed,
+       *(["--flops", flops] if flops and dataset == "synthetic" else []), *more,
+       "--store", store)
+    return Store(store).read_models(Store(store).resolve(space))
+
+
+def write_results(store, space: str, models, errors, status: str = "done", **row) -> None:
+    """One result per model, written as dse train stores it, with the given errors (None: no
+    error) and no training."""
+    from dse.store.core import Store
+
+    for mid, e in zip(models["model_id"], errors):
+        Store(store).write_result(space, dict(
+            model_id=mid, space=space, status=status, error=None if e is None else float(e),
+            **{"epochs": 1, "dataset": "fashion-mnist", **row}))

@@ -6,13 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-
-from dse.cli import cli
-
-
-def run(*args, env=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+from cli_helpers import run
 
 
 def assert_error(result, code, *fragments):

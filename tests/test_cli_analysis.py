@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import sampled, write_results
 from click.testing import CliRunner
 from scipy import stats
 
 from dse.cli import cli
-from dse.store.core import Store
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -33,16 +33,10 @@ def one_error_line(r):
 
 
 def sample(root, space, n, seed=0):
-    run("sample", "--space", space, "--n", n, "--dataset", "fashion-mnist", "--seed", seed,
-        "--store", root)
-    return Store(root).read_models(space)
+    return sampled(root, n, space, "fashion-mnist", None, seed)
 
 
-def train(root, space, models, errors, status="done"):
-    for mid, e in zip(models["model_id"], errors):
-        Store(root).write_result(space, dict(
-            model_id=mid, space=space, status=status,
-            error=None if e is None else float(e), epochs=1, dataset="fashion-mnist"))
+train = write_results
 
 
 @pytest.fixture(scope="module")

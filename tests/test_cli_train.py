@@ -8,6 +8,7 @@ import click
 import pandas as pd
 import pytest
 import torch
+from cli_helpers import sampled
 from click.testing import CliRunner
 
 from dse.cli import cli
@@ -25,10 +26,7 @@ def invoke(*args):
 
 
 def sample(tmp_path, n=3, dataset="synthetic", space="rx", flops="0.5M:2M", seed=0):
-    r = invoke("sample", "--space", space, "--n", n, "--dataset", dataset, "--flops", flops,
-               "--seed", seed, "--store", tmp_path)
-    assert r.exit_code == 0, r.output
-    return Store(tmp_path).read_models("regnetx" if space == "rx" else space)
+    return sampled(tmp_path, n, space, dataset, flops, seed)
 
 
 def test_sample_train_status_end_to_end(tmp_path):

@@ -10,7 +10,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from cli_helpers import ok, one_error, run
+from cli_helpers import ok, one_error, run, sampled
 
 from dse.errors import ArgumentError
 from dse.runner import cluster
@@ -26,9 +26,7 @@ def one_thread(monkeypatch):
 
 
 def sample(store, n, dataset="synthetic"):
-    ok("sample", "--space", "rx", "--n", n, "--dataset", dataset, "--store", store,
-       *(["--flops", "0.5M:2M"] if dataset == "synthetic" else []))
-    return set(Store(store).read_models("regnetx")["model_id"])
+    return set(sampled(store, n, dataset=dataset)["model_id"])
 
 
 def finished_lines(store) -> list[str]:
@@ -99,6 +97,7 @@ def test_debug_runs_the_tasks_in_process_with_the_results_of_a_plain_run(tmp_pat
     assert [t.state for t in the_job(tmp_path / "a").task_states] == ["done", "done"]
 
 
+@pytest.mark.slow  # the kill -9 property: tests/test_train_runner.py in the default tier
 def test_a_task_killed_mid_model_leaves_it_to_the_other_task_or_a_rerun(tmp_path):
     ids = sample(tmp_path, 3)
     r = ok("train", "--store", tmp_path, "--epochs", "2", "--train-subset", "500",

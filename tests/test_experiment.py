@@ -197,6 +197,7 @@ def trained_ids(output):
     return [ln.split()[2] for ln in output.splitlines() if ln.startswith("[")]
 
 
+@pytest.mark.slow  # the kill -9 property: tests/test_train_runner.py in the default tier
 def test_a_killed_run_resumes_and_trains_each_model_once(tmp_path):
     p = write(tmp_path, n=3, train=dict(BASE["train"], train_subset=1000, epochs=2),
               analyze=dict(trends=["anynetxe"], fit_linear=["anynetxe"]))

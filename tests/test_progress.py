@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from cli_helpers import ok, one_error, run
+from cli_helpers import ok, one_error, run, sampled
 
 from dse.data import datasets, readers
 from dse.data.device import DeviceData
@@ -43,10 +43,7 @@ def one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def sample(store, n):
-    ok("sample", "--space", "rx", "--n", n, "--dataset", "synthetic", "--flops", "0.5M:2M",
-       "--store", store)
-    return Store(store).read_models("regnetx")
+sample = sampled
 
 
 def files(root) -> dict:

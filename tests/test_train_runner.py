@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import sampled
 from click.testing import CliRunner
 
 from dse.cli import cli
@@ -24,10 +25,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).pa
 
 
 def sample(tmp_path, n):
-    r = CliRunner().invoke(cli, ["sample", "--space", "rx", "--n", str(n), "--dataset",
-                                 "synthetic", "--flops", "0.5M:2M", "--store", str(tmp_path)])
-    assert r.exit_code == 0, r.output
-    return list(Store(tmp_path).read_models("regnetx")["model_id"])
+    return list(sampled(tmp_path, n)["model_id"])
 
 
 def dse_train(store_dir, *args):

@@ -236,6 +236,7 @@ def test_a_planted_lr_wd_optimum_is_found_in_lr_times_wd():
 
 # ---- kill -9 while training seeds ----------------------------------------------------------------
 
+@pytest.mark.slow  # the kill -9 property: tests/test_train_runner.py in the default tier
 def test_kill_9_mid_seeds_then_a_rerun_trains_each_trial_once(tmp_path):
     ok("sample", "--space", "rx", "--n", 2, "--dataset", "synthetic", "--flops", "0.5M:2M",
        "--store", tmp_path)
