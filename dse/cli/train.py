@@ -105,10 +105,13 @@ def cluster_options(f):
               help="Train on N images (a fixed subset) instead of the whole train split.")
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="K",
               help="Only the K lowest-error models of each space (under the recipe with the "
-                   "most results, seeds averaged), e.g. to train them longer (--epochs 8).")
+                   "most results, seeds averaged), e.g. to train them longer (--epochs 8). "
+                   "The models are chosen once and stored (<space>/selections/, listed by "
+                   "dse status): a rerun with the same --top/--sample and recipe trains the "
+                   "same models, whatever was trained meanwhile (docs/trials.md).")
 @click.option("--sample", type=click.IntRange(min=1), default=None, metavar="M",
               help="Only M models of each space drawn at random (seeded by --sample-seed; "
-                   "with --top, M more beside the top K).")
+                   "with --top, M more beside the top K); stored like --top's.")
 @click.option("--sample-seed", type=int, default=0, show_default=True,
               help="Seed of the --sample draw.")
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None, metavar="N",
@@ -218,7 +221,8 @@ def _submit(store, spaces, options, cluster, wait, resources):
 @json_option("Print a JSON list instead of a table.")
 def status_cmd(store_path, only_jobs, as_json):
     """Per space: sampled / done / diverged / failed / pending (and in flight) models, any
-    damaged file, and the store's cluster jobs (`dse train --cluster`)."""
+    damaged file, the models each `dse train --top/--sample` chose, and the store's cluster
+    jobs (`dse train --cluster`)."""
     from dse.runner import cluster
     from dse.runner.pending import status
     from dse.store.core import Store
