@@ -19,6 +19,7 @@ import pytest
 import yaml
 from cli_helpers import ok, one_error, run
 
+from dse.errors import DseWarning
 from dse.runner import pending
 from dse.runner.options import TrainOptions
 from dse.store import selections, trials
@@ -122,6 +123,10 @@ def test_sample_is_stored_too_and_the_first_to_store_a_selection_wins(tmp_path):
     ok("sample", "--space", "xa", "--n", 12, "--dataset", "synthetic", "--flops", "0.5M:2M",
        "--store", tmp_path)  # more models to draw from: the stored draw stays
     assert pending.selection(store, SPACE, opts) == sel
+    longer = TrainOptions(recipe=Recipe(epochs=2, train_subset=300), top=1)
+    with pytest.warns(DseWarning, match=r"--top 1: 12 of the 18 anynetxa models have no "
+                      r"result under epochs=1 .* chosen once and for all \(delete .*-top1\.json"):
+        assert pending.selection(store, SPACE, longer).top_models == (ids[0],)
     other = selections.Selection(sel.recipe, top=1, sample=2, sample_seed=3,
                                  top_models=("x",), sample_models=("y", "z"))
     assert selections.keep(store, SPACE, other) == sel  # a run that chose first is kept

@@ -80,13 +80,14 @@ def selection(store: Store, space: str, options: TrainOptions,
     have = selections.read(store, space, name)
     if have is not None:
         return have
-    made = _choose(store, space, options, fp)
+    made = _choose(store, space, options, fp, store.selection_path(space, name))
     return selections.keep(store, space, made) if keep else made
 
 
-def _choose(store: Store, space: str, options: TrainOptions,
-            fp: str) -> selections.Selection:
-    """A new selection of options.top / options.sample from what the store holds now."""
+def _choose(store: Store, space: str, options: TrainOptions, fp: str,
+            path) -> selections.Selection:
+    """A new selection of options.top / options.sample from what the store holds now, for
+    the recipe `fp` (to be stored at `path`)."""
     ids: list[str] = []
     ranked = dict(ranked_by=None, ranked_label="")
     if options.top is not None:
@@ -98,6 +99,11 @@ def _choose(store: Store, space: str, options: TrainOptions,
         ids = done["model_id"].head(options.top).tolist()
         ranked = dict(ranked_by=str(done["recipe"].iloc[0]),
                       ranked_label=str(done["recipe_label"].iloc[0]))
+        if (untrained := int(df["status"].isna().sum())):  # partial: say so, it is kept
+            warnings.warn(f"--top {options.top}: {untrained} of the {len(df)} {space} models "
+                          f"have no result under {ranked['ranked_label']} yet; the top "
+                          f"{len(ids)} of the others are chosen once and for all (delete "
+                          f"{path} to rank again later)", DseWarning, stacklevel=2)
     drawn: list[str] = []
     if options.sample is not None:
         rest = sorted(set(store.read_models(space, ["model_id"])["model_id"]) - set(ids))
