@@ -103,7 +103,8 @@ def _choose(store: Store, space: str, options: TrainOptions, fp: str,
             warnings.warn(f"--top {options.top}: {untrained} of the {len(df)} {space} models "
                           f"have no result under {ranked['ranked_label']} yet; the top "
                           f"{len(ids)} of the others are chosen once and for all (delete "
-                          f"{path} to rank again later)", DseWarning, stacklevel=2)
+                          f"{path} to rank again once they are trained)", DseWarning,
+                          stacklevel=2)
     drawn: list[str] = []
     if options.sample is not None:
         rest = sorted(set(store.read_models(space, ["model_id"])["model_id"]) - set(ids))
