@@ -1,6 +1,6 @@
 """Selections: `dse train --top K` / `--sample M` store the models they chose, so the same
-command again, after a kill -9 too, and an experiment's promote stage run again train nothing
-new; `dse status` lists each selection's models.
+command again, after a kill -9 too, an experiment's promote stage run again and the later
+tasks of a cluster array train nothing new; `dse status` lists each selection's models.
 
 The populations here are 6 AnyNetX_A models on synthetic data whose seed-0 errors are planted
 (1%, 2%, ... 6%) under the recipe the command trains. A real 1-epoch training of a seed errs
@@ -201,3 +201,16 @@ def test_a_promote_stage_run_again_trains_nothing_new(tmp_path, monkeypatch):
     again = ok("run", f, "--store", store, "--only", "train").output
     assert not trained_ids(again)
     assert trials_of(store, recipe) == {(m, 0) for m in ids} | {(m, 1) for m in sel.models}
+
+
+# ---- the tasks of a cluster array ------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_tasks_of_a_cluster_array_train_one_selection(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ids = planted(tmp_path)
+    r = ok("train", "--store", tmp_path, "--top", 2, "--seeds", 2, *ARGS, "--cluster", "debug",
+           "--tasks", 2).output  # the tasks run one after the other: the second starts late
+    assert sorted(trained_ids(r)) == ids[:2]
+    assert "nothing to train" in r[r.index("task 1 of 2"):]
+    assert trials_of(tmp_path) == {(m, 0) for m in ids} | {(m, 1) for m in ids[:2]}
