@@ -105,10 +105,13 @@ def cluster_options(f):
               help="Train on N images (a fixed subset) instead of the whole train split.")
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="K",
               help="Only the K lowest-error models of each space (under the recipe with the "
-                   "most results, seeds averaged), e.g. to train them longer (--epochs 8).")
+                   "most results, seeds averaged), e.g. to train them longer (--epochs 8). "
+                   "The models are chosen once and stored (<space>/selections/, listed by "
+                   "dse status): a rerun with the same --top/--sample and recipe trains the "
+                   "same models, whatever was trained meanwhile (docs/trials.md).")
 @click.option("--sample", type=click.IntRange(min=1), default=None, metavar="M",
               help="Only M models of each space drawn at random (seeded by --sample-seed; "
-                   "with --top, M more beside the top K).")
+                   "with --top, M more beside the top K); stored like --top's.")
 @click.option("--sample-seed", type=int, default=0, show_default=True,
               help="Seed of the --sample draw.")
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None, metavar="N",
@@ -218,7 +221,8 @@ def _submit(store, spaces, options, cluster, wait, resources):
 @json_option("Print a JSON list instead of a table.")
 def status_cmd(store_path, only_jobs, as_json):
     """Per space: sampled / done / diverged / failed / pending (and in flight) models, any
-    damaged file, and the store's cluster jobs (`dse train --cluster`)."""
+    damaged file, the models each `dse train --top/--sample` chose, and the store's cluster
+    jobs (`dse train --cluster`)."""
     from dse.runner import cluster
     from dse.runner.pending import status
     from dse.store.core import Store
@@ -246,6 +250,7 @@ def status_cmd(store_path, only_jobs, as_json):
                             **{k: sum(r[k] for r in rows) for k in keys[2:] + extra})]
     click.echo(table(rows, keys + extra, [k.replace("_", " ") for k in keys + extra]))
     _recipes_table(store, [r for r in rows if len(r.get("recipes") or ()) > 1])
+    _selections_table(rows)
     damaged = [(f, r["error"]) for r in rows if r.get("damaged_files")
                for f in r["damaged_files"]]
     if damaged:
@@ -270,6 +275,34 @@ def _recipes_table(store, rows: list) -> None:
                    "unless --recipe names another)")
         click.echo(table([dict(x, label=labels.get(x["recipe"], "")) for x in r["recipes"]],
                          ["recipe", "label", "results", "done", "models", "seeds"]))
+
+
+def _selections_table(rows: list) -> None:
+    """Per space, the selections of dse train --top/--sample and the models each holds."""
+    import textwrap
+
+    for r in rows:
+        sels = r.get("selections") or []
+        if not sels:
+            continue
+        click.echo(f"\n{r['space']}: {len(sels)} selection{'s' * (len(sels) > 1)} of "
+                   "dse train --top/--sample (a rerun of the same options trains these models)")
+        good = [s for s in sels if s["error"] is None]
+        if good:
+            click.echo(table([dict(s, n=len(s["models"])) for s in good],
+                             ["name", "recipe_label", "top", "sample", "n", "done"],
+                             ["selection", "trains", "top", "sample", "models", "done"]))
+        for s in good:
+            how = [f"top {s['top']} ranked under {s['ranked_label']}" if s["top"] else "",
+                   f"sample {s['sample']} (seed {s['sample_seed']})" if s["sample"] else ""]
+            click.echo(f"  {s['name']}: {'; '.join(x for x in how if x)}; made "
+                       f"{s['made_at']}:")
+            click.echo(textwrap.fill(" ".join(s["models"]), 96, initial_indent="    ",
+                                     subsequent_indent="    ",
+                                     break_on_hyphens=False) if s["models"] else "    (none)")
+        for s in sels:
+            if s["error"] is not None:
+                click.echo(f"  {s['name']}: {s['error']}")
 
 
 def _jobs_table(recs: list) -> None:

@@ -121,7 +121,7 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     store = Store.existing(store)
     names = select_spaces(store, spaces, options.data_dir)
     todo = [j for n in names for j in jobs_of(store, n, options.retry_failed, options.data_dir,
-                                              options)]
+                                              options, keep=not dry_run)]
     todo.sort(key=lambda j: -j.flops)  # longest first: the last models finish together
     devices = executors.devices_for(options.device, options.jobs)
     limit = options.max_models

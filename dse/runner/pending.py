@@ -15,23 +15,27 @@ from dse.runner import leases
 from dse.runner.jobs import Job
 from dse.runner.options import CLAIM_TIMEOUT, TrainOptions
 from dse.space.spec import from_row
+from dse.store import selections
 from dse.store.core import DAMAGED, Store, needs_training
 from dse.store.schema import RESULT_STATUSES
 from dse.store.status import Status
-from dse.store.trials import fingerprint, parse_trial, trial_id
+from dse.store.trials import fingerprint, label, parse_trial, trial_id
+from dse.system import stamp
 from dse.train.recipe import draw, spec_of
 
 
 def jobs_of(store: Store, space: str, retry_failed: bool = False,
-            data_dir: str | None = None, options: TrainOptions | None = None) -> list[Job]:
+            data_dir: str | None = None, options: TrainOptions | None = None,
+            keep: bool = True) -> list[Job]:
     """The trials of a space that have no readable result (or a failed one, with
     retry_failed), each with the data it trains on (read from data_dir, else where the store
     recorded it, else the default data directory). A trial is a model (all, or those
     options.top / options.sample choose), the recipe (options.recipe with options.draws drawn
-    for the model) and a seed (options.recipe.seed, or 0..options.seeds−1)."""
+    for the model) and a seed (options.recipe.seed, or 0..options.seeds−1). A new selection of
+    top / sample is stored unless `keep` is False (a dry run)."""
     options = options or TrainOptions(retry_failed=retry_failed, data_dir=data_dir)
     models = store.read_models(space)
-    chosen = chosen_models(store, space, options)
+    chosen = chosen_models(store, space, options, keep)
     if chosen is not None:
         models = models[models["model_id"].isin(chosen)]
     stored = store.trial_statuses(space)
@@ -56,13 +60,37 @@ def jobs_of(store: Store, space: str, retry_failed: bool = False,
     return out
 
 
-def chosen_models(store: Store, space: str, options: TrainOptions) -> list[str] | None:
-    """The model ids options.top and options.sample choose (None: every model): the `top`
-    lowest errors under the space's reference recipe (the one with the most results, mean
-    over seeds), then `sample` drawn at random (seeded) from the rest of the space."""
+def chosen_models(store: Store, space: str, options: TrainOptions,
+                  keep: bool = True) -> list[str] | None:
+    """The model ids options.top and options.sample choose (None: every model), from the
+    space's stored selection of these options (dse.store.selections), made and stored first
+    when there is none (`keep` False: made, not stored, as a dry run plans)."""
     if options.top is None and options.sample is None:
         return None
+    return selection(store, space, options, keep).models
+
+
+def selection(store: Store, space: str, options: TrainOptions,
+              keep: bool = True) -> selections.Selection:
+    """The stored selection of options.top / options.sample for the recipe options train,
+    else a new one (stored when `keep`): the `top` lowest errors under the space's recipe
+    with the most results (mean over seeds), then `sample` drawn at random (seeded) from the
+    rest of the space."""
+    fp = fingerprint(spec_of(options.recipe, options.draws))
+    name = selections.name(fp, options.top, options.sample, options.sample_seed)
+    have = selections.read(store, space, name)
+    if have is not None:
+        return have
+    made = _choose(store, space, options, fp, store.selection_path(space, name))
+    return selections.keep(store, space, made) if keep else made
+
+
+def _choose(store: Store, space: str, options: TrainOptions, fp: str,
+            path) -> selections.Selection:
+    """A new selection of options.top / options.sample from what the store holds now, for
+    the recipe `fp` (to be stored at `path`)."""
     ids: list[str] = []
+    ranked = dict(ranked_by=None, ranked_label="")
     if options.top is not None:
         df = store.load([space])
         done = df[df["status"] == Status.DONE].sort_values(["error", "model_id"])
@@ -70,12 +98,23 @@ def chosen_models(store: Store, space: str, options: TrainOptions) -> list[str] 
             raise DseError(f"--top {options.top}: no {space} model has a finished result to "
                            "rank by; train the space first (dse train)")
         ids = done["model_id"].head(options.top).tolist()
+        ranked = dict(ranked_by=str(done["recipe"].iloc[0]),
+                      ranked_label=str(done["recipe_label"].iloc[0]))
+        if (untrained := int(df["status"].isna().sum())):  # partial: say so, it is kept
+            warnings.warn(f"--top {options.top}: {untrained} of the {len(df)} {space} models "
+                          f"have no result under {ranked['ranked_label']} yet; the top "
+                          f"{len(ids)} of the others are chosen once and for all (delete "
+                          f"{path} to rank again once they are trained)", DseWarning,
+                          stacklevel=2)
+    drawn: list[str] = []
     if options.sample is not None:
         rest = sorted(set(store.read_models(space, ["model_id"])["model_id"]) - set(ids))
         rng = np.random.default_rng([options.sample_seed, *space.encode()])
         k = min(options.sample, len(rest))
-        ids += sorted(rng.choice(rest, size=k, replace=False).tolist()) if k else []
-    return ids
+        drawn = sorted(rng.choice(rest, size=k, replace=False).tolist()) if k else []
+    return selections.Selection(
+        fp, label(spec_of(options.recipe, options.draws)), options.top, options.sample,
+        options.sample_seed, tuple(ids), tuple(drawn), **ranked, made_at=stamp())
 
 
 def _data_resolution(row: dict, task) -> int:
@@ -139,8 +178,9 @@ def _check_folder(store: Store, space: str, data_dir: str | None) -> None:
 
 def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
     """Per space: sampled / done / diverged / failed / pending, how many of the pending are
-    in flight (live claims) or held by stale claims, and the damaged files (a damaged result
-    counts as pending; a space whose models.parquet is damaged has `error` set)."""
+    in flight (live claims) or held by stale claims, the damaged files (a damaged result
+    counts as pending; a space whose models.parquet is damaged has `error` set), the results
+    per recipe and the selections of `dse train --top/--sample`."""
     store = Store.existing(store)
     rows = []
     for space in store.spaces():
@@ -163,8 +203,19 @@ def status(store: Store | str, timeout: float = CLAIM_TIMEOUT) -> list[dict]:
                          sampled=len(models), **counts, pending=len(pending), in_flight=live,
                          stale_claims=stale, damaged=len(damaged),
                          damaged_files=[str(x.path) for x in damaged], error=None,
-                         recipes=_per_recipe(trials, ids)))
+                         recipes=_per_recipe(trials, ids),
+                         selections=_selections(store, space, trials)))
     return rows
+
+
+def _selections(store: Store, space: str, trials: dict) -> list[dict]:
+    """The space's stored selections (dse.store.selections), each with `done`: how many of
+    its models have a finished result under its recipe; one that cannot be read has `error`."""
+    held, bad = selections.held(store, space)
+    done = {parse_trial(t)[:2] for t, st in trials.items() if st == "done"}
+    out = [dict(s.to_json(), models=s.models, error=None,
+                done=sum((m, s.recipe) in done for m in s.models)) for s in held]
+    return out + [dict(name=p.stem, models=[], done=0, error=why) for p, why in bad]
 
 
 def _per_recipe(trials: dict, ids: set) -> list[dict]:

@@ -2,8 +2,9 @@
 `core.Store` reads and writes them (models, results, leases, damaged files, analysis
 outputs, experiment and cluster-job records), `results` reads a space's results (per-model
 files and compacted segments) against the schema and compacts them, `schema` defines their
-columns, `status` how a training ended. Importing the package loads none of them: its names
-are read from `core` when first used, so `dse.store.status` stays free of pandas."""
+columns, `status` how a training ended, `selections` keeps the models a `dse train
+--top/--sample` chose. Importing the package loads none of them: its names are read from
+`core` when first used, so `dse.store.status` stays free of pandas."""
 
 __all__ = ["DAMAGED", "DEFAULT_STORE", "Store", "needs_training"]
 

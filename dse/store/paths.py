@@ -9,6 +9,7 @@ and nothing else in dse builds one. dse.store.core.Store adds the reads and writ
         results/segments/<gen>.parquet  many results in one file: compacted (dse.store.results)
         claims/<model_id>.json         held while a model trains (dse.runner.leases)
         damaged/<model_id>.<time>.parquet   unreadable results that dse train set aside
+        selections/<name>.json         the models a dse train --top/--sample chose (selections)
         analysis/<name>.parquet|.png   analyses of this space (fit-linear, trends)
         .lock                          the space's inter-process lock
       analysis/                        figures that compare spaces (EDFs, search efficiency)
@@ -57,6 +58,13 @@ class Layout:
 
     def damaged_dir(self, space: str) -> Path:
         return self.root / space / "damaged"
+
+    def selections_dir(self, space: str) -> Path:
+        """The models `dse train --top/--sample` chose (dse.store.selections)."""
+        return self.root / space / "selections"
+
+    def selection_path(self, space: str, name: str) -> Path:
+        return self.selections_dir(space) / f"{name}.json"
 
     def analysis_dir(self, space: str | None = None) -> Path:
         """Outputs of one space's analyses, or (no space) of comparisons between spaces."""
