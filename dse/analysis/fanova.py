@@ -61,14 +61,16 @@ def onehot(c: np.ndarray, drop: bool = True) -> np.ndarray:
     return out[:, 1:] if drop else out
 
 
-def rss(a: np.ndarray, cols) -> float:
-    """Residual sum of squares of y on the columns `cols` from the cross-products a =
-    [X y]'W[X y] (a tiny ridge keeps aliased columns harmless)."""
+def rss(a: np.ndarray, cols) -> np.ndarray:
+    """Residual sums of squares of y on the columns `cols` from cross-products a = [X y]'W
+    [X y], one per matrix of a stack (..., M, M); a tiny ridge keeps aliased columns
+    harmless."""
     cols = np.asarray(cols)
-    g = a[np.ix_(cols, cols)]
-    c = a[cols, -1]
-    b = np.linalg.solve(g + np.eye(len(cols)) * 1e-9 * max(1.0, float(np.trace(g))), c)
-    return float(a[-1, -1] - c @ b)
+    g = a[..., cols[:, None], cols[None, :]]
+    c = a[..., cols, -1]
+    ridge = 1e-9 * np.maximum(1.0, np.trace(g, axis1=-2, axis2=-1))
+    b = np.linalg.solve(g + np.eye(len(cols)) * ridge[..., None, None], c[..., None])[..., 0]
+    return a[..., -1, -1] - (c * b).sum(axis=-1)
 
 
 def span(x: np.ndarray) -> np.ndarray:
@@ -186,9 +188,9 @@ def pairs_p(u: np.ndarray, qs: dict, r: np.ndarray, perms) -> dict:
             for k, p in zip(keys, raw)}
 
 
-def resampled(xa: np.ndarray, n_boot: int, rng: np.random.Generator):
-    """Bootstrap cross-products: models (or, past CHUNKS models, random groups of models)
-    drawn with replacement."""
+def resampled(xa: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap cross-products (n_boot, M, M): models (or, past CHUNKS models, random
+    groups of models) drawn with replacement."""
     n = len(xa)
     g = min(n, CHUNKS)
     group = rng.permutation(n) % g
@@ -197,4 +199,4 @@ def resampled(xa: np.ndarray, n_boot: int, rng: np.random.Generator):
     ends = np.append(starts[1:], n)
     grams = np.stack([xa[order[s:e]].T @ xa[order[s:e]] for s, e in zip(starts, ends)])
     w = rng.multinomial(g, np.full(g, 1 / g), size=n_boot).astype(float)
-    return list((w @ grams.reshape(g, -1)).reshape(n_boot, *grams.shape[1:]))
+    return (w @ grams.reshape(g, -1)).reshape(n_boot, *grams.shape[1:])

@@ -236,14 +236,14 @@ def importance(columns: dict, error, *, pairs: bool = False, top: int = 5,
     main = list(range(xm.shape[1]))
     spec = (names, sl, main, main + [j for ab in found for j in pos[ab]], shown, found, pos,
             df)
-    point = _shares(xa.T @ xa, spec)
-    boot = [_shares(a, spec) for a in fanova.resampled(xa, n_boot, rng)]
+    every = _shares(np.concatenate([(xa.T @ xa)[None], fanova.resampled(xa, n_boot, rng)]),
+                    spec)  # the estimate first, then the resamples
 
     def interval(key) -> Interval:
-        v = np.array([b[key] for b in boot])
-        shift = float(np.median(v)) - point[key]  # the resamples' own bias (duplicated models)
+        point, v = float(every[key][0]), every[key][1:]
+        shift = float(np.median(v)) - point  # the resamples' own bias (duplicated models)
         lo, hi = np.quantile(v, [(1 - level) / 2, (1 + level) / 2]) - shift
-        return Interval(point[key], float(lo), float(hi))
+        return Interval(point, float(lo), float(hi))
 
     shares = tuple(Share(p, len(sl[p]), interval(("first", p)), interval(("total", p)),
                          float(p_adj[i]), bool(p_adj[i] <= alpha)) for i, p in enumerate(names))
@@ -285,6 +285,11 @@ def _check(columns, error, constant, alpha, level, n_boot, n_perm, top, bins) ->
                         ("bins", bins, bins is None or (isinstance(bins, int) and bins >= 2))):
         if not ok:
             raise ArgumentError(name, f"must be {_ALLOWED[name]} (got {v!r})")
+    least = math.ceil(len(columns) / alpha) - 1
+    if n <= EXACT_MAX and n_perm < least:
+        raise ArgumentError("n_perm", f"{n_perm} is too few: the smallest p-value, "
+                            f"1/(n_perm + 1), could not reach α/{len(columns)} (Holm over "
+                            f"{len(columns)} parameters); use at least {least}")
     return y
 
 
@@ -345,27 +350,24 @@ def _shown(ranked, pair_p, alpha, top) -> list:
 
 
 def _shares(a: np.ndarray, spec) -> dict:
-    """Every share from the cross-products a = [X cells y]'W[X cells y]."""
+    """Every share from a stack of cross-products a = [X cells y]'W[X cells y], one value per
+    matrix."""
     names, sl, main, full, shown, found, pos, df = spec
-    n = a[0, 0]
+    n = a[:, 0, 0]
     sst = fanova.rss(a, [0])
-    out = {}
     rss_main = fanova.rss(a, main)
-    mse_main = rss_main / max(n - len(main), 1)
+    mse_main = rss_main / np.maximum(n - len(main), 1)
     rss_full = fanova.rss(a, full) if len(full) > len(main) else rss_main
-    mse_full = rss_full / max(n - len(full), 1)
-    pair = {}
+    out = {("explained", None): 1 - (rss_full / np.maximum(n - len(full), 1))
+           / (sst / np.maximum(n - 1, 1))}
     for ab in shown:
-        ss = rss_main - fanova.rss(a, main + pos[ab])
-        pair[ab] = (ss - df[ab] * mse_main) / sst
-        out["pair", ab] = pair[ab]
+        out["pair", ab] = (rss_main - fanova.rss(a, main + pos[ab]) - df[ab] * mse_main) / sst
     for p in names:
-        within = fanova.rss(a, [0, *sl[p]])
-        kp = len(sl[p])
-        out["first", p] = (sst - within - kp * within / max(n - kp - 1, 1)) / sst
+        within, kp = fanova.rss(a, [0, *sl[p]]), len(sl[p])
+        out["first", p] = (sst - within - kp * within / np.maximum(n - kp - 1, 1)) / sst
         ss = fanova.rss(a, [j for j in main if j not in sl[p]]) - rss_main
-        out["total", p] = (ss - df[p] * mse_main) / sst + sum(pair[ab] for ab in found if p in ab)
-    out["explained", None] = 1 - mse_full / (sst / max(n - 1, 1))
+        out["total", p] = (ss - df[p] * mse_main) / sst + sum(
+            (out["pair", ab] for ab in found if p in ab), np.zeros(len(a)))
     return out
 
 
