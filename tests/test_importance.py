@@ -255,3 +255,35 @@ def test_importance_command(store, tmp_path):
     assert one_error(run(*args, "--params", "depth")).startswith("Error: --params ")
     assert "regime 'x' does not exist" in one_error(run(*args, "--regime", "x"))
     assert "extension must be one of" in one_error(run(*args, "--out", tmp_path / "i.txt"))
+
+
+# ---- claims ----------------------------------------------------------------------------------
+
+def test_importance_claims_parse_and_are_judged(pop):
+    from dse.method import claims
+
+    c = claims.parse_claim("regnetx[g > 1]: wm does not matter within 0.05")
+    assert (c.kind, c.a, c.params, c.value) == ("negligible", "regnetx[g > 1]", ("wm",), 0.05)
+    assert claims.parse_claim("rx: lr and wd interact").params == ("lr", "wd")
+    for bad, why in (("rx: g does not matter within 5", "between 0 and 1"),
+                     ("rx: g and g interact", "does not interact with itself")):
+        with pytest.raises(claims.DseError, match=why):
+            claims.parse_claim(bad)
+    texts = ["regnetx: wm matters", "regnetx: lr and wd interact", "regnetx: d matters",
+             "regnetx: w0 does not matter within 0.05", "regnetx: g does not matter within 0.01",
+             "regnetx: b matters", "regnetx: depth matters", "regnetx: d and wa interact"]
+    got = claims.judge_all([claims.parse_claim(t) for t in texts], {}, {"regnetx": pop},
+                           permutations=199)
+    verdicts = {v.claim: v.verdict for v in got}
+    assert verdicts == {
+        "regnetx: wm matters": "holds", "regnetx: lr and wd interact": "holds",
+        "regnetx: d matters": "inconclusive",
+        "regnetx: w0 does not matter within 0.05": "holds",
+        "regnetx: g does not matter within 0.01": "contradicted",
+        "regnetx: b matters": "untestable", "regnetx: depth matters": "untestable",
+        "regnetx: d and wa interact": "inconclusive"}, got
+    by = {v.claim: v for v in got}
+    assert "single value" in by["regnetx: b matters"].detail
+    assert "unknown parameter 'depth'" in by["regnetx: depth matters"].detail
+    assert by["regnetx: wm matters"].p_adjusted < 0.05 and by["regnetx: wm matters"].effect
+    assert by["regnetx: g does not matter within 0.01"].effect.lo > 0.01

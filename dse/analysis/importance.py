@@ -65,7 +65,8 @@ RECIPE = ("lr", "wd", "lrwd", "epochs")
 @dataclass(frozen=True)
 class Share:
     """One parameter: the degrees of freedom of its effect, its first-order and total
-    shares with intervals, the adjusted permutation p-value, whether it matters at alpha."""
+    shares with intervals, the Holm-adjusted permutation p-value (and the raw one), whether
+    it matters at alpha."""
 
     param: str
     df: int
@@ -73,10 +74,12 @@ class Share:
     total: Interval
     p: float
     matters: bool
+    p_raw: float  # before Holm: P's own test, for a claim that names P alone
 
     def to_json(self) -> dict:
         return dict(param=self.param, df=self.df, first=self.first.to_json(),
-                    total=self.total.to_json(), p=self.p, matters=self.matters)
+                    total=self.total.to_json(), p=self.p, matters=self.matters,
+                    p_raw=self.p_raw)
 
 
 @dataclass(frozen=True)
@@ -206,9 +209,11 @@ def parameters(pop: pd.DataFrame, params=None) -> tuple[dict[str, np.ndarray], l
 def importance(columns: dict, error, *, pairs: bool = False, top: int = 5,
                bins: int | None = None, alpha: float = ALPHA, level: float = 0.95,
                n_boot: int = 200, n_perm: int = 999, seed: int = 0,
-               ceiling: Ceiling | None = None, constant=()) -> Importance:
+               ceiling: Ceiling | None = None, constant=(),
+               pair_of: tuple[str, str] | None = None) -> Importance:
     """The shares of the error variance of the models (`error`, one per model) that the
-    parameters (`columns`: name → values per model) explain; see the module's docstring."""
+    parameters (`columns`: name → values per model) explain; see the module's docstring.
+    `pair_of` (P, Q): test that pair alone (pairs=True)."""
     y = _check(columns, error, constant, alpha, level, n_boot, n_perm, top, bins)
     n, names = len(y), list(columns)
     rng = np.random.default_rng(seed)
@@ -221,8 +226,9 @@ def importance(columns: dict, error, *, pairs: bool = False, top: int = 5,
     xm = np.hstack(x)
     exact = n <= EXACT_MAX
     perms = fanova.batches(n, n_perm, rng) if exact else None
-    p_adj, df = _main_tests(xm, y, sl, perms)
-    cells, shown, pair_p = (_pair_tests(columns, xm, y, min(PAIR_BINS, k), perms, df)
+    p_raw, df = _main_tests(xm, y, sl, perms)
+    p_adj = fanova.holm(p_raw)
+    cells, shown, pair_p = (_pair_tests(columns, xm, y, min(PAIR_BINS, k), perms, df, pair_of)
                             if pairs and len(names) > 1 else ({}, [], {}))
     shown = _shown(shown, pair_p, alpha, top)
     found = [ab for ab in shown if pair_p[ab] <= alpha]
@@ -246,7 +252,8 @@ def importance(columns: dict, error, *, pairs: bool = False, top: int = 5,
         return Interval(point, float(lo), float(hi))
 
     shares = tuple(Share(p, len(sl[p]), interval(("first", p)), interval(("total", p)),
-                         float(p_adj[i]), bool(p_adj[i] <= alpha)) for i, p in enumerate(names))
+                         float(p_adj[i]), bool(p_adj[i] <= alpha), float(p_raw[i]))
+                   for i, p in enumerate(names))
     pair_rows = tuple(Pair(a, b, interval(("pair", (a, b))), float(pair_p[a, b]),
                            bool(pair_p[a, b] <= alpha)) for a, b in shown) if pairs else None
     return Importance(n, shares, pair_rows, interval(("explained", None)), ceiling,
@@ -300,7 +307,7 @@ _ALLOWED = dict(alpha="between 0 and 1, e.g. 0.05", level="between 0 and 1, e.g.
 
 def _main_tests(xm, y, sl, perms) -> tuple[np.ndarray, dict]:
     """Each parameter beyond the others (Freedman–Lane F; the F distribution past EXACT_MAX
-    models): the Holm-adjusted p-values and the degrees of freedom its columns add."""
+    models): the raw p-values and the degrees of freedom its columns add."""
     if perms is None:
         return _main_f(xm, y, sl)
     p_raw, df = [], {}
@@ -309,7 +316,7 @@ def _main_tests(xm, y, sl, perms) -> tuple[np.ndarray, dict]:
         q = fanova.beyond(u, xm[:, cols])
         df[p] = q.shape[1]
         p_raw.append(fanova.beyond_p(u, q, fanova.residualize(u, y), perms))
-    return fanova.holm(p_raw), df
+    return np.array(p_raw), df
 
 
 def _main_f(xm, y, sl) -> tuple[np.ndarray, dict]:
@@ -324,16 +331,16 @@ def _main_f(xm, y, sl) -> tuple[np.ndarray, dict]:
         df[p] = rank - fanova.rank(a[np.ix_(red, red)])
         f = fanova.f_ratio(fanova.rss(a, red) - rss, rss, max(df[p], 1), len(y) - rank)
         p_raw.append(float(fanova.f_p(f, df[p], len(y) - rank)))
-    return fanova.holm(p_raw), df
+    return np.array(p_raw), df
 
 
-def _pair_tests(columns, xm, y, kc, perms, df) -> tuple[dict, list, dict]:
+def _pair_tests(columns, xm, y, kc, perms, df, only=None) -> tuple[dict, list, dict]:
     """Every pair's cells beyond the additive model: the cells' columns, the pairs ranked by
     their sum of squares per degree of freedom, and their adjusted p-values."""
     c = {p: fanova.codes(v, kc) for p, v in columns.items()}
     u = fanova.span(xm)
     cells, qs, ss = {}, {}, {}
-    for a, b in itertools.combinations(columns, 2):
+    for a, b in [tuple(only)] if only else itertools.combinations(columns, 2):
         cell = np.unique(c[a] * (c[b].max() + 1) + c[b], return_inverse=True)[1]
         cells[a, b] = fanova.onehot(cell, drop=False)
         qs[a, b] = fanova.beyond(u, cells[a, b])
