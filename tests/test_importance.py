@@ -287,3 +287,24 @@ def test_importance_claims_parse_and_are_judged(pop):
     assert "unknown parameter 'depth'" in by["regnetx: depth matters"].detail
     assert by["regnetx: wm matters"].p_adjusted < 0.05 and by["regnetx: wm matters"].effect
     assert by["regnetx: g does not matter within 0.01"].effect.lo > 0.01
+
+
+def test_suggest_constrains_what_matters_and_fixes_what_is_negligible(store, pop):
+    from dse.method import importancehints
+
+    cols, _ = imp.parameters(pop, PLANTED)
+    y = pop["error"].to_numpy(float)
+    rng = np.random.default_rng(2)
+    cols["noise"] = rng.normal(size=len(y))  # a parameter the error ignores
+    got = imp.importance(cols, y, n_perm=199, n_boot=100, seed=3)
+    hs = importancehints.hints(got, margin=0.05)
+    constrain = [h.param for h in hs if h.action == "constrain"]
+    assert sorted(constrain) == ["g", "lr", "wd", "wm"]
+    assert constrain == sorted(constrain, key=lambda p: -got.share(p).total.value)
+    fixed = {h.param for h in hs if h.action == "fix"}
+    assert "noise" in fixed and not fixed & {"wm", "g", "lr", "wd"}
+    assert all(got.share(p).first.hi < 0.05 for p in fixed)
+    out = json.loads(ok("suggest", "rx", "--store", store, "--json").output)["importance"]
+    assert {h["param"] for h in out["hints"] if h["action"] == "constrain"} == \
+        {"wm", "g", "lr", "wd"}
+    assert "matters (p = " in out["hints"][0]["why"]
