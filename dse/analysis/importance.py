@@ -50,7 +50,8 @@ import numpy as np
 import pandas as pd
 
 from dse.analysis import fanova, select
-from dse.analysis.trials import Interval, Noise
+from dse.analysis.ceiling import Ceiling
+from dse.analysis.trials import Interval
 from dse.errors import ArgumentError, DseError
 
 ALPHA = 0.05
@@ -96,22 +97,6 @@ class Pair:
     def to_json(self) -> dict:
         return dict(a=self.a, b=self.b, share=self.share.to_json(), p=self.p,
                     interact=self.interact)
-
-
-@dataclass(frozen=True)
-class Ceiling:
-    """The share of the error variance that is the models' (not the seeds'), from the
-    pooled seed noise of `models` models with reruns; `seeds`: the mean seeds per error."""
-
-    value: float
-    sigma_seed: float
-    models: int
-    seeds: float
-    icc: Interval
-
-    def to_json(self) -> dict:
-        return dict(value=self.value, sigma_seed=self.sigma_seed, models=self.models,
-                    seeds=self.seeds, icc=self.icc.to_json())
 
 
 @dataclass(frozen=True, eq=False)
@@ -376,14 +361,3 @@ def _shares(a: np.ndarray, spec) -> dict:
         out["total", p] = (ss - df[p] * mse_main) / sst + sum(
             (out["pair", ab] for ab in found if p in ab), np.zeros(len(a)))
     return out
-
-
-def ceiling(error, n_seeds, nz: Noise) -> Ceiling:
-    """The noise ceiling of errors that are means of n_seeds runs each, from the seed noise
-    of the reruns (dse.analysis.trials.noise)."""
-    e = np.asarray(error, dtype=float)
-    s = np.maximum(np.asarray(n_seeds, dtype=float), 1)
-    var = float(e.var(ddof=1))
-    value = 1 - float(np.mean(nz.sigma_seed ** 2 / s)) / var if var > 0 else math.nan
-    return Ceiling(value, nz.sigma_seed, nz.models, float(s.mean()),
-                   Interval(nz.icc, nz.icc_lo, nz.icc_hi))

@@ -31,20 +31,10 @@ def population(store_path, space_name, selection):
 
 
 def noise_ceiling(store, space, pop, pick):
-    """The noise ceiling of the population's errors from the reruns of its recipe among its
-    models; None when no model has two finished seeds."""
-    from dse.analysis import importance, trials
+    """The noise ceiling from the reruns of the population's recipe (None: no reruns)."""
+    from dse.analysis import ceiling
 
-    if "recipe" not in pop or not pop["recipe"].notna().any():
-        return None
-    res = store.read_results(space)
-    runs = res[(res["recipe"] == pop["recipe"].dropna().iloc[0])
-               & res["model_id"].isin(pop["model_id"]) & (res["status"] == "done")
-               & res["error"].notna()]
-    if not len(runs) or runs["model_id"].value_counts().max() < 2:
-        return None
-    seeds = pop["n_seeds"] if pick.aggregate == "mean" else 1
-    return importance.ceiling(pop["error"], seeds, trials.noise(runs[["model_id", "error"]]))
+    return ceiling.from_reruns(store.read_results(space), pop, pick.aggregate)
 
 
 def _split(params) -> list[str]:
