@@ -308,3 +308,33 @@ def test_suggest_constrains_what_matters_and_fixes_what_is_negligible(store, pop
     assert {h["param"] for h in out["hints"] if h["action"] == "constrain"} == \
         {"wm", "g", "lr", "wd"}
     assert "matters (p = " in out["hints"][0]["why"]
+
+
+def test_what_docs_findings_says_about_the_committed_stores():
+    """docs/findings.md, "Which choices matter": the numbers of findings-cpu, recomputed."""
+    from cli_helpers import ROOT
+
+    from dse.analysis import ceiling
+
+    store = Store(ROOT / "experiments" / "results" / "findings-cpu")
+    got = {}
+    for space in ("regnetx", "xc-choices"):
+        p = stats.population(store.load([space]), space)
+        cols, _ = imp.parameters(p)
+        got[space] = imp.importance(cols, p["error"], pairs=True,
+                                    ceiling=ceiling.from_reruns(store.read_results(space), p))
+    rx, xc = got["regnetx"], got["xc-choices"]
+    assert [s.param for s in rx.shares] == ["d", "wa", "wm", "g"]
+    assert [s.param for s in rx.shares if s.matters] == ["wm"] and rx.share("wm").p == 0.004
+    assert (round(rx.share("wm").first.value, 2), round(rx.share("wm").total.value, 2)) == \
+        (0.36, 0.38)
+    assert min(s.p for s in rx.shares if not s.matters) >= 0.11
+    assert not any(p.interact for p in rx.pairs) and min(p.p for p in rx.pairs) >= 0.25
+    assert round(rx.explained.value, 2) == 0.54 and round(rx.ceiling.value, 2) == 0.60
+    assert round(rx.ceiling.sigma_seed, 2) == 1.06 and rx.ceiling.models == 24
+    assert [s.param for s in xc.shares if s.matters] == ["d4", "w4", "activation"]
+    act, g = xc.share("activation"), xc.share("g")
+    assert (round(act.first.value, 2), round(act.total.value, 2)) == (0.75, 0.39)
+    assert round(g.first.value, 2) == 0.12 and g.p == 1 and g.total.hi < 0.02
+    assert not any(p.interact for p in xc.pairs) and xc.ceiling is None
+    assert round(xc.explained.value, 2) == 0.88

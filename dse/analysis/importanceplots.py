@@ -35,7 +35,8 @@ def importance_figure(imp, space: str):
                plt.Rectangle((0, 0), 1, 1, color="tab:blue")]
     labels = ["first-order (alone)", "total (beyond the others) / pair / model"]
     extra = ax.get_legend_handles_labels()
-    ax.legend(handles + extra[0], labels + extra[1], fontsize=8, loc="lower right")
+    ax.legend(handles + extra[0], labels + extra[1], fontsize=8, loc="upper center",
+              bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
