@@ -7,8 +7,9 @@ beside a baseline that refits the bootstrap's models from the resampled rows.
 dse: the whole analysis with its defaults (200 bootstrap resamples, 999 permutations, or the
 F distribution past 5,000 models). Baseline: the same shares' bootstrap done the direct way,
 each resample's models refit by least squares on its rows (np.linalg.lstsq, one fit per
-parameter plus the full model) — over all 200 resamples at the small size, over 20 and
-scaled by 10 at the large one (said in the output). Times are wall seconds.
+parameter plus the full model) — over 20 resamples scaled by 10 at the small size, over 10
+scaled by 20 at the large one. Times are wall seconds; BLAS threads as the environment sets
+them (OPENBLAS_NUM_THREADS=1 on a shared machine: see bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from dse.space.spec import Task  # noqa: E402
 
 
 def population(n: int, seed: int = 0) -> tuple[dict, np.ndarray]:
-    """n RegNetX models in 200M–800M flops with lr, wd drawn log-uniformly, and errors
+    """n RegNetX models in 100M–1.6G flops with lr, wd drawn log-uniformly, and errors
     30 + 12·(w_m − 2.5)² + 2·[g = 1] + 0.75·(log10 lr·wd + 4)² + N(0, 0.7²)."""
-    rows = pd.DataFrame(sample(spaces.load("regnetx"), n, Task(), Window(200e6, 800e6),
+    rows = pd.DataFrame(sample(spaces.load("regnetx"), n, Task(), Window(100e6, 1.6e9),
                                seed=seed))
     rng = np.random.default_rng(seed)
     lr, wd = 10 ** rng.uniform(-2, 0, n), 10 ** rng.uniform(-5, -3, n)
@@ -68,9 +69,10 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--large", type=int, default=100_000)
     a = ap.parse_args()
-    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
+    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, BLAS threads "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    for n, pairs, scale in ((a.small, True, 1), (a.large, False, 10)):
+    for n, pairs, scale in ((a.small, True, 10), (a.large, False, 20)):
         t = time.perf_counter()
         cols, e = population(n)
         drawn = time.perf_counter() - t
@@ -82,7 +84,7 @@ def main() -> None:
         pair = [f"{p.a}×{p.b}" for p in got.pairs or () if p.interact]
         print(f"n = {n:,} (sampled in {drawn:.1f} s), pairs {pairs}: dse {dse_s:.2f} s "
               f"({got.test}); baseline bootstrap alone {base_s:.2f} s"
-              f"{' (20 resamples × 10)' if scale > 1 else ''}; ratio {base_s / dse_s:.1f}×; "
+              f" ({200 // scale} resamples × {scale}); ratio {base_s / dse_s:.1f}×; "
               f"matters: {found}; pairs found: {', '.join(pair) or '-'}")
 
 
