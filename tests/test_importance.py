@@ -338,3 +338,15 @@ def test_what_docs_findings_says_about_the_committed_stores():
     assert round(g.first.value, 2) == 0.12 and g.p == 1 and g.total.hi < 0.02
     assert not any(p.interact for p in xc.pairs) and xc.ceiling is None
     assert round(xc.explained.value, 2) == 0.88
+
+
+def test_the_python_example_in_docs_analysis_runs(monkeypatch):
+    from cli_helpers import ROOT
+
+    text = (ROOT / "docs" / "analysis.md").read_text()
+    code = text.split("Which choices matter, on the committed findings-cpu store")[1]
+    code = code.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(ROOT)
+    scope = {}
+    exec(compile(code, "docs/analysis.md", "exec"), scope)
+    assert scope["got"].share("wm").matters and round(scope["got"].ceiling.value, 2) == 0.60
