@@ -237,7 +237,7 @@ def test_bins_splines_holm_and_bad_input():
 # ---- the command line ------------------------------------------------------------------------
 
 def test_importance_command(store, tmp_path):
-    args = ("importance", "rx", "--store", store, "--perms", 199, "--boot", 50)
+    args = ("importance", "rx", "--store", store, "--perms", 199, "--boot", 20)
     out = json.loads(ok(*args, "--pairs", "--params", "wm,g", "--params", "lr", "--params",
                         "wd", "--json").output)
     shares = {s["param"]: s for s in out["shares"]}
