@@ -22,7 +22,7 @@ from dse.store.core import Store
 SECTIONS = [("populations", "Populations"), ("edf", "Error EDFs"),
             ("edf-normalized", "Complexity-normalized EDFs"),
             ("search-efficiency", "Random search efficiency"), ("fit-linear", "fit-linear"),
-            ("trends", "Trends and good ranges")]
+            ("trends", "Trends and good ranges"), ("importance", "Which choices matter")]
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;
@@ -103,7 +103,33 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
                        f"{repeats} bootstrap resamples of 25% of the models; line: "
                        "the median.</p>"
                        + "".join(_trends(s, pop, repeats, seed) for s, pop in pops.items()))
+    parts["importance"] = (
+        "<p>The share of the error variance each parameter explains alone (grey) and beyond "
+        "the others (blue), with 95% bootstrap intervals; hatched: not called at α = 0.05 "
+        "(permutation test, Holm); red line: the noise ceiling from seed reruns (dse "
+        "importance).</p>" + "".join(_importance(store, s, pop, seed, selection.pick)
+                                     for s, pop in pops.items()))
     return _page(store.root, parts)
+
+
+def _importance(store: Store, s: str, pop, seed: int, pick) -> str:
+    """One space's importance figure and summary, or a note saying why there is none."""
+    from dse.analysis import ceiling as noise
+    from dse.analysis import importance, importanceplots
+
+    try:
+        cols, constant = importance.parameters(pop)
+        ceiling = noise.from_reruns(store.read_results(s), pop, pick.aggregate)
+        got = importance.importance(cols, pop["error"].to_numpy(float), pairs=True, seed=seed,
+                                    ceiling=ceiling, constant=constant)
+    except DseError as e:
+        return f"<h3>{html.escape(s)}</h3>" + _note(str(e))
+    said = ", ".join(x.param for x in got.shares if x.matters) or "nothing"
+    ceil = "unknown (no reruns)" if ceiling is None else f"{ceiling.value:.2f}"
+    return (f"<h3>{html.escape(s)}</h3>"
+            + _img(importanceplots.importance_figure(got, s), f"{s} importance")
+            + _note(f"matters: {said}; explained {got.explained.value:.2f}; noise ceiling "
+                    f"{ceil}"))
 
 
 def _populations(df, names, counts, ready, skipped, picked: str = "") -> str:

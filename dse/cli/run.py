@@ -175,7 +175,9 @@ def _print_summary(out):
 def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection, seed,
                 as_json):
     """Rank the refinements of a trained space the paper's way (share, non-decreasing, fix,
-    narrow, linear widths), each with its evidence; --write saves the best supported one."""
+    narrow, linear widths), each with its evidence; --write saves the best supported one.
+    Then which choices matter (dse importance): constrain those that do, fix those whose
+    share is negligible even alone."""
     from dse.analysis import population
     from dse.analysis import stats as analysis
     from dse.files import write_output
@@ -191,12 +193,14 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection
     notes = read.notes
     pop = analysis.population(read.frame, read.labels[0])
     found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
+    weighed = _importance_hints(pop, alpha, seed)
     written = None
     if write_path and found.best is not None:
         suggest.write_space_file(space, found.best, write_path, write=write_output)
         written = write_path
     if as_json:
-        echo_json({**found.to_json(), **({"written": written} if write_path else {})})
+        echo_json({**found.to_json(), **({"written": written} if write_path else {}),
+                   "importance": weighed})
         return
     n_sig = sum(c.significant for c in found.candidates)
     echo_notes(notes)
@@ -208,9 +212,30 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection
     if not n_sig:
         click.echo("nothing is supported: no candidate's top models differ from chance after "
                    "correcting for the number of candidates")
+    click.echo(f"\nwhich choices matter (dse importance {name}): "
+               + (weighed["reason"] if "reason" in weighed else
+                  f"explained {weighed['explained']['value']:.2f} of the error variance"))
+    for h in weighed.get("hints", []):
+        click.echo(f"  {h['action']} {h['param']}: {h['why']}")
     if write_path:
         click.echo(f"wrote {written} (dse sample --space {written})" if written else
                    "no file written: nothing is supported")
+
+
+def _importance_hints(pop, alpha: float, seed: int) -> dict:
+    """dse importance on the population and what it proposes (dse.method.importancehints),
+    as JSON; {"reason": ...} where it cannot be had."""
+    from dse.analysis import importance
+    from dse.errors import DseError
+    from dse.method import importancehints
+
+    try:
+        cols, constant = importance.parameters(pop)
+        imp = importance.importance(cols, pop["error"].to_numpy(float), alpha=alpha,
+                                    seed=seed, constant=constant)
+    except DseError as e:
+        return dict(reason=str(e))
+    return dict(imp.to_json(), hints=[h.to_json() for h in importancehints.hints(imp)])
 
 
 @click.command("transfer", cls=Command)

@@ -22,6 +22,10 @@ An experiment's `expect:` lists claims in words:
                                           interval above the threshold (default 0.5)
     xc[b == 0.25] worse than xc[b == 1]   any A or B may be a sub-population SPACE[EXPR]
                                           (the models of SPACE for which EXPR holds)
+    regnetx: wm matters                   which choices matter (dse.method.importanceclaims):
+    regnetx: b does not matter within 0.02
+    regnetx: lr and wd interact           permutation tests beyond the other parameters; a
+                                          share's interval below the stated margin
 
 Each claim gets one of four verdicts:
 - holds: its test is significant at alpha after the family-wise correction over the
@@ -47,7 +51,7 @@ from scipy import stats
 from dse.analysis import effects, regimes
 from dse.analysis import stats as analysis
 from dse.errors import DseError
-from dse.method import ranges
+from dse.method import importanceclaims, ranges
 from dse.method.claimtext import (  # noqa: F401 (part of this API)
     FORMS,
     RANKS_ABOVE,
@@ -159,6 +163,10 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
         elif c.kind == "ranks":  # likewise
             trend[i] = ranks_claim(c, ranks.get(c.text, "its recipes were not read"), alpha)
             found.append(untestable(c, "ranks"))
+        elif c.kind in importanceclaims.KINDS:  # "negligible" by its interval, like trends
+            f, v = _importance_claim(c, pops.get(c.a.label), alpha, seed, permutations)
+            found.append(f)
+            trend.update({i: v} if v else {})
         elif c.b is not None:
             found.append(_pair_claim(c, curves, pops, alpha, c.margin or margin, boot, seed))
         else:
@@ -168,6 +176,20 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
     p_vs = effects.adjust([f.p_against for f in found], correction)
     return [trend.get(i) or _decide(f, pf, pv, alpha, correction)
             for i, (f, pf, pv) in enumerate(zip(found, p_for, p_vs))]
+
+
+def _importance_claim(c: Claim, pop, alpha, seed, permutations):
+    """Evidence about which choices matter (dse.method.importanceclaims), and the verdict
+    of a claim judged by its interval alone (None for the others)."""
+    r = importanceclaims.judge(c, pop, alpha, seed, permutations)
+    if r.reason:
+        return untestable(c, r.reason), None
+    if r.verdict:
+        return untestable(c, "interval"), Verdict(
+            c.text, c.kind, c.a.label, None, r.verdict, test=r.test, effect=r.effect,
+            margin=c.value, detail=r.detail)
+    return evidence(c, r.p, np.nan, may_contradict=False, test=r.test, effect=r.effect,
+                    detail=r.detail), None
 
 
 def _trend_claim(c: Claim, pop, alpha: float, seed: int) -> Verdict:

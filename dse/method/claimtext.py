@@ -15,7 +15,8 @@ FORMS = ("A better than B", "A worse than B", "A same as B [within M]",
          "A at least as good as B [within M]", "A good PARAM contains|above|below VALUE",
          "A good PARAM stable across regimes [within T]",
          "A good PARAM increases|decreases with flops",
-         "A ranks alike at KEY=V,... and KEY=V,... [above R]")
+         "A ranks alike at KEY=V,... and KEY=V,... [above R]", "A: P matters",
+         "A: P does not matter within S", "A: P and Q interact")
 _OPERAND = r"(\S+?\[[^\]]*\]|\S+)"  # SPACE[@STORE][[EXPR]]: dse.analysis.population.Operand
 _PAIR = re.compile(rf"^\s*{_OPERAND}\s+(better than|worse than|same as|at least as good as)"
                    rf"\s+{_OPERAND}(?:\s+within\s+(\S+))?\s*$", re.I)
@@ -26,6 +27,9 @@ _RANGE = re.compile(rf"^\s*{_OPERAND}\s+good\s+(\S+)\s+(contains|above|below)\s+
 _TREND = re.compile(rf"^\s*{_OPERAND}\s+good\s+(\S+)\s+(stable across regimes|increases with flops|"
                     r"decreases with flops)(?:\s+within\s+(\S+))?\s*$", re.I)
 TRENDS = ("stable", "increases", "decreases")
+_IMPORTANCE = re.compile(rf"^\s*{_OPERAND}:\s+(\S+)\s+(?:(matters)|(does not matter)\s+within"
+                         r"\s+(\S+)|and\s+(\S+)\s+(interact))\s*$", re.I)
+IMPORTANCE = ("matters", "negligible", "interact")  # dse.method.importanceclaims
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,14 @@ class Claim:
 
     text: str
     kind: str          # better | same | at_least | contains | above | below | stable | increases
-    #                    | decreases | ranks
+    #                    | decreases | ranks | matters | negligible | interact
     a: Operand
     b: Operand | None = None
     param: str | None = None
     value: float | None = None
     margin: float | None = None  # points; None: the experiment's margin
     recipes: tuple = ()          # ranks: the proxy's and the target's settings ({KEY: V})
+    params: tuple = ()           # matters, negligible (P), interact (P, Q): parameters
 
     @property
     def operands(self) -> list[Operand]:
@@ -69,6 +74,9 @@ def parse_claim(text: str) -> Claim:
         if not -1 <= above < 1:
             raise DseError(f"claim {text!r}: the threshold after 'above' must lie in [-1, 1)")
         return Claim(text, "ranks", _operand(m.group(1), text), value=above, recipes=recipes)
+    m = _IMPORTANCE.match(text)
+    if m:
+        return _importance(m, text)
     m = _PAIR.match(text)
     if m:
         a, rel, b = _operand(m.group(1), text), m.group(2).lower(), _operand(m.group(3), text)
@@ -101,6 +109,23 @@ def parse_claim(text: str) -> Claim:
         return Claim(text, m.group(3).lower(), _operand(m.group(1), text), param=m.group(2),
                      value=_number(m.group(4), text))
     raise DseError(f"cannot read the claim {text!r}; the forms are: {'; '.join(FORMS)}")
+
+
+def _importance(m, text: str) -> Claim:
+    """'A: P matters', 'A: P does not matter within S' (S a share in (0, 1)), 'A: P and Q
+    interact'."""
+    a, p = _operand(m.group(1), text), m.group(2)
+    if m.group(3):
+        return Claim(text, "matters", a, params=(p,))
+    if m.group(7):
+        if m.group(6) == p:
+            raise DseError(f"claim {text!r}: a parameter does not interact with itself")
+        return Claim(text, "interact", a, params=(p, m.group(6)))
+    share = _number(m.group(5), text)
+    if not 0 < share < 1:
+        raise DseError(f"claim {text!r}: the margin after 'within' is a share of the error "
+                       "variance, between 0 and 1 (e.g. 0.02)")
+    return Claim(text, "negligible", a, value=share, params=(p,))
 
 
 def _number(s: str, text: str) -> float:
