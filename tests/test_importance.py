@@ -263,7 +263,7 @@ def test_importance_claims_parse_and_are_judged(pop):
     from dse.method import claims
 
     c = claims.parse_claim("regnetx[g > 1]: wm does not matter within 0.05")
-    assert (c.kind, c.a, c.params, c.value) == ("negligible", "regnetx[g > 1]", ("wm",), 0.05)
+    assert (c.kind, str(c.a), c.params, c.value) == ("negligible", "regnetx[g > 1]", ("wm",), 0.05)
     assert claims.parse_claim("rx: lr and wd interact").params == ("lr", "wd")
     for bad, why in (("rx: g does not matter within 5", "between 0 and 1"),
                      ("rx: g and g interact", "does not interact with itself")):

@@ -139,5 +139,6 @@ def test_population_errors_are_one_line(stores, tmp_path):
     for claim, message in (("anynetxc[] better than anynetxa", "write SPACE[EXPR]"),
                            ("anynetxc@nowhere better than anynetxa", "does not exist")):
         exp.write_text(yaml.safe_dump(dict(name="bad", spaces=["anynetxc", "anynetxa"], n=4,
+                                           dataset="fashion-mnist",
                                            expect=[claim])))
         assert message in one_error(run("run", exp, "--dry-run", "--store", home))

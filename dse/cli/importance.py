@@ -31,11 +31,11 @@ def population(store_path, operand, selection):
     return store, label, stats.population(df, label), notes
 
 
-def noise_ceiling(store, operand, pop, pick):
-    """The noise ceiling from the reruns of the population's recipe (None: no reruns)."""
+def noise_ceiling(store, space, pop, pick):
+    """The noise ceiling from the reruns of the population's recipe (None: no reruns) among
+    the results of `space` (a name)."""
     from dse.analysis import ceiling
 
-    space = store.resolve(operand.space)
     return ceiling.from_reruns(store.read_results(space), pop, pick.aggregate)
 
 
@@ -81,7 +81,7 @@ def importance_cmd(space_name, params, pairs, top, alpha, n_boot, n_perm, select
 
     store, space, pop, notes = population(store_path, space_name, selection)
     cols, constant = importance.parameters(pop, _split(params))
-    ceiling = noise_ceiling(store, space_name, pop, selection.pick)
+    ceiling = noise_ceiling(store, store.resolve(space_name.space), pop, selection.pick)
     imp = importance.importance(cols, pop["error"].to_numpy(float), pairs=pairs, top=top,
                                 alpha=alpha, n_boot=n_boot, n_perm=n_perm, seed=seed,
                                 ceiling=ceiling, constant=constant)
