@@ -200,13 +200,16 @@ def _windows(exp) -> str:
 
 
 def _regime_table(t: dict) -> str:
-    """Per parameter its trend, slope and each regime's good range (an experiment page)."""
+    """Per parameter its trend, the excess of its slope over the sampled medians', the
+    slope and each regime's good range with its sampled median (an experiment page)."""
     if "error" in t:
         return _note(t["error"])
+    ci = lambda d: f"{d['value']:.2g} [{d['lo']:.2g}, {d['hi']:.2g}]"  # noqa: E731
     rows = [dict(param=p, trend=v["trend"],
-                 slope=f"{v['slope']['value']:.2g} [{v['slope']['lo']:.2g}, "
-                       f"{v['slope']['hi']:.2g}]",
+                 **({"excess over sampled": ci(v["excess"])} if "excess" in v else {}),
+                 slope=ci(v["slope"]),
                  **{r["name"]: f"{r['median']:.4g} [{r['lo']:.4g}, {r['hi']:.4g}]"
+                               + (f" (sampled {r['sampled']:.4g})" if "sampled" in r else "")
                     for r in v["regimes"]}) for p, v in t["params"].items()]
     return _table(rows, list(rows[0])) if rows else ""
 

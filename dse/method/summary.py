@@ -193,7 +193,7 @@ def _regime_trends(space: str, pop, exp: Experiment, out: dict, figs: dict) -> N
         return
     cx = regimes.complexity(pop)
     out.setdefault("regime_trends", {})[space] = dict(
-        params={r["param"]: {k: r[k] for k in ("regimes", "slope", "trend")} for r in rows},
+        params={r["param"]: {k: r[k] for k in regimes.KEYS} for r in rows},
         complexity=cx)
     figs[f"trends_regimes_{space}"] = plots.regime_trends_figure(rows, cx, pop, space)
 
