@@ -32,7 +32,8 @@ Each claim gets one of four verdicts:
   the other direction at alpha/2: it was not the direction stated);
 - inconclusive: neither; absence of evidence is never "holds";
 - untestable: the data cannot bear on it (no finished models, a value no sampled model
-  reaches), with the reason.
+  reaches, a population of which a quarter or more did not learn: dse.analysis.health),
+  with the reason.
 Every verdict carries an effect size with a bootstrap interval (the Hodges–Lehmann shift in
 points; the good range for range claims), the raw and adjusted p. Two spaces that share
 models by design (the same architectures, e.g. RegNetX and RegNetY drawn from one stream)
@@ -46,7 +47,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import stats
 
-from dse.analysis import effects, regimes
+from dse.analysis import effects, health, regimes
 from dse.analysis import stats as analysis
 from dse.errors import DseError
 from dse.method import ranges
@@ -155,7 +156,9 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
     pops, limits, ranks = pops or {}, limits or {}, ranks or {}
     found, trend = [], {}
     for i, c in enumerate(claims):
-        if c.kind in TRENDS:
+        if c.kind != "ranks" and (why := untrained(c, pops)):
+            found.append(untestable(c, why))
+        elif c.kind in TRENDS:
             found.append(_trend_claim(c, pops.get(c.a), alpha, seed, permutations))
         elif c.kind == "ranks":  # likewise
             trend[i] = ranks_claim(c, ranks.get(c.text, "its recipes were not read"), alpha)
@@ -231,6 +234,18 @@ def ranks_claim(c: Claim, fid, alpha: float) -> Verdict:
               f"(chance {fid.top_k.expected:.0%}); regret {fid.regret:.2f} points")
     return Verdict(**base, verdict=verdict, test="Spearman ρ, bootstrap interval",
                    statistic=rho.value, effect=eff, pairs=fid.pairs, detail=detail)
+
+
+def untrained(c: Claim, pops: dict) -> str:
+    """Why a claim is untestable because a population it is about did not train (at least
+    health.UNTRAINED_SHARE of its finished models did not learn), or ''."""
+    for s in dict.fromkeys(x for x in (c.a, c.b) if x is not None and x in pops):
+        h = health.health(pops[s])
+        if h.sick:
+            return (f"{s}: {h.text()}; its errors measure this recipe's failure to train "
+                    "it, not its design (train it again with another lr, a warm-up or more "
+                    "epochs)")
+    return ""
 
 
 def untestable(claim: Claim, reason: str) -> _Evidence:

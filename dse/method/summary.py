@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dse.analysis import effects, regimes, select
+from dse.analysis import effects, health, regimes, select
 from dse.analysis import stats as analysis
 from dse.errors import DseError
 from dse.files import jsonable, writing
@@ -130,14 +130,19 @@ def _limits(exp: Experiment) -> dict:
 
 def _space_rows(df, names: list[str], cmp, pops: dict, repeats: int = 10_000,
                 seed: int = 0) -> list[dict]:
-    """Per space: its counts, summary, the KS tests (two-sided, and one-sided each way)
-    against the space before it, the Hodges–Lehmann shift from it (points, with a bootstrap
-    95% interval), and how many models the two share by architecture."""
+    """Per space: its counts, how many finished models did not learn, summary, the KS tests
+    (two-sided, and one-sided each way) against the space before it, the Hodges–Lehmann
+    shift from it (points, with a bootstrap 95% interval), and how many models the two share
+    by architecture."""
     rows, prev = [], None
     for s in names:
         c = analysis.counts(df, s)
         row = dict(space=s, sampled=c["sampled"], finished=c["finished"],
                    diverged=c["diverged"], failed=c["failed"])
+        if s in pops:  # training health: how many finished models did not learn
+            h = health.health(pops[s])
+            row.update(untrained=h.untrained, untrained_share=h.share,
+                       median_train_loss=h.median_loss, chance_loss=h.chance_loss)
         if s in cmp.spaces:
             row.update({k: cmp.spaces[s][k] for k in ("n", "min", "median", "mean")})
             if prev is not None:
