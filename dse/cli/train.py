@@ -280,13 +280,17 @@ def status_cmd(store_path, only_jobs, as_json):
 def _with_health(store, rows: list) -> list:
     """Each status row with `untrained` (done models that did not learn: final training loss
     or error near chance, dse.analysis.health) and its `health` summary."""
+    import warnings
+
     from dse.analysis import health
 
     for r in rows:
         h = None
         if r.get("done") and not r.get("error"):
             try:
-                h = health.health(store.load([r["space"]]))
+                with warnings.catch_warnings():  # damaged files: the table names them
+                    warnings.simplefilter("ignore")
+                    h = health.health(store.load([r["space"]]))
             except DseError:
                 h = None
         r["untrained"] = h.untrained if h else 0
