@@ -344,6 +344,26 @@ def paired(store: Store, space: str, picks) -> tuple[pd.DataFrame, pd.DataFrame,
     return a, b, both
 
 
+def promoted(store: Store, space: str, pick: Pick, both: pd.DataFrame,
+             top: int | None = None) -> tuple[np.ndarray, int, str]:
+    """Which of the paired models (`both`, from `paired`) were promoted by selection, as the
+    proxy's best (`dse train --top K`), rather than at random (`--sample`): the first `top`
+    of the proxy's ranking by its first seed's errors (the ranking --top read before any
+    reruns), or, when `top` is None, the longest run of that ranking's best that was
+    promoted whole (inferred; 0 when every model was promoted). Returns (mask over `both`,
+    K, 'given' | 'inferred')."""
+    proxy = store.load([space], Pick(pick.recipe, "first", flag=pick.flag))
+    ranked = proxy[proxy["status"] == "done"].sort_values(["error", "model_id"])["model_id"]
+    ids, how = set(both["model_id"]), "given"
+    if top is None:
+        how, top = "inferred", 0
+        if len(ids) < len(ranked):
+            while top < len(ranked) and ranked.iloc[top] in ids:
+                top += 1
+    chosen = set(ranked.head(top))
+    return both["model_id"].isin(chosen).to_numpy(), int(top), how
+
+
 def _same_recipe(frames, labels, pick: Pick | None) -> None:
     """Populations of several stores read under different recipes (each store's most
     trained) would mix them: a DseError asking for --recipe."""

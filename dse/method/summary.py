@@ -97,15 +97,22 @@ def _part(df, label: str):
 
 
 def _ranks(exp: Experiment, store: Store) -> dict:
-    """claim text → the Fidelity of each "ranks alike" claim (its interval at 1 − alpha),
-    or why it cannot be judged (fewer than 5 models trained under both recipes)."""
+    """claim text → the Fidelity of each "ranks alike" claim (its interval at 1 − alpha)
+    over the models promoted at random (those the experiment's `promote: top` chose as the
+    proxy's best are a selected sample, left out when 5 or more others remain), or why it
+    cannot be judged (fewer than 5 models trained under both recipes)."""
     from dse.analysis import trials as fidelity
     from dse.store.trials import parse_recipe
 
     out = {}
+    top = sum(o.top or 0 for o in exp.promotes)  # the proxy's best, promoted by selection
     for c in (c for c in exp.claims if c.kind == "ranks"):
         try:
-            _, _, both = select.paired(store, c.a, [Pick(parse_recipe(r)) for r in c.recipes])
+            picks = [Pick(parse_recipe(r)) for r in c.recipes]
+            _, _, both = select.paired(store, c.a, picks)
+            chosen, _, _ = select.promoted(store, c.a, picks[0], both, top)
+            if (~chosen).sum() >= fidelity.MIN_PAIRS:  # the pairs promoted at random
+                both = both[~chosen]
             out[c.text] = fidelity.fidelity(both["error_x"].to_numpy(float),
                                             both["error_y"].to_numpy(float),
                                             level=1 - exp.alpha, seed=exp.seed)
