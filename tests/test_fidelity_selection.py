@@ -23,6 +23,6 @@ def test_the_committed_promotion_is_split_into_selected_and_random(tmp_path):
     assert "the headline reads the 12 promoted at random" in text
     everything = json.loads(ok(*args, "--top", 0, "--json").output)
     assert everything["selected"] == 0 and everything["pairs"] == 24
-    given = json.loads(ok(*args, "--top", 20, "--json").output)  # 4 random left: too few
-    assert given["selected"] == 20 and given["pairs"] == 24 and given["top_from"] == "given"
+    given = json.loads(ok(*args, "--top", 40, "--json").output)  # 1 random left: too few
+    assert given["selected"] == 23 and given["pairs"] == 24 and given["top_from"] == "given"
     assert "too few" in given["headline"]
