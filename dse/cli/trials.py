@@ -140,8 +140,8 @@ def _basis(pairs: int, selected: int, top: int, how: str, random_only: bool) -> 
 def noise_cmd(space_name, recipe, show, as_json, store_path):
     """Seed noise of a space's recipe, from the models trained with several seeds
     (dse train --seeds N): the pooled standard deviation of a rerun (sigma_seed), the share
-    of variance between models (intraclass correlation, with its 95% interval) and each
-    model's spread."""
+    of variance between models (intraclass correlation, with its 95% bootstrap interval over
+    models and the normal-theory F interval) and each model's spread."""
     from dse.analysis import trials as tr
 
     store, space = _store_space(store_path, space_name)
@@ -153,8 +153,10 @@ def noise_cmd(space_name, recipe, show, as_json, store_path):
     click.echo(f"{space}, recipe {label}")
     click.echo(nz.line())
     click.echo(f"between models: σ = {nz.sigma_between:.2f} points; intraclass correlation "
-               f"{nz.icc:.2f} ({nz.level:.0%} interval {nz.icc_lo:.2f} to {nz.icc_hi:.2f}): "
-               "the share of the error variance that is the model's, not the seed's")
+               f"{nz.icc:.2f} ({nz.level:.0%} interval {nz.icc_lo:.2f} to {nz.icc_hi:.2f}, "
+               f"bootstrap over models; {nz.f_lo:.2f} to {nz.f_hi:.2f} if model effects "
+               "were normal): the share of the error variance that is the model's, not the "
+               "seed's")
     if nz.models_single:
         click.echo(f"({nz.models_single} models with one seed are left out)")
     per = nz.per_model.assign(spread=nz.per_model["max"] - nz.per_model["min"])
