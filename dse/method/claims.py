@@ -209,10 +209,12 @@ def _trend_claim(c: Claim, pop, alpha: float, seed: int, permutations: int) -> _
                          len(row["excess_reps"]), s["unit"])
     centres = ", ".join(f"{r['name']}: {r['median']:.4g} (sampled {r['sampled']:.4g})"
                         for r in row["regimes"])
-    detail = (f"{row['trend']}: excess {ex['value']:.3g} [{ex['lo']:.3g}, {ex['hi']:.3g}] "
-              f"{s['unit']} = slope {s['value']:.3g} less {ex['sampled_slope']:.3g} of the "
-              f"sampled medians; p of a rise {_p(up)}, of a fall {_p(down)} (errors shuffled "
-              f"within regimes: {_p(sh['p_up'])}, {_p(sh['p_down'])}); centres {centres}")
+    read = "no trend" if row["trend"] == regimes.STABLE else row["trend"]
+    detail = (f"{read} beyond the sampled medians: excess {ex['value']:.3g} "
+              f"[{ex['lo']:.3g}, {ex['hi']:.3g}] {s['unit']} = slope {s['value']:.3g} "
+              f"less {ex['sampled_slope']:.3g} of the sampled medians; p of a rise "
+              f"{_p(up)}, of a fall {_p(down)} (errors shuffled within regimes: "
+              f"{_p(sh['p_up'])}, {_p(sh['p_down'])}); centres {centres}")
     return evidence(c, p, p_vs, test=test, statistic=[ex["lo"], ex["hi"]], effect=eff,
                     margin=c.margin, detail=detail, **gate)
 
