@@ -114,3 +114,16 @@ def warning(rows) -> str:
         return ""
     return (f"{untrained} of {finished} models trained did not learn (final training loss "
             f"or error near chance); the recipe's levers: {', '.join(LEVERS)}")
+
+
+def untrained(pops: dict, names) -> str:
+    """Why a claim about the populations `names` (keys of `pops`, None skipped) is
+    untestable because one of them did not train (UNTRAINED_SHARE or more of its finished
+    models did not learn), or ''."""
+    for s in dict.fromkeys(x for x in names if x is not None and x in pops):
+        h = health(pops[s])
+        if h.sick:
+            return (f"{s}: {h.text()}; its errors measure this recipe's failure to train "
+                    "it, not its design (train it again with another lr, a warm-up or more "
+                    "epochs)")
+    return ""

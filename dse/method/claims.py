@@ -156,7 +156,7 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
     pops, limits, ranks = pops or {}, limits or {}, ranks or {}
     found, trend = [], {}
     for i, c in enumerate(claims):
-        if c.kind != "ranks" and (why := untrained(c, pops)):
+        if c.kind != "ranks" and (why := health.untrained(pops, (c.a, c.b))):
             found.append(untestable(c, why))
         elif c.kind in TRENDS:
             found.append(_trend_claim(c, pops.get(c.a), alpha, seed, permutations))
@@ -236,18 +236,6 @@ def ranks_claim(c: Claim, fid, alpha: float) -> Verdict:
               f"(chance {fid.top_k.expected:.0%}); regret {fid.regret:.2f} points")
     return Verdict(**base, verdict=verdict, test="Spearman ρ, bootstrap interval",
                    statistic=rho.value, effect=eff, pairs=fid.pairs, detail=detail)
-
-
-def untrained(c: Claim, pops: dict) -> str:
-    """Why a claim is untestable because a population it is about did not train (at least
-    health.UNTRAINED_SHARE of its finished models did not learn), or ''."""
-    for s in dict.fromkeys(x for x in (c.a, c.b) if x is not None and x in pops):
-        h = health.health(pops[s])
-        if h.sick:
-            return (f"{s}: {h.text()}; its errors measure this recipe's failure to train "
-                    "it, not its design (train it again with another lr, a warm-up or more "
-                    "epochs)")
-    return ""
 
 
 def untestable(claim: Claim, reason: str) -> _Evidence:
