@@ -3,6 +3,7 @@ blocks-cpu, dds-cpu): rerunning their analyses on copies gives the verdicts, eff
 proxy's fidelity and the seed noise the document states."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def test_every_verdict_of_the_document_comes_from_its_store(stores, name):
         eff = c.get("effect")
         if eff and c["verdict"] != "untestable" and eff.get("unit") != "":
             assert f"{eff['estimate']:+.2f} [{eff['lo']:+.2f}, {eff['hi']:+.2f}]" in DOC, c
+        if c["verdict"] == "untestable":  # a population that did not train: its numbers
+            m = re.search(r"(\d+) of (\d+) models \(\d+%\) did not learn", c["detail"])
+            assert m and f"{m[1]} of the {m[2]}" in DOC, c
 
 
 def test_the_fidelity_and_noise_of_the_document_come_from_its_store(stores):
@@ -50,7 +54,11 @@ def test_the_fidelity_and_noise_of_the_document_come_from_its_store(stores):
     s, k = fid["spearman"], fid["kendall"]
     assert f"ρ = {s['value']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]" in DOC
     assert f"τ = {k['value']:.2f} [{k['lo']:.2f}, {k['hi']:.2f}]" in DOC
-    assert f"{fid['pairs']} models" in DOC and f"regret {fid['regret']:.2f}" in DOC
+    assert f"{fid['pairs']} models promoted at random" in DOC
+    assert f"regret {fid['regret']:.2f}" in DOC
+    assert f"{fid['paired']} RegNetX models were trained under both" in DOC
+    assert f"ρ is {fid['all_pairs']['spearman']['value']:.2f}" in DOC
     nz = json.loads(ok("noise", "regnetx", "--store", store, "--json").stdout)
     assert f"σ_seed = {nz['sigma_seed']:.2f}" in DOC
     assert f"ICC = {nz['icc']:.2f} [{nz['icc_lo']:.2f}, {nz['icc_hi']:.2f}]" in DOC
+    assert f"[{nz['icc_f_lo']:.2f}, {nz['icc_f_hi']:.2f}]" in DOC  # the F interval beside it

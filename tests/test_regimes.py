@@ -423,7 +423,8 @@ def test_the_python_example_of_the_docs_runs(trained, tmp_path, monkeypatch):
 
 def test_the_committed_regimes_run_gives_the_numbers_of_its_doc(tmp_path):
     """docs/reproduction.md ("Flop regimes") reads experiments/results/regimes-cpu: its
-    analysis, rerun on a copy, gives the doc's verdicts, good ranges, slopes and exponents."""
+    analysis, rerun on a copy, gives the doc's verdicts, good ranges, sampled medians, slopes,
+    excesses over the sampling and exponents."""
     out = reanalyzed(tmp_path, "regimes-cpu", "--set", "analyze.report=false")
     doc = (ROOT / "docs" / "reproduction.md").read_text()
     for c in out["claims"]:
@@ -432,8 +433,10 @@ def test_the_committed_regimes_run_gives_the_numbers_of_its_doc(tmp_path):
     for p, v in tr["params"].items():
         cells = " | ".join(f"{r['median']:.4g} [{r['lo']:.4g}, {r['hi']:.4g}]"
                            for r in v["regimes"])
-        s = v["slope"]
-        row = f"| {p} | {cells} | {s['value']:.2g} [{s['lo']:.2g}, {s['hi']:.2g}] | {v['trend']} |"
+        sampled = ", ".join(f"{r['sampled']:.4g}" for r in v["regimes"])
+        s, x = v["slope"], v["excess"]
+        row = (f"| {p} | {cells} | {sampled} | {s['value']:.2g} [{s['lo']:.2g}, {s['hi']:.2g}]"
+               f" | {x['value']:.2g} [{x['lo']:.2g}, {x['hi']:.2g}] | {v['trend']} |")
         assert row in doc, row
     for k in ("params", "acts"):
         fit = tr["complexity"][k]

@@ -130,11 +130,27 @@ def test_planted_noise_recovers_sigma_icc_and_between():
     assert np.mean(np.abs(sig / 1.5 - 1) < 0.20) >= 0.9
     assert abs(np.mean(icc) - truth_icc) < 0.05
     assert abs(np.mean(sb) / 3 - 1) < 0.10
-    cover = 0
-    for _ in range(100):
+    cover = cover_f = 0
+    for _ in range(100):  # the bootstrap over models covered 91%, the F interval 94% of 200
         nz = noise(seeds_frame(rng, rng.normal(30, 3, 40), [3] * 40, 1.5))
         cover += nz.icc_lo <= truth_icc <= nz.icc_hi
-    assert cover >= 90
+        cover_f += nz.f_lo <= truth_icc <= nz.f_hi
+    assert cover >= 85 and cover_f >= 88
+
+
+def test_the_bootstrap_icc_interval_holds_where_model_effects_are_not_normal():
+    """15% of 40 models 8 points worse (a recipe some models fail under), seed noise 1.5:
+    the bootstrap over models covered the true ICC 0.79 in 93.5% of 200 populations, the
+    normal-theory F interval in 88%."""
+    rng = np.random.default_rng(14)
+    v = 0.15 * 0.85 * 64 + 0.25
+    truth, cover, cover_f = v / (v + 2.25), 0, 0
+    for _ in range(100):
+        effect = np.where(rng.random(40) < 0.15, 8.0, 0.0) + rng.normal(0, 0.5, 40)
+        nz = noise(seeds_frame(rng, 30 + effect, [3] * 40, 1.5))
+        cover += nz.icc_lo <= truth <= nz.icc_hi
+        cover_f += nz.f_lo <= truth <= nz.f_hi
+    assert cover >= 88 and cover >= cover_f - 2
 
 
 def test_noise_without_differences_between_models_has_icc_near_zero():

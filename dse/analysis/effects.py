@@ -247,10 +247,25 @@ class RangeTest:
     repeats: int
 
 
+def _shuffled_ranks(r0: np.ndarray, rng, permutations: int, strata) -> np.ndarray:
+    """Ranks of the errors shuffled `permutations` times, within each stratum if given."""
+    n = len(r0)
+    if strata is None or len(set(strata)) < 2:
+        return np.argsort(rng.random((permutations, n)), axis=1)
+    g = np.unique(np.asarray(strata, dtype=str), return_inverse=True)[1]
+    order = np.argsort(rng.random((permutations, n)) + g, axis=1)  # by stratum, shuffled
+    perm = np.empty_like(order)
+    perm[:, np.argsort(g, kind="stable")] = order   # each model gets one of its stratum's
+    return r0[perm]
+
+
 def range_test(x, e, log: bool = False, frac: float = 0.25, repeats: int = 2000,
-               permutations: int = 999, level: float = 0.95, seed=0) -> RangeTest:
+               permutations: int = 999, level: float = 0.95, seed=0,
+               strata=None) -> RangeTest:
     """Is the good range of x narrower than chance? The bootstrap resamples are drawn once;
-    each shuffle of the errors reuses them, so the observed range is one of the shuffles."""
+    each shuffle of the errors reuses them, so the observed range is one of the shuffles.
+    `strata` (a label per model, e.g. its flop regime): the errors are shuffled within each
+    stratum only, which keeps each stratum's sampled design beside its errors."""
     x, e = np.asarray(x, dtype=float), np.asarray(e, dtype=float)
     rng = np.random.default_rng(seed)
     n = len(e)
@@ -262,7 +277,7 @@ def range_test(x, e, log: bool = False, frac: float = 0.25, repeats: int = 2000,
     # the best model of a resample is the one of lowest rank
     ranks = np.empty((permutations + 1, n), dtype=np.int64)
     ranks[0] = np.argsort(np.argsort(e, kind="stable"), kind="stable")
-    ranks[1:] = np.argsort(rng.random((permutations, n)), axis=1)
+    ranks[1:] = _shuffled_ranks(ranks[0], rng, permutations, strata)
     widths = np.empty(permutations + 1)
     rows = np.arange(repeats)
     step = max(1, 4_000_000 // (repeats * m))  # ~32 MB of ranks at a time

@@ -283,8 +283,9 @@ def speed_figure(result: dict):
 
 
 def regime_trends_figure(trends: list[dict], cx: dict, pop, space: str, cols: int = 3):
-    """DDS Figs. 11–12: per parameter its good range (bar), median (line) and best model
-    (dot) per regime against flops (log axis), titled with the slope's trend; then params,
+    """DDS Figs. 11–12: per parameter its good range (bar), median (line), best model (dot)
+    and the median of what was sampled (dashed) per regime against flops (log axis), titled
+    with the trend and the excess of the good range's slope over the sampled one; then params,
     acts and (where measured) time per image against flops over each regime's top models,
     with the log-log fit (analysis.regimes.by_regime and complexity)."""
     from dse.analysis.regimes import top_models
@@ -301,13 +302,16 @@ def regime_trends_figure(trends: list[dict], cx: dict, pop, space: str, cols: in
         ax.plot(f, med, color="tab:green", marker="_", ms=14, lw=1.2, label="median")
         ax.scatter(f, [r["best"] for r in t["regimes"]], color="black", s=14, zorder=3,
                    label="best model")
+        if all("sampled" in r for r in t["regimes"]):
+            ax.plot(f, [r["sampled"] for r in t["regimes"]], color="tab:gray", ls="--",
+                    marker="x", ms=5, lw=1, label="sampled median")
         _log_flops(ax, f)
         if t["log"] and np.all(lo > 0) and hi.max() >= 4 * lo.min():
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(NullFormatter())
-        s = t["slope"]
-        ax.set_title(f"{t['param']}: {t['trend']} (slope {s['value']:.2g} "
+        s = t.get("excess", t["slope"])
+        ax.set_title(f"{t['param']}: {t['trend']} (excess {s['value']:.2g} "
                      f"[{s['lo']:.2g}, {s['hi']:.2g}])", fontsize=8)
         ax.set_ylabel(t["label"], fontsize=8)
     best = top_models(pop, cx["top"])

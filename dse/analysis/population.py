@@ -163,7 +163,7 @@ def _read(ops: list[Operand], home: Store | None, base, pick: Pick):
         if op.store is None and home is None:
             raise DseError(f"{op.label!r} names no store; write SPACE@STORE")
         if op.store not in stores:
-            stores[op.store] = home if op.store is None else Store.existing(_near(base, op.store))
+            stores[op.store] = home if op.store is None else Store.existing(near(base, op.store))
     ops = [op.resolved(stores[op.store].resolve(op.space)) for op in ops]
     frames = {}
     for at, store in stores.items():
@@ -293,7 +293,8 @@ def _same_recipe(frames: dict, pick: Pick) -> None:
                        f"name the one to compare with {pick.flag} KEY=VALUE,...")
 
 
-def _near(base, path: str) -> str:
+def near(base, path: str) -> str:
+    """A store's path as written, relative to `base` (None: the working directory)."""
     p = Path(path).expanduser()
     return str(p if p.is_absolute() or base is None else Path(base) / p)
 
@@ -305,6 +306,26 @@ def paired(operand, picks, home: Store | None = None,
     a, b = (load([operand], Selection(pick=p), home, base).frame for p in picks)
     both = a[a["status"] == Status.DONE].merge(b[b["status"] == Status.DONE], on="model_id")
     return a, b, both
+
+
+def promoted(store: Store, space: str, pick: Pick, both: pd.DataFrame,
+             top: int | None = None) -> tuple[np.ndarray, int, str]:
+    """Which of the paired models (`both`, from `paired`) were promoted by selection, as the
+    proxy's best (`dse train --top K`), rather than at random (`--sample`): the first `top`
+    of the proxy's ranking by its first seed's errors (the ranking --top read before any
+    reruns), or, when `top` is None, the longest run of that ranking's best that was
+    promoted whole (inferred; 0 when every model was promoted). Returns (mask over `both`,
+    K, 'given' | 'inferred')."""
+    proxy = store.load([space], Pick(pick.recipe, "first", flag=pick.flag))
+    ranked = proxy[proxy["status"] == Status.DONE].sort_values(["error", "model_id"])["model_id"]
+    ids, how = set(both["model_id"]), "given"
+    if top is None:
+        how, top = "inferred", 0
+        if len(ids) < len(ranked):
+            while top < len(ranked) and ranked.iloc[top] in ids:
+                top += 1
+    chosen = set(ranked.head(top))
+    return both["model_id"].isin(chosen).to_numpy(), int(top), how
 
 
 _WORDS = (("==", "eq"), ("!=", "ne"), (">=", "ge"), ("<=", "le"), (">", "gt"), ("<", "lt"))

@@ -8,8 +8,17 @@ The good range of DDS footnote 4 is the spread of the best model's value over re
 replacement from n, the model of error rank k (1 = best) is the best with probability
 ((n − k + 1)/n)^m − ((n − k)/n)^m. Here ranges come from that distribution, so they are the
 numbers the resampling of `dse trends` estimates, without its noise; the centre of a range is
-its median (the most likely best value). The slope's interval resamples each regime's models
-(with replacement) and recomputes every centre.
+its median (the most likely best value).
+
+A flops window moves what is sampled: a bigger regime holds deeper or wider models, and the
+good range's centre follows what was drawn even when the errors say nothing. A trend is
+therefore the excess of the centres' slope over the slope of the sampled medians (what the
+centre is when the errors are blind to the parameter: with errors shuffled within a regime
+the best model is any model). Its interval and its one-sided p of a rise and of a fall
+resample each regime's models (with replacement) and recompute in each resample both the
+centres and the sampled medians, so the design's own sampling noise is in them. Errors
+permuted within each regime, the slope recomputed, give a second, exact but less powerful
+check (`shuffled`): it keeps each regime's design as drawn.
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ from dse.space import regimes as flop_regimes
 
 FRAC = 0.25          # the share of models in each good-range resample (DDS footnote 4)
 MIN_MODELS = 8       # fewer finished models in a regime: its good range says nothing
+PERMUTATIONS = 999   # within-regime shuffles of the errors: the null of a trend
 STABLE, UP, DOWN = "stable", "increasing", "decreasing"
+KEYS = ("regimes", "slope", "excess", "shuffled", "trend")  # a trend row as reported
 
 
 # ---- exact good ranges -----------------------------------------------------------------------
@@ -101,18 +112,41 @@ def _slope(y: np.ndarray, t: np.ndarray) -> np.ndarray:
     return ((y - y.mean(axis=-1, keepdims=True)) * tc).sum(axis=-1) / (tc * tc).sum()
 
 
-def trend_call(lo: float, hi: float) -> str:
-    """increasing when the slope's interval lies above 0, decreasing below, else stable."""
-    return UP if lo > 0 else DOWN if hi < 0 else STABLE
+def trend_call(p_up: float, p_down: float, level: float = 0.95) -> str:
+    """increasing when the p of a rise beyond the sampling-induced slope is at most
+    (1 − level)/2, decreasing likewise for a fall, else stable."""
+    cut = (1 - level) / 2
+    return UP if p_up <= cut else DOWN if p_down <= cut else STABLE
+
+
+def _centres(x: np.ndarray, w: np.ndarray, f) -> np.ndarray:
+    """f of the weighted median of x under each row of weights w."""
+    return f(weighted_quantiles(np.broadcast_to(x, w.shape), w, [0.5])[..., 0])
+
+
+def _null(xs, perms, f, t) -> np.ndarray:
+    """The slopes under errors permuted within each regime (`perms`: each regime's weights
+    of the shuffled errors)."""
+    return _slope(np.stack([_centres(x, w, f) for x, w in zip(xs, perms)], axis=-1), t)
+
+
+def _tail(null: np.ndarray, value: float, sign: int) -> float:
+    """The permutation p of a slope at least `value` (sign 1) or at most (sign −1)."""
+    return float((1 + (sign * (null - value) >= -1e-9).sum()) / (len(null) + 1))
 
 
 def by_regime(pop: pd.DataFrame, params=None, level: float = 0.95, repeats: int = 2000,
-              seed: int = 0, frac: float = FRAC) -> list[dict]:
-    """Per parameter: each regime's good range and best value at its flops, and the slope
-    of the range's centre against log2 flops (per doubling; log-scale parameters such as g
-    and w_a in doublings) with its bootstrap interval and the trend it reads as. Returns
-    [{param, label, log, regimes: [{name, flops, n, lo, median, hi, best}], slope: {value,
-    lo, hi, unit}, trend}]."""
+              seed: int = 0, frac: float = FRAC,
+              permutations: int = PERMUTATIONS) -> list[dict]:
+    """Per parameter: each regime's good range, best value and sampled median at its flops;
+    the slope of the range's centre against log2 flops (per doubling; log-scale parameters
+    such as g and w_a in doublings) with its bootstrap interval; its excess over the slope
+    of the sampled medians with its interval and the bootstrap p of a rise and of a fall;
+    the permutation p of the slope under errors shuffled within regimes; and the trend the
+    excess reads as. Returns [{param, label, log, regimes: [{name, flops, n, lo, median,
+    hi, best, sampled}], slope: {value, lo, hi, unit}, excess: {value, lo, hi, p_up, p_down,
+    sampled_slope}, shuffled: {p_up, p_down, permutations}, excess_reps, trend}]
+    (excess_reps: the resamples' excesses, for tests of a margin)."""
     parts = split_regimes(pop)
     table = stats.param_table(pop["kind"].iloc[0], int(pop["ds"].map(len).max()))
     names = list(params) if params else [  # the recipe's lr, wd, lr·wd where drawn per model
@@ -127,6 +161,9 @@ def by_regime(pop: pd.DataFrame, params=None, level: float = 0.95, repeats: int 
     boot = [rng.integers(len(p.pop), size=(repeats, len(p.pop))) for p in parts]
     errs = [p.pop["error"].to_numpy(dtype=float) for p in parts]
     weights = [best_weights(e[b], frac) for e, b in zip(errs, boot)]
+    perms = [best_weights(e[rng.permuted(np.broadcast_to(np.arange(len(e)),
+                                                       (permutations, len(e))), axis=1)], frac)
+             for e in errs]
     out = []
     for name in names:
         fn, label, log = table[name]
@@ -140,12 +177,26 @@ def by_regime(pop: pd.DataFrame, params=None, level: float = 0.95, repeats: int 
         resampled = np.stack([f(weighted_quantiles(x[b], w, [0.5])[:, 0])
                               for x, b, w in zip(xs, boot, weights)], axis=-1)
         slopes = _slope(resampled, t)
-        lo, hi = np.percentile(slopes, [50 * (1 - level), 50 + 50 * level])
+        q = [50 * (1 - level), 50 + 50 * level]
+        lo, hi = np.percentile(slopes, q)
+        design = np.stack([f(np.median(x[b], axis=-1)) for x, b in zip(xs, boot)], axis=-1)
+        reps = slopes - _slope(design, t)   # the excess in each resample
+        sampled = np.array([f(np.median(x)) for x in xs])
+        for r, c in zip(rows, sampled):
+            r["sampled"] = float(2 ** c if f is np.log2 else c)
+        value, base = float(_slope(centre, t)), float(_slope(sampled, t))
+        null = _null(xs, perms, f, t)
+        e_lo, e_hi = np.percentile(reps, q)
+        p_up, p_down = float(np.mean(reps <= 0)), float(np.mean(reps >= 0))
         out.append(dict(param=name, label=label, log=log, regimes=rows,
-                        slope=dict(value=float(_slope(centre, t)), lo=float(lo), hi=float(hi),
+                        slope=dict(value=value, lo=float(lo), hi=float(hi),
                                    unit="doublings per doubling of flops" if f is np.log2
                                    else "per doubling of flops"),
-                        trend=trend_call(lo, hi)))
+                        excess=dict(value=value - base, lo=float(e_lo), hi=float(e_hi),
+                                    p_up=p_up, p_down=p_down, sampled_slope=base),
+                        shuffled=dict(p_up=_tail(null, value, 1), p_down=_tail(null, value, -1),
+                                      permutations=permutations),
+                        excess_reps=reps, trend=trend_call(p_up, p_down, level)))
     return out
 
 
@@ -189,9 +240,11 @@ def complexity(pop: pd.DataFrame, top: int = 5) -> dict:
 # ---- claims about trends (dse.method.claims) -------------------------------------------------
 
 def judge_trend(pop: pd.DataFrame, param: str, kind: str, level: float = 0.95,
-                repeats: int = 2000, seed: int = 0) -> tuple[bool, dict]:
-    """Whether a trend claim (stable | increases | decreases) holds for a parameter, and the
-    trend row it rests on."""
-    row = by_regime(pop, [param], level, repeats, seed)[0]
+                repeats: int = 2000, seed: int = 0,
+                permutations: int = PERMUTATIONS) -> tuple[bool, dict]:
+    """Whether a trend claim (stable | increases | decreases) reads so for a parameter
+    (uncorrected: dse.method.claims corrects it with the experiment's other claims), and
+    the trend row it rests on."""
+    row = by_regime(pop, [param], level, repeats, seed, permutations=permutations)[0]
     want = {"stable": STABLE, "increases": UP, "decreases": DOWN}[kind]
     return row["trend"] == want, row

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dse import __version__
-from dse.analysis import fitlinear, plots, population, search
+from dse.analysis import fitlinear, health, plots, population, search
 from dse.analysis import stats as analysis
 from dse.analysis.population import Selection
 from dse.errors import DseError, DseWarning
@@ -143,12 +143,20 @@ def _populations(df, names, counts, ready, skipped, picked: str = "") -> str:
                    **{k: c[k] for k in ("sampled", "trained", "finished", "diverged",
                                         "failed")})
         if c["finished"]:
-            row.update(analysis.summarize(analysis.population(df, s)["error"]))
+            pop = analysis.population(df, s)
+            row.update(analysis.summarize(pop["error"]), untrained=health.health(pop).untrained)
         rows.append(row)
     out = _table(rows, ["space", "kind", "dataset", "flops", "sampled", "trained", "finished",
-                        "diverged", "failed", "min", "mean", "median"],
+                        "untrained", "diverged", "failed", "min", "mean", "median"],
                  ["space", "kind", "dataset", "flops", "sampled", "trained", "finished",
-                  "diverged", "failed", "min error", "mean error", "median error"])
+                  "did not learn", "diverged", "failed", "min error", "mean error",
+                  "median error"])
+    sick = [s for s, r in zip(names, rows) if r.get("untrained")]
+    if sick:
+        out += _note("Did not learn: a finished model whose final training loss is at least "
+                     f"{health.LOSS_SHARE:g}·ln C or whose error is at least "
+                     f"{health.ERROR_SHARE:g} of chance; claims about a population with "
+                     f"{health.UNTRAINED_SHARE:.0%} or more such models are untestable.")
     if skipped:
         out += _note("Skipped: " + "; ".join(skipped))
     if picked:
@@ -212,15 +220,25 @@ def _windows(exp) -> str:
 
 
 def _regime_table(t: dict) -> str:
-    """Per parameter its trend, slope and each regime's good range (an experiment page)."""
+    """Per parameter its trend, the excess of its slope over the sampled medians', the
+    slope and each regime's good range with its sampled median (an experiment page)."""
     if "error" in t:
         return _note(t["error"])
+    ci = lambda d: f"{d['value']:.2g} [{d['lo']:.2g}, {d['hi']:.2g}]"  # noqa: E731
     rows = [dict(param=p, trend=v["trend"],
-                 slope=f"{v['slope']['value']:.2g} [{v['slope']['lo']:.2g}, "
-                       f"{v['slope']['hi']:.2g}]",
+                 **({"excess over sampled": ci(v["excess"])} if "excess" in v else {}),
+                 slope=ci(v["slope"]),
                  **{r["name"]: f"{r['median']:.4g} [{r['lo']:.4g}, {r['hi']:.4g}]"
+                               + (f" (sampled {r['sampled']:.4g})" if "sampled" in r else "")
                     for r in v["regimes"]}) for p, v in t["params"].items()]
     return _table(rows, list(rows[0])) if rows else ""
+
+
+def _deciding(c: dict) -> dict:
+    """A claim's row with the p that decided it: its opposite's for a contradicted claim."""
+    if c.get("verdict") == "contradicted" and c.get("p_against") is not None:
+        return dict(c, p=c["p_against"], p_adjusted=c.get("p_against_adjusted"))
+    return c
 
 
 def _pairs(cmp) -> str:
@@ -272,14 +290,16 @@ def experiment_page(exp, summary: dict, pngs: dict) -> str:
         f"{r.train_subset or 'all'} training images; claims at α = {exp.alpha:g}, "
         f"{html.escape(summary.get('correction', 'none'))} correction, margin "
         f"{summary.get('margin', 1.0):g} points.</p>")
-    spaces = _table(summary["spaces"], ["space", "finished", "min", "median", "mean", "vs",
+    spaces = _table(summary["spaces"], ["space", "finished", "untrained", "min", "median",
+                                        "mean", "vs",
                                         "ks_D", "ks_p", "p_better", "p_worse", "shift",
                                         "shift_lo", "shift_hi"],
-                    ["space", "finished", "min error", "median error", "mean error",
-                     "against", "KS D", "KS p (two-sided)", "p (better)", "p (worse)",
+                    ["space", "finished", "did not learn", "min error", "median error",
+                     "mean error", "against", "KS D", "KS p (two-sided)", "p (better)", "p (worse)",
                      "shift (points)", "95% lo", "95% hi"])
-    claims = (_table(summary["claims"], ["claim", "verdict", "p", "p_adjusted", "detail"],
-                     ["claim", "verdict", "p", "p adjusted", "evidence"])
+    claims = (_table([_deciding(c) for c in summary["claims"]],
+                     ["claim", "verdict", "p", "p_adjusted", "detail"],
+                     ["claim", "verdict", "p (that decided)", "p adjusted", "evidence"])
               if summary["claims"] else _note("The experiment states no claims (`expect:`)."))
     figs = img("edf", "error EDFs") + img("edf_steps", "EDF of each step")
     if summary.get("refine"):

@@ -226,6 +226,9 @@ class Noise:
     n0: float
     level: float
     per_model: pd.DataFrame
+    f_lo: float = math.nan       # the normal-theory F interval, beside the bootstrap one
+    f_hi: float = math.nan
+    n_boot: int = 0
 
     def floor(self, n: int) -> float:
         """The seed noise of the mean of n seed runs of one model: σ_seed/√n, in points."""
@@ -252,7 +255,9 @@ class Noise:
                     icc_lo=_num(self.icc_lo), icc_hi=_num(self.icc_hi),
                     sigma_between=_num(self.sigma_between), models=self.models,
                     runs=self.runs, models_single=self.models_single, n0=_num(self.n0),
-                    level=self.level,
+                    level=self.level, icc_interval=f"percentile bootstrap over models "
+                    f"({self.n_boot} resamples)", icc_f_lo=_num(self.f_lo),
+                    icc_f_hi=_num(self.f_hi),
                     per_model=[{k: (v.item() if hasattr(v, "item") else v)
                                 for k, v in r.items()}
                                for r in self.per_model.to_dict(orient="records")])
@@ -275,7 +280,27 @@ def _icc_interval(msb: float, msw: float, k: int, big_n: int, n0: float,
     return float(min(max(lo, floor), 1.0)), float(min(max(hi, floor), 1.0))
 
 
-def noise(errors: pd.DataFrame, *, level: float = 0.95) -> Noise:
+def _icc_boot(n_i: np.ndarray, m_i: np.ndarray, s_i: np.ndarray, level: float,
+              n_boot: int, seed: int) -> tuple[float, float]:
+    """The percentile interval of ICC(1) over `n_boot` resamples of the models (with
+    replacement, each keeping its runs); resamples with no between-model spread dropped."""
+    idx = np.random.default_rng(seed).integers(0, len(n_i), size=(n_boot, len(n_i)))
+    n, m, v = n_i[idx], m_i[idx], s_i[idx] ** 2
+    big_n, k = n.sum(axis=1), len(n_i)
+    msw = ((n - 1) * v).sum(axis=1) / (big_n - k)
+    grand = (n * m).sum(axis=1) / big_n
+    msb = (n * (m - grand[:, None]) ** 2).sum(axis=1) / (k - 1)
+    n0 = (big_n - (n ** 2).sum(axis=1) / big_n) / (k - 1)
+    den = msb + (n0 - 1) * msw
+    ok = den > 0
+    if ok.sum() < MIN_BOOT // 2:
+        return math.nan, math.nan
+    lo, hi = np.quantile((msb - msw)[ok] / den[ok], [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def noise(errors: pd.DataFrame, *, level: float = 0.95, n_boot: int = 2000,
+          seed: int = 0) -> Noise:
     """Seed noise from finished runs, one row each, with columns `model_id` and `error` (%).
 
     From the k models with n_i ≥ 2 runs (N in all; models with one run are only counted):
@@ -284,8 +309,10 @@ def noise(errors: pd.DataFrame, *, level: float = 0.95) -> Noise:
     (k−1); the one-way random-effects ICC(1) = (MSB − MSW)/(MSB + (n0−1)·MSW), reported raw
     (it can be negative), with its F interval at `level` (exact for equal n_i under normal
     model and seed effects, approximate otherwise; clipped to [−1/(n0−1), 1]); and
-    σ_between = √max(0, (MSB − MSW)/n0). Assumes the models are a random sample and the
-    seed noise is the same for every model.
+    σ_between = √max(0, (MSB − MSW)/n0). The ICC's interval (icc_lo, icc_hi) is a
+    percentile bootstrap over models (`n_boot` resamples, seeded by `seed`), which does not
+    assume normal model effects; the F interval is kept beside it (f_lo, f_hi). Assumes
+    the models are a random sample and the seed noise is the same for every model.
     """
     if not isinstance(errors, pd.DataFrame):
         raise DseError("noise needs a DataFrame with columns model_id and error, one row per "
@@ -321,16 +348,18 @@ def noise(errors: pd.DataFrame, *, level: float = 0.95) -> Noise:
     k, big_n = len(g), int(n_i.sum())
     msw = float(((n_i - 1) * s_i ** 2).sum() / (big_n - k))
     sigma = math.sqrt(msw)
-    icc = lo = hi = sb = n0 = math.nan
+    icc = lo = hi = f_lo = f_hi = sb = n0 = math.nan
     if k >= 2:
         grand = float((n_i * m_i).sum() / big_n)
         msb = float((n_i * (m_i - grand) ** 2).sum() / (k - 1))
         n0 = float((big_n - (n_i ** 2).sum() / big_n) / (k - 1))
         if msb + (n0 - 1) * msw > 0:
             icc = (msb - msw) / (msb + (n0 - 1) * msw)
-            lo, hi = _icc_interval(msb, msw, k, big_n, n0, level)
+            f_lo, f_hi = _icc_interval(msb, msw, k, big_n, n0, level)
+            lo, hi = _icc_boot(n_i, m_i, s_i, level, int(n_boot), seed)
         sb = math.sqrt(max(0.0, (msb - msw) / n0))
-    return Noise(sigma, icc, lo, hi, sb, k, big_n, single, n0, float(level), g)
+    return Noise(sigma, icc, lo, hi, sb, k, big_n, single, n0, float(level), g, f_lo, f_hi,
+                 int(n_boot))
 
 
 def noise_floor_text(sigma: float, n_models: int, n_seeds: float) -> str:

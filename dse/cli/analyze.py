@@ -264,7 +264,7 @@ def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_jso
     plots.save(plots.regime_trends_figure(rows, cx, pop, space), path)
     if as_json:
         echo_json(dict(space=space, by="regime", n=len(pop), repeats=repeats,
-                       params={r["param"]: {k: r[k] for k in ("regimes", "slope", "trend")}
+                       params={r["param"]: {k: r[k] for k in regimes.KEYS}
                                for r in rows},
                        complexity=cx, figure=str(path), selection=selection.to_json()))
         return
@@ -272,19 +272,25 @@ def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_jso
     cells = [dict(param=r["param"], trend=r["trend"],
                   slope=f"{r['slope']['value']:.2g} [{r['slope']['lo']:.2g}, "
                         f"{r['slope']['hi']:.2g}]",
+                  excess=f"{r['excess']['value']:.2g} [{r['excess']['lo']:.2g}, "
+                         f"{r['excess']['hi']:.2g}]",
                   **{g["name"]: f"{g['median']:.4g} [{g['lo']:.4g}, {g['hi']:.4g}] "
-                                f"best {g['best']:.4g}" for g in r["regimes"]})
+                                f"best {g['best']:.4g} sampled {g['sampled']:.4g}"
+                     for g in r["regimes"]})
              for r in rows]
-    click.echo(table(cells, ["param", "trend", "slope", *names],
-                     ["parameter", "trend", "slope per doubling [95%]",
+    click.echo(table(cells, ["param", "trend", "excess", "slope", *names],
+                     ["parameter", "trend", "excess over sampled [95%]",
+                      "slope per doubling [95%]",
                       *(f"{g['name']} ({g['flops'] / 1e6:.3g} MF, n={g['n']})"
                         for g in rows[0]["regimes"])]))
     fits = ", ".join(f"{k} ∝ flops^{cx[k]['exponent']:.2f} (R² {cx[k]['r2']:.2f})"
                      for k in ("params", "acts", "time")
                      if cx.get(k) and cx[k]["exponent"] is not None)
-    click.echo(f"\ncells: good range median [95%] and the best model's value; slope of the "
-               f"median against log2 flops, {repeats} resamples of each regime (log-scale "
-               f"parameters in doublings)\ntop {top} per regime ({cx['n']} models): "
+    click.echo(f"\ncells: good range median [95%], the best model's value and the median "
+               f"of what was sampled; slope of the good-range median against log2 flops, "
+               f"{repeats} resamples of each regime (log-scale parameters in doublings); the "
+               f"trend is the excess of that slope over the sampled medians' (the window "
+               f"moves what is drawn)\ntop {top} per regime ({cx['n']} models): "
                f"{fits or 'too few models to fit'}\nfigure: {path}")
 
 

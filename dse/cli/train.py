@@ -182,9 +182,22 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
                            curves=curves)
     if cluster is None:
         report = Progress(epochs=epochs, warn_after_s=warn_hours * 3600, dry_run=dry_run)
-        runner.run(Store(store_path), spaces, options, report=report, dry_run=dry_run)
+        done = runner.run(Store(store_path), spaces, options, report=report, dry_run=dry_run)
+        _health_warning(done.outcomes)
     else:
         _submit(Store(store_path), spaces, options, cluster, wait, resources)
+
+
+def _health_warning(outcomes) -> None:
+    """One Warning line when models of this run did not learn, naming the recipe's levers."""
+    import warnings
+
+    from dse.analysis import health
+    from dse.errors import DseWarning
+
+    line = health.warning(outcomes)
+    if line:
+        warnings.warn(line, DseWarning, stacklevel=1)
 
 
 def _submit(store, spaces, options, cluster, wait, resources):
@@ -235,7 +248,7 @@ def status_cmd(store_path, only_jobs, as_json):
         else:
             _jobs_table(recs) if recs else click.echo(f"no cluster jobs in {store}")
         return
-    rows = status(store)
+    rows = _with_health(store, status(store))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -244,11 +257,15 @@ def status_cmd(store_path, only_jobs, as_json):
         return
     keys = ["space", "dataset", "sampled", "done", "diverged", "failed", "pending",
             "in_flight"]
-    extra = [k for k in ("stale_claims", "damaged") if any(r[k] for r in rows)]
+    extra = [k for k in ("untrained", "stale_claims", "damaged") if any(r[k] for r in rows)]
     if len(rows) > 1:
         rows = rows + [dict(space="total", dataset="",
                             **{k: sum(r[k] for r in rows) for k in keys[2:] + extra})]
-    click.echo(table(rows, keys + extra, [k.replace("_", " ") for k in keys + extra]))
+    click.echo(table(rows, keys + extra, [{"untrained": "did not learn"}.get(k, k).replace(
+        "_", " ") for k in keys + extra]))
+    sick = [r for r in rows if r.get("health", {}).get("untrained")]
+    for r in sick:
+        click.echo(f"{r['space']}: {r['health']['text']}")
     _recipes_table(store, [r for r in rows if len(r.get("recipes") or ()) > 1])
     _selections_table(rows)
     damaged = [(f, r["error"]) for r in rows if r.get("damaged_files")
@@ -263,6 +280,27 @@ def status_cmd(store_path, only_jobs, as_json):
     if recs:
         click.echo("")
         _jobs_table(recs)
+
+
+def _with_health(store, rows: list) -> list:
+    """Each status row with `untrained` (done models that did not learn: final training loss
+    or error near chance, dse.analysis.health) and its `health` summary."""
+    import warnings
+
+    from dse.analysis import health
+
+    for r in rows:
+        h = None
+        if r.get("done") and not r.get("error"):
+            try:
+                with warnings.catch_warnings():  # damaged files: the table names them
+                    warnings.simplefilter("ignore")
+                    h = health.health(store.load([r["space"]]))
+            except DseError:
+                h = None
+        r["untrained"] = h.untrained if h else 0
+        r["health"] = dict(h.to_json(), text=h.text()) if h else {}
+    return rows
 
 
 def _recipes_table(store, rows: list) -> None:

@@ -54,13 +54,19 @@ def _runs(store, space, recipe, results=None, how="dse train"):
 @click.option("--aggregate", type=click.Choice(["mean", "first"]), default="mean",
               show_default=True, help="A model's error from its seeds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--top", type=click.IntRange(min=0), default=None,
+              help="How many of the models were promoted to the target as the proxy's best "
+                   "(dse train --top K) [default: inferred from the proxy's ranking].")
 @out_option("<store>/<space>/analysis/fidelity.png")
 @json_option()
 @store_option
-def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, store_path):
+def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, top, out, as_json,
+                 store_path):
     """Does the proxy recipe rank a space's models as the target recipe does? Over the
-    models trained under both: Spearman ρ and Kendall τ with bootstrap 95% intervals, the
-    overlap of the top-k sets, the regret of the proxy's pick and a scatter figure."""
+    models trained under both and promoted at random (those promoted as the proxy's best
+    are a selected sample: they are left out of the headline): Spearman ρ and Kendall τ
+    with bootstrap 95% intervals, the overlap of the top-k sets, the regret of the proxy's
+    pick and a scatter figure."""
     from dse.analysis import plots, population, trialplots
     from dse.analysis import trials as tr
     from dse.errors import DseError
@@ -70,10 +76,15 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
     picks = [selected(r, aggregate, option=flag) for r, flag in
              ((proxy, "--from"), (target, "--to"))]
     a, b, both = population.paired(space, picks, home=store)
-    if k is not None and k > len(both):
-        raise DseError(f"--k {k} exceeds the {len(both)} models trained under both recipes")
-    p, t = both["error_x"].to_numpy(float), both["error_y"].to_numpy(float)
+    chosen, n_top, how = population.promoted(store, space, picks[0], both, top)
+    base = both[~chosen] if (~chosen).sum() >= tr.MIN_PAIRS else both
+    if k is not None and k > len(base):
+        raise DseError(f"--k {k} exceeds the {len(base)} models the headline reads")
+    p, t = base["error_x"].to_numpy(float), base["error_y"].to_numpy(float)
     fid = tr.fidelity(p, t, k=k, seed=seed)
+    every = tr.fidelity(both["error_x"].to_numpy(float), both["error_y"].to_numpy(float),
+                        seed=seed) if len(base) < len(both) else fid
+    basis = _basis(len(both), int(chosen.sum()), n_top, how, len(base) < len(both))
     labels = (a["recipe_label"].dropna().iloc[0], b["recipe_label"].dropna().iloc[0])
     path = plots.check_path(out or store.analysis_dir(space) / "fidelity.png")
     names = (settings_text(proxy), settings_text(target))
@@ -83,9 +94,10 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
     if as_json:
         echo_json(dict(fid.to_json(), space=space, proxy=dict(recipe=labels[0]),
                        target=dict(recipe=labels[1]), aggregate=aggregate,
-                       figure=str(path)))
+                       paired=len(both), selected=int(chosen.sum()), top=n_top, top_from=how,
+                       headline=basis, all_pairs=every.to_json(), figure=str(path)))
         return
-    click.echo(f"{space}: {fid.pairs} models trained under both recipes")
+    click.echo(f"{space}: {len(both)} models trained under both recipes; {basis}")
     click.echo(f"  proxy  {labels[0]}" + (f" (mean of ≤{seeds[0]} seeds)" if seeds[0] > 1
                                           else ""))
     click.echo(f"  target {labels[1]}" + (f" (mean of ≤{seeds[1]} seeds)" if seeds[1] > 1
@@ -100,7 +112,25 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
     click.echo(f"top-{fid.top_k.k} overlap: {fid.top_k.overlap:.0%} (by chance "
                f"{fid.top_k.expected:.0%}); regret of the proxy's pick: {fid.regret:.2f} "
                "points")
+    if every is not fid:
+        click.echo(f"over all {every.pairs} pairs, selected ones included (not a random "
+                   f"sample): ρ = {every.spearman.value:.3f}, τ = {every.kendall.value:.3f}")
     click.echo(f"figure: {path}")
+
+
+def _basis(pairs: int, selected: int, top: int, how: str, random_only: bool) -> str:
+    """What the headline reads: the pairs promoted at random, or all of them and why."""
+    src = "--top" if how == "given" else "inferred from the proxy's ranking"
+    if not selected:
+        return "none was promoted as the proxy's best: the headline reads them all"
+    if random_only:
+        return (f"the headline reads the {pairs - selected} promoted at random; the "
+                f"{selected} promoted as the proxy's best {top} ({src}) are a selected "
+                "sample and left out (promote at random, dse train --sample, for a fidelity "
+                "study)")
+    return (f"only {pairs - selected} were promoted at random, too few: the headline reads "
+            f"all {pairs}, {selected} of them selected as the proxy's best ({src}), and its "
+            "interval assumes a random sample it is not")
 
 
 @click.command("noise", cls=Command)
@@ -113,8 +143,8 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, out, as_json, st
 def noise_cmd(space_name, recipe, show, as_json, store_path):
     """Seed noise of a space's recipe, from the models trained with several seeds
     (dse train --seeds N): the pooled standard deviation of a rerun (sigma_seed), the share
-    of variance between models (intraclass correlation, with its 95% interval) and each
-    model's spread."""
+    of variance between models (intraclass correlation, with its 95% bootstrap interval over
+    models and the normal-theory F interval) and each model's spread."""
     from dse.analysis import trials as tr
 
     store, space = _store_space(store_path, space_name)
@@ -126,8 +156,10 @@ def noise_cmd(space_name, recipe, show, as_json, store_path):
     click.echo(f"{space}, recipe {label}")
     click.echo(nz.line())
     click.echo(f"between models: σ = {nz.sigma_between:.2f} points; intraclass correlation "
-               f"{nz.icc:.2f} ({nz.level:.0%} interval {nz.icc_lo:.2f} to {nz.icc_hi:.2f}): "
-               "the share of the error variance that is the model's, not the seed's")
+               f"{nz.icc:.2f} ({nz.level:.0%} interval {nz.icc_lo:.2f} to {nz.icc_hi:.2f}, "
+               f"bootstrap over models; {nz.f_lo:.2f} to {nz.f_hi:.2f} if model effects "
+               "were normal): the share of the error variance that is the model's, not the "
+               "seed's")
     if nz.models_single:
         click.echo(f"({nz.models_single} models with one seed are left out)")
     per = nz.per_model.assign(spread=nz.per_model["max"] - nz.per_model["min"])

@@ -14,8 +14,10 @@ An experiment's `expect:` lists claims in words:
                                           below (`below`)
     regnetx good d stable across regimes within 1
                                           the slope of the good range's centre against log2
-                                          flops lies within ±1 per doubling (its interval)
-    regnetx good g increases with flops   the slope's interval lies above 0 (decreases: below)
+                                          flops, less the slope the sampled designs alone
+                                          give, lies within ±1 per doubling (its interval)
+    regnetx good g increases with flops   the slope exceeds the sampling-induced one: errors
+                                          permuted within each regime (decreases: falls short)
     regnetx ranks alike at epochs=2 and epochs=8 [above 0.5]
                                           the proxy recipe orders the models as the target:
                                           Spearman ρ over the models trained under both, its
@@ -34,7 +36,8 @@ Each claim gets one of four verdicts:
   the other direction at alpha/2: it was not the direction stated);
 - inconclusive: neither; absence of evidence is never "holds";
 - untestable: the data cannot bear on it (no finished models, a value no sampled model
-  reaches), with the reason.
+  reaches, a population of which a quarter or more did not learn: dse.analysis.health),
+  with the reason.
 Every verdict carries an effect size with a bootstrap interval (the Hodges–Lehmann shift in
 points; the good range for range claims), the raw and adjusted p. Two spaces that share
 models by design (the same architectures, e.g. RegNetX and RegNetY drawn from one stream)
@@ -48,7 +51,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import stats
 
-from dse.analysis import effects, regimes
+from dse.analysis import effects, health, regimes
 from dse.analysis import stats as analysis
 from dse.errors import DseError
 from dse.method import importanceclaims, ranges
@@ -153,13 +156,14 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
     a good range; `boot`: of an effect's interval; `permutations`: shuffles of a range's
     null; `ranks` claim text → the dse.analysis.trials.Fidelity of a "ranks alike" claim
     (or why there is none). The p of the claims (and of their opposites) are adjusted by
-    `correction`; trend and ranks claims are judged by their intervals alone."""
+    `correction`; ranks claims are judged by their intervals alone."""
     pops, limits, ranks = pops or {}, limits or {}, ranks or {}
     found, trend = [], {}
     for i, c in enumerate(claims):
-        if c.kind in TRENDS:  # judged by an interval, outside the correction
-            trend[i] = _trend_claim(c, pops.get(c.a.label), alpha, seed)
-            found.append(untestable(c, "trend"))
+        if c.kind != "ranks" and (why := health.untrained(pops, _labels(c))):
+            found.append(untestable(c, why))
+        elif c.kind in TRENDS:
+            found.append(_trend_claim(c, pops.get(c.a.label), alpha, seed, permutations))
         elif c.kind == "ranks":  # likewise
             trend[i] = ranks_claim(c, ranks.get(c.text, "its recipes were not read"), alpha)
             found.append(untestable(c, "ranks"))
@@ -192,36 +196,49 @@ def _importance_claim(c: Claim, pop, alpha, seed, permutations):
                     detail=r.detail), None
 
 
-def _trend_claim(c: Claim, pop, alpha: float, seed: int) -> Verdict:
-    """A trend claim: the slope of the good range's centre against log2 flops over the
-    regimes, with its 1 − α bootstrap interval (dse.analysis.regimes). `increases`
-    (`decreases`) holds when the interval lies above (below) 0 and is contradicted when it
-    lies on the other side; `stable` holds only when the interval lies within ±T (its
-    `within T`, per doubling of flops) and is contradicted when a trend is detected; no
-    detected trend alone is inconclusive."""
-    v = Verdict(c.text, c.kind, c.a.label, None, UNSURE, test="slope of the good range's centre "
-                f"against log2 flops, {1 - alpha:.0%} bootstrap interval")
+def _trend_claim(c: Claim, pop, alpha: float, seed: int, permutations: int) -> _Evidence:
+    """Evidence about a trend across regimes (dse.analysis.regimes): the slope of the good
+    range's centre against log2 flops in excess of the slope of the sampled medians, which
+    the flops windows move without the errors. `increases` (`decreases`) rests on the
+    bootstrap p of a rise (fall) of the excess and is contradicted only by the other
+    direction at alpha/2, both corrected with the other claims; `stable ... within T` holds
+    when the excess lies within ±T (two one-sided bootstrap tests) and is contradicted by
+    a trend either way; without a tolerance, no detected trend alone is inconclusive."""
+    test = "excess of the good range's slope over the sampled medians'"
     if pop is None or len(pop) == 0:
-        return replace(v, verdict=UNTESTABLE, detail=f"{c.a} has no finished models")
+        return untestable(c, f"{c.a} has no finished models")
     try:
-        _, row = regimes.judge_trend(pop, c.param, c.kind, 1 - alpha, seed=seed)
+        _, row = regimes.judge_trend(pop, c.param, c.kind, 1 - alpha, seed=seed,
+                                     permutations=permutations)
     except DseError as e:
-        return replace(v, verdict=UNTESTABLE, detail=str(e))
-    s, trend = row["slope"], row["trend"]
+        return untestable(c, str(e))
+    s, ex, sh = row["slope"], row["excess"], row["shuffled"]
+    up, down = ex["p_up"], ex["p_down"]
+    gate = {}
     if c.kind == "stable":
-        tol = c.margin
-        inside = tol is not None and -tol <= s["lo"] and s["hi"] <= tol
-        verdict = AGAINST if trend != regimes.STABLE else HOLDS if inside else UNSURE
-        why = ("" if verdict != UNSURE else "; no trend detected, which alone does not show "
-               "stability" + ("" if tol is not None else " (state a tolerance: `within T`)"))
+        tol, reps = c.margin, row["excess_reps"]
+        p = max(np.mean(reps >= tol), np.mean(reps <= -tol)) if tol is not None else np.nan
+        p_vs = min(1.0, 2 * min(up, down))
+        test += f", within ±{tol:g}" if tol is not None else ""
+        if tol is None:
+            gate = dict(may_hold=False, why_not="no trend detected, which alone does not "
+                        "show stability (state a tolerance: `within T`)")
     else:
-        want = regimes.UP if c.kind == "increases" else regimes.DOWN
-        verdict = HOLDS if trend == want else UNSURE if trend == regimes.STABLE else AGAINST
-        why = ""
-    centres = ", ".join(f"{r['name']}: {r['median']:.4g}" for r in row["regimes"])
-    return replace(v, verdict=verdict, statistic=[s["lo"], s["hi"]], margin=c.margin,
-                   detail=f"{trend}: slope {s['value']:.3g} [{s['lo']:.3g}, {s['hi']:.3g}] "
-                          f"{s['unit']} ({centres}){why}")
+        rise = c.kind == "increases"
+        p, p_vs = (up, min(1.0, 2 * down)) if rise else (down, min(1.0, 2 * up))
+        test += f", one-sided ({'rise' if rise else 'fall'})"
+    eff = effects.Effect("excess slope", ex["value"], ex["lo"], ex["hi"], 1 - alpha,
+                         len(row["excess_reps"]), s["unit"])
+    centres = ", ".join(f"{r['name']}: {r['median']:.4g} (sampled {r['sampled']:.4g})"
+                        for r in row["regimes"])
+    read = "no trend" if row["trend"] == regimes.STABLE else row["trend"]
+    detail = (f"{read} beyond the sampled medians: excess {ex['value']:.3g} "
+              f"[{ex['lo']:.3g}, {ex['hi']:.3g}] {s['unit']} = slope {s['value']:.3g} "
+              f"less {ex['sampled_slope']:.3g} of the sampled medians; p of a rise "
+              f"{_p(up)}, of a fall {_p(down)} (errors shuffled within regimes: "
+              f"{_p(sh['p_up'])}, {_p(sh['p_down'])}); centres {centres}")
+    return evidence(c, p, p_vs, test=test, statistic=[ex["lo"], ex["hi"]], effect=eff,
+                    margin=c.margin, detail=detail, **gate)
 
 
 def ranks_claim(c: Claim, fid, alpha: float) -> Verdict:

@@ -26,12 +26,26 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
     if only in (None, "train"):
         from dse.runner import loop as runner
 
-        stages.train(exp, Store.existing(store), report())
+        runs = [stages.train(exp, Store.existing(store), report())]
         for options in exp.promotes:  # longer schedules, reruns: dse train --top/--seeds
-            runner.run(store, list(exp.spaces), options, report=report())
+            runs.append(runner.run(store, list(exp.spaces), options, report=report()))
+        _warn_untrained(runs)
         if exp.refine_rounds:
             refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
                                                             report=report()), echo)
     if only in (None, "analyze"):
         return summary.analyze(exp, store, pick=pick)
     return None
+
+
+def _warn_untrained(runs) -> None:
+    """One DseWarning when models of these training runs did not learn (the recipe's
+    levers named; dse.analysis.health)."""
+    import warnings
+
+    from dse.analysis import health
+    from dse.errors import DseWarning
+
+    line = health.warning([o for r in runs for o in r.outcomes])
+    if line:
+        warnings.warn(line, DseWarning, stacklevel=1)

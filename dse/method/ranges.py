@@ -7,7 +7,9 @@ with errors shuffled at random it is about as wide as the sampled values. So a r
 holds only when
 - the range is informative: narrower than the ranges of the same resamples with the errors
   shuffled among the models (a permutation test: under "error does not depend on the
-  parameter" it is significant at most at alpha), and
+  parameter" it is significant at most at alpha; in a population of several flop regimes
+  the errors are shuffled within each regime, which keeps each window's sampled design
+  beside its errors), and
 - it contains the value (lies above / below it), and does not run into an end of the
   sampled values that the space could exceed (the best value could lie beyond it).
 It is contradicted when the range is informative and lies away from the value. A value no
@@ -23,6 +25,7 @@ import numpy as np
 
 from dse.analysis import effects
 from dse.analysis import stats as analysis
+from dse.space import regimes as flop_regimes
 
 MIN_FOR_RANGE = 8
 NULL_REPEATS = 2000  # bootstrap resamples per shuffle of the permutation null
@@ -63,7 +66,8 @@ def judge_range(kind: str, param: str, value: float, space: str, pop, repeats: i
     r = analysis.bootstrap_range(x, e, repeats=repeats, rng=seed)
     lo, hi = r["lo"], r["hi"]
     t = effects.range_test(x, e, log, repeats=min(repeats, NULL_REPEATS),
-                           permutations=permutations, seed=seed)
+                           permutations=permutations, seed=seed,
+                           strata=flop_regimes.labels(pop))
     inside = {"contains": lo <= value <= hi, "above": lo > value, "below": hi < value}[kind]
     away = {"contains": value < lo or value > hi, "above": hi <= value,
             "below": lo >= value}[kind]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dse.analysis import effects, population, regimes
+from dse.analysis import effects, health, population, regimes
 from dse.analysis import stats as analysis
 from dse.analysis.population import Selection
 from dse.errors import DseError
@@ -87,15 +87,23 @@ def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int,
 
 
 def _ranks(exp: Experiment, store: Store) -> dict:
-    """claim text → the Fidelity of each "ranks alike" claim (its interval at 1 − alpha),
-    or why it cannot be judged (fewer than 5 models trained under both recipes)."""
+    """claim text → the Fidelity of each "ranks alike" claim (its interval at 1 − alpha)
+    over the models promoted at random (those the experiment's `promote: top` chose as the
+    proxy's best are a selected sample, left out when 5 or more others remain), or why it
+    cannot be judged (fewer than 5 models trained under both recipes)."""
     from dse.analysis import trials as fidelity
 
     out = {}
+    top = sum(o.top or 0 for o in exp.promotes)  # the proxy's best, promoted by selection
     for c in (c for c in exp.claims if c.kind == "ranks"):
         try:
-            _, _, both = population.paired(c.a, [Pick(r) for r in c.recipes], home=store,
-                                           base=exp.path.parent)
+            picks = [Pick(r) for r in c.recipes]
+            _, _, both = population.paired(c.a, picks, home=store, base=exp.path.parent)
+            at = store if c.a.store is None else Store.existing(
+                population.near(exp.path.parent, c.a.store))
+            chosen, _, _ = population.promoted(at, c.a.space, picks[0], both, top)
+            if (~chosen).sum() >= fidelity.MIN_PAIRS:  # the pairs promoted at random
+                both = both[~chosen]
             out[c.text] = fidelity.fidelity(both["error_x"].to_numpy(float),
                                             both["error_y"].to_numpy(float),
                                             level=1 - exp.alpha, seed=exp.seed)
@@ -120,14 +128,19 @@ def _limits(exp: Experiment) -> dict:
 
 def _space_rows(df, names: list[str], cmp, pops: dict, repeats: int = 10_000,
                 seed: int = 0) -> list[dict]:
-    """Per space: its counts, summary, the KS tests (two-sided, and one-sided each way)
-    against the space before it, the Hodges–Lehmann shift from it (points, with a bootstrap
-    95% interval), and how many models the two share by architecture."""
+    """Per space: its counts, how many finished models did not learn, summary, the KS tests
+    (two-sided, and one-sided each way) against the space before it, the Hodges–Lehmann
+    shift from it (points, with a bootstrap 95% interval), and how many models the two share
+    by architecture."""
     rows, prev = [], None
     for s in names:
         c = analysis.counts(df, s)
         row = dict(space=s, sampled=c["sampled"], finished=c["finished"],
                    diverged=c["diverged"], failed=c["failed"])
+        if s in pops:  # training health: how many finished models did not learn
+            h = health.health(pops[s])
+            row.update(untrained=h.untrained, untrained_share=h.share,
+                       median_train_loss=h.median_loss, chance_loss=h.chance_loss)
         if s in cmp.spaces:
             row.update({k: cmp.spaces[s][k] for k in ("n", "min", "median", "mean")})
             if prev is not None:
@@ -183,7 +196,7 @@ def _regime_trends(space: str, pop, exp: Experiment, out: dict, figs: dict) -> N
         return
     cx = regimes.complexity(pop)
     out.setdefault("regime_trends", {})[space] = dict(
-        params={r["param"]: {k: r[k] for k in ("regimes", "slope", "trend")} for r in rows},
+        params={r["param"]: {k: r[k] for k in regimes.KEYS} for r in rows},
         complexity=cx)
     figs[f"trends_regimes_{space}"] = plots.regime_trends_figure(rows, cx, pop, space)
 

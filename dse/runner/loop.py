@@ -45,6 +45,7 @@ class Summary:
     best: tuple | None = None          # (error, space, model_id)
     last_error: str = ""
     plan: Plan | None = None           # the work and ETA said before the first claim
+    outcomes: list = field(default_factory=list)  # (status, error, train_loss, num_classes)
 
     @property
     def finished(self) -> int:
@@ -308,6 +309,8 @@ def _record(store: Store, job: Job, options: TrainOptions, ev: Finished, summary
     row = result_row(job, options, ev.outcome, ev.device)
     store.write_result(job.space, row)
     summary.counts[row["status"]] += 1
+    summary.outcomes.append((row["status"], row["error"], row["train_loss"],
+                             job.task.num_classes))
     if row["status"] == Status.DONE and (summary.best is None or row["error"] < summary.best[0]):
         summary.best = (row["error"], job.space, job.model_id)
     if row["status"] != Status.DONE:
