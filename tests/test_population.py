@@ -89,10 +89,13 @@ def test_every_operand_form_reads_the_same_rows_everywhere(stores, tmp_path, epo
     page = tmp_path / "report.html"
     shown = labels if epochs == 2 else labels[-1:]
     ok("report", *shown, *recipe, "--out", page, "--store", home)
-    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page.read_text())
+    text = page.read_text()
+    table = text[text.index("<table"):text.index("</table>")]  # the populations
+    header = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table)
     for label, w in ((x, want[x]) for x in shown):
-        row = cells[cells.index(html.escape(label)):][:12]
-        assert (row[6], row[10]) == (str(len(w)), f"{w.mean():.2f}")  # finished, mean error
+        row = dict(zip(header, cells[cells.index(html.escape(label)):]))
+        assert (row["finished"], row["mean error"]) == (str(len(w)), f"{w.mean():.2f}")
     # an experiment's claims: each population with itself (paired: its n), and against
     # another space (unpaired: the Hodges–Lehmann shift of exactly its errors)
     claims = [f"{x} same as {x}" for x in labels] + [f"{x} better than anynetxa" for x in labels]

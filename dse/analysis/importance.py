@@ -182,7 +182,7 @@ def parameters(pop: pd.DataFrame, params=None) -> tuple[dict[str, np.ndarray], l
     out, constant = {}, []
     for name in dict.fromkeys(names or _defaults(pop, cols)):
         v = cols[name]
-        if len(pd.unique(pd.Series(v).fillna("∅"))) > 1:
+        if len(pd.unique(pd.Series(v, dtype=object).fillna("∅"))) > 1:  # NaN: one value
             out[name] = v
         elif names or name not in RECIPE:
             constant.append(name)
