@@ -129,7 +129,7 @@ def _kill_at(monkeypatch, n):
             return real(*a, **k)
         return op
 
-    monkeypatch.setattr(results.pq, "write_table", killer(pq.write_table))
+    monkeypatch.setattr(results.checksums, "write_table", killer(results.checksums.write_table))
     monkeypatch.setattr(results.os, "unlink", killer(os.unlink))
     monkeypatch.setattr("dse.files.os.replace", killer(os.replace))
     return calls

@@ -20,20 +20,20 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from dse import __version__
 from dse.errors import DamagedFileError, DseError, DseWarning
-from dse.files import REFUSED, refusal, write_atomic, write_output
+from dse.files import REFUSED, refusal, write_atomic, write_output, writing
 from dse.space import regimes
 from dse.space.regimes import Regime
-from dse.store import results
+from dse.store import checksums, results
 from dse.store.paths import Layout
 from dse.store.results import DAMAGED, Compaction, Damaged, why
 from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, add_missing, definition, upgrade_models
@@ -99,15 +99,35 @@ class Store(Layout):
         """Names of the spaces that have sampled models in the store."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "models.parquet").is_file())
+        return sorted(p.name for p in self.root.iterdir()
+                      if (p / "models.parquet").is_file()
+                      or (p / "models.previous.parquet").is_file())
 
-    def read_models(self, space: str, columns: list[str] | None = None) -> pd.DataFrame:
+    def read_models(self, space: str, columns: list[str] | None = None,
+                    previous: bool = True) -> pd.DataFrame:
         """The sampled models of a space, all columns or only `columns` (empty frame with the
-        schema's columns if none); DamagedFileError if models.parquet cannot be read."""
-        path = self.models_path(space)
-        if not path.exists():
+        schema's columns if none). When models.parquet is damaged or gone, its previous
+        generation is read with a warning (every model but those sampled since; `previous`
+        False: DamagedFileError instead); DamagedFileError if neither can be read."""
+        path, prev = self.models_path(space), self.previous_models_path(space)
+        if not path.exists() and not (previous and prev.exists()):
             return MODELS_SCHEMA.empty_table().to_pandas()[columns or MODELS_SCHEMA.names]
-        table = add_missing(upgrade_models(_read_table(path)), MODELS_SCHEMA)
+        try:
+            if not path.exists():
+                raise DamagedFileError(path, "the file is missing")
+            table = _read_table(path)
+        except DamagedFileError as e:
+            if not previous or not prev.exists():
+                raise
+            try:
+                table = _read_table(prev)
+            except DamagedFileError:
+                raise e from None
+            warnings.warn(f"{path} is damaged ({e.reason}); read its previous generation "
+                          f"{prev.name} ({table.num_rows} models: those sampled since are "
+                          f"missing); `dse verify --repair --store {self.root}` restores it",
+                          DseWarning, stacklevel=2)
+        table = add_missing(upgrade_models(table), MODELS_SCHEMA)
         return (table.select(columns) if columns else table).to_pandas()
 
     def resolve(self, name: str) -> str:
@@ -189,7 +209,7 @@ class Store(Layout):
                     raise DseError(f"{d} holds models for the classes of "
                                    f"{stored['data'].get('dir')}, which differ from those of "
                                    f"{data.get('dir')}; sample into another store")
-            old = self.read_models(space.name)
+            old = self.read_models(space.name, previous=False)
             if regime is not None:
                 regime = regimes.resolve(regime, regimes.stored(old), space.name)
             have = set(old["model_id"])
@@ -215,9 +235,29 @@ class Store(Layout):
                                        "task": task_rec, **({"data": data} if data else {})},
                                       sort_keys=False)
                 write_atomic(spec_path, lambda p: Path(p).write_text(text), self.root)
-            write_atomic(self.models_path(space.name), lambda p: pq.write_table(table, p),
-                         self.root)
+            self._keep_previous(space.name)
+            dst = self.models_path(space.name)
+            write_atomic(dst, lambda p: checksums.write_verified(table, p, name=dst), self.root,
+                         durable=True)
             return new
+
+    def _keep_previous(self, space: str) -> None:
+        """Keep the space's models table as its previous generation (a hard link, else a
+        copy) before a new one replaces it."""
+        cur, prev = self.models_path(space), self.previous_models_path(space)
+        if not cur.exists():
+            return
+        tmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
+        with writing(prev, self.root):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            try:
+                os.link(cur, tmp)
+            except OSError as e:
+                if e.errno in REFUSED:
+                    raise
+                shutil.copyfile(cur, tmp)
+            os.replace(tmp, prev)
 
     # ---- results ---------------------------------------------------------------------------
 
@@ -230,7 +270,7 @@ class Store(Layout):
         table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
         path = self.result_path(space, trial_id(row["model_id"], row["recipe"], row["seed"]))
         with self.lock(space):  # so a compaction never removes a file rewritten meanwhile
-            write_atomic(path, lambda p: pq.write_table(table, p), self.root)
+            write_atomic(path, lambda p: checksums.write_table(table, p), self.root)
         return path
 
     def scan_results(self, space: str) -> tuple[pd.DataFrame, list[Damaged]]:
@@ -372,7 +412,8 @@ class Store(Layout):
     def save_table(self, space: str, name: str, df: pd.DataFrame) -> Path:
         """Write an analysis table atomically to <space>/analysis/<name>.parquet."""
         path = self.analysis_dir(space) / f"{name}.parquet"
-        return write_output(path, lambda p: df.to_parquet(p, index=False), self.root)
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        return write_output(path, lambda p: checksums.write_table(table, p), self.root)
 
 
 def _task_text(t: dict) -> str:
@@ -387,8 +428,11 @@ def _regime_columns(regime: Regime | None) -> dict:
 
 
 def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A table of the store, every checksum checked; DamagedFileError if it fails."""
     try:
-        return pq.read_table(path, columns=columns)
+        return checksums.read_table(path, columns)
+    except checksums.Unreadable as e:
+        raise DamagedFileError(path, str(e)) from None
     except (pa.ArrowException, OSError) as e:
         raise DamagedFileError(path, why(e)) from None
 

@@ -38,26 +38,35 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dse.errors import DamagedFileError, DseError
 from dse.files import write_atomic, writing
+from dse.store import checksums
 from dse.store.paths import Layout
 from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
 from dse.store.trials import RECIPE_KEYS, parse_trial, trial_id, with_recipe
 
 DAMAGED = "damaged"    # the status of a result file that cannot be read
 COMPACT_AT = 256       # per-model files of a space that make a reader compact them first
+SEGMENT_ROWS = 1024    # results in one segment at most: what one damaged segment can cost
+ROW_GROUP = 128        # results per row group of a segment: what salvage can tell apart
 STALE_TMP_S = 600.0    # a temporary file this old belongs to a writer that died
 _NEEDED = (*RESULT_KEY, "status", "finished_at")  # what every read takes, to deduplicate
 
 
 @dataclass(frozen=True)
 class Damaged:
-    """A store file that cannot be read, and why."""
+    """A store file that cannot be read whole, why, and what of it was salvaged."""
 
     path: Path
     reason: str
+    salvaged: int = 0                # rows read from its intact row groups
+    total: int | None = None         # rows it held (None: its footer is gone, unknown)
+
+    @property
+    def lost(self) -> int | None:
+        """Rows lost with it (None: unknown, its footer is gone)."""
+        return None if self.total is None else self.total - self.salvaged
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class Scan:
     table: pa.Table                  # RESULTS_SCHEMA's columns first (or those asked for)
     damaged: tuple[Damaged, ...]
     files: int                       # per-model files read
-    segment: Path | None             # the segment read
+    segments: tuple[Path, ...]       # the segments read (damaged ones included)
 
 
 @dataclass(frozen=True)
@@ -75,10 +84,12 @@ class Compaction:
     """What one compaction of a space did."""
 
     space: str
-    segment: Path | None             # the segment written; None when there was nothing to do
-    results: int                     # results in the space's newest segment afterwards
+    segment: Path | None             # the first segment written; None when nothing was to do
+    results: int                     # results in the space's segments afterwards
     absorbed: int                    # per-model files folded in and removed
-    set_aside: tuple[Path, ...]      # damaged segments moved to damaged/
+    set_aside: tuple[Path, ...]      # damaged segments moved to damaged/ (salvaged first)
+    written: tuple[Path, ...] = ()   # every segment written
+    merged: int = 0                  # segments folded into those and removed
 
 
 # ---- one file against the schema -------------------------------------------------------------
@@ -144,18 +155,31 @@ def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
 
 def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
     """A result file conformed to the schema (only `columns`, plus what deduplication needs,
-    when given); DamagedFileError if it cannot be read or cast, FileNotFoundError if gone."""
+    when given), every byte checked (dse.store.checksums); DamagedFileError if it cannot be
+    read, checked or cast, FileNotFoundError if gone."""
     try:
-        pf = pq.ParquetFile(path)
-        names = pf.schema_arrow.names
-        extra = RECIPE_KEYS if "recipe" not in names else ()  # written before trials
-        want = None if columns is None else \
-            [c for c in dict.fromkeys((*_NEEDED, *columns, *extra)) if c in names]
-        table = pf.read(columns=want)
+        table = checksums.read_table(path, _wanted(columns))
+    except checksums.Unreadable as e:
+        raise DamagedFileError(path, str(e)) from None
     except (pa.ArrowException, OSError) as e:
         if isinstance(e, FileNotFoundError) or getattr(e, "errno", None) == errno.ENOENT:
             raise FileNotFoundError(path) from None
         raise DamagedFileError(path, why(e)) from None
+    return _conformed(path, table, columns)
+
+
+def _wanted(columns: tuple[str, ...] | None):
+    """What to read of a file with these column names (None: all of it)."""
+    if columns is None:
+        return None
+
+    def pick(names: list[str]) -> list[str]:
+        extra = RECIPE_KEYS if "recipe" not in names else ()  # written before trials
+        return [c for c in dict.fromkeys((*_NEEDED, *columns, *extra)) if c in names]
+    return pick
+
+
+def _conformed(path: Path, table: pa.Table, columns: tuple[str, ...] | None) -> pa.Table:
     schema = RESULTS_SCHEMA if columns is None else pa.schema(
         [RESULTS_SCHEMA.field(c) for c in dict.fromkeys((*_NEEDED, *columns))])
     try:
@@ -163,6 +187,23 @@ def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
         return out if columns is None else out.select(schema.names)
     except (ValueError, pa.ArrowException) as e:
         raise DamagedFileError(path, str(e) if isinstance(e, ValueError) else why(e)) from None
+
+
+def salvage(path: Path, reason: str, columns: tuple[str, ...] | None = None
+            ) -> tuple[pa.Table | None, Damaged]:
+    """The intact row groups of a damaged result file or segment, conformed (None: none), and
+    the file as damaged, with how many of its rows were salvaged."""
+    try:
+        got = checksums.salvage(path, _wanted(columns))
+    except FileNotFoundError:
+        return None, Damaged(path, reason)
+    table = None
+    if got.table is not None:
+        try:
+            table = _conformed(path, got.table, columns)
+        except DamagedFileError:
+            table = None
+    return table, Damaged(path, reason, 0 if table is None else table.num_rows, got.total)
 
 
 def why(e: Exception) -> str:
@@ -193,34 +234,43 @@ def segments(layout: Layout, space: str) -> list[tuple[int, Path]]:
     return [(g, layout.segment_path(space, g)) for g in sorted(gens, reverse=True)]
 
 
-def _newest_readable(layout: Layout, space: str, columns) -> tuple:
-    """(table, path, damaged newer segments) of the newest segment that can be read; listed
-    again when a newer compaction removes the one being read."""
+def read_segments(layout: Layout, space: str, columns=None
+                  ) -> tuple[list[tuple[int, pa.Table]], list[Damaged], list[Path]]:
+    """(generation, table) of every segment of a space, oldest first, with the intact row
+    groups of damaged ones; the damaged ones; the paths read. Listed and read again when a
+    compaction removes a segment being read."""
     for _ in range(20):
-        bad = []
-        for _gen, path in segments(layout, space):
+        parts, bad, paths = [], [], []
+        for gen, path in reversed(segments(layout, space)):
             try:
-                return read_file(path, columns), path, bad
+                parts.append((gen, read_file(path, columns)))
             except FileNotFoundError:
                 break
             except DamagedFileError as e:
-                bad.append(Damaged(path, e.reason))
+                table, d = salvage(path, e.reason, columns)
+                bad.append(d)
+                if table is not None:
+                    parts.append((gen, table))
+            paths.append(path)
         else:
-            return None, None, bad
+            return parts, bad, paths
     raise DseError(f"the results of {space} in {layout.root} kept changing while being read "
                    "(a compaction in a loop?); run the command again")
 
 
 # ---- reading ----------------------------------------------------------------------------------
 
+LOOSE = 1 << 62  # the rank of a per-model file: over every segment
+
+
 def latest(parts: list[tuple[int, pa.Table]], compacting: bool = False) -> pa.Table:
     """The rows of (rank, table) parts, one per result key: the highest rank (per-model files
-    1 over a segment 0), then the latest finished_at, then the last."""
+    LOOSE, a segment its generation), then the latest finished_at, then the last."""
     table = _concat([t for _, t in parts], compacting)
     key = list(RESULT_KEY)
     if table.group_by(key).aggregate([]).num_rows == table.num_rows:
         return table
-    rank = np.concatenate([np.full(t.num_rows, r) for r, t in parts])
+    rank = np.concatenate([np.full(t.num_rows, r, dtype=np.int64) for r, t in parts])
     t = table.column("finished_at").cast(pa.int64()).fill_null(np.iinfo(np.int64).min)
     order = np.lexsort((np.arange(table.num_rows), t.to_numpy(), rank))
     keys = table.select(key).take(order).to_pandas()
@@ -244,9 +294,9 @@ def _concat(tables: list[pa.Table], compacting: bool) -> pa.Table:
 
 def scan(layout: Layout, space: str, columns: tuple[str, ...] | None = None) -> Scan:
     """Every readable result of a space, once each (only `columns` and the key, status and
-    finished_at, when given), and the files that cannot be read."""
+    finished_at, when given), and the files that cannot be read whole."""
     parts, damaged = [], []
-    for f in per_model_files(layout, space):  # before the segment: see the module's doc
+    for f in per_model_files(layout, space):  # before the segments: see the module's doc
         try:
             t = read_file(f)
         except FileNotFoundError:
@@ -254,26 +304,25 @@ def scan(layout: Layout, space: str, columns: tuple[str, ...] | None = None) -> 
         except DamagedFileError as e:
             damaged.append(Damaged(f, e.reason))
             continue
-        parts.append((1, t if columns is None else t.select(
+        parts.append((LOOSE, t if columns is None else t.select(
             list(dict.fromkeys((*_NEEDED, *columns))))))
-    base, path, bad = _newest_readable(layout, space, columns)
     files = len(parts)
-    if base is not None:
-        parts.insert(0, (0, base))
+    segs, bad, paths = read_segments(layout, space, columns)
+    parts = segs + parts
     if not parts:
         empty = RESULTS_SCHEMA.empty_table()
         table = empty if columns is None else empty.select(list(dict.fromkeys((*_NEEDED,
                                                                                 *columns))))
     else:
         table = latest(parts)
-    return Scan(table, tuple(bad + damaged), files, path)
+    return Scan(table, tuple(bad + damaged), files, tuple(paths))
 
 
 def status_of(layout: Layout, space: str, trial: str, seen: dict) -> str | None:
     """The status of a trial's result (None without one, DAMAGED if its file is unreadable):
-    its per-trial file (or the model's file written before trials), else the newest
-    readable segment (its statuses kept in `seen`). A bare model id asks for any result of
-    the model."""
+    its per-trial file (or the model's file written before trials), else the space's segments
+    (their statuses kept in `seen` until a segment changes). A bare model id asks for any
+    result of the model."""
     model_id, recipe, seed = parse_trial(trial)
     names = [trial, model_id] if recipe is not None else [trial] + sorted(
         p.stem for p in layout.results_dir(space).glob(f"{trial}-*-s*.parquet"))
@@ -292,52 +341,61 @@ def status_of(layout: Layout, space: str, trial: str, seen: dict) -> str | None:
                if k == trial or (recipe is None and m == trial)]
         if hit:
             return hit[-1]
-    for _ in range(20):
-        for _gen, path in segments(layout, space):
-            try:
-                st = os.stat(path)
-                ident = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
-                if seen.get(space, (None,))[0] != ident:
-                    t = read_file(path, ())
-                    cols = [t.column(c).to_pylist() for c in (*RESULT_KEY, "status")]
-                    by_trial = {trial_id(m, r, sd): x for m, r, sd, x in zip(*cols)}
-                    by_model = dict(zip(cols[0], cols[3]))
-                    seen[space] = (ident, by_trial, by_model)
-                return seen[space][1 if recipe is not None else 2].get(trial)
-            except FileNotFoundError:
-                break
-            except DamagedFileError:
-                continue
-        else:
-            return None
-    raise DseError(f"the results of {space} in {layout.root} kept changing while being read; "
-                   "run the command again")
+    ident = []
+    for _gen, path in segments(layout, space):
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(path)
+            ident.append((str(path), st.st_ino, st.st_mtime_ns, st.st_size))
+    if seen.get(space, (None,))[0] != ident:
+        parts = read_segments(layout, space, ())[0]
+        by_trial, by_model = {}, {}
+        for _gen, t in parts:  # oldest first: a newer segment's row wins
+            cols = [t.column(c).to_pylist() for c in (*RESULT_KEY, "status")]
+            by_trial.update((trial_id(m, r, sd), x) for m, r, sd, x in zip(*cols))
+            by_model.update(zip(cols[0], cols[3]))
+        seen[space] = (ident, by_trial, by_model)
+    return seen[space][1 if recipe is not None else 2].get(trial)
 
 
 # ---- compaction ------------------------------------------------------------------------------
 
 def compact(layout: Layout, space: str, store=None) -> Compaction:
-    """Fold a space's readable per-model files into a new segment (the caller holds the
-    space's lock); damaged files stay where they are, damaged segments go to damaged/."""
+    """Fold a space's readable per-model files, its small (or oversized) segments and any
+    segment that shares a result with another file into new segments of at most SEGMENT_ROWS
+    results, each read back and checked before anything it absorbs is removed (the caller
+    holds the space's lock). Damaged per-model files stay where they are; a damaged segment's
+    intact row groups are folded in and the segment goes to damaged/."""
     loose = []
     for f in per_model_files(layout, space):
         with contextlib.suppress(FileNotFoundError, DamagedFileError):
             st = os.stat(f)
             loose.append((f, (st.st_ino, st.st_mtime_ns, st.st_size), read_file(f)))
-    segs = segments(layout, space)
-    base, base_path, bad = _newest_readable(layout, space, None)
-    older = [p for _, p in segs if base_path is not None and p != base_path
-             and p not in {b.path for b in bad}]
+    listed = segments(layout, space)
+    parts, bad, _ = read_segments(layout, space, None)
     _remove_stale_tmp(layout, space)
-    if not loose and not bad and not older:
-        return Compaction(space, None, 0 if base is None else base.num_rows, 0, ())
-    parts = ([(0, base)] if base is not None else []) + [(1, t) for _, _, t in loose]
-    merged = latest(parts, compacting=True).sort_by([(k, "ascending") for k in RESULT_KEY]) \
-        if parts else RESULTS_SCHEMA.empty_table()
-    path = layout.segment_path(space, (segs[0][0] if segs else 0) + 1)
-    write_atomic(path, lambda p: pq.write_table(merged, p), store=store, durable=True)
-    aside = [set_aside(layout, space, b.path, store) for b in bad]
-    for p in older + ([base_path] if base_path else []):
+    bad_paths = {d.path for d in bad}
+    shared = _sharing([(g, t) for g, t in parts] + [(LOOSE, t) for _, _, t in loose])
+    redo = [(g, t) for g, t in parts if g in shared or layout.segment_path(space, g) in bad_paths
+            or not SEGMENT_ROWS // 2 <= t.num_rows <= SEGMENT_ROWS]
+    kept = sum(t.num_rows for g, t in parts if g not in {r for r, _ in redo})
+    small = [t for _, t in redo if t.num_rows < SEGMENT_ROWS // 2]
+    if not loose and not bad and len(redo) == len(small) <= 1:
+        return Compaction(space, None, kept + sum(t.num_rows for t in small), 0, ())
+    merged = latest(redo + [(LOOSE, t) for _, _, t in loose], compacting=True) \
+        .sort_by([(k, "ascending") for k in RESULT_KEY])
+    gen = listed[0][0] if listed else 0
+    written = []
+    for start in range(0, merged.num_rows, SEGMENT_ROWS):
+        gen += 1
+        path = layout.segment_path(space, gen)
+        chunk = merged.slice(start, SEGMENT_ROWS)
+        write_atomic(path, lambda p, c=chunk: _write_checked(c, Path(p)), store=store, durable=True)
+        written.append(path)
+    aside = [set_aside(layout, space, p, store) for p in sorted(bad_paths) if p.exists()]
+    for g, _ in redo:
+        p = layout.segment_path(space, g)
+        if p in bad_paths:
+            continue
         if _readable(p):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
@@ -350,7 +408,31 @@ def compact(layout: Layout, space: str, store=None) -> Compaction:
             if (st.st_ino, st.st_mtime_ns, st.st_size) == ident:  # not rewritten meanwhile
                 os.unlink(f)
                 absorbed += 1
-    return Compaction(space, path, merged.num_rows, absorbed, tuple(aside))
+    return Compaction(space, written[0] if written else None, kept + merged.num_rows,
+                      absorbed, tuple(aside), tuple(written),
+                      sum(1 for g, _ in redo if layout.segment_path(space, g) not in bad_paths))
+
+
+def _sharing(parts: list[tuple[int, pa.Table]]) -> set[int]:
+    """The ranks of the parts that hold a result key another part holds too."""
+    if not parts:
+        return set()
+    keys = pa.concat_tables([t.select(list(RESULT_KEY)).append_column(
+        "_part", pa.array(np.full(t.num_rows, r, dtype=np.int64))) for r, t in parts],
+        promote_options="permissive")
+    per = keys.group_by(list(RESULT_KEY)).aggregate([("_part", "count_distinct")])
+    twice = per.filter(pc.greater(per.column("_part_count_distinct"), 1)).select(
+        list(RESULT_KEY))
+    if not twice.num_rows:
+        return set()
+    hit = keys.join(twice, list(RESULT_KEY), join_type="inner")
+    return set(pc.unique(hit.column("_part")).to_pylist())
+
+
+def _write_checked(table: pa.Table, path) -> None:
+    """Write a segment and read it back: it must hold exactly `table`, every checksum
+    matching, before anything it absorbs may be removed."""
+    checksums.write_verified(table, path, ROW_GROUP, name=f"a new segment of {path.parent}")
 
 
 def _readable_result(path: Path) -> bool:
@@ -366,10 +448,11 @@ def _readable_result(path: Path) -> bool:
 
 
 def _readable(path: Path) -> bool:
+    """Whether a file reads whole, every checksum matching."""
     try:
-        pq.read_metadata(path)
+        checksums.read_table(path)
         return True
-    except (pa.ArrowException, OSError):
+    except (checksums.Unreadable, pa.ArrowException, OSError):
         return False
 
 
