@@ -136,7 +136,7 @@ def _open(path: Path) -> tuple[bytes, pq.ParquetFile, list[bool] | None]:
         md = pf.metadata
         kv = md.metadata or {}
     except (pa.ArrowException, OSError, ValueError) as e:
-        raise Unreadable(_why(e)) from None
+        raise Unreadable(why(e)) from None
     if digest is None:
         return data, pf, None
     if zlib.crc32(kv.get(b"ARROW:schema", b"")) != arrow or len(groups) != md.num_row_groups:
@@ -158,7 +158,7 @@ def read_table(path: Path, columns=None) -> pa.Table:
     try:
         return pf.read(columns=_have(pf, columns))
     except (pa.ArrowException, OSError) as e:
-        raise Unreadable(_why(e)) from None
+        raise Unreadable(why(e)) from None
 
 
 def salvage(path: Path, columns=None) -> Salvage:
@@ -190,7 +190,7 @@ def _have(pf: pq.ParquetFile, columns) -> list[str] | None:
     return [c for c in columns if c in set(names)]
 
 
-def _why(e: Exception) -> str:
+def why(e: Exception) -> str:
     """The first sentence of a reader's error, without the path it repeats."""
     msg = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "",
                  " ".join(str(e).split()))

@@ -1,16 +1,16 @@
 """The population store: a directory laid out by this module alone (pure).
 
 The layout of its files is dse.store.paths.Layout; `Store` adds every read and write; a
-space's results (per-model files and compacted segments) are read and compacted by
-dse.store.results.
+space's results (per-model files and bounded segments) are read by dse.store.results and
+compacted by dse.store.compaction; every Parquet file is checksummed (dse.store.checksums).
 
 Writes go to a temporary file in the same directory and are renamed into place, under the
 space's lock, so a reader never sees a half-written table and a crash never loses rows; a write
 the file system refuses (full, quota, read-only) is one line naming the store and its free
-space (dse.files.writing). A damaged file (truncated, not Parquet, columns that cannot be
-cast) is never changed or deleted: an unreadable result is skipped with a warning and its model
-counts as untrained; an unreadable models.parquet stops what needs that space and leaves the
-other spaces usable. Schemas: docs/store.md.
+space (dse.files.writing). A damaged file (truncated, a checksum that fails, columns that
+cannot be cast) is never changed or deleted: an unreadable result is skipped with a warning
+and its model counts as untrained; an unreadable models.parquet is read from its previous
+generation (dse.store.generations), else stops what needs that space. Schemas: docs/store.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import datetime as dt
 import fcntl
 import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -30,12 +29,12 @@ import yaml
 
 from dse import __version__
 from dse.errors import DamagedFileError, DseError, DseWarning
-from dse.files import REFUSED, refusal, write_atomic, write_output, writing
+from dse.files import REFUSED, refusal, write_atomic, write_output
 from dse.space import regimes
 from dse.space.regimes import Regime
-from dse.store import checksums, results
+from dse.store import checksums, compaction, generations, results
 from dse.store.paths import Layout
-from dse.store.results import DAMAGED, Compaction, Damaged, why
+from dse.store.results import DAMAGED, Compaction, Damaged
 from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, add_missing, definition, upgrade_models
 from dse.store.trials import Pick, choose, collapse, fingerprint, join, parse_trial, trial_id
 
@@ -106,27 +105,11 @@ class Store(Layout):
     def read_models(self, space: str, columns: list[str] | None = None,
                     previous: bool = True) -> pd.DataFrame:
         """The sampled models of a space, all columns or only `columns` (empty frame with the
-        schema's columns if none). When models.parquet is damaged or gone, its previous
-        generation is read with a warning (every model but those sampled since; `previous`
-        False: DamagedFileError instead); DamagedFileError if neither can be read."""
-        path, prev = self.models_path(space), self.previous_models_path(space)
-        if not path.exists() and not (previous and prev.exists()):
+        schema's columns if none); a damaged models.parquet: dse.store.generations."""
+        if not self.models_path(space).exists() and not (
+                previous and self.previous_models_path(space).exists()):
             return MODELS_SCHEMA.empty_table().to_pandas()[columns or MODELS_SCHEMA.names]
-        try:
-            if not path.exists():
-                raise DamagedFileError(path, "the file is missing")
-            table = _read_table(path)
-        except DamagedFileError as e:
-            if not previous or not prev.exists():
-                raise
-            try:
-                table = _read_table(prev)
-            except DamagedFileError:
-                raise e from None
-            warnings.warn(f"{path} is damaged ({e.reason}); read its previous generation "
-                          f"{prev.name} ({table.num_rows} models: those sampled since are "
-                          f"missing); `dse verify --repair --store {self.root}` restores it",
-                          DseWarning, stacklevel=2)
+        table = generations.read_models(self, space, previous)
         table = add_missing(upgrade_models(table), MODELS_SCHEMA)
         return (table.select(columns) if columns else table).to_pandas()
 
@@ -235,29 +218,11 @@ class Store(Layout):
                                        "task": task_rec, **({"data": data} if data else {})},
                                       sort_keys=False)
                 write_atomic(spec_path, lambda p: Path(p).write_text(text), self.root)
-            self._keep_previous(space.name)
+            generations.keep_previous(self, space.name)
             dst = self.models_path(space.name)
             write_atomic(dst, lambda p: checksums.write_verified(table, p, name=dst), self.root,
                          durable=True)
             return new
-
-    def _keep_previous(self, space: str) -> None:
-        """Keep the space's models table as its previous generation (a hard link, else a
-        copy) before a new one replaces it."""
-        cur, prev = self.models_path(space), self.previous_models_path(space)
-        if not cur.exists():
-            return
-        tmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
-        with writing(prev, self.root):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            try:
-                os.link(cur, tmp)
-            except OSError as e:
-                if e.errno in REFUSED:
-                    raise
-                shutil.copyfile(cur, tmp)
-            os.replace(tmp, prev)
 
     # ---- results ---------------------------------------------------------------------------
 
@@ -327,7 +292,7 @@ class Store(Layout):
     def compact(self, space: str) -> Compaction:
         """Fold a space's per-model result files into one segment (dse.store.results)."""
         with self.lock(space):
-            return results.compact(self, space, self.root)
+            return compaction.compact(self, space, self.root)
 
     def compact_if_many(self, space: str, at: int | None = None) -> Compaction | None:
         """Compact a space with `at` (default results.COMPACT_AT) or more per-model result
@@ -425,16 +390,6 @@ def _regime_columns(regime: Regime | None) -> dict:
     if regime is None:
         return {}
     return dict(regime=regime.name, regime_lo=regime.flops.lo, regime_hi=regime.flops.hi)
-
-
-def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """A table of the store, every checksum checked; DamagedFileError if it fails."""
-    try:
-        return checksums.read_table(path, columns)
-    except checksums.Unreadable as e:
-        raise DamagedFileError(path, str(e)) from None
-    except (pa.ArrowException, OSError) as e:
-        raise DamagedFileError(path, why(e)) from None
 
 
 def _read_json(path: Path) -> dict | None:

@@ -31,7 +31,6 @@ import datetime as dt
 import errno
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dse.errors import DamagedFileError, DseError
-from dse.files import write_atomic, writing
+from dse.files import writing
 from dse.store import checksums
 from dse.store.paths import Layout
 from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
@@ -48,9 +47,6 @@ from dse.store.trials import RECIPE_KEYS, parse_trial, trial_id, with_recipe
 
 DAMAGED = "damaged"    # the status of a result file that cannot be read
 COMPACT_AT = 256       # per-model files of a space that make a reader compact them first
-SEGMENT_ROWS = 1024    # results in one segment at most: what one damaged segment can cost
-ROW_GROUP = 128        # results per row group of a segment: what salvage can tell apart
-STALE_TMP_S = 600.0    # a temporary file this old belongs to a writer that died
 _NEEDED = (*RESULT_KEY, "status", "finished_at")  # what every read takes, to deduplicate
 
 
@@ -357,83 +353,7 @@ def status_of(layout: Layout, space: str, trial: str, seen: dict) -> str | None:
     return seen[space][1 if recipe is not None else 2].get(trial)
 
 
-# ---- compaction ------------------------------------------------------------------------------
-
-def compact(layout: Layout, space: str, store=None) -> Compaction:
-    """Fold a space's readable per-model files, its small (or oversized) segments and any
-    segment that shares a result with another file into new segments of at most SEGMENT_ROWS
-    results, each read back and checked before anything it absorbs is removed (the caller
-    holds the space's lock). Damaged per-model files stay where they are; a damaged segment's
-    intact row groups are folded in and the segment goes to damaged/."""
-    loose = []
-    for f in per_model_files(layout, space):
-        with contextlib.suppress(FileNotFoundError, DamagedFileError):
-            st = os.stat(f)
-            loose.append((f, (st.st_ino, st.st_mtime_ns, st.st_size), read_file(f)))
-    listed = segments(layout, space)
-    parts, bad, _ = read_segments(layout, space, None)
-    _remove_stale_tmp(layout, space)
-    bad_paths = {d.path for d in bad}
-    shared = _sharing([(g, t) for g, t in parts] + [(LOOSE, t) for _, _, t in loose])
-    redo = [(g, t) for g, t in parts if g in shared or layout.segment_path(space, g) in bad_paths
-            or not SEGMENT_ROWS // 2 <= t.num_rows <= SEGMENT_ROWS]
-    kept = sum(t.num_rows for g, t in parts if g not in {r for r, _ in redo})
-    small = [t for _, t in redo if t.num_rows < SEGMENT_ROWS // 2]
-    if not loose and not bad and len(redo) == len(small) <= 1:
-        return Compaction(space, None, kept + sum(t.num_rows for t in small), 0, ())
-    merged = latest(redo + [(LOOSE, t) for _, _, t in loose], compacting=True) \
-        .sort_by([(k, "ascending") for k in RESULT_KEY])
-    gen = listed[0][0] if listed else 0
-    written = []
-    for start in range(0, merged.num_rows, SEGMENT_ROWS):
-        gen += 1
-        path = layout.segment_path(space, gen)
-        chunk = merged.slice(start, SEGMENT_ROWS)
-        write_atomic(path, lambda p, c=chunk: _write_checked(c, Path(p)), store=store, durable=True)
-        written.append(path)
-    aside = [set_aside(layout, space, p, store) for p in sorted(bad_paths) if p.exists()]
-    for g, _ in redo:
-        p = layout.segment_path(space, g)
-        if p in bad_paths:
-            continue
-        if _readable(p):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-        else:
-            aside.append(set_aside(layout, space, p, store))
-    absorbed = 0
-    for f, ident, _ in loose:
-        with contextlib.suppress(FileNotFoundError):
-            st = os.stat(f)
-            if (st.st_ino, st.st_mtime_ns, st.st_size) == ident:  # not rewritten meanwhile
-                os.unlink(f)
-                absorbed += 1
-    return Compaction(space, written[0] if written else None, kept + merged.num_rows,
-                      absorbed, tuple(aside), tuple(written),
-                      sum(1 for g, _ in redo if layout.segment_path(space, g) not in bad_paths))
-
-
-def _sharing(parts: list[tuple[int, pa.Table]]) -> set[int]:
-    """The ranks of the parts that hold a result key another part holds too."""
-    if not parts:
-        return set()
-    keys = pa.concat_tables([t.select(list(RESULT_KEY)).append_column(
-        "_part", pa.array(np.full(t.num_rows, r, dtype=np.int64))) for r, t in parts],
-        promote_options="permissive")
-    per = keys.group_by(list(RESULT_KEY)).aggregate([("_part", "count_distinct")])
-    twice = per.filter(pc.greater(per.column("_part_count_distinct"), 1)).select(
-        list(RESULT_KEY))
-    if not twice.num_rows:
-        return set()
-    hit = keys.join(twice, list(RESULT_KEY), join_type="inner")
-    return set(pc.unique(hit.column("_part")).to_pylist())
-
-
-def _write_checked(table: pa.Table, path) -> None:
-    """Write a segment and read it back: it must hold exactly `table`, every checksum
-    matching, before anything it absorbs may be removed."""
-    checksums.write_verified(table, path, ROW_GROUP, name=f"a new segment of {path.parent}")
-
+# ---- damaged files ---------------------------------------------------------------------------
 
 def _readable_result(path: Path) -> bool:
     """Whether a result file can be read against the schema (a vanished one counts as
@@ -447,15 +367,6 @@ def _readable_result(path: Path) -> bool:
         return False
 
 
-def _readable(path: Path) -> bool:
-    """Whether a file reads whole, every checksum matching."""
-    try:
-        checksums.read_table(path)
-        return True
-    except (checksums.Unreadable, pa.ArrowException, OSError):
-        return False
-
-
 def set_aside(layout: Layout, space: str, path: Path, store=None) -> Path:
     """Move an unreadable result file or segment to <space>/damaged/ (never deleting it);
     returns where it went."""
@@ -466,16 +377,3 @@ def set_aside(layout: Layout, space: str, path: Path, store=None) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dst)
     return dst
-
-
-def _remove_stale_tmp(layout: Layout, space: str) -> None:
-    """Remove temporary files that writers killed mid-write left behind (a live writer renames
-    its file within seconds, so ten minutes old is dead)."""
-    now = time.time()
-    for d in (layout.results_dir(space), layout.segments_dir(space)):
-        with contextlib.suppress(FileNotFoundError), os.scandir(d) as it:
-            for e in it:
-                if e.name.startswith(".") and e.name.endswith(".tmp"):
-                    with contextlib.suppress(OSError):
-                        if now - e.stat().st_mtime > STALE_TMP_S:
-                            os.unlink(e.path)
