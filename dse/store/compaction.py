@@ -51,7 +51,7 @@ from dse.store.results import (
     segments,
     set_aside,
 )
-from dse.store.schema import RESULT_KEY
+from dse.store.schema import RESULT_KEY, RESULTS_SCHEMA
 
 SEGMENT_ROWS = 1024    # results in one segment at most: what one damaged segment can cost
 ROW_GROUP = 128        # results per row group of a segment: what salvage can tell apart
@@ -80,9 +80,12 @@ def compact(layout: Layout, space: str, store=None) -> Compaction:
     kept = sum(t.num_rows for g, t in parts if g not in {r for r, _ in redo})
     small = [t for _, t in redo if t.num_rows < SEGMENT_ROWS // 2]
     if not loose and not bad and len(redo) == len(small) <= 1:
+        if set(recorded_rows(layout, space)) != {f"{g:06d}" for g, _ in parts}:
+            _record_rows(layout, space, {g: t.num_rows for g, t in parts}, store)
         return Compaction(space, None, kept + sum(t.num_rows for t in small), 0, ())
-    merged = latest(redo + [(LOOSE, t) for _, _, t in loose], compacting=True) \
-        .sort_by([(k, "ascending") for k in RESULT_KEY])
+    todo = redo + [(LOOSE, t) for _, _, t in loose]
+    merged = latest(todo, compacting=True).sort_by([(k, "ascending") for k in RESULT_KEY]) \
+        if todo else RESULTS_SCHEMA.empty_table()
     gen = listed[0][0] if listed else 0
     written = []
     for start in range(0, merged.num_rows, SEGMENT_ROWS):

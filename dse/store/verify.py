@@ -20,7 +20,7 @@ import yaml
 
 from dse.errors import DseError
 from dse.files import write_atomic, writing
-from dse.store import checksums, results
+from dse.store import checksums, compaction, results
 from dse.store.schema import MODELS_SCHEMA, add_missing, upgrade_models
 
 
@@ -103,7 +103,12 @@ def _check_space(store, space: str) -> tuple[SpaceCheck, list[Finding]]:
     scan = results.scan(store, space, ())
     n += scan.files + len(scan.segments) + sum(x.path.parent == store.results_dir(space)
                                                for x in scan.damaged)
-    noted = results.recorded_rows(store, space)
+    noted = compaction.recorded_rows(store, space)
+    present = {p.stem for _, p in results.segments(store, space)}
+    if present <= set(noted):  # the note is current: a segment it lists and that is gone
+        for stem in sorted(set(noted) - present):
+            found.append(Finding(store.segments_dir(space) / f"{stem}.parquet", "segment",
+                                 space, "the file is missing", 0, noted[stem]))
     for d in scan.damaged:
         kind = "segment" if d.path.parent == store.segments_dir(space) else "result"
         total = d.total if d.total is not None else (
