@@ -245,13 +245,14 @@ class Store(Layout):
         return s.table.to_pandas(), list(s.damaged)
 
     def read_results(self, space: str) -> pd.DataFrame:
-        """Every readable result of a space, from its segment and per-model files; each
-        unreadable file is skipped with a warning. On a compacted store, the same as
+        """Every readable result of a space, from its segments and per-model files; a damaged
+        file is skipped with a warning (its intact row groups read). At rest, the same as
         pandas.read_parquet("<store>/<space>/results")."""
         frame, damaged = self.scan_results(space)
         for x in damaged:
-            warnings.warn(f"skipped damaged result file {x.path} ({x.reason}); `dse train` "
-                          "sets it aside and trains its model again", DseWarning, stacklevel=2)
+            kept = f"; read the {x.salvaged} results of its intact row groups" * bool(x.salvaged)
+            warnings.warn(f"skipped damaged result file {x.path} ({x.reason}{kept}); `dse "
+                          "train` trains what it lost again", DseWarning, stacklevel=2)
         return frame
 
     def statuses(self, space: str) -> dict[str, str]:
