@@ -5,7 +5,7 @@ compaction that folds 5 new results into a space of 10,000.
 
     .venv/bin/python bench/segments_speed.py --before /tmp/dse-before [--n 10000] [--repeat 3]
 
---before is a copy of the previous source (`git archive <commit> dse | tar -x -C DIR`). The
+--before is a copy of the previous source (`git archive <commit> dse spaces | tar -x -C DIR`). The
 results (every column the trainer writes, bench/store_speed.py's synthetic errors) are
 written once as one segment per space, as the release before compacts them; each side then
 runs its own `dse compact` on its own copy (before: nothing to do; now: 10 bounded segments of

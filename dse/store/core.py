@@ -218,10 +218,10 @@ class Store(Layout):
                                        "task": task_rec, **({"data": data} if data else {})},
                                       sort_keys=False)
                 write_atomic(spec_path, lambda p: Path(p).write_text(text), self.root)
-            generations.keep_previous(self, space.name)
             dst = self.models_path(space.name)
-            write_atomic(dst, lambda p: checksums.write_verified(table, p, name=dst), self.root,
-                         durable=True)
+            with generations.keeping_previous(self, space.name):
+                write_atomic(dst, lambda p: checksums.write_verified(table, p, name=dst),
+                             self.root, durable=True)
             return new
 
     # ---- results ---------------------------------------------------------------------------

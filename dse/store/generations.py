@@ -1,6 +1,6 @@
 """The models table and its previous generation (pure). `dse sample` rewrites a space's
-models.parquet; before it does, the table as it was is kept as models.previous.parquet (a hard
-link, else a copy), and the new one is read back and checked before it is renamed into place.
+models.parquet: the new table is read back and checked before it is renamed into place, and
+then the table it replaced is kept as models.previous.parquet (a hard link, else a copy).
 When models.parquet is damaged or gone, readers take the previous generation, with a warning:
 every model but those sampled since. `dse verify --repair` (dse.store.verify) rebuilds the
 table from it and the damaged table's intact row groups."""
@@ -53,20 +53,30 @@ def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
         raise DamagedFileError(path, checksums.why(e)) from None
 
 
-def keep_previous(layout: Layout, space: str) -> None:
-    """Keep the space's models table as its previous generation (a hard link, else a copy)
-    before a new one replaces it (the caller holds the space's lock)."""
+@contextlib.contextmanager
+def keeping_previous(layout: Layout, space: str):
+    """Around the write of a new models table (the caller holds the space's lock): the table it
+    replaces becomes the previous generation once the block ends without an error (a hard
+    link, else a copy, made first); on an error nothing is left behind."""
     cur, prev = layout.models_path(space), layout.previous_models_path(space)
-    if not cur.exists():
-        return
-    tmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
-    with writing(prev, layout.root):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        try:
-            os.link(cur, tmp)
-        except OSError as e:
-            if e.errno in REFUSED:
-                raise
-            shutil.copyfile(cur, tmp)
-        os.replace(tmp, prev)
+    tmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp") if cur.exists() else None
+    try:
+        if tmp is not None:
+            with writing(prev, layout.root):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                try:
+                    os.link(cur, tmp)
+                except OSError as e:
+                    if e.errno in REFUSED:
+                        raise
+                    shutil.copyfile(cur, tmp)
+        yield
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    if tmp is not None:
+        with writing(prev, layout.root):
+            os.replace(tmp, prev)
