@@ -182,9 +182,10 @@ def repair(store, report: Report) -> list[str]:
                 done.append(f"moved {f.path} to {dst}")
     for space in compact:
         c = store.compact(space)
+        kept = (f"; what could be read of it is in {', '.join(str(x) for x in c.written)}"
+                if c.written else "; nothing of it could be read")
         for p in c.set_aside:
-            done.append(f"moved the damaged segment {p.name} aside to {p}; its intact results "
-                        f"are in {', '.join(x.name for x in c.written) or 'no new segment'}")
+            done.append(f"moved a damaged segment of {space} to {p}{kept}")
     for space in sorted({f.space for f in report.damaged if f.kind == "models"}):
         line = _repair_models(store, space)
         if line:
