@@ -62,6 +62,25 @@ for i, m in enumerate(ids):
     subprocess.run([sys.executable, "-c", code], check=True, **side(src))
 
 
+def in_process(src: Path, store: Path, repeat: int) -> float:
+    """Milliseconds of dse.runner.pending.status on `store` with the dse of `src`, imports
+    done: the part of `dse status` that reads the store, best of `repeat`."""
+    code = f"""
+import time
+from dse.runner.pending import status
+from dse.store.core import Store
+best = float("inf")
+for _ in range({repeat}):
+    t = time.perf_counter()
+    status(Store({str(store)!r}))
+    best = min(best, time.perf_counter() - t)
+print(best * 1000)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, **side(src))
+    return float(out.stdout.strip())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", type=Path, required=True)
@@ -98,6 +117,10 @@ def main() -> None:
                     continue  # no such command before
                 w, c = best(src, [*args, "--store", str(stores[name])], a.repeat, None)
                 print(f"dse {cmd}: {name} {w:.2f} s ({c:.2f} CPU)", flush=True)
+        for name, src in sides.items():  # the store's part of `dse status`, in one process
+            ms = in_process(src, stores[name], a.repeat * 4)
+            print(f"status(store) in process, best of {a.repeat * 4}: {name} {ms:.0f} ms",
+                  flush=True)
         for name, src in sides.items():  # what `dse train` pays when it ends
             add_five(src, stores[name])
             w, c = run(src, ["compact", "--store", str(stores[name])])
