@@ -175,6 +175,11 @@ def test_every_kind_of_damage_to_a_segment_costs_at_most_its_chunk(base, tmp_pat
             assert (f.salvaged, f.total, n) == (1024 - 128, 1024, 3000 - 128)
         else:
             assert (f.salvaged, f.total, n) == (0, 1024, 3000 - 1024)
+        if how == "flip":  # the analyses run on the rest, naming what they skipped
+            r = run("edf", "compare", "xa", "--store", root)
+            assert r.exit_code == 0 and f"anynetxa  {n:,}" in r.stdout, r.output
+            assert f"skipped damaged result file {victim}" in r.stderr
+            assert "read the 896 results of its intact row groups" in r.stderr
         r = run("verify", "--store", root)
         assert r.exit_code == 2 and str(victim) in r.stdout
         assert r.stderr.startswith(f"Error: 1 damaged file in store {root} ({f.lost:,} results "

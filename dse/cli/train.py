@@ -249,8 +249,8 @@ def status_cmd(store_path, only_jobs, as_json):
     damaged = [(f, r["error"]) for r in rows if r.get("damaged_files")
                for f in r["damaged_files"]]
     if damaged:
-        click.echo("\ndamaged files (never changed by dse; `dse train` moves a damaged result "
-                   "aside and trains its model again):")
+        click.echo("\ndamaged files (never changed by dse; `dse verify` says what each cost and "
+                   "--repair sets them aside; `dse train` trains what they lost again):")
         for f, error in damaged:
             click.echo(f"  {f}" + ("  (models.parquet: the space cannot be used until it "
                                    "is restored)" if error else ""))
