@@ -6,10 +6,11 @@ A file carries two layers of checks:
 
 - page checksums (CRC-32 of every data page, Parquet's own, written with
   `write_page_checksum` and verified by pyarrow with `page_checksum_verification`);
-- a digest in the footer's key-value metadata, `dse.digest` (JSON): a CRC-32 of the schema
-  (the Parquet schema and the Arrow schema it was written from) and, per row group, its row
-  count and a CRC-32 of its column chunks' bytes (page headers included, which page checksums
-  do not cover) and of where the footer says they lie.
+- a digest in the footer's key-value metadata, `dse.digest` (JSON): a CRC-32 of the footer
+  up to its key-value list (schema, row groups, where each column chunk lies, how it is
+  encoded), of the Arrow schema it was written from, and per row group its row count and a
+  CRC-32 of its column chunks' bytes (page headers included, which page checksums do not
+  cover). The footer is checked before pyarrow parses it.
 
 A file without a digest (written by an earlier dse, pandas or another tool) is read with the
 page checksums it has. When a file fails, the row groups that still match their digest and
@@ -49,18 +50,36 @@ class Salvage:
 
 def write_table(table: pa.Table, where, row_group_size: int = ROW_GROUP) -> None:
     """Write `table` to the path `where` with page checksums and a digest."""
-    plain, placeholder = (_encode(table, row_group_size, d) for d in (None, {"footer": [0, 0]}))
-    fa, fb = _footer(plain), _footer(placeholder)
-    n = next((i for i, (x, y) in enumerate(zip(fa, fb)) if x != y), min(len(fa), len(fb)))
-    md = pq.read_metadata(pa.BufferReader(plain))
-    digest = {"footer": [n, zlib.crc32(fa[:n])],
-              "arrow": zlib.crc32((md.metadata or {}).get(b"ARROW:schema", b"")),
-              "groups": [[md.row_group(i).num_rows, _group_crc(plain, md.row_group(i))]
-                         for i in range(md.num_row_groups)]}
-    data = _encode(table, row_group_size, digest)
-    if _footer(data)[:n] != fa[:n]:  # the footer's layout is not what the digest assumes
-        raise RuntimeError("a Parquet footer changed between two writes of one table")
+    plain = _encode(table, row_group_size, None)
+    fa, md = _footer(plain), pq.read_metadata(pa.BufferReader(plain))
+    data, n = None, _metadata_start(fa, list(md.metadata or {}))
+    if n is not None:
+        data = _encode(table, row_group_size, _digest(plain, md, fa, n))
+    if data is None or _footer(data)[:n] != fa[:n]:  # find it as the first byte a digest changes
+        fb = _footer(_encode(table, row_group_size, {"footer": [0, 0]}))
+        n = next((i for i, (x, y) in enumerate(zip(fa, fb)) if x != y), min(len(fa), len(fb)))
+        data = _encode(table, row_group_size, _digest(plain, md, fa, n))
+        if _footer(data)[:n] != fa[:n]:
+            raise RuntimeError("a Parquet footer changed between two writes of one table")
     Path(where).write_bytes(data)
+
+
+def _digest(plain: bytes, md: pq.FileMetaData, footer: bytes, n: int) -> dict:
+    """The digest of a file written without one (`plain`), covering its footer up to `n`."""
+    return {"footer": [n, zlib.crc32(footer[:n])],
+            "arrow": zlib.crc32((md.metadata or {}).get(b"ARROW:schema", b"")),
+            "groups": [[md.row_group(i).num_rows, _group_crc(plain, md.row_group(i))]
+                       for i in range(md.num_row_groups)]}
+
+
+def _metadata_start(footer: bytes, keys: list[bytes]) -> int | None:
+    """Where a footer's key-value list begins (its list header, the first byte another entry
+    changes): just before its first entry (thrift compact: field 1, binary, the key's length,
+    the key); None if that cannot be told."""
+    if not keys or any(len(k) > 127 for k in keys):
+        return None
+    at = [footer.find(b"\x18" + bytes([len(k)]) + k) for k in keys]
+    return min(at) - 1 if min(at) >= 2 else None
 
 
 def write_verified(table: pa.Table, path, row_group_size: int = ROW_GROUP,
