@@ -5,23 +5,19 @@ the store's schema. dse.store.core.Store calls these under its paths (dse.store.
                                       finishes (a per-trial file, named by
                                       dse.store.trials.trial_id; <model_id>.parquet before
                                       trials)
-    results/segments/<gen>.parquet    many results: what compaction folded together
+    results/segments/<gen>.parquet    at most 1,024 results: what compaction folded together
+                                      (dse.store.compaction)
 
-Reading. A file's columns are cast to RESULTS_SCHEMA where the types are compatible (string
-and large_string, any integer width, float32 and float64, any timestamp unit, all-null and
-dictionary columns, pandas' floats for integers with gaps); a file that cannot be cast, or
-with a row that lacks its key or a valid status, is damaged. Readers list and read the
-per-model files first, then the newest readable segment, and keep one row per RESULT_KEY (a
-per-model file over a segment; the later finished among equals). A per-model file that
-vanishes while it is read was absorbed by a segment renamed into place before it was
-removed, so it is in the segment read next: nothing is missed and nothing counted twice.
-
-Compaction (under the space's lock, which Store.write_result also takes) reads the newest
-readable segment and every readable per-model file and writes them as segment gen + 1
-(temporary file, fsync, rename); then it moves damaged segments to damaged/, removes older
-segments and the per-model files it absorbed (only if unchanged since it read them). A kill -9
-at any point leaves either the old files or the new segment beside files it already holds,
-which readers and the next compaction deduplicate.
+Reading. Every byte is checked (dse.store.checksums). A file's columns are cast to
+RESULTS_SCHEMA where the types are compatible (string and large_string, any integer width,
+float32 and float64, any timestamp unit, all-null and dictionary columns, pandas' floats for
+integers with gaps); a file that fails a checksum or cannot be cast, or with a row that lacks
+its key or a valid status, is damaged, and the row groups of a damaged segment that still
+match their checksums are salvaged. Readers list and read the per-model files first, then
+every segment, and keep one row per RESULT_KEY (a per-model file over a segment, a newer
+segment over an older one, the later finished among equals). A file that vanishes while it is
+read was absorbed by a segment renamed into place before it was removed; the segments are
+listed again: nothing is missed and nothing counted twice.
 """
 
 from __future__ import annotations
