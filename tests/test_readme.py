@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from dse.cli import cli
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-FAST = {"spaces", "describe", "sample", "status", "compact"}
+FAST = {"spaces", "describe", "sample", "status", "compact", "verify"}
 PNG_1PX = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                         "1f15c4890000000d49444154789c6360f80f000001010100189dd9600000"
                         "000049454e44ae426082")

@@ -21,7 +21,7 @@ from cli_helpers import ok, one_error, run
 from dse.errors import DseError, DseWarning, WriteRefusedError
 from dse.runner import loop
 from dse.runner.options import TrainOptions
-from dse.store import results
+from dse.store import compaction, results
 from dse.store.core import DAMAGED, Store
 from dse.store.schema import RESULTS_SCHEMA
 from dse.store.trials import fingerprint, parse_trial, trial_id
@@ -129,8 +129,9 @@ def _kill_at(monkeypatch, n):
             return real(*a, **k)
         return op
 
-    monkeypatch.setattr(results.pq, "write_table", killer(pq.write_table))
-    monkeypatch.setattr(results.os, "unlink", killer(os.unlink))
+    monkeypatch.setattr(compaction.checksums, "write_table",
+                        killer(compaction.checksums.write_table))
+    monkeypatch.setattr(compaction.os, "unlink", killer(os.unlink))
     monkeypatch.setattr("dse.files.os.replace", killer(os.replace))
     return calls
 
@@ -164,7 +165,7 @@ def test_a_file_rewritten_during_a_compaction_is_not_removed(tmp_path, monkeypat
     s = Store(tmp_path)
     for i, m in enumerate(ids(5)):
         s.write_result("s", row(m, "failed", t=i))
-    real = results.write_atomic
+    real = compaction.write_atomic
 
     m002 = s.result_path("s", trial_id("m002", fingerprint(row("m002")), 0))
 
@@ -175,7 +176,7 @@ def test_a_file_rewritten_during_a_compaction_is_not_removed(tmp_path, monkeypat
         os.replace(tmp, m002)  # the trial's own file, rewritten
         return real(path, write, **k)
 
-    monkeypatch.setattr(results, "write_atomic", meanwhile)
+    monkeypatch.setattr(compaction, "write_atomic", meanwhile)
     c = s.compact("s")
     assert c.absorbed == 4 and m002.is_file()
     df = frame(s)

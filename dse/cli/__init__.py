@@ -1,7 +1,7 @@
 """The `dse` command line: a thin click layer over the library, one command per stage.
 
 Commands are plain click commands in the modules of this package (sample: spaces, describe,
-sample; train: train, status, cancel, compact; analyze: edf, fit-linear, trends,
+sample; train: train, status, cancel, compact, verify; analyze: edf, fit-linear, trends,
 search-efficiency, report; importance: importance; compare: zoo, speed, export; run: run,
 suggest, transfer; trials: fidelity, noise, curves), attached
 to the group here and nowhere else; they import what they need inside the command,
@@ -24,6 +24,7 @@ def cli():
 
 for command in (sample.spaces_cmd, sample.describe_cmd, sample.sample_cmd,
                 train.train_cmd, train.status_cmd, train.cancel_cmd, train.compact_cmd,
+                train.verify_cmd,
                 analyze.edf_group, analyze.fit_linear_cmd, analyze.trends_cmd,
                 analyze.search_efficiency_cmd, analyze.report_cmd, importance.importance_cmd,
                 compare.zoo_cmd, compare.speed_cmd, compare.export_cmd,

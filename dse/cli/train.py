@@ -271,8 +271,8 @@ def status_cmd(store_path, only_jobs, as_json):
     damaged = [(f, r["error"]) for r in rows if r.get("damaged_files")
                for f in r["damaged_files"]]
     if damaged:
-        click.echo("\ndamaged files (never changed by dse; `dse train` moves a damaged result "
-                   "aside and trains its model again):")
+        click.echo("\ndamaged files (never changed by dse; `dse verify` says what each cost and "
+                   "--repair sets them aside; `dse train` trains what they lost again):")
         for f, error in damaged:
             click.echo(f"  {f}" + ("  (models.parquet: the space cannot be used until it "
                                    "is restored)" if error else ""))
@@ -396,13 +396,52 @@ def compact_cmd(store_path, spaces):
     rows = []
     for s in names:
         c = store.compact(s)
+        more = f" (+{len(c.written) - 1})" if len(c.written) > 1 else ""
         rows.append(dict(space=s, results=c.results, folded=c.absorbed,
-                         segment="" if c.segment is None else str(c.segment)))
+                         segment="" if c.segment is None else f"{c.segment}{more}"))
         for p in c.set_aside:
-            click.echo(f"{s}: moved the damaged segment to {p}; `dse train` trains its "
-                       "models again")
+            click.echo(f"{s}: moved the damaged segment to {p} (its intact results are in "
+                       "the segments written); `dse train` trains the others again")
     if not rows:
         click.echo(f"no sampled models in {store}")
         return
     click.echo(table(rows, ["space", "results", "folded", "segment"],
                      ["space", "results", "files folded", "segment written"]))
+
+
+@click.command("verify", cls=Command)
+@store_option
+@click.option("--repair", is_flag=True,
+              help="Set damaged files aside in damaged/ and rewrite what was salvaged.")
+def verify_cmd(store_path, repair):
+    """Read every file of a store, checksums included: per space the models, results and
+    the models without a readable result (what `dse train` trains); the damaged files and what
+    was salvaged. Exits non-zero while the store holds a damaged file (docs/store.md)."""
+    from dse.store import verify
+    from dse.store.core import Store
+
+    store = Store.existing(store_path)
+    rep = verify.check(store)
+    click.echo(table([dict(space=x.space, files=x.files, models=x.models, results=x.results,
+                           pending=x.pending) for x in rep.spaces],
+                     ["space", "files", "models", "results", "pending"],
+                     ["space", "files", "models", "results", "untrained (dse train trains)"])
+               if rep.spaces else f"no spaces in {store}")
+    if rep.damaged:
+        click.echo("\ndamaged files:")
+    for f in rep.damaged:
+        if f.kind in ("result", "segment", "models"):
+            unit = "models" if f.kind == "models" else "results"
+            held = "an unknown number" if f.total is None else f"{f.total:,}"
+            what = f"; {f.salvaged:,} of {held} {unit} salvaged"
+        else:
+            what = ""
+        click.echo(f"  {f.path}: {f.reason}{what}")
+    if repair and rep.damaged:
+        click.echo("")
+        for line in verify.repair(store, rep):
+            click.echo(line)
+        rep = verify.check(store)
+    click.echo(f"\n{rep.files:,} files read; {len(rep.damaged)} damaged")
+    if rep.damaged:
+        raise verify.summary_error(store, rep)

@@ -1,16 +1,16 @@
 """The population store: a directory laid out by this module alone (pure).
 
 The layout of its files is dse.store.paths.Layout; `Store` adds every read and write; a
-space's results (per-model files and compacted segments) are read and compacted by
-dse.store.results.
+space's results (per-model files and bounded segments) are read by dse.store.results and
+compacted by dse.store.compaction; every Parquet file is checksummed (dse.store.checksums).
 
 Writes go to a temporary file in the same directory and are renamed into place, under the
 space's lock, so a reader never sees a half-written table and a crash never loses rows; a write
 the file system refuses (full, quota, read-only) is one line naming the store and its free
-space (dse.files.writing). A damaged file (truncated, not Parquet, columns that cannot be
-cast) is never changed or deleted: an unreadable result is skipped with a warning and its model
-counts as untrained; an unreadable models.parquet stops what needs that space and leaves the
-other spaces usable. Schemas: docs/store.md.
+space (dse.files.writing). A damaged file (truncated, a checksum that fails, columns that
+cannot be cast) is never changed or deleted: an unreadable result is skipped with a warning
+and its model counts as untrained; an unreadable models.parquet is read from its previous
+generation (dse.store.generations), else stops what needs that space. Schemas: docs/store.md.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from dse import __version__
@@ -33,16 +32,10 @@ from dse.errors import DamagedFileError, DseError, DseWarning
 from dse.files import REFUSED, refusal, write_atomic, write_output
 from dse.space import regimes
 from dse.space.regimes import Regime
-from dse.store import results
+from dse.store import checksums, compaction, generations, results
 from dse.store.paths import Layout
-from dse.store.results import DAMAGED, Compaction, Damaged, why
-from dse.store.schema import (
-    MODELS_SCHEMA,
-    RESULTS_SCHEMA,
-    add_missing,
-    definition,
-    upgrade_models,
-)
+from dse.store.results import DAMAGED, Compaction, Damaged
+from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, add_missing, definition, upgrade_models
 from dse.store.status import Status
 from dse.store.trials import Pick, choose, collapse, fingerprint, join, parse_trial, trial_id
 
@@ -106,15 +99,19 @@ class Store(Layout):
         """Names of the spaces that have sampled models in the store."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "models.parquet").is_file())
+        return sorted(p.name for p in self.root.iterdir()
+                      if (p / "models.parquet").is_file()
+                      or (p / "models.previous.parquet").is_file())
 
-    def read_models(self, space: str, columns: list[str] | None = None) -> pd.DataFrame:
+    def read_models(self, space: str, columns: list[str] | None = None,
+                    previous: bool = True) -> pd.DataFrame:
         """The sampled models of a space, all columns or only `columns` (empty frame with the
-        schema's columns if none); DamagedFileError if models.parquet cannot be read."""
-        path = self.models_path(space)
-        if not path.exists():
+        schema's columns if none); a damaged models.parquet: dse.store.generations."""
+        if not self.models_path(space).exists() and not (
+                previous and self.previous_models_path(space).exists()):
             return MODELS_SCHEMA.empty_table().to_pandas()[columns or MODELS_SCHEMA.names]
-        table = add_missing(upgrade_models(_read_table(path)), MODELS_SCHEMA)
+        table = generations.read_models(self, space, previous)
+        table = add_missing(upgrade_models(table), MODELS_SCHEMA)
         return (table.select(columns) if columns else table).to_pandas()
 
     def resolve(self, name: str) -> str:
@@ -196,7 +193,7 @@ class Store(Layout):
                     raise DseError(f"{d} holds models for the classes of "
                                    f"{stored['data'].get('dir')}, which differ from those of "
                                    f"{data.get('dir')}; sample into another store")
-            old = self.read_models(space.name)
+            old = self.read_models(space.name, previous=False)
             if regime is not None:
                 regime = regimes.resolve(regime, regimes.stored(old), space.name)
             have = set(old["model_id"])
@@ -222,8 +219,10 @@ class Store(Layout):
                                        "task": task_rec, **({"data": data} if data else {})},
                                       sort_keys=False)
                 write_atomic(spec_path, lambda p: Path(p).write_text(text), self.root)
-            write_atomic(self.models_path(space.name), lambda p: pq.write_table(table, p),
-                         self.root)
+            dst = self.models_path(space.name)
+            with generations.keeping_previous(self, space.name):
+                write_atomic(dst, lambda p: checksums.write_verified(table, p, name=dst),
+                             self.root, durable=True)
             return new
 
     # ---- results ---------------------------------------------------------------------------
@@ -237,7 +236,7 @@ class Store(Layout):
         table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
         path = self.result_path(space, trial_id(row["model_id"], row["recipe"], row["seed"]))
         with self.lock(space):  # so a compaction never removes a file rewritten meanwhile
-            write_atomic(path, lambda p: pq.write_table(table, p), self.root)
+            write_atomic(path, lambda p: checksums.write_table(table, p), self.root)
         return path
 
     def scan_results(self, space: str) -> tuple[pd.DataFrame, list[Damaged]]:
@@ -247,13 +246,14 @@ class Store(Layout):
         return s.table.to_pandas(), list(s.damaged)
 
     def read_results(self, space: str) -> pd.DataFrame:
-        """Every readable result of a space, from its segment and per-model files; each
-        unreadable file is skipped with a warning. On a compacted store, the same as
+        """Every readable result of a space, from its segments and per-model files; a damaged
+        file is skipped with a warning (its intact row groups read). At rest, the same as
         pandas.read_parquet("<store>/<space>/results")."""
         frame, damaged = self.scan_results(space)
         for x in damaged:
-            warnings.warn(f"skipped damaged result file {x.path} ({x.reason}); `dse train` "
-                          "sets it aside and trains its model again", DseWarning, stacklevel=2)
+            kept = f"; read the {x.salvaged} results of its intact row groups" * bool(x.salvaged)
+            warnings.warn(f"skipped damaged result file {x.path} ({x.reason}{kept}); `dse "
+                          "train` trains what it lost again", DseWarning, stacklevel=2)
         return frame
 
     def statuses(self, space: str) -> dict[str, str]:
@@ -294,7 +294,7 @@ class Store(Layout):
     def compact(self, space: str) -> Compaction:
         """Fold a space's per-model result files into one segment (dse.store.results)."""
         with self.lock(space):
-            return results.compact(self, space, self.root)
+            return compaction.compact(self, space, self.root)
 
     def compact_if_many(self, space: str, at: int | None = None) -> Compaction | None:
         """Compact a space with `at` (default results.COMPACT_AT) or more per-model result
@@ -379,7 +379,8 @@ class Store(Layout):
     def save_table(self, space: str, name: str, df: pd.DataFrame) -> Path:
         """Write an analysis table atomically to <space>/analysis/<name>.parquet."""
         path = self.analysis_dir(space) / f"{name}.parquet"
-        return write_output(path, lambda p: df.to_parquet(p, index=False), self.root)
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        return write_output(path, lambda p: checksums.write_table(table, p), self.root)
 
 
 def _task_text(t: dict) -> str:
@@ -391,13 +392,6 @@ def _regime_columns(regime: Regime | None) -> dict:
     if regime is None:
         return {}
     return dict(regime=regime.name, regime_lo=regime.flops.lo, regime_hi=regime.flops.hi)
-
-
-def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    try:
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowException, OSError) as e:
-        raise DamagedFileError(path, why(e)) from None
 
 
 def _read_json(path: Path) -> dict | None:

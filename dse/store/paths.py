@@ -4,11 +4,13 @@ and nothing else in dse builds one. dse.store.core.Store adds the reads and writ
     <store>/
       <space>/
         models.parquet                 one row per sampled model (dse.store.schema.MODELS_SCHEMA)
+        models.previous.parquet        the table as it was before the last `dse sample` wrote it
         space.yaml                     the resolved space definition the models came from
         results/<model_id>.parquet     one row per trained model (RESULTS_SCHEMA), as trained
         results/segments/<gen>.parquet  many results in one file: compacted (dse.store.results)
         claims/<model_id>.json         held while a model trains (dse.runner.leases)
-        damaged/<model_id>.<time>.parquet   unreadable results that dse train set aside
+        damaged/<name>.<time>.<suffix> damaged files set aside by dse train, compaction and
+                                       dse verify --repair (never deleted)
         selections/<name>.json         the models a dse train --top/--sample chose (selections)
         analysis/<name>.parquet|.png   analyses of this space (fit-linear, trends)
         .lock                          the space's inter-process lock
@@ -33,6 +35,10 @@ class Layout:
 
     def models_path(self, space: str) -> Path:
         return self.root / space / "models.parquet"
+
+    def previous_models_path(self, space: str) -> Path:
+        """The models table's previous generation, kept for when the current one is damaged."""
+        return self.root / space / "models.previous.parquet"
 
     def definition_path(self, space: str) -> Path:
         return self.root / space / "space.yaml"

@@ -5,23 +5,19 @@ the store's schema. dse.store.core.Store calls these under its paths (dse.store.
                                       finishes (a per-trial file, named by
                                       dse.store.trials.trial_id; <model_id>.parquet before
                                       trials)
-    results/segments/<gen>.parquet    many results: what compaction folded together
+    results/segments/<gen>.parquet    at most 1,024 results: what compaction folded together
+                                      (dse.store.compaction)
 
-Reading. A file's columns are cast to RESULTS_SCHEMA where the types are compatible (string
-and large_string, any integer width, float32 and float64, any timestamp unit, all-null and
-dictionary columns, pandas' floats for integers with gaps); a file that cannot be cast, or
-with a row that lacks its key or a valid status, is damaged. Readers list and read the
-per-model files first, then the newest readable segment, and keep one row per RESULT_KEY (a
-per-model file over a segment; the later finished among equals). A per-model file that
-vanishes while it is read was absorbed by a segment renamed into place before it was
-removed, so it is in the segment read next: nothing is missed and nothing counted twice.
-
-Compaction (under the space's lock, which Store.write_result also takes) reads the newest
-readable segment and every readable per-model file and writes them as segment gen + 1
-(temporary file, fsync, rename); then it moves damaged segments to damaged/, removes older
-segments and the per-model files it absorbed (only if unchanged since it read them). A kill -9
-at any point leaves either the old files or the new segment beside files it already holds,
-which readers and the next compaction deduplicate.
+Reading. Every byte is checked (dse.store.checksums). A file's columns are cast to
+RESULTS_SCHEMA where the types are compatible (string and large_string, any integer width,
+float32 and float64, any timestamp unit, all-null and dictionary columns, pandas' floats for
+integers with gaps); a file that fails a checksum or cannot be cast, or with a row that lacks
+its key or a valid status, is damaged, and the row groups of a damaged segment that still
+match their checksums are salvaged. Readers list and read the per-model files first, then
+every segment, and keep one row per RESULT_KEY (a per-model file over a segment, a newer
+segment over an older one, the later finished among equals). A file that vanishes while it is
+read was absorbed by a segment renamed into place before it was removed; the segments are
+listed again: nothing is missed and nothing counted twice.
 """
 
 from __future__ import annotations
@@ -31,33 +27,38 @@ import datetime as dt
 import errno
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dse.errors import DamagedFileError, DseError, one_line
-from dse.files import write_atomic, writing
+from dse.files import writing
+from dse.store import checksums
 from dse.store.paths import Layout
 from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
 from dse.store.trials import RECIPE_KEYS, parse_trial, trial_id, with_recipe
 
 DAMAGED = "damaged"    # the status of a result file that cannot be read
 COMPACT_AT = 256       # per-model files of a space that make a reader compact them first
-STALE_TMP_S = 600.0    # a temporary file this old belongs to a writer that died
 _NEEDED = (*RESULT_KEY, "status", "finished_at")  # what every read takes, to deduplicate
 
 
 @dataclass(frozen=True)
 class Damaged:
-    """A store file that cannot be read, and why."""
+    """A store file that cannot be read whole, why, and what of it was salvaged."""
 
     path: Path
     reason: str
+    salvaged: int = 0                # rows read from its intact row groups
+    total: int | None = None         # rows it held (None: its footer is gone, unknown)
+
+    @property
+    def lost(self) -> int | None:
+        """Rows lost with it (None: unknown, its footer is gone)."""
+        return None if self.total is None else self.total - self.salvaged
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Scan:
     table: pa.Table                  # RESULTS_SCHEMA's columns first (or those asked for)
     damaged: tuple[Damaged, ...]
     files: int                       # per-model files read
-    segment: Path | None             # the segment read
+    segments: tuple[Path, ...]       # the segments read (damaged ones included)
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,12 @@ class Compaction:
     """What one compaction of a space did."""
 
     space: str
-    segment: Path | None             # the segment written; None when there was nothing to do
-    results: int                     # results in the space's newest segment afterwards
+    segment: Path | None             # the first segment written; None when nothing was to do
+    results: int                     # results in the space's segments afterwards
     absorbed: int                    # per-model files folded in and removed
-    set_aside: tuple[Path, ...]      # damaged segments moved to damaged/
+    set_aside: tuple[Path, ...]      # damaged segments moved to damaged/ (salvaged first)
+    written: tuple[Path, ...] = ()   # every segment written
+    merged: int = 0                  # segments folded into those and removed
 
 
 # ---- one file against the schema -------------------------------------------------------------
@@ -144,18 +147,31 @@ def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
 
 def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
     """A result file conformed to the schema (only `columns`, plus what deduplication needs,
-    when given); DamagedFileError if it cannot be read or cast, FileNotFoundError if gone."""
+    when given), every byte checked (dse.store.checksums); DamagedFileError if it cannot be
+    read, checked or cast, FileNotFoundError if gone."""
     try:
-        pf = pq.ParquetFile(path)
-        names = pf.schema_arrow.names
-        extra = RECIPE_KEYS if "recipe" not in names else ()  # written before trials
-        want = None if columns is None else \
-            [c for c in dict.fromkeys((*_NEEDED, *columns, *extra)) if c in names]
-        table = pf.read(columns=want)
+        table = checksums.read_table(path, _wanted(columns))
+    except checksums.Unreadable as e:
+        raise DamagedFileError(path, str(e)) from None
     except (pa.ArrowException, OSError) as e:
         if isinstance(e, FileNotFoundError) or getattr(e, "errno", None) == errno.ENOENT:
             raise FileNotFoundError(path) from None
         raise DamagedFileError(path, why(e)) from None
+    return _conformed(path, table, columns)
+
+
+def _wanted(columns: tuple[str, ...] | None):
+    """What to read of a file with these column names (None: all of it)."""
+    if columns is None:
+        return None
+
+    def pick(names: list[str]) -> list[str]:
+        extra = RECIPE_KEYS if "recipe" not in names else ()  # written before trials
+        return [c for c in dict.fromkeys((*_NEEDED, *columns, *extra)) if c in names]
+    return pick
+
+
+def _conformed(path: Path, table: pa.Table, columns: tuple[str, ...] | None) -> pa.Table:
     schema = RESULTS_SCHEMA if columns is None else pa.schema(
         [RESULTS_SCHEMA.field(c) for c in dict.fromkeys((*_NEEDED, *columns))])
     try:
@@ -163,6 +179,23 @@ def read_file(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
         return out if columns is None else out.select(schema.names)
     except (ValueError, pa.ArrowException) as e:
         raise DamagedFileError(path, str(e) if isinstance(e, ValueError) else why(e)) from None
+
+
+def salvage(path: Path, reason: str, columns: tuple[str, ...] | None = None
+            ) -> tuple[pa.Table | None, Damaged]:
+    """The intact row groups of a damaged result file or segment, conformed (None: none), and
+    the file as damaged, with how many of its rows were salvaged."""
+    try:
+        got = checksums.salvage(path, _wanted(columns))
+    except FileNotFoundError:
+        return None, Damaged(path, reason)
+    table = None
+    if got.table is not None:
+        try:
+            table = _conformed(path, got.table, columns)
+        except DamagedFileError:
+            table = None
+    return table, Damaged(path, reason, 0 if table is None else table.num_rows, got.total)
 
 
 def why(e: Exception) -> str:
@@ -193,34 +226,43 @@ def segments(layout: Layout, space: str) -> list[tuple[int, Path]]:
     return [(g, layout.segment_path(space, g)) for g in sorted(gens, reverse=True)]
 
 
-def _newest_readable(layout: Layout, space: str, columns) -> tuple:
-    """(table, path, damaged newer segments) of the newest segment that can be read; listed
-    again when a newer compaction removes the one being read."""
+def read_segments(layout: Layout, space: str, columns=None
+                  ) -> tuple[list[tuple[int, pa.Table]], list[Damaged], list[Path]]:
+    """(generation, table) of every segment of a space, oldest first, with the intact row
+    groups of damaged ones; the damaged ones; the paths read. Listed and read again when a
+    compaction removes a segment being read."""
     for _ in range(20):
-        bad = []
-        for _gen, path in segments(layout, space):
+        parts, bad, paths = [], [], []
+        for gen, path in reversed(segments(layout, space)):
             try:
-                return read_file(path, columns), path, bad
+                parts.append((gen, read_file(path, columns)))
             except FileNotFoundError:
                 break
             except DamagedFileError as e:
-                bad.append(Damaged(path, e.reason))
+                table, d = salvage(path, e.reason, columns)
+                bad.append(d)
+                if table is not None:
+                    parts.append((gen, table))
+            paths.append(path)
         else:
-            return None, None, bad
+            return parts, bad, paths
     raise DseError(f"the results of {space} in {layout.root} kept changing while being read "
                    "(a compaction in a loop?); run the command again")
 
 
 # ---- reading ----------------------------------------------------------------------------------
 
+LOOSE = 1 << 62  # the rank of a per-model file: over every segment
+
+
 def latest(parts: list[tuple[int, pa.Table]], compacting: bool = False) -> pa.Table:
     """The rows of (rank, table) parts, one per result key: the highest rank (per-model files
-    1 over a segment 0), then the latest finished_at, then the last."""
+    LOOSE, a segment its generation), then the latest finished_at, then the last."""
     table = _concat([t for _, t in parts], compacting)
     key = list(RESULT_KEY)
     if table.group_by(key).aggregate([]).num_rows == table.num_rows:
         return table
-    rank = np.concatenate([np.full(t.num_rows, r) for r, t in parts])
+    rank = np.concatenate([np.full(t.num_rows, r, dtype=np.int64) for r, t in parts])
     t = table.column("finished_at").cast(pa.int64()).fill_null(np.iinfo(np.int64).min)
     order = np.lexsort((np.arange(table.num_rows), t.to_numpy(), rank))
     keys = table.select(key).take(order).to_pandas()
@@ -244,9 +286,9 @@ def _concat(tables: list[pa.Table], compacting: bool) -> pa.Table:
 
 def scan(layout: Layout, space: str, columns: tuple[str, ...] | None = None) -> Scan:
     """Every readable result of a space, once each (only `columns` and the key, status and
-    finished_at, when given), and the files that cannot be read."""
+    finished_at, when given), and the files that cannot be read whole."""
     parts, damaged = [], []
-    for f in per_model_files(layout, space):  # before the segment: see the module's doc
+    for f in per_model_files(layout, space):  # before the segments: see the module's doc
         try:
             t = read_file(f)
         except FileNotFoundError:
@@ -254,26 +296,25 @@ def scan(layout: Layout, space: str, columns: tuple[str, ...] | None = None) -> 
         except DamagedFileError as e:
             damaged.append(Damaged(f, e.reason))
             continue
-        parts.append((1, t if columns is None else t.select(
+        parts.append((LOOSE, t if columns is None else t.select(
             list(dict.fromkeys((*_NEEDED, *columns))))))
-    base, path, bad = _newest_readable(layout, space, columns)
     files = len(parts)
-    if base is not None:
-        parts.insert(0, (0, base))
+    segs, bad, paths = read_segments(layout, space, columns)
+    parts = segs + parts
     if not parts:
         empty = RESULTS_SCHEMA.empty_table()
         table = empty if columns is None else empty.select(list(dict.fromkeys((*_NEEDED,
                                                                                 *columns))))
     else:
         table = latest(parts)
-    return Scan(table, tuple(bad + damaged), files, path)
+    return Scan(table, tuple(bad + damaged), files, tuple(paths))
 
 
 def status_of(layout: Layout, space: str, trial: str, seen: dict) -> str | None:
     """The status of a trial's result (None without one, DAMAGED if its file is unreadable):
-    its per-trial file (or the model's file written before trials), else the newest
-    readable segment (its statuses kept in `seen`). A bare model id asks for any result of
-    the model."""
+    its per-trial file (or the model's file written before trials), else the space's segments
+    (their statuses kept in `seen` until a segment changes). A bare model id asks for any
+    result of the model."""
     model_id, recipe, seed = parse_trial(trial)
     names = [trial, model_id] if recipe is not None else [trial] + sorted(
         p.stem for p in layout.results_dir(space).glob(f"{trial}-*-s*.parquet"))
@@ -292,66 +333,23 @@ def status_of(layout: Layout, space: str, trial: str, seen: dict) -> str | None:
                if k == trial or (recipe is None and m == trial)]
         if hit:
             return hit[-1]
-    for _ in range(20):
-        for _gen, path in segments(layout, space):
-            try:
-                st = os.stat(path)
-                ident = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
-                if seen.get(space, (None,))[0] != ident:
-                    t = read_file(path, ())
-                    cols = [t.column(c).to_pylist() for c in (*RESULT_KEY, "status")]
-                    by_trial = {trial_id(m, r, sd): x for m, r, sd, x in zip(*cols)}
-                    by_model = dict(zip(cols[0], cols[3]))
-                    seen[space] = (ident, by_trial, by_model)
-                return seen[space][1 if recipe is not None else 2].get(trial)
-            except FileNotFoundError:
-                break
-            except DamagedFileError:
-                continue
-        else:
-            return None
-    raise DseError(f"the results of {space} in {layout.root} kept changing while being read; "
-                   "run the command again")
-
-
-# ---- compaction ------------------------------------------------------------------------------
-
-def compact(layout: Layout, space: str, store=None) -> Compaction:
-    """Fold a space's readable per-model files into a new segment (the caller holds the
-    space's lock); damaged files stay where they are, damaged segments go to damaged/."""
-    loose = []
-    for f in per_model_files(layout, space):
-        with contextlib.suppress(FileNotFoundError, DamagedFileError):
-            st = os.stat(f)
-            loose.append((f, (st.st_ino, st.st_mtime_ns, st.st_size), read_file(f)))
-    segs = segments(layout, space)
-    base, base_path, bad = _newest_readable(layout, space, None)
-    older = [p for _, p in segs if base_path is not None and p != base_path
-             and p not in {b.path for b in bad}]
-    _remove_stale_tmp(layout, space)
-    if not loose and not bad and not older:
-        return Compaction(space, None, 0 if base is None else base.num_rows, 0, ())
-    parts = ([(0, base)] if base is not None else []) + [(1, t) for _, _, t in loose]
-    merged = latest(parts, compacting=True).sort_by([(k, "ascending") for k in RESULT_KEY]) \
-        if parts else RESULTS_SCHEMA.empty_table()
-    path = layout.segment_path(space, (segs[0][0] if segs else 0) + 1)
-    write_atomic(path, lambda p: pq.write_table(merged, p), store=store, durable=True)
-    aside = [set_aside(layout, space, b.path, store) for b in bad]
-    for p in older + ([base_path] if base_path else []):
-        if _readable(p):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-        else:
-            aside.append(set_aside(layout, space, p, store))
-    absorbed = 0
-    for f, ident, _ in loose:
+    ident = []
+    for _gen, path in segments(layout, space):
         with contextlib.suppress(FileNotFoundError):
-            st = os.stat(f)
-            if (st.st_ino, st.st_mtime_ns, st.st_size) == ident:  # not rewritten meanwhile
-                os.unlink(f)
-                absorbed += 1
-    return Compaction(space, path, merged.num_rows, absorbed, tuple(aside))
+            st = os.stat(path)
+            ident.append((str(path), st.st_ino, st.st_mtime_ns, st.st_size))
+    if seen.get(space, (None,))[0] != ident:
+        parts = read_segments(layout, space, ())[0]
+        by_trial, by_model = {}, {}
+        for _gen, t in parts:  # oldest first: a newer segment's row wins
+            cols = [t.column(c).to_pylist() for c in (*RESULT_KEY, "status")]
+            by_trial.update((trial_id(m, r, sd), x) for m, r, sd, x in zip(*cols))
+            by_model.update(zip(cols[0], cols[3]))
+        seen[space] = (ident, by_trial, by_model)
+    return seen[space][1 if recipe is not None else 2].get(trial)
 
+
+# ---- damaged files ---------------------------------------------------------------------------
 
 def _readable_result(path: Path) -> bool:
     """Whether a result file can be read against the schema (a vanished one counts as
@@ -365,14 +363,6 @@ def _readable_result(path: Path) -> bool:
         return False
 
 
-def _readable(path: Path) -> bool:
-    try:
-        pq.read_metadata(path)
-        return True
-    except (pa.ArrowException, OSError):
-        return False
-
-
 def set_aside(layout: Layout, space: str, path: Path, store=None) -> Path:
     """Move an unreadable result file or segment to <space>/damaged/ (never deleting it);
     returns where it went."""
@@ -383,16 +373,3 @@ def set_aside(layout: Layout, space: str, path: Path, store=None) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dst)
     return dst
-
-
-def _remove_stale_tmp(layout: Layout, space: str) -> None:
-    """Remove temporary files that writers killed mid-write left behind (a live writer renames
-    its file within seconds, so ten minutes old is dead)."""
-    now = time.time()
-    for d in (layout.results_dir(space), layout.segments_dir(space)):
-        with contextlib.suppress(FileNotFoundError), os.scandir(d) as it:
-            for e in it:
-                if e.name.startswith(".") and e.name.endswith(".tmp"):
-                    with contextlib.suppress(OSError):
-                        if now - e.stat().st_mtime > STALE_TMP_S:
-                            os.unlink(e.path)
