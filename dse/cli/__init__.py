@@ -3,7 +3,7 @@
 Commands are plain click commands in the modules of this package (sample: spaces, describe,
 sample; train: train, status, cancel, compact; analyze: edf, fit-linear, trends,
 search-efficiency, report; compare: zoo, speed, export; run: run, suggest, transfer;
-trials: fidelity, noise, curves), attached
+trials: fidelity, noise, curves; interop: import), attached
 to the group here and nowhere else; they import what they need inside the command,
 so `dse --help` loads no torch. Shared options and error handling: dse.cli.common.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from dse.cli import analyze, compare, run, sample, train, trials
+from dse.cli import analyze, compare, interop, run, sample, train, trials
 from dse.cli.common import Group
 
 
@@ -28,7 +28,7 @@ for command in (sample.spaces_cmd, sample.describe_cmd, sample.sample_cmd,
                 analyze.search_efficiency_cmd, analyze.report_cmd,
                 compare.zoo_cmd, compare.speed_cmd, compare.export_cmd,
                 run.run_cmd, run.suggest_cmd, run.transfer_cmd,
-                trials.fidelity_cmd, trials.noise_cmd, trials.curves_cmd):
+                trials.fidelity_cmd, trials.noise_cmd, trials.curves_cmd, interop.import_cmd):
     cli.add_command(command)
 
 
