@@ -244,7 +244,7 @@ def result_rows(space, records, ids, fps, tag: str, held: dict) -> tuple[list[di
     already stored; updated), and how many were held already."""
     sources = set(held.values())
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    rows, skipped = [], 0
+    rows, skipped, known = [], 0, {}
     for r, mid, fp in zip(records, ids, fps):
         src = f"{tag}:{r.index}"
         if src in sources:
@@ -254,7 +254,7 @@ def result_rows(space, records, ids, fps, tag: str, held: dict) -> tuple[list[di
         while (mid, fp, seed) in held:
             seed += 1
         held[(mid, fp, seed)] = src
-        c = canonical(r.recipe)
+        c = known.get(fp) or known.setdefault(fp, canonical(r.recipe))
         rows.append(dict(
             model_id=mid, space=space, status=r.status, error=r.error, message=r.message,
             epochs=c["epochs"], batch_size=c["batch_size"], lr=r.recipe.get("lr"),

@@ -19,7 +19,7 @@ import re
 
 from dse.errors import DseError
 from dse.space import regnet
-from dse.space.spec import ONE_GROUP, AnyNetSpec, Task
+from dse.space.spec import AnyNetSpec, Task
 from dse.store.records import Record, need, net_json, number, outcome, series
 
 CIFAR = ("cifar10", Task(32, "cifar", 3, 10))
@@ -97,7 +97,7 @@ def _record(job, i: int, dataset: str, task: Task, where: str) -> Record:
     cx = dict(flops=int(number(job["flops"], f"{where} flops")),
               params=int(number(job["params"], f"{where} params")))
     return Record(index=i, task=task, dataset=dataset, specs=specs, opaque=why,
-                  net=net_json(net), file_cx=cx, recipe=recipe, extra=extra,
+                  net="" if specs else net_json(net), file_cx=cx, recipe=recipe, extra=extra,
                   seed=int(number(job["rng_seed"], f"{where} rng_seed")), status=status,
                   error=error, message=message, history_error=errors, history_loss=loss,
                   epochs_run=len(errors))
@@ -136,8 +136,8 @@ def _specs(net: dict, task: Task, where: str) -> tuple[tuple[AnyNetSpec, ...], s
                   se_ratio=float(net.get("se_r") or 0.0))
     n = len(ds)
     if block != "x":
-        return (AnyNetSpec(tuple(ds), tuple(ws), (1,) * n, (ONE_GROUP,) * n, **common)
-                .compatible(),), ""
+        # no bottleneck and one group: compatible as it stands (b = 1, g = w_b = w)
+        return (AnyNetSpec(tuple(ds), tuple(ws), (1,) * n, tuple(ws), **common),), ""
     bms = [number(x, f"{where} net.bot_muls") for x in need(net, "bot_muls", f"{where} net")]
     ngs = [int(number(x, f"{where} net.num_gs")) for x in need(net, "num_gs", f"{where} net")]
     if len(bms) != n + 1 or len(ngs) != n + 1:

@@ -8,10 +8,8 @@ sweep directory's `sweep.json`, or its `logs/*/stdout.log` (with `stderr.log`) w
 never collected.
 
 The network comes from `cfg`: `MODEL.TYPE` anynet (what pycls's setup writes, a RegNet
-turned into an AnyNet) or regnet. pycls's `BOT_MULS` multiplies (w_b = w · bot_mul), so
-dse's b = 1 / bot_mul; `GROUP_WS` are group widths. Stems res_stem_cifar and simple_stem_in
-are dse's cifar and imagenet stems; block types res_bottleneck_block, res_basic_block and
-vanilla_block are x, basic and plain; anything else makes an opaque model. A job is done
+turned into an AnyNet) or regnet, read by dse.space.pyclsnet; what dse cannot build makes
+an opaque model. A job is done
 when its last evaluation is at its last epoch; an unfinished job is failed with the epochs
 it reached, a job with stderr keeps its last line as the message.
 """
@@ -23,7 +21,7 @@ import math
 from pathlib import Path
 
 from dse.errors import DseError
-from dse.space.spec import ONE_GROUP, AnyNetSpec, Task, parse_spec
+from dse.space import pyclsnet
 from dse.store.records import Record, need, net_json, number, series
 
 TAG = "json_stats: "
@@ -31,9 +29,6 @@ EPOCH_TYPES = ("train_epoch", "test_epoch", "test_ema_epoch")
 TYPES = ("cfg", "complexity", "train_iter", "train_epoch", "test_iter", "test_epoch",
          "test_ema_iter", "test_ema_epoch", "iter_times", "epoch_times")
 JOB_KEYS = ("log_file", "err_file", "err")
-STEMS = {"res_stem_cifar": "cifar", "simple_stem_in": "imagenet"}
-BLOCKS = {"res_bottleneck_block": "x", "res_basic_block": "basic", "vanilla_block": "plain"}
-ACTIVATIONS = {"relu": "relu", "silu": "silu", "swish": "silu"}
 SERIES = {"test": "test_epoch", "ema": "test_ema_epoch"}
 # Recipe settings dse names itself: (its key, the section, pycls's key).
 KNOWN = (("epochs", "OPTIM", "MAX_EPOCH"), ("batch_size", "TRAIN", "BATCH_SIZE"),
@@ -119,13 +114,13 @@ def _record(job, i: int, which: str, where: str) -> Record:
         raise DseError(f"{where}: unknown _type {unknown[0]!r}; pycls writes "
                        f"{', '.join(TYPES)}")
     cfg = need(job, "cfg", where)
-    model, train = _section(cfg, "MODEL"), _section(cfg, "TRAIN")
-    dataset = str(need(train, "DATASET", f"{where} cfg.TRAIN"))
-    im = int(number(need(train, "IM_SIZE", f"{where} cfg.TRAIN"), f"{where} TRAIN.IM_SIZE"))
-    classes = int(number(need(model, "NUM_CLASSES", f"{where} cfg.MODEL"),
-                         f"{where} MODEL.NUM_CLASSES"))
-    specs, why, stem = _specs(cfg, where)
-    task = Task(im, stem or ("cifar" if im <= 64 else "imagenet"), 3, classes)
+    for sec, key in (("TRAIN", "DATASET"), ("TRAIN", "IM_SIZE"), ("MODEL", "NUM_CLASSES"),
+                     ("MODEL", "TYPE")):
+        need(_section(cfg, sec), key, f"{where} cfg.{sec}")
+    dataset = str(cfg["TRAIN"]["DATASET"])
+    spec, why, stem, _ = pyclsnet.network(cfg, where)
+    specs = (spec,) if spec is not None else ()
+    task = pyclsnet.task(cfg, stem)
     recipe, extra = _recipe(cfg, which)
     cx = {k: int(v) for k, v in (job.get("complexity") or {}).items()
           if k in ("flops", "params", "acts") and isinstance(v, (int, float))}
@@ -135,7 +130,8 @@ def _record(job, i: int, which: str, where: str) -> Record:
     inds = train_ep.get("epoch_ind") or []
     secs = train_ep.get("time_epoch")
     return Record(index=i, task=task, dataset=dataset, specs=specs, opaque=why,
-                  net=net_json({k: cfg.get(k) for k in ("MODEL", "ANYNET", "REGNET")}),
+                  net="" if specs else net_json({k: cfg.get(k) for k in
+                                                 ("MODEL", "ANYNET", "REGNET", "EN")}),
                   file_cx=cx, recipe=recipe, extra=extra,
                   seed=int(number(cfg.get("RNG_SEED", 0), f"{where} RNG_SEED")),
                   status=status, error=error, message=message, history_error=hist,
@@ -176,47 +172,3 @@ def _recipe(cfg: dict, which: str) -> tuple[dict, dict]:
     if which == "ema":
         extra["series"] = "ema"
     return recipe, extra
-
-
-def _specs(cfg: dict, where: str) -> tuple[tuple[AnyNetSpec, ...], str, str | None]:
-    """(specs, why opaque, dse stem) of a job's model."""
-    model = _section(cfg, "MODEL")
-    kind = str(model.get("TYPE", "")).lower()
-    if kind not in ("anynet", "regnet"):
-        return (), f"model type {kind!r} has no dse equivalent", None
-    sec = _section(cfg, kind.upper())
-    stem_type, bt = sec.get("STEM_TYPE"), sec.get("BLOCK_TYPE")
-    act = ACTIVATIONS.get(str(model.get("ACTIVATION_FUN", "relu")).lower())
-    stem = STEMS.get(stem_type)
-    for bad, what in ((stem is None, f"stem {stem_type}"), (bt not in BLOCKS, f"block {bt}"),
-                      (act is None, f"activation {model.get('ACTIVATION_FUN')}")):
-        if bad:
-            return (), f"{what} has no dse equivalent", stem
-    block = BLOCKS[bt]
-    se = float(sec.get("SE_R", 0.25)) if sec.get("SE_ON") and block == "x" else 0.0
-    common = dict(se_ratio=se, stem_w=int(need(sec, "STEM_W", f"{where} cfg.{kind.upper()}")),
-                  block=block, activation=act)
-    if kind == "regnet":
-        obj = {"kind": "regnet", **common, "first_stride": int(sec.get("STRIDE", 2))}
-        for k, key in (("depth", "DEPTH"), ("w0", "W0"), ("wa", "WA"), ("wm", "WM")):
-            obj[k] = need(sec, key, f"{where} cfg.REGNET")
-        if block == "x":
-            obj.update(group_w=need(sec, "GROUP_W", f"{where} cfg.REGNET"),
-                       b=1 / float(sec.get("BOT_MUL", 1.0)))
-        return (parse_spec(obj)[0],), "", stem
-    lists = {k: [number(x, f"{where} ANYNET.{k}") for x in need(sec, k, f"{where} cfg.ANYNET")]
-             for k in ("DEPTHS", "WIDTHS", "STRIDES")}
-    ds, ws, ss = ([int(x) for x in v] for v in lists.values())
-    if len({len(ds), len(ws), len(ss)}) != 1 or ss[0] not in (1, 2) \
-            or any(s != 2 for s in ss[1:]):
-        return (), f"stage strides {ss}", stem
-    n = len(ds)
-    if block == "x":
-        bs = tuple(1 / number(x, f"{where} ANYNET.BOT_MULS")
-                   for x in need(sec, "BOT_MULS", f"{where} cfg.ANYNET"))
-        gs = tuple(int(number(x, f"{where} ANYNET.GROUP_WS"))
-                   for x in need(sec, "GROUP_WS", f"{where} cfg.ANYNET"))
-    else:
-        bs, gs = (1,) * n, (ONE_GROUP,) * n
-    spec = AnyNetSpec(tuple(ds), tuple(ws), bs, gs, first_stride=ss[0], **common)
-    return ((spec.compatible() if block != "x" else spec),), "", stem

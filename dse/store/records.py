@@ -74,6 +74,8 @@ def series(v, where: str) -> tuple[float, ...]:
     """A per-epoch list of numbers."""
     if not isinstance(v, list):
         raise DseError(f"{where} must be a list of numbers (got {type(v).__name__})")
+    if set(map(type, v)) <= {float, int}:  # the usual case, checked at C speed
+        return tuple(map(float, v))
     return tuple(number(x, f"{where}[{i}]") for i, x in enumerate(v))
 
 
@@ -84,7 +86,7 @@ def outcome(errors: tuple[float, ...], epochs: int | None) -> tuple[str, float |
     if not errors:
         return "failed", None, "unfinished: no epoch evaluated"
     last = errors[-1]
-    if not all(math.isfinite(e) for e in errors):
+    if not math.isfinite(math.fsum(errors)):  # a NaN or an infinity anywhere
         return "diverged", None, "test error not finite"
     if epochs is not None and len(errors) < epochs:
         return "failed", None, f"unfinished: {len(errors)} of {epochs} epochs evaluated"
