@@ -59,3 +59,106 @@ def _show(r) -> None:
         click.echo(table(rows, ["record", "model_id", "key", "file", "dse"]))
         if len(r.mismatches) > SHOWN_MISMATCHES:
             click.echo(f"  ... {len(r.mismatches) - SHOWN_MISMATCHES} more (--json lists all)")
+
+
+# keys of a pycls recipe that dse train applies, by their dse name
+APPLIED = {"OPTIM.MAX_EPOCH": "epochs", "TRAIN.BATCH_SIZE": "batch_size",
+           "OPTIM.BASE_LR": "lr", "OPTIM.MOMENTUM": "momentum", "OPTIM.NESTEROV": "nesterov",
+           "OPTIM.WEIGHT_DECAY": "wd", "OPTIM.WARMUP_EPOCHS": "warmup_epochs",
+           "BN.ZERO_INIT_FINAL_GAMMA": "zero_init_final_gamma"}
+# keys that say where data, logs and devices are: no part of a recipe
+PLACES = {"TRAIN.DATASET", "TRAIN.SPLIT", "TRAIN.IM_SIZE", "TEST.DATASET", "TEST.SPLIT",
+          "TEST.IM_SIZE", "TEST.BATCH_SIZE", "OPTIM.LR_POLICY"}
+
+
+def not_applied(base: dict) -> list[str]:
+    """The recipe keys of a pycls base config that dse train does not apply (cosine is
+    dse's lr policy, so LR_POLICY cos is applied)."""
+    out = []
+    for sec in ("OPTIM", "BN", "TRAIN"):
+        for k, v in (base.get(sec) or {}).items():
+            key = f"{sec}.{k}"
+            if key in APPLIED or key in PLACES:
+                continue
+            out.append(f"{key}={v}")
+    pol = (base.get("OPTIM") or {}).get("LR_POLICY", "cos")
+    if pol != "cos":
+        out.append(f"OPTIM.LR_POLICY={pol}")
+    return out
+
+
+def sample_pycls(path, n, space_name, seed, dry_run, store_path) -> None:
+    """`dse sample --pycls-sweep`: draw a pycls sweep config's models into a store."""
+    import hashlib
+    from pathlib import Path
+
+    import yaml
+
+    from dse.data import datasets
+    from dse.errors import DseError
+    from dse.space import pyclssweep
+    from dse.store.core import Store
+
+    try:
+        raw = Path(path).read_bytes()
+        obj = yaml.safe_load(raw)
+    except OSError as e:
+        raise DseError(f"cannot read {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise DseError(f"{path} is not valid YAML ({' '.join(str(e).split())})") from None
+    sweep = pyclssweep.parse(obj, str(path))
+    n = n or sweep.num_configs
+    dataset = str(((sweep.base.get("TRAIN") or {}).get("DATASET")) or "")
+    if dataset not in datasets.names():
+        raise DseError(f"{path}: TRAIN.DATASET {dataset!r} is no dse dataset; dse has "
+                       f"{', '.join(datasets.names())}")
+    space = _SweepSpace.of(space_name or "pycls-" + sweep.name.split("/")[-1]
+                           .lower().replace("_", "-"), sweep, hashlib.sha256(raw).hexdigest())
+    extra = not_applied(sweep.base)
+    draws, why = pyclssweep.draw(sweep, n, seed)
+    if not draws:
+        raise DseError(f"{path}: no draw met the constraints in {sweep.num_samples:,} tries "
+                       f"({why['stages']} with skipped or too many stages, "
+                       f"{why['complexity']} outside the CX windows)")
+    fl = [d.cx["flops"] for d in draws]
+    click.echo(f"pycls sweep {sweep.name}: {len(sweep.samplers)} samplers "
+               f"({', '.join(sweep.samplers)}), constraints "
+               + ", ".join(f"{k} {lo or 0:g}–{hi or float('inf'):g}"
+                           for k, (lo, hi) in sweep.cx.items())
+               + f"; {len(draws)} models drawn ({why['stages']} rejected for stages, "
+               f"{why['complexity']} for complexity), flops {min(fl) / 1e6:.1f}–"
+               f"{max(fl) / 1e6:.1f} M")
+    if extra:
+        click.echo(f"recipe keys dse train does not apply: {', '.join(extra)}")
+    if dry_run:
+        click.echo(f"(dry run: nothing written; would add to space {space.name})")
+        return
+    task = draws[0].task
+    rows = [dict(model_id=_mid(d), ds=list(d.spec.ds), ws=list(d.spec.ws),
+                 bs=[float(b) for b in d.spec.bs], gs=list(d.spec.gs),
+                 se_ratio=d.spec.se_ratio, stem_w=d.spec.stem_w, block=d.spec.block,
+                 activation=d.spec.activation, first_stride=d.spec.first_stride,
+                 resolution=d.task.resolution, data_resolution=d.task.resolution,
+                 **d.cx, **d.regnet) for d in draws]
+    added = Store(store_path).add_models(space, dataset, task, rows, seed)
+    click.echo(f"sampled {len(added)} models into space {space.name} "
+               f"({len(rows) - len(added)} already held)")
+
+
+def _mid(d) -> str:
+    from dse.space.spec import model_id
+
+    return model_id(d.spec, d.task)
+
+
+class _SweepSpace:
+    """What the store records of a space drawn from a pycls sweep config."""
+
+    def __init__(self, name, kind, config, source):
+        self.name, self.kind, self.config, self.source = name, kind, config, source
+
+    @classmethod
+    def of(cls, name, sweep, sha256):
+        model = (sweep.base.get("MODEL") or {}).get("TYPE", "")
+        kind = "regnet" if str(model).lower() == "regnet" else "anynet"
+        return cls(name, kind, dict(kind=kind, params={"pycls_sweep": sha256}), "pycls sweep")
