@@ -33,7 +33,7 @@ import numpy as np
 
 from dse.errors import DseError
 from dse.space import pyclsnet, regnet
-from dse.space.complexity import complexity
+from dse.space.complexity import batch
 from dse.space.spec import AnyNetSpec, Task
 
 TOP_KEYS = ("ROOT_DIR", "NAME", "DESC", "NUM_PROC", "SWEEP_CFG_FILE", "SETUP", "LAUNCH",
@@ -216,13 +216,13 @@ def parse(obj, where: str = "sweep config") -> Sweep:
                  (int(ns[0]), int(ns[1])))
 
 
-def _set(cfg: dict, key: str, value) -> None:
-    """cfg[A][B] = value for key "A.B" (sections created as needed)."""
-    *path, last = key.split(".")
-    node = cfg
-    for p in path:
-        node = node.setdefault(p, {})
-    node[last] = value
+def _set(cfg: dict, key: str, value) -> dict:
+    """A copy of cfg with cfg[A][B] = value for key "A.B": the sections on the path are
+    copied, the rest shared (sections created as needed)."""
+    head, _, rest = key.partition(".")
+    out = dict(cfg)
+    out[head] = _set(cfg.get(head) or {}, rest, value) if rest else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -237,49 +237,65 @@ class Drawn:
     cx: dict
 
 
-def draw(sweep: Sweep, n: int, seed: int, exclude=frozenset()) -> tuple[list[Drawn], dict]:
-    """Up to n distinct draws that meet the constraints (in at most NUM_SAMPLES tries), and
-    counts of what was rejected and why."""
+def draw(sweep: Sweep, n: int, seed: int, chunk: int = 1024) -> tuple[list[Drawn], dict]:
+    """Up to n distinct draws that meet the constraints (in at most NUM_SAMPLES tries, in
+    the order drawn), and counts of what was rejected and why. Tries are checked a chunk at
+    a time: the RegNet stage counts and the complexity of a chunk in one numpy pass."""
     rng = np.random.default_rng(seed)
-    out, seen, why = [], set(exclude), {"repeat": 0, "stages": 0, "complexity": 0}
-    for _ in range(sweep.num_samples):
-        if len(out) == n:
-            break
-        params = []
-        for k, s in sweep.samplers.items():
-            v = draw_value(rng, s)
-            params += v if s["TYPE"] == "regnet_sampler" else [(k, v)]
-        key = " ".join(f"{k} {v}" for k, v in params)
-        if key in seen:
-            why["repeat"] += 1
-            continue
-        seen.add(key)
-        cfg = copy.deepcopy(sweep.base)
-        for k, v in params:
-            _set(cfg, k, v)
-        if not _stages_ok(cfg, sweep.num_stages):
-            why["stages"] += 1
-            continue
-        spec, reason, stem, rp = pyclsnet.network(cfg, f"draw {key!r}")
-        if spec is None:
-            raise DseError(f"the sweep's models cannot be built by dse: {reason}")
-        task = pyclsnet.task(cfg, stem)
-        cx = complexity(spec, task)
-        if not all((lo is None or cx[k] >= lo) and (hi is None or cx[k] <= hi)
-                   for k, (lo, hi) in sweep.cx.items()):
-            why["complexity"] += 1
-            continue
-        _set(cfg, "DESC", key)
-        out.append(Drawn(key, cfg, spec, task, rp, cx))
+    out, seen, why = [], set(), {"repeat": 0, "stages": 0, "complexity": 0}
+    tried = 0
+    while len(out) < n and tried < sweep.num_samples:
+        cfgs, keys = [], []
+        for _ in range(min(chunk, sweep.num_samples - tried)):
+            params = []
+            for k, s in sweep.samplers.items():
+                v = draw_value(rng, s)
+                params += v if s["TYPE"] == "regnet_sampler" else [(k, v)]
+            key = " ".join(f"{k} {v}" for k, v in params)
+            if key in seen:
+                why["repeat"] += 1
+                continue
+            seen.add(key)
+            cfg = sweep.base
+            for k, v in params:
+                cfg = _set(cfg, k, v)
+            cfgs.append(cfg)
+            keys.append(key)
+        tried += chunk
+        ok = _stages_ok(cfgs, sweep.num_stages)
+        why["stages"] += int((~ok).sum())
+        built = []
+        for cfg, key in zip((c for c, g in zip(cfgs, ok) if g), (k for k, g in zip(keys, ok)
+                                                                 if g)):
+            spec, reason, stem, rp = pyclsnet.network(cfg, f"draw {key!r}")
+            if spec is None:
+                raise DseError(f"the sweep's models cannot be built by dse: {reason}")
+            built.append((key, cfg, spec, pyclsnet.task(cfg, stem), rp))
+        costs = batch([b[2] for b in built], [b[3] for b in built])
+        for (key, cfg, spec, task, rp), c in zip(built, costs):
+            cx = dict(zip(("flops", "params", "acts"), map(int, c)))
+            if not all((lo is None or cx[k] >= lo) and (hi is None or cx[k] <= hi)
+                       for k, (lo, hi) in sweep.cx.items()):
+                why["complexity"] += 1
+                continue
+            out.append(Drawn(key, _set(copy.deepcopy(cfg), "DESC", key), spec, task, rp, cx))
+            if len(out) == n:
+                break
     return out, why
 
 
-def _stages_ok(cfg: dict, num_stages: tuple[int, int]) -> bool:
-    """pycls's RegNet constraint: every stage present, their number within NUM_STAGES."""
-    if str(pyclsnet.section(cfg, "MODEL")["TYPE"]).lower() != "regnet":
-        return True
-    r = pyclsnet.section(cfg, "REGNET")
-    gen = regnet.regnet_stages(int(r["DEPTH"]), int(r["W0"]), float(r["WA"]),
-                               float(r["WM"]))[2]
-    ns, total = int(gen.num_stages[0]), int(gen.total_stages[0])
-    return ns == total and num_stages[0] <= ns <= num_stages[1]
+def _stages_ok(cfgs: list, num_stages: tuple[int, int]) -> np.ndarray:
+    """pycls's RegNet constraint per config: every stage present, their number within
+    NUM_STAGES (configs of other model types pass)."""
+    ok = np.ones(len(cfgs), dtype=bool)
+    idx = [i for i, c in enumerate(cfgs)
+           if str(pyclsnet.section(c, "MODEL")["TYPE"]).lower() == "regnet"]
+    if not idx:
+        return ok
+    r = [pyclsnet.section(cfgs[i], "REGNET") for i in idx]
+    gen = regnet.quantized_widths(*(np.array([x[k] for x in r], dtype=t) for k, t in
+                                    (("DEPTH", np.int64), ("W0", np.int64), ("WA", float),
+                                     ("WM", float))), regnet.Q)
+    ns, total = np.asarray(gen.num_stages), np.asarray(gen.total_stages)
+    ok[idx] = (ns == total) & (ns >= num_stages[0]) & (ns <= num_stages[1])
+    return ok

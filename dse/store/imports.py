@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import yaml
 from dse import __version__
 from dse.errors import DseError
 from dse.files import write_atomic
-from dse.space.complexity import cost_arrays
+from dse.space.complexity import batch
 from dse.space.spec import model_id
 from dse.store import nds, pycls, results
 from dse.store.core import Store
@@ -136,19 +135,6 @@ def _slug(name: str) -> str:
 
 # ---- networks: ids and complexity ---------------------------------------------------------
 
-def _costs(specs: list, tasks: list) -> np.ndarray:
-    """(n, 3) flops, params, acts of specs, computed in batches of one shape."""
-    out = np.zeros((len(specs), 3), dtype=np.int64)
-    groups = defaultdict(list)
-    for i, (s, t) in enumerate(zip(specs, tasks)):
-        groups[(len(s.ds), s.block, s.stem_w, s.first_stride, s.se_ratio, t)].append(i)
-    for (_, block, stem_w, stride, se, task), idx in groups.items():
-        cols = [np.array([getattr(specs[i], k) for i in idx]) for k in ("ds", "ws", "bs", "gs")]
-        total, *_ = cost_arrays(*cols, task, se, stem_w, block, stride)
-        out[idx] = np.stack([total.flops, total.params, total.acts], axis=1)
-    return out
-
-
 def _differs(file: dict, got) -> list[tuple[str, int, int]]:
     """The complexity keys where the file's count and dse's differ beyond rounding."""
     return [(k, int(file[k]), int(v)) for k, v in zip(("flops", "params", "acts"), got)
@@ -164,7 +150,7 @@ def networks(records) -> tuple[list, list, list]:
     pending = [i for i, r in enumerate(records) if r.specs]
     depth = 0
     while pending:
-        got = _costs([records[i].specs[depth] for i in pending], [records[i].task
+        got = batch([records[i].specs[depth] for i in pending], [records[i].task
                                                                   for i in pending])
         nxt = []
         for i, c in zip(pending, got):
