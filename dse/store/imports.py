@@ -151,7 +151,7 @@ def networks(records) -> tuple[list, list, list]:
     depth = 0
     while pending:
         got = batch([records[i].specs[depth] for i in pending], [records[i].task
-                                                                  for i in pending])
+                                                                  for i in pending]).tolist()
         nxt = []
         for i, c in zip(pending, got):
             r = records[i]
