@@ -138,3 +138,44 @@ def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, edit, says):
             tmp_path / "s")
     assert says in one_error(r)
     assert not (tmp_path / "s").exists()
+
+
+TINY = dict(NAME="sweeps/tiny_anynet", SETUP=dict(
+    NUM_CONFIGS=2,
+    SAMPLERS={"ANYNET.DEPTHS": dict(TYPE="list_sampler", LENGTH=2, ITEM_SAMPLER=dict(
+        TYPE="int_sampler", RAND_TYPE="uniform", RANGE=[1, 1], QUANTIZE=1)),
+        "ANYNET.WIDTHS": dict(TYPE="list_sampler", LENGTH=2,
+                              ITEM_SAMPLER=dict(TYPE="value_sampler", VALUES=[8, 16]))},
+    BASE_CFG=dict(MODEL=dict(TYPE="anynet", NUM_CLASSES=10),
+                  ANYNET=dict(STEM_TYPE="res_stem_cifar", STEM_W=8,
+                              BLOCK_TYPE="res_basic_block", STRIDES=[1, 2]),
+                  OPTIM=dict(BASE_LR=0.05, MAX_EPOCH=1, WEIGHT_DECAY=0.0005),
+                  TRAIN=dict(DATASET="synthetic", IM_SIZE=32, BATCH_SIZE=256))))
+
+
+def test_dse_run_refuses_a_recipe_it_cannot_apply_naming_every_key(tmp_path):
+    r = run("run", CIFAR_REGNET, "--store", tmp_path / "s")
+    msg = one_error(r)
+    for key in ("OPTIM.EMA_ALPHA", "OPTIM.EMA_UPDATE_PERIOD", "BN.USE_CUSTOM_WEIGHT_DECAY",
+                "TRAIN.MIXED_PRECISION", "TRAIN.LABEL_SMOOTHING", "TRAIN.MIXUP_ALPHA"):
+        assert key in msg
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_dse_run_draws_and_trains_a_sweep_whose_recipe_it_applies(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(TINY))
+    s = tmp_path / "s"
+    out = ok("run", p, "--store", s, "--dry-run").output
+    assert "2 models drawn" in out and "would train them with epochs=1 lr=0.05" in out
+    assert not s.exists()
+    ok("run", p, "--store", s)
+    store = Store(s)
+    m = store.read_models("pycls-tiny-anynet")
+    assert len(m) == 2 and m["block"].eq("basic").all() and m["stem_w"].eq(8).all()
+    assert all(set(ws) <= {8, 16} and list(ds) == [1, 1] for ws, ds in zip(m["ws"], m["ds"]))
+    res = store.read_results("pycls-tiny-anynet")
+    assert len(res) == 2 and res["status"].eq("done").all()
+    assert res["epochs"].eq(1).all() and res["lr"].eq(0.05).all()
+    assert res["batch_size"].eq(256).all()

@@ -112,8 +112,8 @@ def sample_pycls(path, n, space_name, seed, dry_run, store_path) -> None:
     if dataset not in datasets.names():
         raise DseError(f"{path}: TRAIN.DATASET {dataset!r} is no dse dataset; dse has "
                        f"{', '.join(datasets.names())}")
-    space = _SweepSpace.of(space_name or "pycls-" + sweep.name.split("/")[-1]
-                           .lower().replace("_", "-"), sweep, hashlib.sha256(raw).hexdigest())
+    space = _SweepSpace.of(space_name or _space_name(sweep), sweep,
+                           hashlib.sha256(raw).hexdigest())
     extra = not_applied(sweep.base)
     draws, why = pyclssweep.draw(sweep, n, seed)
     if not draws:
@@ -162,3 +162,57 @@ class _SweepSpace:
         model = (sweep.base.get("MODEL") or {}).get("TYPE", "")
         kind = "regnet" if str(model).lower() == "regnet" else "anynet"
         return cls(name, kind, dict(kind=kind, params={"pycls_sweep": sha256}), "pycls sweep")
+
+
+def is_pycls_sweep(path) -> bool:
+    """Whether a file `dse run` was given is a pycls sweep config (it has SETUP)."""
+    import yaml
+
+    from dse.space import pyclssweep
+
+    try:
+        with open(path, "rb") as f:
+            return pyclssweep.is_sweep(yaml.safe_load(f))
+    except (OSError, yaml.YAMLError):
+        return False  # the experiment loader reports it
+
+
+def run_pycls(ctx, path, store_path, dry_run) -> None:
+    """`dse run SWEEP.yaml`: draw the sweep's models, then train them with its recipe,
+    which must be one dse train applies (every other key is named, all at once)."""
+    import yaml
+
+    from dse.cli.train import train_cmd
+    from dse.errors import DseError
+    from dse.space import pyclssweep
+
+    with open(path, "rb") as f:
+        sweep = pyclssweep.parse(yaml.safe_load(f), str(path))
+    base = sweep.base
+    refused = not_applied(base) + [f"SETUP.SAMPLERS.{k} (drawn per model)"
+                                   for k in sweep.samplers
+                                   if k.split(".")[0] in ("OPTIM", "BN", "TRAIN", "TEST")]
+    if (base.get("OPTIM") or {}).get("NESTEROV") is False:
+        refused.append("OPTIM.NESTEROV=False")
+    if refused and not dry_run:
+        raise DseError(f"{path}: dse train cannot run this sweep's recipe; keys it does not "
+                       f"apply: {', '.join(refused)} (dse sample --pycls-sweep draws its "
+                       "models alone)")
+    space = _space_name(sweep)
+    sample_pycls(path, None, space, 0, dry_run, store_path)
+    optim, train = base.get("OPTIM") or {}, base.get("TRAIN") or {}
+    recipe = dict(epochs=int(optim.get("MAX_EPOCH", 200)), lr=float(optim.get("BASE_LR", 0.1)),
+                  wd=float(optim.get("WEIGHT_DECAY", 5e-4)),
+                  momentum=float(optim.get("MOMENTUM", 0.9)),
+                  warmup_epochs=float(optim.get("WARMUP_EPOCHS", 0)),
+                  batch_size=int(train.get("BATCH_SIZE", 128)),
+                  zero_init_final_gamma=bool((base.get("BN") or {}).get(
+                      "ZERO_INIT_FINAL_GAMMA", False)))
+    if dry_run:
+        click.echo("would train them with " + " ".join(f"{k}={v}" for k, v in recipe.items()))
+        return
+    ctx.invoke(train_cmd, spaces=(space,), store_path=store_path, **recipe)
+
+
+def _space_name(sweep) -> str:
+    return "pycls-" + sweep.name.split("/")[-1].lower().replace("_", "-")
