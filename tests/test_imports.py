@@ -178,6 +178,9 @@ def test_lr_wd_files_are_drawn_per_model(tmp_path):
     assert sorted(res["lr"]) == pytest.approx([0.05 * (i + 1) for i in range(7)])
     settings = Store(tmp_path / "s").space_record("nds-resnet-lr-wd")["recipes"]
     assert settings[res["recipe"].iloc[0]]["lr"]["dist"] == "per-model"
+    tr = json.loads(ok("trends", "nds-resnet-lr-wd", "--store", tmp_path / "s", "--json",
+                       "--repeats", 200, "--out", tmp_path / "t.png").output)
+    assert tr["n"] == 7 and {"lr", "wd", "lrwd", "depth", "w1"} <= set(tr["ranges"])
 
 
 def test_cifar_and_imagenet_populations_transfer(tmp_path):
