@@ -324,3 +324,25 @@ def test_a_sampled_space_is_not_imported_into(tmp_path):
     ok("sample", "--space", "nds-resnet", "--n", "2", "--store", s, "--dataset", "cifar10")
     f = write_json(tmp_path / "ResNet.json", nds_population())
     assert "holds sampled models" in one_error(run("import", f, "--store", s))
+
+
+@pytest.mark.parametrize("dies_in", ["_append", "_record_file"])
+def test_an_import_killed_midway_is_completed_by_the_next(tmp_path, monkeypatch, dies_in):
+    f = write_json(tmp_path / "ResNet.json", nds_population())
+    s = Store(tmp_path / "s")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(imports, dies_in, killed)
+        with pytest.raises(KeyboardInterrupt):
+            imports.import_source(s, imports.read(f))
+    assert len(s.read_models("nds-resnet")) == 7  # models.parquet went first
+    rep = imports.import_source(s, imports.read(f))
+    assert rep.models_added == 0 and rep.results_added + rep.results_held == 7
+    res = s.read_results("nds-resnet")
+    assert len(res) == 7 and res["model_id"].nunique() == 7
+    assert len(s.space_record("nds-resnet")["imported"]) == 1
+    again = imports.import_source(s, imports.read(f))
+    assert (again.models_added, again.results_added) == (0, 0)
