@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dse.analysis.stats import rank_correlation
+from dse.analysis.stats import parametric, rank_correlation
 from dse.errors import DseError
 from dse.space import regnet
 
@@ -242,6 +242,7 @@ def fit_linear_population(pop: pd.DataFrame, top: int = 20) -> dict:
     """fit-linear for one space's finished models: per-model rows (model_id, error, e_fit,
     d, w0, wa, wm, rank), the joint fit over the top-K by error, and the rank correlation of
     e_fit with error."""
+    parametric(pop, "linear fits of widths")
     pop = pop.sort_values("error", kind="stable").reset_index(drop=True)
     W, d = block_widths(pop["ds"], pop["ws"])
     fit = fit_linear(W, d)

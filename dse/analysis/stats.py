@@ -336,6 +336,15 @@ def param_table(kind: str, stages: int = 4) -> dict:
     return {**table, **PARAMS["any"]}
 
 
+def parametric(pop: pd.DataFrame, what: str) -> str:
+    """The space kind of a population whose models have parameters; a DseError for opaque
+    models (imported networks dse cannot build, docs/interop.md)."""
+    if (pop["kind"] == "opaque").any():
+        raise DseError(f"{pop['space'].iloc[0]} holds opaque models (imported networks dse "
+                       f"cannot build) with no widths or depths: {what} are untestable there")
+    return pop["kind"].iloc[0]
+
+
 def default_params(kind: str, stages: int = 4) -> list[str]:
     """The parameters trends shows by default (those with a single value are skipped)."""
     recipe = ["lr", "wd", "lrwd"]  # shown only where drawn per model
@@ -350,7 +359,7 @@ def trends(pop: pd.DataFrame, params=None, frac: float = 0.25, repeats: int = 10
     """Error against each design parameter of one space's finished models, with the bootstrap
     good range of each. Parameters that take a single value are skipped unless named.
     Returns [{param, label, log, x, e, lo, median, hi, best}]."""
-    kind = pop["kind"].iloc[0]
+    kind = parametric(pop, "parameter trends")
     stages = int(pop["ds"].map(len).max())
     table = param_table(kind, stages)
     named = params is not None and len(params) > 0

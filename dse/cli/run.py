@@ -45,11 +45,16 @@ STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipelin
 def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate, as_json):
     """Carry out an experiment file: sample what is missing, train what has no result, then
     analyze and check its claims (docs/experiments.md). Rerunning continues where it
-    stopped and trains nothing twice."""
+    stopped and trains nothing twice. A pycls sweep config (with a SETUP section) is
+    drawn and trained with its recipe (docs/interop.md)."""
     import signal
 
+    from dse.cli.interop import is_pycls_sweep, run_pycls
     from dse.method import experiment, pipeline, stages
     from dse.store.core import Store
+    if is_pycls_sweep(experiment_file):
+        return run_pycls(click.get_current_context(), experiment_file, store_path, dry_run)
+
     exp = experiment.load(experiment_file, sets)
     store = Store(exp.store_path(store_path))
     pick = selected(recipe, aggregate)

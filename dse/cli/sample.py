@@ -101,9 +101,16 @@ def _describe_reference(name: str, resolution: int | None, as_json: bool):
 
 
 @click.command("sample", cls=Command)
-@click.option("--space", "space_name", required=True,
-              help="Space name, alias (xa..xe, rx, ry) or path of a .yaml space file.")
-@click.option("--n", type=int, required=True, help="Number of models to add.")
+@click.option("--space", "space_name", default=None,
+              help="Space name, alias (xa..xe, rx, ry) or path of a .yaml space file "
+                   "(with --pycls-sweep: the name of the space the draws join).")
+@click.option("--n", type=int, default=None,
+              help="Number of models to add (with --pycls-sweep default: its NUM_CONFIGS).")
+@click.option("--pycls-sweep", "pycls_sweep", default=None, metavar="SWEEP.yaml",
+              help="Draw from a pycls sweep config instead: its samplers, constraints and "
+                   "base model (docs/interop.md).")
+@click.option("--dry-run", is_flag=True,
+              help="With --pycls-sweep: print what would be drawn, write nothing.")
 @click.option("--flops", "flops_w", type=WINDOW, default=None,
               help="Flops window LO:HI (multiply-adds; K/M/G suffixes) "
                    "[default: by dataset, see README].")
@@ -127,13 +134,23 @@ def _describe_reference(name: str, resolution: int | None, as_json: bool):
                    "1.5M:2M]. Windows of one space's regimes never overlap.")
 @seed_option("Sampling seed: the same seed and arguments give the same models.")
 @store_option
-def sample_cmd(space_name, n, flops_w, params_w, acts_w, dataset, resolution, data_dir,
-               regime_name, seed, store_path):
-    """Sample N new models of a space into the store, in one flop regime."""
+def sample_cmd(space_name, n, pycls_sweep, dry_run, flops_w, params_w, acts_w, dataset,
+               resolution, data_dir, regime_name, seed, store_path):
+    """Sample N new models of a space into the store, in one flop regime (or draw them
+    from a pycls sweep config with --pycls-sweep)."""
     from dse.space import checks, regimes, sampling
     from dse.space import definition as spaces
     from dse.store.core import Store
 
+    if n is not None and n < 1:
+        raise click.BadParameter(f"must be a positive integer (got {n})", param_hint="'--n'")
+    if pycls_sweep is not None:
+        from dse.cli.interop import sample_pycls
+
+        return sample_pycls(pycls_sweep, n, space_name, seed, dry_run, store_path)
+    for flag, given in (("--space", space_name), ("--n", n)):
+        if given is None:
+            raise click.UsageError(f"Missing option '{flag}'.")
     if n < 1:
         raise click.BadParameter(f"must be a positive integer (got {n})", param_hint="'--n'")
     space = spaces.load(space_name)

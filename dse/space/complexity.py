@@ -121,6 +121,21 @@ def cost_arrays(ds, ws, bs, gs, task: Task, se_ratio: float = 0.0, stem_w: int =
     return total, Cost(sf, sp, sa), stem, head
 
 
+def batch(specs, tasks) -> np.ndarray:
+    """(n, 3) flops, params, acts of n specs with their tasks, computed in batches of one
+    shape (stage count, block, stem width, first stride, SE ratio, task)."""
+    out = np.zeros((len(specs), 3), dtype=np.int64)
+    groups: dict = {}
+    for i, (s, t) in enumerate(zip(specs, tasks)):
+        groups.setdefault((len(s.ds), s.block, s.stem_w, s.first_stride, s.se_ratio, t),
+                          []).append(i)
+    for (_, block, stem_w, stride, se, task), idx in groups.items():
+        cols = [np.array([getattr(specs[i], k) for i in idx]) for k in ("ds", "ws", "bs", "gs")]
+        total, *_ = cost_arrays(*cols, task, se, stem_w, block, stride)
+        out[idx] = np.stack([total.flops, total.params, total.acts], axis=1)
+    return out
+
+
 def _spec_costs(spec: AnyNetSpec, task: Task):
     return cost_arrays([spec.ds], [spec.ws], [spec.bs], [spec.gs], task, spec.se_ratio,
                        spec.stem_w, spec.block, spec.first_stride)

@@ -118,6 +118,9 @@ RESULTS_SCHEMA = pa.schema([
     ("recipe", pa.string()),            # fingerprint of the recipe's settings, seed aside
     ("history_error", pa.list_(pa.float64())),  # test error after each epoch (--curves)
     ("history_loss", pa.list_(pa.float64())),   # mean training loss of each epoch
+    # added with imports (docs/interop.md): the file a result was read from (the first 16
+    # hex of its sha256) and the record in it; null for results dse trained itself
+    ("source", pa.string()),
 ])
 
 RESULT_STATUSES = tuple(s.value for s in Status)  # dse.store.status
