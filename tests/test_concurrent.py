@@ -12,7 +12,7 @@ from dse.errors import ArgumentError, DseError
 from dse.runner.options import TrainOptions
 from dse.space.spec import AnyNetSpec, Task
 from dse.store.core import Store
-from dse.train import multistream as concurrent
+from dse.train import multistream
 from dse.train import trainer as train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -38,7 +38,7 @@ def test_streams_need_one_cuda_device(tmp_path):
     assert not list(Store(tmp_path).results_dir("regnetx").glob("*"))
     d = data.DeviceData(readers.synthetic(256, 64), "cpu")
     with pytest.raises(DseError, match="needs a CUDA device"):
-        concurrent.train_together([(SPECS[0], TASK)], d, train.Recipe(epochs=1, batch_size=64))
+        multistream.train_together([(SPECS[0], TASK)], d, train.Recipe(epochs=1, batch_size=64))
 
 
 @pytest.mark.gpu
@@ -47,7 +47,7 @@ def test_models_trained_together_match_each_trained_alone():
     d = data.DeviceData(readers.synthetic(), "cuda", train_subset=4096)
     r = train.Recipe(epochs=3)
     seen = []
-    together = concurrent.train_together([(s, TASK) for s in SPECS], d, r,
+    together = multistream.train_together([(s, TASK) for s in SPECS], d, r,
                                          on_epoch=lambda k, e, loss: seen.append((k, e)))
     alone = [train.train(s, TASK, d, r) for s in SPECS]
     assert sorted(seen) == [(k, e) for k in (0, 1) for e in (1, 2, 3)]
@@ -61,7 +61,7 @@ def test_models_trained_together_match_each_trained_alone():
 @cuda
 def test_a_group_diverges_cleanly():
     d = data.DeviceData(readers.synthetic(), "cuda", train_subset=2048)
-    out = concurrent.train_together([(s, TASK) for s in SPECS], d,
+    out = multistream.train_together([(s, TASK) for s in SPECS], d,
                                     train.Recipe(epochs=2, lr=1e6))
     assert [o.status for o in out] == ["diverged", "diverged"]
 

@@ -23,8 +23,8 @@ from dse.analysis import stats
 from dse.errors import DamagedFileError
 from dse.store import compaction, results, verify
 from dse.store.core import Store
+from dse.store.recipes import fingerprint
 from dse.store.schema import RESULTS_SCHEMA
-from dse.store.trials import fingerprint
 from dse.train.recipe import Recipe
 
 SPACE = "anynetxa"

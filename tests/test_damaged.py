@@ -10,7 +10,7 @@ from cli_helpers import ok, one_error, run
 
 from dse.errors import DamagedFileError, DseWarning
 from dse.store.core import DAMAGED, Store
-from dse.store.trials import parse_trial
+from dse.store.recipes import parse_trial
 from dse.train.recipe import Recipe
 
 FAST = ["--epochs", "1", "--train-subset", "500"]

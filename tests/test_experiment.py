@@ -18,7 +18,7 @@ from cli_helpers import ROOT, ok, one_error, reanalyzed, run
 from dse.method import claims as expect
 from dse.method import experiment, stages
 from dse.store.core import Store
-from dse.store.trials import parse_trial
+from dse.store.recipes import parse_trial
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
 BASE = dict(name="t", dataset="synthetic", n=3, spaces=["anynetxa", "anynetxe"],

@@ -12,8 +12,8 @@ import torch
 
 from dse.data.datasets import DataRef
 from dse.errors import DseError
-from dse.runner import _work, jobs, processes
 from dse.runner import executors as workers
+from dse.runner import jobs, processes, worker
 from dse.runner.jobs import Finished, Returned
 from dse.runner.options import TrainOptions
 from dse.space.spec import AnyNetSpec, Task
@@ -42,7 +42,7 @@ def done(*a, **k):
     (ValueError("mat1 and mat2 shapes cannot be multiplied"), False),
 ])
 def test_sticky_cuda_errors_are_told_from_the_others(error, sticky):
-    assert _work.cuda_fault(error) is sticky
+    assert worker.cuda_fault(error) is sticky
 
 
 def test_a_sticky_error_fails_the_model_and_marks_the_outcome_fatal(monkeypatch):
@@ -50,8 +50,8 @@ def test_a_sticky_error_fails_the_model_and_marks_the_outcome_fatal(monkeypatch)
         raise RuntimeError(ILLEGAL)
 
     monkeypatch.setattr(train, "train", broken)
-    cache = _work.DataCache(torch.device("cpu"), TrainOptions())
-    out = _work.train_one(job(0), cache, TrainOptions(), None)
+    cache = worker.DataCache(torch.device("cpu"), TrainOptions())
+    out = worker.train_one(job(0), cache, TrainOptions(), None)
     assert out.status == "failed" and out.fatal and "illegal memory access" in out.message
 
 
@@ -69,8 +69,8 @@ def test_out_of_memory_frees_the_failed_model_before_emptying_the_cache(monkeypa
     seen = []
     monkeypatch.setattr(train, "train", oom)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: seen.append(alive[0]() is None))
-    cache = _work.DataCache(torch.device("cpu"), TrainOptions())
-    out = _work.train_one(job(0), cache, TrainOptions(), None)
+    cache = worker.DataCache(torch.device("cpu"), TrainOptions())
+    out = worker.train_one(job(0), cache, TrainOptions(), None)
     assert out.status == "failed" and not out.fatal
     assert seen == [True]  # the model was gone when the cache was emptied
 

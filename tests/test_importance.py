@@ -16,7 +16,6 @@ from cli_helpers import ok, one_error, run
 
 from dse.analysis import fanova, stats
 from dse.analysis import importance as imp
-from dse.store import trials
 from dse.store.core import Store
 from dse.train.recipe import Recipe, draw
 
@@ -45,7 +44,7 @@ def store(tmp_path_factory):
     recipes = [draw(Recipe(epochs=1), DRAWS, i) for i in m["model_id"]]
     m["lr"], m["wd"] = [r.lr for r in recipes], [r.wd for r in recipes]
     f = planted(m)
-    fp = trials.fingerprint(dict(epochs=1, **DRAWS))
+    fp = recipes.fingerprint(dict(epochs=1, **DRAWS))
     rng = np.random.default_rng(0)
     for i, r in m.iterrows():
         for seed in range(2 if i < RERUN else 1):
@@ -180,7 +179,7 @@ def test_a_large_population_uses_the_f_distribution_and_finds_a_planted_effect()
 
 def test_the_noise_ceiling_from_reruns(store, pop):
     from dse.cli.importance import noise_ceiling
-    from dse.store.trials import Pick
+    from dse.store.recipes import Pick
 
     c = noise_ceiling(Store(store), "regnetx", pop, Pick())
     seeds = pop["n_seeds"].to_numpy(float)

@@ -21,7 +21,7 @@ from interop_files import (
 
 from dse.space.complexity import complexity
 from dse.space.spec import AnyNetSpec, Task
-from dse.store import imports, trials
+from dse.store import imports, recipes
 from dse.store.core import Store
 
 CIFAR = Task(32, "cifar", 3, 10)
@@ -74,7 +74,7 @@ def test_r56_imports_with_pycls_complexity_and_best_epoch_is_min_test_top1(tmp_p
     rec = store.space_record("nds-resnet")
     assert rec["imported"][0]["format"] == "nds list"
     assert rec["imported"][0]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
-    best = store.load(["nds-resnet"], trials.Pick(epoch="best")).set_index("model_id")
+    best = store.load(["nds-resnet"], recipes.Pick(epoch="best")).set_index("model_id")
     last = store.load(["nds-resnet"]).set_index("model_id")
     jobs = {tuple(j["net"]["ds"][1:]) + tuple(j["net"]["ws"][1:]): j for j in nds_population()}
     for mid, row in best.iterrows():
@@ -253,7 +253,7 @@ def test_pycls_logs_and_sweep_json_import_alike(tmp_path):
     assert res.loc[2, "message"] == "unfinished: 3 of 5 epochs"
     assert res.loc[3, "message"] == "RuntimeError: CUDA out of memory"
     # pycls's own metric: the best epoch of the EMA model's error
-    best = Store(tmp_path / "b").load([rep.space], trials.Pick(epoch="best"))
+    best = Store(tmp_path / "b").load([rep.space], recipes.Pick(epoch="best"))
     done = best[best["status"] == "done"].iloc[0]
     assert done["error"] == pytest.approx(min(errs[0][1])) and done["n_seeds"] == 1
     settings = Store(tmp_path / "b").space_record(rep.space)["recipes"]

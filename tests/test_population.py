@@ -17,7 +17,7 @@ from dse.analysis import effects
 from dse.analysis.population import Operand, Selection, load
 from dse.errors import DseError
 from dse.store.core import Store
-from dse.store.trials import Pick
+from dse.store.recipes import Pick
 
 RECIPES = {1: 5.0, 2: 0.0}   # epochs → the points added to every error under that recipe
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from cli_helpers import ROOT, ok, one_error, reanalyzed, run
 
-from dse.analysis import regimes as trends
+from dse.analysis import scaling as trends
 from dse.analysis import stats
 from dse.errors import DseError
 from dse.method import claims as expect

@@ -23,8 +23,8 @@ from dse.runner import loop
 from dse.runner.options import TrainOptions
 from dse.store import compaction, results
 from dse.store.core import DAMAGED, Store
+from dse.store.recipes import fingerprint, parse_trial, trial_id
 from dse.store.schema import RESULTS_SCHEMA
-from dse.store.trials import fingerprint, parse_trial, trial_id
 from dse.train.recipe import Recipe
 
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)

@@ -22,7 +22,7 @@ from cli_helpers import ok, one_error, run
 from dse.errors import DseWarning
 from dse.runner import pending
 from dse.runner.options import TrainOptions
-from dse.store import selections, trials
+from dse.store import recipes, selections
 from dse.store.core import Store
 from dse.system import HOST
 from dse.train.recipe import Recipe
@@ -59,7 +59,7 @@ def plant(root, recipe: Recipe) -> None:
 def trials_of(root, recipe: Recipe = SHORT) -> set:
     """(model, seed) of every stored result of `recipe`."""
     res = Store(root).read_results(SPACE)
-    res = res[res["recipe"] == trials.fingerprint(recipe.asdict())]
+    res = res[res["recipe"] == recipes.fingerprint(recipe.asdict())]
     return set(zip(res["model_id"], res["seed"].astype(int)))
 
 
@@ -83,7 +83,7 @@ def test_the_same_top_with_seeds_twice_trains_nothing_the_second_time(tmp_path, 
 
     (row,) = json.loads(ok("status", "--store", tmp_path, "--json").output)
     (sel,) = row["selections"]
-    fp = trials.fingerprint(SHORT.asdict())
+    fp = recipes.fingerprint(SHORT.asdict())
     assert sel["name"] == f"{fp}-top2" and sel["models"] == ids[:2] and sel["done"] == 2
     assert (sel["top"], sel["sample"], sel["ranked_by"]) == (2, None, fp)
     text = ok("status", "--store", tmp_path).output
@@ -109,8 +109,8 @@ def test_a_dry_run_stores_no_selection_and_a_new_recipe_chooses_afresh(tmp_path)
     longer = TrainOptions(recipe=Recipe(epochs=2, train_subset=300), top=2)
     assert pending.chosen_models(store, SPACE, longer) == ids[3:5]  # ranked now
     names = {s.name for s in selections.held(store, SPACE)[0]}
-    assert names == {f"{trials.fingerprint(SHORT.asdict())}-top2",
-                     f"{trials.fingerprint(longer.recipe.asdict())}-top2"}
+    assert names == {f"{recipes.fingerprint(SHORT.asdict())}-top2",
+                     f"{recipes.fingerprint(longer.recipe.asdict())}-top2"}
 
 
 def test_sample_is_stored_too_and_the_first_to_store_a_selection_wins(tmp_path):
@@ -118,7 +118,7 @@ def test_sample_is_stored_too_and_the_first_to_store_a_selection_wins(tmp_path):
     store = Store(tmp_path)
     opts = TrainOptions(recipe=SHORT, top=1, sample=2, sample_seed=3)
     sel = pending.selection(store, SPACE, opts)
-    assert sel.name == f"{trials.fingerprint(SHORT.asdict())}-top1-sample2-s3"
+    assert sel.name == f"{recipes.fingerprint(SHORT.asdict())}-top1-sample2-s3"
     assert sel.top_models == (ids[0],) and len(set(sel.sample_models) - {ids[0]}) == 2
     ok("sample", "--space", "xa", "--n", 12, "--dataset", "synthetic", "--flops", "0.5M:2M",
        "--store", tmp_path)  # more models to draw from: the stored draw stays
@@ -135,7 +135,7 @@ def test_sample_is_stored_too_and_the_first_to_store_a_selection_wins(tmp_path):
 def test_a_damaged_selection_is_one_line_and_left_as_it_is(tmp_path):
     planted(tmp_path)
     store = Store(tmp_path)
-    path = store.selection_path(SPACE, f"{trials.fingerprint(SHORT.asdict())}-top2")
+    path = store.selection_path(SPACE, f"{recipes.fingerprint(SHORT.asdict())}-top2")
     path.parent.mkdir(parents=True)
     path.write_text('{"recipe": "08766')
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}

@@ -18,7 +18,7 @@ from dse.cli import cli
 from dse.runner import executors as workers
 from dse.runner import leases, pending, processes
 from dse.store.core import Store
-from dse.store.trials import parse_trial
+from dse.store.recipes import parse_trial
 from dse.system import HOST
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}

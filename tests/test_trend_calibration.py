@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from cli_helpers import ROOT, ok
 
-from dse.analysis import regimes, stats
+from dse.analysis import scaling, stats
 from dse.method import claims
 from dse.store.core import Store
 
@@ -57,7 +57,7 @@ def calls(designs, planted, params, runs, seed):
     """The trend calls of `runs` populations: {param: [call, ...]}."""
     rng, out = np.random.default_rng(seed), {}
     for k in range(runs):
-        for row in regimes.by_regime(population(rng, designs, planted), params, repeats=200,
+        for row in scaling.by_regime(population(rng, designs, planted), params, repeats=200,
                                      seed=k, permutations=199):
             out.setdefault(row["param"], []).append(row["trend"])
     return out
@@ -76,7 +76,7 @@ def test_a_null_with_moving_designs_reads_a_trend_at_about_alpha(designs):
     """Errors blind to the design: over 40 populations × 5 parameters at most 2.5% of the
     200 calls each way (measured 0.2% over 500)."""
     got = sum(calls(designs, None, PARAMS, 40, 0).values(), [])
-    assert got.count(regimes.UP) <= 5 and got.count(regimes.DOWN) <= 5
+    assert got.count(scaling.UP) <= 5 and got.count(scaling.DOWN) <= 5
 
 
 @pytest.mark.slow
@@ -85,9 +85,9 @@ def test_planted_trends_are_found_in_their_direction_only(designs):
     rising one is never called decreasing and found in ≥ 75% (measured 91%), over 60
     populations each at 3 points per doubling away from the best."""
     down = calls(designs, best_wa([12, 10, 9], 3), ["wa"], 60, 1)["wa"]
-    assert down.count(regimes.UP) == 0 and down.count(regimes.DOWN) >= 39
+    assert down.count(scaling.UP) == 0 and down.count(scaling.DOWN) >= 39
     up = calls(designs, best_wa([8, 12, 18], 3), ["wa"], 60, 2)["wa"]
-    assert up.count(regimes.DOWN) == 0 and up.count(regimes.UP) >= 45
+    assert up.count(scaling.DOWN) == 0 and up.count(scaling.UP) >= 45
 
 
 def test_a_planted_decreasing_trend_is_never_reported_increasing(designs):

@@ -23,7 +23,7 @@ from cli_helpers import ok, one_error, run
 
 from dse.analysis import stats
 from dse.method import experiment
-from dse.store import trials
+from dse.store import recipes
 from dse.store.core import Store
 from dse.store.schema import RESULTS_SCHEMA
 from dse.train.recipe import Recipe, draw
@@ -43,7 +43,7 @@ def settings(recipe: Recipe) -> dict:
 
 
 def fp(recipe: Recipe) -> str:
-    return trials.fingerprint(recipe.asdict())
+    return recipes.fingerprint(recipe.asdict())
 
 
 def result_bytes(root) -> dict:
@@ -56,7 +56,7 @@ def test_a_fingerprint_is_stable_and_leaves_the_seed_out():
     assert fp(ONE) == "0876654477"  # in every result file's name: it must never change
     assert fp(Recipe()) == "af68dabe76"
     assert fp(Recipe(epochs=1, train_subset=300, seed=7)) == fp(ONE)
-    assert trials.fingerprint(dict(settings(ONE), lr=0.05 + 1e-15)) == fp(ONE)  # 12 digits
+    assert recipes.fingerprint(dict(settings(ONE), lr=0.05 + 1e-15)) == fp(ONE)  # 12 digits
     assert len({fp(ONE), fp(TWO), fp(Recipe(epochs=1)), fp(Recipe(epochs=1, lr=0.1,
                                                                   train_subset=300))}) == 4
 
@@ -82,13 +82,13 @@ def test_a_result_written_before_trials_reads_as_the_trial_of_its_recipe(tmp_pat
     res = s.read_results("s").set_index("model_id")
     assert res["recipe"].tolist() == [fp(ONE)] * 3 and res["seed"].tolist() == [0] * 3
     assert res["error"].tolist() == [12.5, 13.5, 14.5]
-    assert s.trial_statuses("s") == {trials.trial_id(m, fp(ONE), 0): "done"
+    assert s.trial_statuses("s") == {recipes.trial_id(m, fp(ONE), 0): "done"
                                      for m in ("m0", "m1", "m2")}
     assert s.result_status("s", "m0") == "done"  # by model id, any trial
-    assert s.result_status("s", trials.trial_id("m0", fp(ONE), 0)) == "done"
-    assert s.result_status("s", trials.trial_id("m0", fp(TWO), 0)) is None
+    assert s.result_status("s", recipes.trial_id("m0", fp(ONE), 0)) == "done"
+    assert s.result_status("s", recipes.trial_id("m0", fp(TWO), 0)) is None
     assert pq.read_schema(s.result_path("s", "m0")).names == before.names  # never rewritten
-    assert trials.parse_trial(s.write_result("s", dict(row, model_id="m3")).stem) == \
+    assert recipes.parse_trial(s.write_result("s", dict(row, model_id="m3")).stem) == \
         ("m3", fp(ONE), 0)
 
 
@@ -131,9 +131,9 @@ def test_promote_seeds_and_a_rerun_train_each_trial_once(trained):
     assert len(added) == 6 and set(added["seed"]) == {1} and set(added["recipe"]) == {fp(ONE)}
     assert not seeded.duplicated(["model_id", "recipe", "seed"]).any()
     for row in seeded.to_dict(orient="records"):  # a result row names its recipe
-        assert trials.fingerprint(row) == row["recipe"]
+        assert recipes.fingerprint(row) == row["recipe"]
     names = {p.stem for p in (root / "regnetx" / "results").glob("*.parquet")}
-    assert all(trials.parse_trial(n)[1] in (fp(ONE), fp(TWO)) for n in names)
+    assert all(recipes.parse_trial(n)[1] in (fp(ONE), fp(TWO)) for n in names)
 
 
 def test_the_analyses_read_one_recipe_and_say_which(trained):
@@ -264,7 +264,7 @@ def test_kill_9_mid_seeds_then_a_rerun_trains_each_trial_once(tmp_path):
         fp(Recipe(epochs=2, train_subset=1000))}
     for trial, data in before.items():  # finished before the kill: kept, not trained again
         old = pq.read_table(pa.BufferReader(data)).to_pandas().iloc[0]
-        m, recipe, seed = trials.parse_trial(trial)
+        m, recipe, seed = recipes.parse_trial(trial)
         (new,) = res[(res["model_id"] == m) & (res["seed"] == seed)].itertuples()
         assert new.finished_at == old["finished_at"] and new.error == old["error"]
     assert not list(Store(tmp_path).claims_dir("regnetx").glob("*.json"))

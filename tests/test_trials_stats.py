@@ -1,4 +1,4 @@
-"""Fidelity of a proxy recipe and seed noise (dse.analysis.trials) on simulated populations
+"""Fidelity of a proxy recipe and seed noise (dse.analysis.reruns) on simulated populations
 whose truth is known."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dse.analysis import trials
-from dse.analysis.trials import fidelity, noise, noise_floor_text
+from dse.analysis import reruns
+from dse.analysis.reruns import fidelity, noise, noise_floor_text
 from dse.errors import DseError
 
 SIGMA_P, SIGMA_T = 0.8, 0.3
@@ -89,7 +89,7 @@ def test_vectorized_bootstrap_matches_scipy_with_ties():
     p = np.round(rng.normal(size=25), 1)
     t = np.round(p + rng.normal(0, 0.5, 25), 1)
     idx = rng.integers(0, 25, size=(30, 25))
-    kb, sb = trials._kendall_boot(p, t, idx), trials._spearman_boot(p, t, idx)
+    kb, sb = reruns._kendall_boot(p, t, idx), reruns._spearman_boot(p, t, idx)
     assert kb == pytest.approx([stats.kendalltau(p[i], t[i])[0] for i in idx])
     assert sb == pytest.approx([stats.spearmanr(p[i], t[i])[0] for i in idx])
 

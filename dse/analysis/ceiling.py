@@ -1,6 +1,6 @@
 """The noise ceiling of a population's errors (pure): the share of their variance that is
 the models' and not the seeds', 1 − mean(σ_seed²/n_i)/Var(y), with σ_seed pooled from
-reruns (dse.analysis.trials.noise) and n_i the seeds averaged into model i's error. What
+reruns (dse.analysis.reruns.noise) and n_i the seeds averaged into model i's error. What
 any analysis of the errors could explain at most (dse.analysis.importance prints it beside
 what its model explains)."""
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dse.analysis.trials import Interval, Noise, noise
+from dse.analysis.reruns import Interval, Noise, noise
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Ceiling:
 
 def ceiling(error, n_seeds, nz: Noise) -> Ceiling:
     """The noise ceiling of errors that are means of n_seeds runs each, from the seed noise
-    of the reruns (dse.analysis.trials.noise)."""
+    of the reruns (dse.analysis.reruns.noise)."""
     e = np.asarray(error, dtype=float)
     s = np.maximum(np.asarray(n_seeds, dtype=float), 1)
     var = float(e.var(ddof=1))

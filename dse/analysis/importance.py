@@ -34,7 +34,7 @@ y the errors (points):
   the permutation distribution is replaced by its large-sample limit, the F distribution
   (Holm over pairs);
 - `ceiling`: the share of the error variance that is the models' and not the seeds':
-  1 − mean(σ_seed²/n_i)/Var(y), with σ_seed pooled from reruns (dse.analysis.trials.noise)
+  1 − mean(σ_seed²/n_i)/Var(y), with σ_seed pooled from reruns (dse.analysis.reruns.noise)
   and n_i the seeds averaged into model i's error.
 
 The same seed gives the same numbers.
@@ -51,7 +51,7 @@ import pandas as pd
 
 from dse.analysis import fanova, select
 from dse.analysis.ceiling import Ceiling
-from dse.analysis.trials import Interval
+from dse.analysis.reruns import Interval
 from dse.errors import ArgumentError, DseError
 
 ALPHA = 0.05

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
-from dse.analysis import stats as analysis  # noqa: E402
+from dse.analysis import stats  # noqa: E402
 from dse.errors import DseError  # noqa: E402
 from dse.files import write_output  # noqa: E402
 
@@ -62,7 +62,7 @@ def _edf_colors(n: int):
 
 
 def _edf_curve(ax, e, w, color, label, eps=None, lw=1.6, ls="-"):
-    x, y = analysis.edf(e, w)
+    x, y = stats.edf(e, w)
     xs, ys = np.r_[x[0], x], np.r_[0.0, y]
     ax.step(xs, ys, where="post", lw=lw, color=color, ls=ls, label=label)
     if eps:
@@ -71,12 +71,12 @@ def _edf_curve(ax, e, w, color, label, eps=None, lw=1.6, ls="-"):
 
 
 def _eps(e, w, level):
-    return analysis.dkw_band(analysis.effective_n(w) if w is not None else len(e), level)
+    return stats.dkw_band(stats.effective_n(w) if w is not None else len(e), level)
 
 
 def edf_figure(cmp: dict, title: str | None = None, level: float = 0.95, bands: str = "auto",
                cut: float | None = TAIL_CUT):
-    """Error EDFs of the compared spaces (analysis.compare); the legend gives n, min and mean
+    """Error EDFs of the compared spaces (stats.compare); the legend gives n, min and mean
     error. `bands`: DKW confidence bands for every space ("all"), none ("none"), or only
     when at most three spaces are drawn ("auto"); with many spaces the lines are drawn in
     order of a progression's colours, the paper's way. The x axis ends at the `cut`
@@ -151,7 +151,7 @@ def edf_steps_figure(cmp: dict, order=None, level: float = 0.95, cols: int = 3,
             e, w = cmp.curves[s]
             _edf_curve(ax, e, w, colors[s], s, _eps(e, w, level), lw=1.5, ls=ls)
         (ea, wa), (eb, wb) = cmp.curves[a], cmp.curves[b]
-        d, p = analysis.ks(eb, ea, wb, wa)
+        d, p = stats.ks(eb, ea, wb, wa)
         ax.set_title(f"{a} → {b}: KS D={d:.2f}, p={p:.2g} (two-sided)", fontsize=8.5)
         _edf_axes(ax, cmp, label=False)
         ax.set_xlim(lo - pad, hi + pad)
@@ -287,8 +287,8 @@ def regime_trends_figure(trends: list[dict], cx: dict, pop, space: str, cols: in
     and the median of what was sampled (dashed) per regime against flops (log axis), titled
     with the trend and the excess of the good range's slope over the sampled one; then params,
     acts and (where measured) time per image against flops over each regime's top models,
-    with the log-log fit (analysis.regimes.by_regime and complexity)."""
-    from dse.analysis.regimes import top_models
+    with the log-log fit (stats.regimes.by_regime and complexity)."""
+    from dse.analysis.scaling import top_models
 
     extra = [k for k in ("params", "acts", "time") if cx.get(k) and cx[k]["exponent"] is not None]
     n = len(trends) + len(extra)

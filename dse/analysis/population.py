@@ -28,8 +28,8 @@ import pandas as pd
 from dse.errors import ArgumentError, DseError
 from dse.space import regimes
 from dse.store.core import Store
+from dse.store.recipes import Pick
 from dse.store.status import Status
-from dse.store.trials import Pick
 
 FORMS = "SPACE, SPACE@STORE, SPACE[EXPR] or SPACE@STORE[EXPR] (e.g. xc@runs/cifar[g == 1])"
 
@@ -100,7 +100,7 @@ def operands(texts) -> list[Operand]:
 class Selection:
     """What every population of an analysis keeps: one flop regime (None: every regime),
     the models for which `where` holds (None: all), and which results give their errors
-    (`pick`: the recipe, how seeds combine, which epoch; dse.store.trials.Pick)."""
+    (`pick`: the recipe, how seeds combine, which epoch; dse.store.recipes.Pick)."""
 
     regime: str | None = None
     where: str | None = None

@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dse import __version__
-from dse.analysis import fitlinear, health, plots, population, search
-from dse.analysis import stats as analysis
+from dse.analysis import fitlinear, health, plots, population, search, stats
 from dse.analysis.population import Selection
 from dse.errors import DseError, DseWarning
 from dse.files import write_output
@@ -63,7 +62,7 @@ def _normalized(df, names, metric="flops", bins=10):
     last = None
     for k in range(bins, 0, -1):
         try:
-            return analysis.compare(df, names, metric, k), None
+            return stats.compare(df, names, metric, k), None
         except DseError as e:
             last = str(e)
             if "do not overlap" in last:
@@ -86,7 +85,7 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
     skipped = [str(w.message) for w in caught if issubclass(w.category, DseWarning)]
     df, names = read.frame, read.labels
     picked = "Selection: " + "; ".join(read.notes) if read.notes else ""
-    counts = {s: analysis.counts(df, s) for s in names}
+    counts = {s: stats.counts(df, s) for s in names}
     ready = [s for s in names if counts[s]["finished"] > 0]
     parts = {"populations": _populations(df, names, counts, ready, skipped, picked)}
     if not ready:
@@ -95,7 +94,7 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
                                "`dse train`.")
         return _page(store.root, parts)
     parts.update(_comparisons(df, ready, seed))
-    pops = {s: analysis.population(df, s) for s in ready}
+    pops = {s: stats.population(df, s) for s in ready}
     parts["fit-linear"] = ("<p>Per-model quantized linear fit of the per-block widths "
                            "(DDS §3.3): e_fit = mean_j |log(pred_j / obs_j)|.</p>"
                            + "".join(_fit_linear(s, pop, top) for s, pop in pops.items()))
@@ -143,8 +142,8 @@ def _populations(df, names, counts, ready, skipped, picked: str = "") -> str:
                    **{k: c[k] for k in ("sampled", "trained", "finished", "diverged",
                                         "failed")})
         if c["finished"]:
-            pop = analysis.population(df, s)
-            row.update(analysis.summarize(pop["error"]), untrained=health.health(pop).untrained)
+            pop = stats.population(df, s)
+            row.update(stats.summarize(pop["error"]), untrained=health.health(pop).untrained)
         rows.append(row)
     out = _table(rows, ["space", "kind", "dataset", "flops", "sampled", "trained", "finished",
                         "untrained", "diverged", "failed", "min", "mean", "median"],
@@ -172,7 +171,7 @@ def _populations(df, names, counts, ready, skipped, picked: str = "") -> str:
 def _comparisons(df, ready: list[str], seed: int) -> dict:
     """The EDF, flops-normalized EDF and search-efficiency sections."""
     parts = {}
-    cmp = analysis.compare(df, ready)
+    cmp = stats.compare(df, ready)
     parts["edf"] = _img(plots.edf_figure(cmp), "error EDFs") + _pairs(cmp)
     ncmp, why = _normalized(df, ready)
     if ncmp is None:
@@ -204,7 +203,7 @@ def _fit_linear(s: str, pop, top: int) -> str:
 
 def _trends(s: str, pop, repeats: int, seed: int) -> str:
     """One space's trends section."""
-    trs = analysis.trends(pop, repeats=repeats, seed=seed)
+    trs = stats.trends(pop, repeats=repeats, seed=seed)
     return f"<h3>{html.escape(s)}</h3>" + (
         _img(plots.trends_figure(trs, s), f"{s} trends")
         + _table([{k: t[k] for k in ("param", "best", "lo", "median", "hi")} for t in trs],
@@ -242,7 +241,7 @@ def _deciding(c: dict) -> dict:
 
 
 def _pairs(cmp) -> str:
-    rows = analysis.ks_rows(cmp)
+    rows = stats.ks_rows(cmp)
     return _table(rows, list(rows[0])) if rows else ""
 
 

@@ -91,8 +91,7 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, splits, selection, ou
                     store_path):
     """Compare the error EDFs of SPACES (names, aliases or SPACE@STORE) with pairwise KS
     tests, or of sub-populations of one space (--split)."""
-    from dse.analysis import plots, population, select
-    from dse.analysis import stats as analysis
+    from dse.analysis import plots, population, select, stats
 
     if splits:  # `--split A B`: B arrives among SPACES
         splits, spaces = splits + spaces[1:], spaces[:1]
@@ -102,12 +101,12 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, splits, selection, ou
     suffix = ("" if normalize == "none" else f"_{normalize}") + ("_steps" if steps else "")
     path = _figure(out, store.figure_path("edf", [population.file_label(n) for n in names],
                                           suffix))
-    cmp = analysis.compare(df, names, normalize, bins)
+    cmp = stats.compare(df, names, normalize, bins)
     if steps and len(names) < 2:
         raise click.BadParameter("needs at least two spaces", param_hint="'--steps'")
     plots.save(plots.edf_steps_figure(cmp, names) if steps else
                plots.edf_figure(cmp, bands=bands), path, store.root)
-    counts = {s: analysis.counts(df, s) for s in names}
+    counts = {s: stats.counts(df, s) for s in names}
     if as_json:
         echo_json(dict(cmp.to_json(), figure=str(path), selection=dict(
             selection.to_json(), notes=notes, split=list(splits) or None)))
@@ -127,7 +126,7 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, splits, selection, ou
     click.echo(table(rows, keys))
     if cmp.pairs:
         click.echo("")
-        click.echo(table(analysis.ks_rows(cmp), ["space A", "space B", "KS D", "p-value"]))
+        click.echo(table(stats.ks_rows(cmp), ["space A", "space B", "KS D", "p-value"]))
     click.echo(f"\nfigure: {path}")
 
 
@@ -142,12 +141,11 @@ def edf_compare_cmd(spaces, normalize, bins, bands, steps, splits, selection, ou
 @store_option
 def fit_linear_cmd(space_name, top, selection, out, as_json, store_path):
     """Quantized linear fit (e_fit) of every trained model's per-block widths."""
-    from dse.analysis import fitlinear, plots
-    from dse.analysis import stats as analysis
+    from dse.analysis import fitlinear, plots, stats
 
     store, space, df, notes = _load_one(store_path, space_name, selection)
     path = _figure(out, store.figure_path("fit_linear", [space]))
-    fit = fitlinear.fit_linear_population(analysis.population(df, space), top)
+    fit = fitlinear.fit_linear_population(stats.population(df, space), top)
     saved = store.save_table(space, "fit_linear", fit["rows"])
     plots.save(plots.fit_linear_figure(fit, space), path, store.root)
     rows = fit["rows"]
@@ -200,20 +198,19 @@ def trends_cmd(space_name, params, by, top, repeats, selection, seed, out, as_js
                store_path):
     """Error against each design parameter with the bootstrap good range (95%, median);
     --by regime: the good ranges across flop regimes and their trends."""
-    from dse.analysis import plots
-    from dse.analysis import stats as analysis
+    from dse.analysis import plots, stats
 
     if by == "regime" and selection.regime is not None:
         raise click.UsageError("--by regime reads every regime; leave out --regime (--where "
                                "can drop some)")
     store, space, df, notes = _load_one(store_path, space_name, selection)
-    pop = analysis.population(df, space)
+    pop = stats.population(df, space)
     if by == "regime":
         return _trends_by_regime(store, space, pop, params, top, repeats or 2000, seed, out,
                                  as_json, selection)
     repeats = repeats or 10_000
     path = _figure(out, store.figure_path("trends", [space]))
-    tr = analysis.trends(pop, list(params), repeats=repeats, seed=seed)
+    tr = stats.trends(pop, list(params), repeats=repeats, seed=seed)
     if not tr:
         if as_json:
             echo_json(dict(space=space, n=len(pop), repeats=repeats, ranges={}, figure=None))
@@ -256,15 +253,15 @@ def _lr_wd(store, space, pop, tr, path) -> str | None:
 def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_json,
                       selection):
     """`dse trends SPACE --by regime`: the table (or JSON) and the figure."""
-    from dse.analysis import plots, regimes
+    from dse.analysis import plots, scaling
 
-    rows = regimes.by_regime(pop, list(params), repeats=repeats, seed=seed)
-    cx = regimes.complexity(pop, top)
+    rows = scaling.by_regime(pop, list(params), repeats=repeats, seed=seed)
+    cx = scaling.complexity(pop, top)
     path = _figure(out, store.figure_path("trends_regimes", [space]))
     plots.save(plots.regime_trends_figure(rows, cx, pop, space), path)
     if as_json:
         echo_json(dict(space=space, by="regime", n=len(pop), repeats=repeats,
-                       params={r["param"]: {k: r[k] for k in regimes.KEYS}
+                       params={r["param"]: {k: r[k] for k in scaling.KEYS}
                                for r in rows},
                        complexity=cx, figure=str(path), selection=selection.to_json()))
         return
@@ -307,14 +304,13 @@ def _trends_by_regime(store, space, pop, params, top, repeats, seed, out, as_jso
 def search_efficiency_cmd(spaces, normalize, bins, rounds, seed, selection, out, as_json,
                           store_path):
     """Expected min error over k random models, k = 1, 2, 4, ..., n (mean ± 2 std)."""
-    from dse.analysis import plots, population, search
-    from dse.analysis import stats as analysis
+    from dse.analysis import plots, population, search, stats
 
     store, names, df, notes = _load(store_path, spaces, selection)
     suffix = "" if normalize == "none" else f"_{normalize}"
     path = _figure(out, store.figure_path("search", [population.file_label(n) for n in names],
                                           suffix))
-    cmp = analysis.compare(df, names, normalize, bins)
+    cmp = stats.compare(df, names, normalize, bins)
     curves = {s: search.search_efficiency(e, w, rounds, rng=seed)
               for s, (e, w) in cmp.curves.items()}
     plots.save(plots.search_efficiency_figure(curves, normalize), path, store.root)

@@ -129,12 +129,12 @@ class PopulationType(_Typed):
 
 
 class RecipeType(_Typed):
-    """KEY=VALUE,... → the recipe settings it names (dse.store.trials.parse_recipe)."""
+    """KEY=VALUE,... → the recipe settings it names (dse.store.recipes.parse_recipe)."""
 
     name = "recipe"
 
     def read(self, text, what):
-        from dse.store.trials import parse_recipe
+        from dse.store.recipes import parse_recipe
 
         return parse_recipe(text, what)
 
@@ -165,7 +165,7 @@ POPULATION, RECIPE, WINDOW, SET = PopulationType(), RecipeType(), WindowType(), 
 
 
 def recipe_option(what: str = "Read the results of this recipe, e.g. epochs=8"):
-    """--recipe KEY=VALUE,...: which recipe's results a command reads (dse.store.trials), as
+    """--recipe KEY=VALUE,...: which recipe's results a command reads (dse.store.recipes), as
     the settings it names."""
     return click.option("--recipe", type=RECIPE, default=None, metavar="KEY=VALUE,...",
                         help=f"{what} [default: the recipe with the most results, named in "
@@ -173,8 +173,8 @@ def recipe_option(what: str = "Read the results of this recipe, e.g. epochs=8"):
 
 
 def selected(recipe=None, aggregate: str = "mean", epoch: str = "last", option: str = "--recipe"):
-    """The results a command reads (dse.store.trials.Pick), its recipe named by `option`."""
-    from dse.store.trials import Pick
+    """The results a command reads (dse.store.recipes.Pick), its recipe named by `option`."""
+    from dse.store.recipes import Pick
 
     return Pick(recipe or None, aggregate, epoch, flag=option)
 

@@ -183,8 +183,7 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection
     narrow, linear widths), each with its evidence; --write saves the best supported one.
     Then which choices matter (dse importance): constrain those that do, fix those whose
     share is negligible even alone."""
-    from dse.analysis import population
-    from dse.analysis import stats as analysis
+    from dse.analysis import population, stats
     from dse.files import write_output
     from dse.method import suggest
     from dse.store.core import Store
@@ -196,7 +195,7 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection
     read = population.load([population.Operand(name, None, space_name.expr)], selection,
                            home=store)
     notes = read.notes
-    pop = analysis.population(read.frame, read.labels[0])
+    pop = stats.population(read.frame, read.labels[0])
     found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
     weighed = _importance_hints(pop, alpha, seed)
     written = None

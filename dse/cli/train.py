@@ -305,10 +305,10 @@ def _with_health(store, rows: list) -> list:
 
 def _recipes_table(store, rows: list) -> None:
     """Per recipe, for the spaces trained under more than one: results, models, seeds."""
-    from dse.store import trials
+    from dse.store import recipes
 
     for r in rows:
-        labels = trials.recipes(store.read_results(r["space"])).set_index("recipe")["label"]
+        labels = recipes.recipes(store.read_results(r["space"])).set_index("recipe")["label"]
         click.echo(f"\n{r['space']}: {len(r['recipes'])} recipes (analyses read the first "
                    "unless --recipe names another)")
         click.echo(table([dict(x, label=labels.get(x["recipe"], "")) for x in r["recipes"]],

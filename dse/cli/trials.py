@@ -31,15 +31,15 @@ def _runs(store, space, recipe, results=None, how="dse train"):
     the most results) among `results` (default: all of the space's), and that recipe's
     label; `how` is the command the error names when there are none."""
     from dse.errors import DseError
-    from dse.store import trials
+    from dse.store import recipes
 
     res = store.read_results(space) if results is None else results
     pick = selected(recipe)
-    fp = trials.choose(res, pick, f" in {space}")
+    fp = recipes.choose(res, pick, f" in {space}")
     if fp is None:
         raise DseError(f"{space} has no results yet; train it first ({how})")
     rows = res[res["recipe"] == fp]
-    label = trials.recipes(rows)["label"].iloc[0]
+    label = recipes.recipes(rows)["label"].iloc[0]
     return rows, label
 
 
@@ -68,9 +68,9 @@ def fidelity_cmd(space_name, proxy, target, k, aggregate, seed, top, out, as_jso
     with bootstrap 95% intervals, the overlap of the top-k sets, the regret of the proxy's
     pick and a scatter figure."""
     from dse.analysis import plots, population, trialplots
-    from dse.analysis import trials as tr
+    from dse.analysis import reruns as tr
     from dse.errors import DseError
-    from dse.store.trials import settings_text
+    from dse.store.recipes import settings_text
 
     store, space = _store_space(store_path, space_name)
     picks = [selected(r, aggregate, option=flag) for r, flag in
@@ -145,7 +145,7 @@ def noise_cmd(space_name, recipe, show, as_json, store_path):
     (dse train --seeds N): the pooled standard deviation of a rerun (sigma_seed), the share
     of variance between models (intraclass correlation, with its 95% bootstrap interval over
     models and the normal-theory F interval) and each model's spread."""
-    from dse.analysis import trials as tr
+    from dse.analysis import reruns as tr
 
     store, space = _store_space(store_path, space_name)
     rows, label = _runs(store, space, recipe)

@@ -49,13 +49,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy import stats
+import scipy.stats
 
-from dse.analysis import effects, health, regimes
-from dse.analysis import stats as analysis
+from dse.analysis import effects, health, scaling, stats
 from dse.errors import DseError
-from dse.method import importanceclaims, ranges
-from dse.method.claimtext import (  # noqa: F401 (part of this API)
+from dse.method import importanceclaims, rangeclaims
+from dse.method.statements import (  # noqa: F401 (part of this API)
     FORMS,
     RANKS_ABOVE,
     TRENDS,
@@ -65,7 +64,7 @@ from dse.method.claimtext import (  # noqa: F401 (part of this API)
 
 HOLDS, AGAINST, UNSURE, UNTESTABLE = "holds", "contradicted", "inconclusive", "untestable"
 VERDICTS = (HOLDS, AGAINST, UNSURE, UNTESTABLE)
-MIN_FOR_RANGE = ranges.MIN_FOR_RANGE  # fewer finished models: a good range says nothing
+MIN_FOR_RANGE = rangeclaims.MIN_FOR_RANGE  # fewer finished models: a good range says nothing
 MIN_PAIRS = 8       # fewer shared models than this: not a paired comparison
 MARGIN = 1.0        # points of error: the default margin of "same as" and "at least as good as"
 
@@ -117,12 +116,12 @@ def one_sided(a, b, wa=None, wb=None, exact: bool = True) -> tuple[float, float]
     sample sizes."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if wa is None and wb is None:
-        r = stats.ks_2samp(a, b, alternative="greater", method="auto" if exact else "asymp")
+        r = scipy.stats.ks_2samp(a, b, alternative="greater", method="auto" if exact else "asymp")
         return float(r.statistic), float(r.pvalue)
     pts = np.concatenate([a, b])
-    d = float(max(0.0, (analysis.cdf(a, pts, wa) - analysis.cdf(b, pts, wb)).max()))
-    na = analysis.effective_n(analysis.weights(a, wa))
-    nb = analysis.effective_n(analysis.weights(b, wb))
+    d = float(max(0.0, (stats.cdf(a, pts, wa) - stats.cdf(b, pts, wb)).max()))
+    na = stats.effective_n(stats.weights(a, wa))
+    nb = stats.effective_n(stats.weights(b, wb))
     en = na * nb / (na + nb)
     return d, float(min(1.0, np.exp(-2 * en * d * d)))
 
@@ -151,10 +150,10 @@ def judge_all(claims, curves: dict, pops: dict | None = None, alpha: float = 0.0
               seed: int = 0, boot: int = 10_000, permutations: int = 999,
               limits: dict | None = None, ranks: dict | None = None) -> list[Verdict]:
     """Judge an experiment's claims together. `curves` maps space → (errors, weights or None)
-    as in analysis.compare; `pops` space → its finished models (pairs, good ranges);
+    as in stats.compare; `pops` space → its finished models (pairs, good ranges);
     `limits` (space, param) → (lo, hi) the space allows. `repeats`: bootstrap resamples of
     a good range; `boot`: of an effect's interval; `permutations`: shuffles of a range's
-    null; `ranks` claim text → the dse.analysis.trials.Fidelity of a "ranks alike" claim
+    null; `ranks` claim text → the dse.analysis.reruns.Fidelity of a "ranks alike" claim
     (or why there is none). The p of the claims (and of their opposites) are adjusted by
     `correction`; ranks claims are judged by their intervals alone."""
     pops, limits, ranks = pops or {}, limits or {}, ranks or {}
@@ -197,7 +196,7 @@ def _importance_claim(c: Claim, pop, alpha, seed, permutations):
 
 
 def _trend_claim(c: Claim, pop, alpha: float, seed: int, permutations: int) -> _Evidence:
-    """Evidence about a trend across regimes (dse.analysis.regimes): the slope of the good
+    """Evidence about a trend across regimes (dse.analysis.scaling): the slope of the good
     range's centre against log2 flops in excess of the slope of the sampled medians, which
     the flops windows move without the errors. `increases` (`decreases`) rests on the
     bootstrap p of a rise (fall) of the excess and is contradicted only by the other
@@ -208,7 +207,7 @@ def _trend_claim(c: Claim, pop, alpha: float, seed: int, permutations: int) -> _
     if pop is None or len(pop) == 0:
         return untestable(c, f"{c.a} has no finished models")
     try:
-        _, row = regimes.judge_trend(pop, c.param, c.kind, 1 - alpha, seed=seed,
+        _, row = scaling.judge_trend(pop, c.param, c.kind, 1 - alpha, seed=seed,
                                      permutations=permutations)
     except DseError as e:
         return untestable(c, str(e))
@@ -231,7 +230,7 @@ def _trend_claim(c: Claim, pop, alpha: float, seed: int, permutations: int) -> _
                          len(row["excess_reps"]), s["unit"])
     centres = ", ".join(f"{r['name']}: {r['median']:.4g} (sampled {r['sampled']:.4g})"
                         for r in row["regimes"])
-    read = "no trend" if row["trend"] == regimes.STABLE else row["trend"]
+    read = "no trend" if row["trend"] == scaling.STABLE else row["trend"]
     detail = (f"{read} beyond the sampled medians: excess {ex['value']:.3g} "
               f"[{ex['lo']:.3g}, {ex['hi']:.3g}] {s['unit']} = slope {s['value']:.3g} "
               f"less {ex['sampled_slope']:.3g} of the sampled medians; p of a rise "
@@ -301,9 +300,9 @@ def _p(p: float) -> str:
 
 
 def _range_claim(c: Claim, pop, repeats, permutations, seed, limits) -> _Evidence:
-    """Evidence about a good range of one population (dse.method.ranges)."""
-    r = ranges.judge_range(c.kind, c.param, c.value, c.a.label, pop, repeats, permutations, seed,
-                           limits)
+    """Evidence about a good range of one population (dse.method.rangeclaims)."""
+    r = rangeclaims.judge_range(c.kind, c.param, c.value, c.a.label, pop, repeats, permutations,
+                                seed, limits)
     if r.reason:
         return untestable(c, r.reason)
     return evidence(c, r.p, r.p, may_hold=r.may_hold, may_contradict=r.may_contradict,
@@ -355,7 +354,7 @@ def _unpaired(c, ea, wa, eb, wb, alpha, margin, boot, seed, note) -> _Evidence:
         below = lambda d: effects.boot_p(reps, d, "below")  # noqa: E731
         above = lambda d: effects.boot_p(reps, d, "above")  # noqa: E731
         interval = lambda: tuple(np.quantile(reps, [alpha, 1 - alpha]))  # noqa: E731
-        na, nb = analysis.effective_n(wa), analysis.effective_n(wb)
+        na, nb = stats.effective_n(wa), stats.effective_n(wb)
         rank = "bootstrap"
     if c.kind == "better":
         d, p = one_sided(ea, eb, wa, wb)
@@ -366,7 +365,7 @@ def _unpaired(c, ea, wa, eb, wb, alpha, margin, boot, seed, note) -> _Evidence:
                   f"detects D+ ≥ {crit:.3f}{note}")
         return evidence(c, p, min(1.0, 2 * p_opp), test=f"one-sided KS D+ = {d:.3f}",
                         statistic=d, effect=eff, detail=detail)
-    d2, p2 = analysis.ks(ea, eb, wa, wb)
+    d2, p2 = stats.ks(ea, eb, wa, wb)
     crit = detectable_d(na, nb, alpha, two_sided=True)
     ks = f"two-sided KS D = {d2:.3f}, p = {_p(p2)} (this size detects D ≥ {crit:.3f})"
     return _margin_claim(c, eff, below, above, interval(), margin, f"{rank} tests",

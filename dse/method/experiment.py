@@ -24,10 +24,10 @@ from dse.data import datasets
 from dse.errors import DseError, out_of_bounds
 from dse.method.claims import MARGIN, Claim, parse_claim
 from dse.method.overrides import apply_sets, parse_set  # noqa: F401 (part of this API)
-from dse.method.trainkeys import PROMOTE_KEYS, TRAIN_KEYS  # noqa: F401 (part of this API)
-from dse.method.trainkeys import int_key as _int
-from dse.method.trainkeys import promote_stages as _promotes
-from dse.method.trainkeys import train_options as _train
+from dse.method.training import PROMOTE_KEYS, TRAIN_KEYS  # noqa: F401 (part of this API)
+from dse.method.training import int_key as _int
+from dse.method.training import promote_stages as _promotes
+from dse.method.training import train_options as _train
 from dse.runner.options import TrainOptions
 from dse.space import definition as spaces
 from dse.space import regimes as flop_regimes

@@ -4,7 +4,7 @@ train, the refine loop, analyze), as the command line does and a notebook can.
 
 from __future__ import annotations
 
-from dse.method import refine, stages, summary
+from dse.method import analyze, refine, stages
 from dse.method.experiment import Experiment
 from dse.store.core import Store
 
@@ -15,7 +15,7 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
         progress=None, pick=None) -> dict | None:
     """Run the experiment's stages (all of them, or `only` one); returns the analysis summary
     when the analyze stage ran. `progress()` makes a fresh training report per training call
-    (dse.runner.progress.Progress; None trains silently); `pick` (dse.store.trials.Pick)
+    (dse.runner.progress.Progress; None trains silently); `pick` (dse.store.recipes.Pick)
     the results the analysis reads (default: the recipe with the most results)."""
     if only not in (None, *STAGES):
         raise ValueError(f"only must be one of {', '.join(STAGES)} (got {only!r})")
@@ -34,7 +34,7 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
             refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
                                                             report=report()), echo)
     if only in (None, "analyze"):
-        return summary.analyze(exp, store, pick=pick)
+        return analyze.analyze(exp, store, pick=pick)
     return None
 
 

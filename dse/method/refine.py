@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from dse.analysis import stats as analysis
+from dse.analysis import stats
 from dse.analysis.population import Operand
 from dse.files import write_atomic, writing
 from dse.method import claims as expect
@@ -135,7 +135,7 @@ def _look(store, current, looks: tuple):
     """The models a new look of suggest at `current` may test: all of them at a first look;
     after earlier looks, only those sampled since the last one (a fresh confirmation
     sample). Returns (population or None, the looks with this one, what it tested)."""
-    pop = analysis.population(store.load([current.name]), current.name)
+    pop = stats.population(store.load([current.name]), current.name)
     sampled = len(store.read_models(current.name))
     if not looks:
         return pop, (sampled,), f"first look: all {len(pop)} models"
@@ -156,9 +156,9 @@ def _try(exp, store, current, new, constraint, what, r, train, echo) -> Step:
     stages.sample_space(exp, store, new, echo)
     train(new.name)
     df = store.load([current.name, new.name])
-    if analysis.counts(df, new.name)["finished"] == 0:
+    if stats.counts(df, new.name)["finished"] == 0:
         return Step(r, new.name, current.name, constraint, False, "untrained", None, what)
-    pops = {s: analysis.population(df, s) for s in (current.name, new.name)}
+    pops = {s: stats.population(df, s) for s in (current.name, new.name)}
     curves = {s: (p["error"].to_numpy(dtype=float), None) for s, p in pops.items()}
     claim = expect.Claim(f"{new.name} at least as good as {current.name}", "at_least",
                          Operand(new.name), Operand(current.name))

@@ -6,7 +6,7 @@
   leases, resumable; an interrupted run continues and trains nothing twice).
 
 `plan` says what a run would do, without creating anything. The analysis is
-dse.method.summary; the whole sequence, with the refine loop, dse.method.pipeline. No torch
+dse.method.analyze; the whole sequence, with the refine loop, dse.method.pipeline. No torch
 here: training is imported when it runs.
 """
 

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import yaml
-from scipy import stats
 
-from dse.analysis import effects, fitlinear
-from dse.analysis import stats as analysis
+from dse.analysis import effects, fitlinear, stats
 from dse.errors import DseError
 from dse.files import write_atomic
 from dse.method.claims import one_sided
@@ -147,7 +146,7 @@ def _narrow(space: Space, p: str, x: np.ndarray, e: np.ndarray, half: np.ndarray
     if d.size <= 2:
         return None
     idx = np.flatnonzero(half)
-    best = analysis.bootstrap_best(e[idx], frac, 2000, rng=rng)
+    best = stats.bootstrap_best(e[idx], frac, 2000, rng=rng)
     vals = x[idx][best].ravel()
     lo_q, hi_q = np.percentile(vals, [2.5, 97.5])
     support = d.values
@@ -290,7 +289,7 @@ def _evidence(score, e, frac, rng, perms) -> dict | None:
     t = float(score[top].mean())
     if np.isin(score, (0.0, 1.0)).all():
         K = int(score.sum())
-        p = float(stats.hypergeom.sf(int(round(t * k)) - 1, n, K, k))
+        p = float(scipy.stats.hypergeom.sf(int(round(t * k)) - 1, n, K, k))
     else:
         key = (n, k)
         if key not in perms:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dse.analysis import population
-from dse.analysis import stats as analysis
+from dse.analysis import population, stats
 from dse.analysis.population import Selection
 from dse.errors import DseError
 from dse.method import claims as expect
@@ -29,9 +28,9 @@ def transfer(a: Store, b: Store, selection: Selection = Selection(), exp=None,
                        f"{', '.join(b.spaces()) or 'none'})")
     frames = {s: _frame(s, common, selection) for s in (a, b)}
     ready = [s for s in common
-             if all(analysis.counts(f, s)["finished"] > 0 for f in frames.values())]
+             if all(stats.counts(f, s)["finished"] > 0 for f in frames.values())]
     rows = [_space(s, frames[a], frames[b], repeats, seed) for s in ready]
-    rho = analysis.rank_correlation([r["a"]["median"] for r in rows],
+    rho = stats.rank_correlation([r["a"]["median"] for r in rows],
                                     [r["b"]["median"] for r in rows])
     out = dict(a=str(a), b=str(b), spaces=rows, rank_correlation=rho,
                left_out=[s for s in common if s not in ready], selection=selection.to_json())
@@ -47,13 +46,13 @@ def _frame(store: Store, spaces: list[str], selection: Selection):
 
 def _space(space: str, da, db, repeats: int, seed: int) -> dict:
     """One space in both stores: n, median, and every parameter's good range in each."""
-    pa, pb = analysis.population(da, space), analysis.population(db, space)
-    ta = {t["param"]: t for t in analysis.trends(pa, repeats=repeats, seed=seed)}
-    tb = {t["param"]: t for t in analysis.trends(pb, repeats=repeats, seed=seed)}
+    pa, pb = stats.population(da, space), stats.population(db, space)
+    ta = {t["param"]: t for t in stats.trends(pa, repeats=repeats, seed=seed)}
+    tb = {t["param"]: t for t in stats.trends(pb, repeats=repeats, seed=seed)}
     ranges = {p: dict(a=[ta[p]["lo"], ta[p]["hi"]], b=[tb[p]["lo"], tb[p]["hi"]],
                       agree=bool(ta[p]["lo"] <= tb[p]["hi"] and tb[p]["lo"] <= ta[p]["hi"]))
               for p in ta if p in tb}
-    d, p = analysis.ks(pa["error"], pb["error"])
+    d, p = stats.ks(pa["error"], pb["error"])
     return dict(space=space, a=dict(n=len(pa), median=float(np.median(pa["error"]))),
                 b=dict(n=len(pb), median=float(np.median(pb["error"]))), ks_D=d, ks_p=p,
                 ranges=ranges, agree=sum(r["agree"] for r in ranges.values()))
@@ -63,9 +62,9 @@ def _claims(exp, da, db, repeats: int, seed: int) -> list[dict]:
     """Each claim of the experiment judged on store a and on store b."""
     verdicts = []
     for df in (da, db):
-        ready = [s for s in dict.fromkeys(df["space"]) if analysis.counts(df, s)["finished"]]
-        cmp = analysis.compare(df, ready) if ready else None
-        pops = {s: analysis.population(df, s) for s in ready}
+        ready = [s for s in dict.fromkeys(df["space"]) if stats.counts(df, s)["finished"]]
+        cmp = stats.compare(df, ready) if ready else None
+        pops = {s: stats.population(df, s) for s in ready}
         verdicts.append(expect.judge_all(exp.claims, cmp.curves if cmp else {}, pops,
                                          exp.alpha, exp.correction, exp.margin, repeats, seed))
     return [dict(claim=x.claim, a=x.verdict, b=y.verdict, a_detail=x.detail,

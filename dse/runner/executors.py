@@ -17,10 +17,10 @@ every slot is, `unusable` says why and the run stops with the rest of its models
 from __future__ import annotations
 
 from dse.errors import DseError
-from dse.runner._work import DataCache, calibrate, train_one, train_together, use_device
 from dse.runner.jobs import AtStep, Calibrated, Epoch, Finished, Job
 from dse.runner.options import TrainOptions
 from dse.runner.processes import Processes
+from dse.runner.worker import DataCache, calibrate, train_one, train_together, use_device
 
 
 def devices_for(device: str, jobs: int) -> list[str]:

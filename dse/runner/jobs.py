@@ -10,7 +10,7 @@ from typing import NamedTuple, Protocol
 
 from dse.data.datasets import DataRef
 from dse.space.spec import AnyNetSpec, Task
-from dse.store.trials import trial_id
+from dse.store.recipes import trial_id
 from dse.train.outcome import Outcome
 from dse.train.recipe import Recipe
 
@@ -18,7 +18,7 @@ from dse.train.recipe import Recipe
 @dataclass(frozen=True)
 class Job:
     """One trial to train: a model, the recipe (its seed the trial's) and the data it trains
-    on. `fingerprint` names the recipe as stored (dse.store.trials: a drawn lr or wd by its
+    on. `fingerprint` names the recipe as stored (dse.store.recipes: a drawn lr or wd by its
     distribution)."""
 
     space: str
@@ -32,7 +32,7 @@ class Job:
 
     @property
     def trial(self) -> str:
-        """The trial's name: per-trial result file and claim (dse.store.trials.trial_id)."""
+        """The trial's name: per-trial result file and claim (dse.store.recipes.trial_id)."""
         return trial_id(self.model_id, self.fingerprint, self.recipe.seed)
 
     @property

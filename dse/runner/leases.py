@@ -1,6 +1,6 @@
 """The claim lease: which process trains which trial (pure: no torch).
 
-A process claims a trial (a model under one recipe and seed, dse.store.trials.trial_id) by
+A process claims a trial (a model under one recipe and seed, dse.store.recipes.trial_id) by
 creating <space>/claims/<trial>.json atomically (a hard link of
 a complete temporary file: exactly one creator wins). The file records its owner (host, pid, a
 random token) and a heartbeat time that a thread refreshes. A claim is stale when its
@@ -24,13 +24,13 @@ from dse.errors import DseError
 from dse.files import write_atomic, writing
 from dse.runner.options import CLAIM_TIMEOUT, HEARTBEAT
 from dse.store.core import Store, needs_training
-from dse.store.trials import parse_trial
+from dse.store.recipes import parse_trial
 from dse.system import HOST, pid_alive
 
 
 @dataclass
 class Lease:
-    """A claim this process holds on one trial (`model_id`: its name, dse.store.trials.trial_id;
+    """A claim this process holds on one trial (`model_id`: its name, dse.store.recipes.trial_id;
     a bare model id claims the model as a whole)."""
 
     store: Store

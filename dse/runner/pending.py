@@ -17,9 +17,9 @@ from dse.runner.options import CLAIM_TIMEOUT, TrainOptions
 from dse.space.spec import from_row
 from dse.store import selections
 from dse.store.core import DAMAGED, Store, needs_training
+from dse.store.recipes import fingerprint, label, parse_trial, trial_id
 from dse.store.schema import RESULT_STATUSES
 from dse.store.status import Status
-from dse.store.trials import fingerprint, label, parse_trial, trial_id
 from dse.system import stamp
 from dse.train.recipe import draw, spec_of
 

@@ -2,7 +2,7 @@
 
 A worker takes jobs from its task queue and sends `AtStep`, `Epoch` and `Finished` events
 back on its own result queue; asked to `Calibrate` a job, it times a few of its steps and
-answers `Calibrated`. After a fatal CUDA error (dse.runner._work.cuda_fault) it records the
+answers `Calibrated`. After a fatal CUDA error (dse.runner.worker.cuda_fault) it records the
 model and exits; one that cannot take its device sends `StartFailed` and exits, and its job is given
 back (`Returned`) uncharged; one killed while training (OOM killer, segfault) fails its
 model. Each is restarted after a back-off (BACKOFF_S), up to MAX_FAILURES in a row; when
@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 
 from dse.errors import described
-from dse.runner._work import DataCache, calibrate, train_one, use_device
 from dse.runner.jobs import (
     BACKOFF_S,
     MAX_FAILURES,
@@ -32,6 +31,7 @@ from dse.runner.jobs import (
     StartFailed,
 )
 from dse.runner.options import TrainOptions
+from dse.runner.worker import DataCache, calibrate, train_one, use_device
 from dse.train.outcome import Outcome
 
 CALIBRATE_TIMEOUT_S = 300.0  # a worker's start, its data and a few steps; then train unplanned

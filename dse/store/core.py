@@ -34,10 +34,10 @@ from dse.space import regimes
 from dse.space.regimes import Regime
 from dse.store import checksums, compaction, generations, results
 from dse.store.paths import Layout
+from dse.store.recipes import Pick, choose, collapse, fingerprint, join, parse_trial, trial_id
 from dse.store.results import DAMAGED, Compaction, Damaged
 from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA, add_missing, definition, upgrade_models
 from dse.store.status import Status
-from dse.store.trials import Pick, choose, collapse, fingerprint, join, parse_trial, trial_id
 
 __all__ = ["DAMAGED", "DEFAULT_STORE", "Compaction", "Damaged", "Store", "needs_training",
            "write_atomic", "write_output"]
@@ -267,7 +267,7 @@ class Store(Layout):
         return out
 
     def trial_statuses(self, space: str) -> dict[str, str]:
-        """trial id (dse.store.trials.trial_id) → stored status; a damaged file written before
+        """trial id (dse.store.recipes.trial_id) → stored status; a damaged file written before
         trials appears under its bare model id (any trial of the model)."""
         return self.status_scan(space)[0]
 
@@ -326,7 +326,7 @@ class Store(Layout):
     def load(self, spaces: list[str] | None = None, pick: Pick | None = None) -> pd.DataFrame:
         """Models joined with the results of one recipe, one row per model (left join:
         untrained models have a null status), for the named spaces (names, aliases or YAML
-        paths) or every space in the store. `pick` (dse.store.trials.Pick) names the recipe
+        paths) or every space in the store. `pick` (dse.store.recipes.Pick) names the recipe
         (default: the one with the most results over these spaces), how seeds are combined
         (default: their mean; `n_seeds` counts them, `error_sd` is their spread) and which
         epoch's error. The sampling seed stays `seed`; the training seed becomes

@@ -43,9 +43,9 @@ from dse.space.complexity import batch
 from dse.space.spec import model_id
 from dse.store import nds, pycls, results
 from dse.store.core import Store
+from dse.store.recipes import canonical
 from dse.store.records import Record, opaque_id
 from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA
-from dse.store.trials import canonical
 
 TOLERANCE = 1e-3  # relative difference of complexity counted as rounding
 FORMATS = ("pycls sweep", "pycls log", "nds list", "nds reruns")

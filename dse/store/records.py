@@ -5,7 +5,7 @@ A record carries the network as dse can build it (one or more candidate `AnyNetS
 first whose complexity matches the file's being kept) or, where dse cannot build it (NAS
 cells, stems and blocks dse has no equivalent of), as an opaque description: its JSON, from
 which an opaque model's id is made. The recipe is two mappings: the settings dse knows
-(dse.store.trials.RECIPE_KEYS) and every other setting the source records, by the source's
+(dse.store.recipes.RECIPE_KEYS) and every other setting the source records, by the source's
 own key; both enter the recipe's fingerprint.
 """
 

@@ -3,7 +3,7 @@ the store's schema. dse.store.core.Store calls these under its paths (dse.store.
 
     results/<trial>.parquet           one result, written by `dse train` the moment its model
                                       finishes (a per-trial file, named by
-                                      dse.store.trials.trial_id; <model_id>.parquet before
+                                      dse.store.recipes.trial_id; <model_id>.parquet before
                                       trials)
     results/segments/<gen>.parquet    at most 1,024 results: what compaction folded together
                                       (dse.store.compaction)
@@ -38,8 +38,8 @@ from dse.errors import DamagedFileError, DseError, one_line
 from dse.files import writing
 from dse.store import checksums
 from dse.store.paths import Layout
+from dse.store.recipes import RECIPE_KEYS, parse_trial, trial_id, with_recipe
 from dse.store.schema import RESULT_KEY, RESULT_STATUSES, RESULTS_SCHEMA
-from dse.store.trials import RECIPE_KEYS, parse_trial, trial_id, with_recipe
 
 DAMAGED = "damaged"    # the status of a result file that cannot be read
 COMPACT_AT = 256       # per-model files of a space that make a reader compact them first

@@ -114,7 +114,7 @@ RESULTS_SCHEMA = pa.schema([
     ("epochs_run", pa.int64()),         # epochs completed (fewer than epochs if diverged)
     ("host", pa.string()),
     # added with trials (docs/trials.md); a result written before reads its recipe from the
-    # columns above (dse.store.trials) and has no history
+    # columns above (dse.store.recipes) and has no history
     ("recipe", pa.string()),            # fingerprint of the recipe's settings, seed aside
     ("history_error", pa.list_(pa.float64())),  # test error after each epoch (--curves)
     ("history_loss", pa.list_(pa.float64())),   # mean training loss of each epoch

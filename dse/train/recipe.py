@@ -122,5 +122,5 @@ def draw(recipe: Recipe, draws: dict, model_id: str) -> Recipe:
 
 def spec_of(recipe: Recipe, draws: dict) -> dict:
     """The recipe's settings with each drawn key as its distribution: what its fingerprint
-    (dse.store.trials.fingerprint) names."""
+    (dse.store.recipes.fingerprint) names."""
     return {**recipe.asdict(), **draws}

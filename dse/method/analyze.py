@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dse.analysis import effects, health, population, regimes
-from dse.analysis import stats as analysis
+from dse.analysis import effects, health, population, regimes, stats
 from dse.analysis.population import Selection
 from dse.errors import DseError
 from dse.files import jsonable, write_atomic, writing
@@ -35,7 +34,7 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
     chain = refine.read_chain(exp, store)
     names = list(dict.fromkeys([*exp.spaces, *(c.space for c in chain if c.space)]))
     df = population.load(names, Selection(pick=pick), home=store).frame
-    ready = [s for s in names if analysis.counts(df, s)["finished"] > 0]
+    ready = [s for s in names if stats.counts(df, s)["finished"] > 0]
     out = dict(experiment=exp.name, store=str(store), dataset=exp.dataset, n=exp.n,
                recipe=population.recipe_notes(df, pick), pick=pick.to_json(),
                alpha=exp.alpha, correction=exp.correction, margin=exp.margin, spaces=[],
@@ -45,12 +44,12 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
     with writing(d, store.root):  # full or read-only: one line
         d.mkdir(parents=True, exist_ok=True)
     if not ready:
-        out["spaces"] = [dict(space=s, **analysis.counts(df, s)) for s in names]
+        out["spaces"] = [dict(space=s, **stats.counts(df, s)) for s in names]
         out["claims"] = _claims(exp, {}, {}, repeats, _ranks(exp, store))
         _write_json(store.summary_path(exp.name), out)
         return out
-    cmp = analysis.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
-    pops = {s: analysis.population(df, s) for s in ready}
+    cmp = stats.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
+    pops = {s: stats.population(df, s) for s in ready}
     out["spaces"] = _space_rows(df, names, cmp, pops, repeats, exp.seed)
     curves, claim_pops = _claim_populations(exp, store, names, df, ready, cmp, pops, pick)
     out["claims"] = _claims(exp, curves, claim_pops, repeats, _ranks(exp, store))
@@ -72,10 +71,10 @@ def _claim_populations(exp: Experiment, store: Store, names: list[str], df, read
     read = population.load([*names, *extra], Selection(pick=pick), home=store,
                            base=exp.path.parent)
     ext = read.frame[read.frame["space"].isin([op.label for op in extra])]
-    done = [op.label for op in extra if analysis.counts(ext, op.label)["finished"] > 0]
+    done = [op.label for op in extra if stats.counts(ext, op.label)["finished"] > 0]
     both = pd.concat([df, ext], ignore_index=True)
-    cmp = analysis.compare(both, ready + done, exp.analyses.normalize, exp.analyses.bins)
-    return cmp.curves, {**pops, **{s: analysis.population(ext, s) for s in done}}
+    cmp = stats.compare(both, ready + done, exp.analyses.normalize, exp.analyses.bins)
+    return cmp.curves, {**pops, **{s: stats.population(ext, s) for s in done}}
 
 
 def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int,
@@ -134,7 +133,7 @@ def _space_rows(df, names: list[str], cmp, pops: dict, repeats: int = 10_000,
     by architecture."""
     rows, prev = [], None
     for s in names:
-        c = analysis.counts(df, s)
+        c = stats.counts(df, s)
         row = dict(space=s, sampled=c["sampled"], finished=c["finished"],
                    diverged=c["diverged"], failed=c["failed"])
         if s in pops:  # training health: how many finished models did not learn
@@ -145,7 +144,7 @@ def _space_rows(df, names: list[str], cmp, pops: dict, repeats: int = 10_000,
             row.update({k: cmp.spaces[s][k] for k in ("n", "min", "median", "mean")})
             if prev is not None:
                 (ea, wa), (eb, wb) = cmp.curves[s], cmp.curves[prev]
-                dd, p = analysis.ks(ea, eb, wa, wb)
+                dd, p = stats.ks(ea, eb, wa, wb)
                 _, p_better = expect.one_sided(ea, eb, wa, wb)
                 _, p_worse = expect.one_sided(eb, ea, wb, wa)
                 eff = effects.shift(ea, eb, wa, wb, repeats, seed=seed)
@@ -174,7 +173,7 @@ def _figures(exp: Experiment, cmp, ready: list[str], pops: dict, out: dict,
                                     spearman=fit["spearman"])
         figs[f"fit_linear_{s}"] = plots.fit_linear_figure(fit, s)
     for s in (s for s in a.trends if s in pops):
-        trs = analysis.trends(pops[s], repeats=repeats, seed=exp.seed)
+        trs = stats.trends(pops[s], repeats=repeats, seed=exp.seed)
         out["trends"][s] = [{k: t[k] for k in ("param", "best", "lo", "median", "hi")}
                             for t in trs]
         if trs:

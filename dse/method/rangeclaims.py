@@ -23,8 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dse.analysis import effects
-from dse.analysis import stats as analysis
+from dse.analysis import effects, stats
 from dse.space import regimes as flop_regimes
 
 MIN_FOR_RANGE = 8
@@ -56,14 +55,14 @@ def judge_range(kind: str, param: str, value: float, space: str, pop, repeats: i
         have = 0 if pop is None else len(pop)
         return RangeEvidence(reason=f"{space} has {have} finished models; a good range needs "
                                     f"at least {MIN_FOR_RANGE}")
-    table = analysis.param_table(pop["kind"].iloc[0], int(pop["ds"].map(len).max()))
+    table = stats.param_table(pop["kind"].iloc[0], int(pop["ds"].map(len).max()))
     fn, _, log = table[param]
     x = np.asarray(fn(pop), dtype=float)
     e = pop["error"].to_numpy(dtype=float)
     why = _untestable(kind, value, x, param)
     if why:
         return RangeEvidence(reason=why)
-    r = analysis.bootstrap_range(x, e, repeats=repeats, rng=seed)
+    r = stats.bootstrap_range(x, e, repeats=repeats, rng=seed)
     lo, hi = r["lo"], r["hi"]
     t = effects.range_test(x, e, log, repeats=min(repeats, NULL_REPEATS),
                            permutations=permutations, seed=seed,
@@ -111,7 +110,7 @@ def _cut(x, e, lo: float, hi: float, param: str, limits) -> str:
         ends.append(("maximum", x.max(), "above"))
     if not ends:
         return ""
-    rho = analysis.rank_correlation(x, e)["rho"]
+    rho = stats.rank_correlation(x, e)["rho"]
     trend = "" if rho is None else f"; Spearman ρ(error, {param}) = {rho:.2f}"
     end, at, side = ends[0]
     return (f"the range runs to the sampled {end} {_num(at)}: the best {param} may lie "

@@ -265,7 +265,7 @@ def collapse(results: pd.DataFrame, fp: str | None, pick: Pick) -> pd.DataFrame:
 
 
 def join(models: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """Models ⟕ one row of results per model (dse.store.trials.collapse)."""
+    """Models ⟕ one row of results per model (dse.store.recipes.collapse)."""
     res = results.drop(columns=["space", "dataset", "dse_version"], errors="ignore")
     res = res.rename(columns={"seed": "train_seed"})
     out = models.merge(res, on="model_id", how="left")

@@ -95,7 +95,7 @@ def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
     data, input resolution and recipe; an exception fails the group it hit (fatal after a sticky
     CUDA error). on_epoch(k, epoch, loss) and on_step(k, epoch, step, steps) hear job k."""
     from dse.data.device import at_resolution
-    from dse.train import multistream as concurrent
+    from dse.train import multistream
 
     outcomes = {}
     for ref, side, recipe in dict.fromkeys((j.data, j.task.resolution, j.recipe) for j in jobs):
@@ -104,7 +104,7 @@ def train_together(jobs: list[Job], cache: DataCache, options: TrainOptions,
         t0 = time.perf_counter()
         try:
             data = at_resolution(cache.get(ref, recipe.train_subset), side)
-            got = concurrent.train_together(
+            got = multistream.train_together(
                 [(jobs[k].spec, jobs[k].task) for k in group], data, recipe,
                 amp=options.amp, channels_last=bool(options.channels_last),
                 on_epoch=lambda i, e, loss, group=group: on_epoch(group[i], e, loss),
