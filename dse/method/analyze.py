@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dse.analysis import effects, health, population, regimes, stats
+from dse.analysis import effects, health, population, scaling, stats
 from dse.analysis.population import Selection
 from dse.errors import DseError
 from dse.files import jsonable, write_atomic, writing
@@ -20,7 +20,7 @@ from dse.method import refine, stages
 from dse.method.experiment import Experiment
 from dse.space import regimes as flop_regimes
 from dse.store.core import Store
-from dse.store.trials import Pick
+from dse.store.recipes import Pick
 from dse.system import stamp
 
 
@@ -90,7 +90,7 @@ def _ranks(exp: Experiment, store: Store) -> dict:
     over the models promoted at random (those the experiment's `promote: top` chose as the
     proxy's best are a selected sample, left out when 5 or more others remain), or why it
     cannot be judged (fewer than 5 models trained under both recipes)."""
-    from dse.analysis import trials as fidelity
+    from dse.analysis import reruns as fidelity
 
     out = {}
     top = sum(o.top or 0 for o in exp.promotes)  # the proxy's best, promoted by selection
@@ -189,13 +189,13 @@ def _regime_trends(space: str, pop, exp: Experiment, out: dict, figs: dict) -> N
     from dse.analysis import plots
 
     try:
-        rows = regimes.by_regime(pop, seed=exp.seed)
+        rows = scaling.by_regime(pop, seed=exp.seed)
     except DseError as e:
         out.setdefault("regime_trends", {})[space] = dict(error=str(e))
         return
-    cx = regimes.complexity(pop)
+    cx = scaling.complexity(pop)
     out.setdefault("regime_trends", {})[space] = dict(
-        params={r["param"]: {k: r[k] for k in regimes.KEYS} for r in rows},
+        params={r["param"]: {k: r[k] for k in scaling.KEYS} for r in rows},
         complexity=cx)
     figs[f"trends_regimes_{space}"] = plots.regime_trends_figure(rows, cx, pop, space)
 

@@ -66,7 +66,7 @@ def parse_claim(text: str) -> Claim:
     """The Claim a sentence states; a DseError listing the forms otherwise."""
     m = _RANKS.match(text)
     if m:
-        from dse.store.trials import parse_recipe
+        from dse.store.recipes import parse_recipe
 
         recipes = tuple(parse_recipe(r, f"claim {text!r}: recipe")
                         for r in (m.group(2), m.group(3)))
