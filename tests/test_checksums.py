@@ -93,3 +93,17 @@ def test_truncations_are_unreadable_and_intact_row_groups_salvaged(tmp_path):
     got = checksums.salvage(p)
     assert (got.rows, got.total) == (200, 300)
     assert got.table.equals(pa.concat_tables([t.slice(0, 100), t.slice(200, 100)]))
+
+
+def test_a_segment_with_nan_reads_back_as_written_and_a_changed_value_does_not(tmp_path):
+    """A diverged model's NaN training loss (also inside its loss history) is the value written;
+    write_verified accepts it, and refuses a table whose copy differs in one value."""
+    rows = [dict(model_id=f"m{i}", status="diverged", train_loss=float("nan"),
+                 history_loss=[1.5, float("nan")], error=None) for i in range(3)]
+    table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in RESULTS_SCHEMA} for r in rows],
+                                 schema=RESULTS_SCHEMA)
+    checksums.write_verified(table, tmp_path / "a.parquet")
+    assert checksums._same(checksums.read_table(tmp_path / "a.parquet"), table)
+    changed = table.set_column(table.column_names.index("model_id"), "model_id",
+                               pa.array(["m0", "m1", "mX"]))
+    assert not checksums._same(changed, table)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -82,6 +83,27 @@ def _metadata_start(footer: bytes, keys: list[bytes]) -> int | None:
     return min(at) - 1 if min(at) >= 2 else None
 
 
+def _nan_as_text(v):
+    """A value with every NaN (also inside lists) as the text 'NaN', so that two copies of a
+    NaN compare equal, as the same bits written and read back are."""
+    if isinstance(v, float) and math.isnan(v):
+        return "NaN"
+    if isinstance(v, list):
+        return [_nan_as_text(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _nan_as_text(x) for k, x in v.items()}
+    return v
+
+
+def _same(a: pa.Table, b: pa.Table) -> bool:
+    """Whether two tables hold the same columns and values (a NaN equals a NaN)."""
+    if not a.schema.equals(b.schema) or a.num_rows != b.num_rows:
+        return False
+    if a.equals(b):
+        return True
+    return _nan_as_text(a.to_pylist()) == _nan_as_text(b.to_pylist())
+
+
 def write_verified(table: pa.Table, path, row_group_size: int = ROW_GROUP,
                    name: str | None = None) -> None:
     """write_table, then read the file back: DseError (naming the file as `name`) unless it
@@ -89,7 +111,7 @@ def write_verified(table: pa.Table, path, row_group_size: int = ROW_GROUP,
     whose other copies are removed next."""
     write_table(table, path, row_group_size)
     try:
-        same = read_table(path).equals(table)
+        same = _same(read_table(path), table)
         why = "it holds other values"
     except Unreadable as e:
         same, why = False, str(e)
