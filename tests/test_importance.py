@@ -16,6 +16,7 @@ from cli_helpers import ok, one_error, run
 
 from dse.analysis import fanova, stats
 from dse.analysis import importance as imp
+from dse.store import recipes
 from dse.store.core import Store
 from dse.train.recipe import Recipe, draw
 
@@ -41,8 +42,8 @@ def store(tmp_path_factory):
        "--store", root)
     s = Store(root)
     m = s.read_models("regnetx")
-    recipes = [draw(Recipe(epochs=1), DRAWS, i) for i in m["model_id"]]
-    m["lr"], m["wd"] = [r.lr for r in recipes], [r.wd for r in recipes]
+    drawn = [draw(Recipe(epochs=1), DRAWS, i) for i in m["model_id"]]
+    m["lr"], m["wd"] = [r.lr for r in drawn], [r.wd for r in drawn]
     f = planted(m)
     fp = recipes.fingerprint(dict(epochs=1, **DRAWS))
     rng = np.random.default_rng(0)

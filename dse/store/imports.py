@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from dse import __version__
@@ -41,7 +40,7 @@ from dse.errors import DseError
 from dse.files import write_atomic
 from dse.space.complexity import batch
 from dse.space.spec import model_id
-from dse.store import nds, pycls, results
+from dse.store import checksums, compaction, generations, nds, pycls, results
 from dse.store.core import Store
 from dse.store.recipes import canonical
 from dse.store.records import Record, opaque_id
@@ -285,8 +284,10 @@ def import_source(store: Store, src: Source, space: str | None = None) -> Report
             table = pa.concat_tables([
                 pa.Table.from_pandas(old, schema=MODELS_SCHEMA, preserve_index=False),
                 pa.Table.from_pylist(new_models, schema=MODELS_SCHEMA)])
-            write_atomic(store.models_path(space), lambda p: pq.write_table(table, p),
-                         store.root)
+            dst = store.models_path(space)
+            with generations.keeping_previous(store, space):  # as dse sample writes it
+                write_atomic(dst, lambda p: checksums.write_verified(table, Path(p), name=dst),
+                             store.root, durable=True)
         if rows:
             _append(store, space, pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA))
         _record_file(store, space, record, src, dataset, task_rec, settings)
@@ -319,18 +320,15 @@ def _held(store: Store, space: str) -> dict:
 
 
 def _append(store: Store, space: str, table: pa.Table) -> None:
-    """Add rows as a new results segment (the caller holds the space's lock): the loose
-    per-trial files are compacted first, then the newest segment and the rows are written
-    together as the next one."""
-    results.compact(store, space, store.root)
+    """Add rows to a space's results (the caller holds the space's lock): written, checked,
+    as one new segment after the newest, then folded with the loose per-trial files into
+    bounded segments, each read back before what it absorbs is removed
+    (dse.store.compaction)."""
     segs = results.segments(store, space)
-    base = results.read_file(segs[0][1]) if segs else None
-    merged = table if base is None else pa.concat_tables(
-        [base.select(RESULTS_SCHEMA.names), table])
-    path = store.segment_path(space, (segs[0][0] if segs else 0) + 1)
-    write_atomic(path, lambda p: pq.write_table(merged, p), store.root, durable=True)
-    for _, p in segs:
-        p.unlink(missing_ok=True)
+    path = store.segment_path(space, (max(g for g, _ in segs) if segs else 0) + 1)
+    write_atomic(path, lambda p: checksums.write_verified(table, Path(p)), store.root,
+                 durable=True)
+    compaction.compact(store, space, store.root)
 
 
 def _record_file(store, space, rec, src: Source, dataset, task_rec, settings) -> None:
