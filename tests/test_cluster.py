@@ -118,6 +118,7 @@ def test_a_task_killed_mid_model_leaves_it_to_the_other_task_or_a_rerun(tmp_path
     assert victim["model_id"] in ids
 
 
+@pytest.mark.slow  # the claim given back: test_train_runner.py (SIGTERM) in the default tier
 def test_a_preempted_task_gives_its_claim_back_and_is_requeued(tmp_path):
     ids = sample(tmp_path, 3)
     ok("train", "--store", tmp_path, *FAST, "--cluster", "local")

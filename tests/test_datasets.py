@@ -232,6 +232,7 @@ def test_every_dataset_has_a_default_window_by_the_paper_rule():
 
 # ---- ImageNet, streamed ------------------------------------------------------------------------
 
+@pytest.mark.slow  # worker processes: test_cli_train.py in the default tier
 def test_sample_and_train_imagenet_streamed_by_worker_processes(tmp_path):
     """The paper's setting end to end through the CLI, on a tiny ImageNet-layout tree of
     JPEGs: two worker processes, each streaming through DataLoader workers of its own."""

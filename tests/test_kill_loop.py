@@ -135,6 +135,7 @@ def kill_loop(tmp_path, rounds: int, models: int, trainers: int, window: float):
                 killed_mid_compaction=mid_compaction, models=models, violations=0)
 
 
+@pytest.mark.slow  # the kill -9 property: tests/test_train_runner.py in the default tier
 def test_random_kills_short(tmp_path):
     print(kill_loop(tmp_path, rounds=2, models=6, trainers=1, window=3.0))
 

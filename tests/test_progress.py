@@ -225,6 +225,7 @@ def test_the_warning_names_the_levers_that_fit(monkeypatch):
     assert unknown.lines()[1] == "ETA unknown: why"
 
 
+@pytest.mark.slow  # the in-process calibration and progress in the default tier
 def test_worker_processes_calibrate_and_report_their_steps(tmp_path):
     sample(tmp_path, 1)
     options = TrainOptions(recipe=Recipe(epochs=1, train_subset=1280), device="cpu",

@@ -173,7 +173,8 @@ def test_cli_errors(tmp_path):
 def test_refine_suggests_writes_trains_and_refuses_a_worse_space(tmp_path):
     """One round of the loop on a store whose AnyNetX_A errors follow "b = 1 is better":
     the refinement b = 1 is written, sampled and trained for real (synthetic data, short),
-    and refused because its real errors are worse than the generated ones."""
+    and refused: one epoch on 200 images leaves its models at chance, so the comparison
+    with the generated errors is untestable (dse.analysis.health), not a verdict."""
     train = dict(epochs=1, train_subset=200, batch_size=50)
     # the stored models count as trained with the experiment's recipe: it trains only its own
     store = stored(tmp_path, "anynetxa", stage_share("bs", lambda b: b == 1), n=150,
@@ -193,9 +194,10 @@ def test_refine_suggests_writes_trains_and_refuses_a_worse_space(tmp_path):
     assert all(set(b) == {1} for b in new["bs"])
     chain = json.loads((d / "chain.json").read_text())
     assert [c["space"] for c in chain] == ["anynetxa", "anynetxa-r1"]
-    assert chain[1]["verdict"] == "refused: worse" and chain[1]["p_worse"] < 0.05
+    assert chain[1]["verdict"] == "refused: untestable" and chain[1]["p"] is None
+    assert "did not learn" in r.output
     # 150 stored models plus the 6 the experiment samples in its own flops regime
-    assert chain[1]["p"] > 0.05 and chain[1]["looks"] == [156]
+    assert chain[1]["looks"] == [156]
     assert chain[1]["tested_on"] == "first look: all 156 models"
     summary = json.loads((store.experiment_dir("loop") / "summary.json").read_text())
     assert [s["space"] for s in summary["spaces"]] == ["anynetxa", "anynetxa-r1"]

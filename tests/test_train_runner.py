@@ -163,6 +163,7 @@ def test_max_models_stops_after_k(tmp_path, n):
     assert f"trained {n} of {n} pending models" in r.output
 
 
+@pytest.mark.slow  # a worker replaced: tests/test_faults.py in the default tier
 def test_a_worker_killed_mid_model_fails_that_model_and_is_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from dse.runner.jobs import Epoch, Finished

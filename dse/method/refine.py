@@ -163,6 +163,11 @@ def _try(exp, store, current, new, constraint, what, r, train, echo) -> Step:
     claim = expect.Claim(f"{new.name} at least as good as {current.name}", "at_least",
                          Operand(new.name), Operand(current.name))
     v = expect.judge(claim, curves, pops, exp.alpha, seed=exp.seed, margin=exp.margin)
+    if v.verdict == expect.UNTESTABLE:  # e.g. its models did not learn under this recipe
+        echo(f"refine round {r}: {new.name} refused: untestable against {current.name} "
+             f"({v.detail})")
+        return Step(r, new.name, current.name, constraint, False, "refused: untestable", None,
+                    what)
     kept = v.verdict == expect.HOLDS
     verdict = ("kept: at least as good" if kept else "refused: worse"
                if v.verdict == expect.AGAINST else "refused: not shown to be as good")
