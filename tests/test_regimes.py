@@ -412,7 +412,7 @@ def test_the_python_example_of_the_docs_runs(trained, tmp_path, monkeypatch):
 
     text = (Path(__file__).parents[1] / "docs" / "analysis.md").read_text()
     code = next(b.split("```", 1)[0] for b in text.split("```python\n")[1:]
-                if "regimes.by_regime" in b)
+                if "scaling.by_regime" in b)
     (tmp_path / "runs").symlink_to(trained)
     monkeypatch.chdir(tmp_path)
     scope = {}
