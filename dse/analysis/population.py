@@ -19,7 +19,7 @@ pipeline. Each population's rows carry its label (`Operand.label`) in the `space
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +81,6 @@ class Operand:
     def __str__(self) -> str:
         return self.label
 
-    @property
-    def whole(self) -> Operand:
-        """The population without its expression: the space it is drawn from."""
-        return Operand(self.space, self.store)
-
     def resolved(self, name: str) -> Operand:
         """The same population with its space given by its store's name for it."""
         return Operand(name, self.store, self.expr)
@@ -115,14 +110,12 @@ class Population:
     """Populations as an analysis reads them: `frame` holds their selected models joined with
     one result row per model (`space` is each population's label), `labels` their names in the
     order given (a population named twice counts once), `notes` what the output should say
-    about the selection, `home` the store figures go to, `whole` the rows before the
-    selection and the operands' expressions."""
+    about the selection, `home` the store figures go to."""
 
     frame: pd.DataFrame
     labels: list[str]
     notes: list[str]
     home: Store | None
-    whole: pd.DataFrame = field(repr=False, default=None)
 
 
 def load(names, selection: Selection = Selection(), home: Store | None = None,
@@ -152,7 +145,7 @@ def load(names, selection: Selection = Selection(), home: Store | None = None,
         whole = whole[whole["space"].isin(labels)]
     notes = _notes(whole, selection, labels)
     frame = _select(whole, selection, labels)
-    return Population(frame, labels, notes, home, whole)
+    return Population(frame, labels, notes, home)
 
 
 def _read(ops: list[Operand], home: Store | None, base, pick: Pick):
