@@ -19,6 +19,7 @@ ORDER = ["dse.errors", "dse.units", "dse.files", "dse.system", "dse.space", "dse
 
 # The modules that import torch when imported; every other module must not.
 TORCH_STAGES = {"dse.train.models", "dse.train.step", "dse.train.trainer", "dse.train.multistream",
+                "dse.train.fused",
                 "dse.data.device", "dse.data.ondisk", "dse.compare.references",
                 "dse.compare.speed"}
 

@@ -18,6 +18,7 @@ from dse.runner.options import (
     TrainOptions,
     parse_slurm_args,
 )
+from dse.train.fusion import FUSE, FUSE_MAX
 from dse.train.recipe import Recipe
 
 R, T, C = Recipe(), TrainOptions(), ClusterOptions()
@@ -69,6 +70,10 @@ def cluster_options(f):
               default=T.concurrency, show_default=True,
               help="How --jobs models share a GPU: worker processes, or CUDA streams in one "
                    "process (one GPU; docs/training.md).")
+@click.option("--fuse", type=click.Choice(list(FUSE)), default=T.fuse, show_default=True,
+              help="Train trials of one architecture (its --seeds, lr/wd draws) as one fused "
+                   f"network of up to {FUSE_MAX} copies: on, off, or auto (on where it measured "
+                   "a gain: docs/training.md).")
 @click.option("--max-models", type=click.IntRange(min=1), default=None,
               help="Train at most K models, then stop [default: all pending].")
 @store_option
@@ -137,8 +142,8 @@ def cluster_options(f):
               help="Seconds without a heartbeat after which a claim of a run on another host "
                    "is stale (on this host a dead pid is noticed at once).")
 @cluster_options
-def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path, data_dir, download,
-              skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
+def train_cmd(spaces, epochs, device, jobs, concurrency, fuse, max_models, store_path, data_dir,
+              download, skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
               zero_init_final_gamma, paper, no_augment, seed, train_subset, top, sample,
               sample_seed, seeds, curves, retry_failed, fp32,
               no_cuda_graph, channels_last, dry_run, warn_hours, claim_timeout, cluster, wait,
@@ -179,7 +184,7 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
                            cuda_graph=False if no_cuda_graph else None,
                            channels_last=channels_last, claim_timeout=claim_timeout,
                            top=top, sample=sample, sample_seed=sample_seed, seeds=seeds,
-                           curves=curves)
+                           curves=curves, fuse=fuse)
     if cluster is None:
         report = Progress(epochs=epochs, warn_after_s=warn_hours * 3600, dry_run=dry_run)
         done = runner.run(Store(store_path), spaces, options, report=report, dry_run=dry_run)

@@ -22,7 +22,8 @@ TRAIN_KEYS = {
     "concurrency": ("options", "concurrency"), "retry_failed": ("options", "retry_failed"),
     "download": ("options", "download"), "skip_bad_images": ("options", "skip_bad_images"),
     "cache_dir": ("options", "cache_dir"), "amp": ("options", "amp"),
-    "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last")}
+    "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last"),
+    "fuse": ("options", "fuse")}
 BOOL_TRAIN = ("zero_gamma", "augment", "paper", "retry_failed", "download", "skip_bad_images")
 
 

@@ -17,10 +17,10 @@ every slot is, `unusable` says why and the run stops with the rest of its models
 from __future__ import annotations
 
 from dse.errors import DseError
-from dse.runner.jobs import AtStep, Calibrated, Epoch, Finished, Job
+from dse.runner.jobs import AtStep, Calibrated, Epoch, Finished, Fused, Job, keys_of
 from dse.runner.options import TrainOptions
 from dse.runner.processes import Processes
-from dse.runner.worker import DataCache, calibrate, train_one, train_together, use_device
+from dse.runner.worker import DataCache, calibrate, train_together, train_unit, use_device
 
 
 def devices_for(device: str, jobs: int) -> list[str]:
@@ -88,30 +88,33 @@ class InProcess:
     def free(self) -> bool:
         return len(self.jobs) < self.together and self.unusable is None
 
-    def submit(self, job: Job):
+    def submit(self, job: Job | Fused):
         self.jobs.append(job)
 
     def calibrate(self, job: Job) -> Calibrated:
         return calibrate(job, self.cache, self.options)
 
     def events(self, timeout: float) -> list:
-        jobs, self.jobs = self.jobs, []
-        if not jobs:
+        units, self.jobs = self.jobs, []
+        if not units:
             return []
-
-        def on_epoch(k, epoch, loss):
-            self.on_event(Epoch(jobs[k].key, epoch, loss))
-
-        def on_step(k, epoch, step, steps):
-            self.on_event(AtStep(jobs[k].key, epoch, step, steps))
-
-        if self.together > 1:
-            outcomes = train_together(jobs, self.cache, self.options, on_epoch, on_step)
-        else:
-            outcomes = [train_one(jobs[0], self.cache, self.options,
-                                  lambda e, loss: on_epoch(0, e, loss),
-                                  lambda e, n, steps: on_step(0, e, n, steps))]
-        fatal = [o for o in outcomes if o.fatal]
+        done = []  # (key, outcome)
+        plain = [u for u in units if not isinstance(u, Fused)]
+        if self.together > 1 and plain:  # CUDA streams; a Fused unit trains on its own
+            done += zip([j.key for j in plain], train_together(
+                plain, self.cache, self.options,
+                lambda k, epoch, loss: self.on_event(Epoch(plain[k].key, epoch, loss)),
+                lambda k, epoch, step, steps: self.on_event(AtStep(plain[k].key, epoch, step,
+                                                                   steps))))
+            units = [u for u in units if isinstance(u, Fused)]
+        for u in units:
+            keys = keys_of(u)
+            done += zip(keys, train_unit(
+                u, self.cache, self.options,
+                lambda k, epoch, loss, keys=keys: self.on_event(Epoch(keys[k], epoch, loss)),
+                lambda k, epoch, step, steps, keys=keys: self.on_event(
+                    AtStep(keys[k], epoch, step, steps))))
+        fatal = [o for _, o in done if o.fatal]
         if fatal:
             self.unusable = f"{self.dev} ({self.name}): {fatal[0].message}"
-        return [Finished(j.key, o, self.name) for j, o in zip(jobs, outcomes)]
+        return [Finished(k, o, self.name) for k, o in done]

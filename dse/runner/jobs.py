@@ -11,6 +11,7 @@ from typing import NamedTuple, Protocol
 from dse.data.datasets import DataRef
 from dse.space.spec import AnyNetSpec, Task
 from dse.store.recipes import trial_id
+from dse.train import fusion
 from dse.train.outcome import Outcome
 from dse.train.recipe import Recipe
 
@@ -42,6 +43,48 @@ class Job:
     @property
     def dataset(self) -> str:
         return self.data.dataset
+
+
+@dataclass(frozen=True)
+class Fused:
+    """Trials of one architecture trained together as one fused network (dse.train.fused):
+    each job a copy, with its own seed, lr and wd. Executors take it where they take a Job
+    and give back one `Finished` per job."""
+
+    jobs: tuple[Job, ...]
+
+    @property
+    def key(self) -> str:
+        return self.jobs[0].key
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(j.key for j in self.jobs)
+
+
+def keys_of(unit: Job | Fused) -> tuple[str, ...]:
+    """The trial keys an executor's unit of work trains."""
+    return unit.keys if isinstance(unit, Fused) else (unit.key,)
+
+
+def fusion_groups(jobs: list[Job], width: int) -> list[list[Job]]:
+    """`jobs` in groups of at most `width` that can train as one fused network (the same
+    space, architecture, data and recipe fingerprint, recipes that differ only in seed, lr
+    and wd, and no recipe setting fusion does not implement: dse.train.fusion), in the order
+    of each group's first job; width 1 (or an unfusable job) gives groups of one."""
+    groups: list[list[Job]] = []
+    open_: dict = {}  # fusion key → its group still filling
+    for j in jobs:
+        if width <= 1 or fusion.unsupported(j.recipe):
+            groups.append([j])
+            continue
+        key = (j.space, j.spec, j.task, j.data, j.fingerprint, fusion.shared(j.recipe))
+        g = open_.get(key)
+        if g is None or len(g) >= width:
+            g = open_[key] = []
+            groups.append(g)
+        g.append(j)
+    return groups
 
 
 class AtStep(NamedTuple):

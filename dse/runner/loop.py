@@ -22,7 +22,7 @@ from dse.data import datasets
 from dse.data.datasets import DataRef
 from dse.errors import ArgumentError, DseError
 from dse.runner import leases
-from dse.runner.jobs import AtStep, Epoch, Finished, Job, Returned
+from dse.runner.jobs import AtStep, Epoch, Finished, Fused, Job, Returned, fusion_groups
 from dse.runner.options import TrainOptions
 from dse.runner.pending import jobs_of, select_spaces
 from dse.runner.plan import Plan, estimate
@@ -30,6 +30,7 @@ from dse.store.core import Store, needs_training
 from dse.store.schema import RESULT_STATUSES
 from dse.store.status import Status
 from dse.system import HOST, now_utc
+from dse.train import fusion
 from dse.train.outcome import Outcome
 from dse.units import clock
 
@@ -98,7 +99,7 @@ def result_row(job: Job, options: TrainOptions, outcome: Outcome, device: str) -
         zero_init_final_gamma=r.zero_init_final_gamma, augment=r.augment,
         precision=outcome.precision, cuda_graph=outcome.cuda_graph,
         channels_last=outcome.channels_last,
-        epochs_run=outcome.epochs_run, host=HOST)
+        epochs_run=outcome.epochs_run, host=HOST, fused=outcome.fused)
 
 
 
@@ -139,7 +140,8 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
                     + f", {n_test} test images, from {source}")
     sub = options.recipe.train_subset
     images = {ref: min(n, sub or n) for ref, (n, _, _) in sizes.items()}
-    loop = _Loop(store, options, summary, report, todo)
+    loop = _Loop(store, options, summary, report, todo,
+                 fusion.width(options.fuse, devices[0].split(":")[0]))
     ex = executors.executor(devices, options, arrays, on_event=loop.on_event)
     start = time.perf_counter()
     try:
@@ -188,9 +190,11 @@ class _Loop:
     and writes results; the executor trains."""
 
     def __init__(self, store: Store, options: TrainOptions, summary: Summary, report,
-                 todo: list[Job]):
+                 todo: list[Job], width: int = 1):
         self.store, self.options, self.summary, self.report = store, options, summary, report
-        self.todo, self.it, self.started = todo, iter(todo), 0
+        self.width = width  # trials per fused network (dse.train.fusion); 1: each alone
+        self.todo, self.started = todo, 0
+        self.it = iter(fusion_groups(todo, width))
         self.held: dict[str, tuple[Job, leases.Lease]] = {}  # key → the job and our lease
         self.again: list[Job] = []  # given back by a worker that could not start: still ours
 
@@ -220,16 +224,20 @@ class _Loop:
     def _submit(self, ex, hb) -> None:
         limit = self.options.max_models
         while ex.free() and (self.again or limit is None or self.started < limit):
-            if self.again:
-                ex.submit(self.again.pop(0))
+            if self.again:  # given back: ours still, fused again where they were
+                group = fusion_groups(self.again, self.width)[0]
+                self.again = [j for j in self.again if j not in group]
+                ex.submit(_unit(group))
                 continue
-            job = _claim_next(self.it, self.store, self.options, self.summary, self.held, hb,
-                              self.report)
-            if job is None:
+            room = None if limit is None else limit - self.started
+            group = _claim_next(self.it, self.store, self.options, self.summary, self.held,
+                                hb, self.report, room)
+            if not group:
                 return
-            ex.submit(job)
-            self.report.begin(job)
-            self.started += 1
+            ex.submit(_unit(group))
+            for job in group:
+                self.report.begin(job)
+            self.started += len(group)
 
     def _handle(self, ev, hb) -> None:
         job, lease = self.held[ev.key]
@@ -280,27 +288,40 @@ def _too_many(param: str, value: int, n: int, dataset: str) -> ArgumentError:
     return ArgumentError(param, f"{value} exceeds the {n} training images of {dataset}")
 
 
+def _unit(group: list[Job]) -> Job | Fused:
+    """What an executor trains: one job, or several as one fused network."""
+    return group[0] if len(group) == 1 else Fused(tuple(group))
+
+
 def _claim_next(it, store: Store, options: TrainOptions, summary: Summary, held: dict,
-                hb: leases.Heartbeats, report) -> Job | None:
-    """Claim the next job of `it` that nobody finished or holds meanwhile; a damaged result
-    file of the claimed model is moved aside (never deleted) before it trains again."""
-    for job in it:
-        if not needs_training(store.result_status(job.space, job.trial),
-                              options.retry_failed):
-            continue  # finished by another run since we listed it
-        c = leases.claim(store, job.space, job.trial, options.claim_timeout,
-                         options.retry_failed)
-        if c is None:
-            summary.skipped += 1
-            continue
-        moved = store.set_aside(job.space, job.trial)
-        if moved is not None:
-            report.info(f"{job.space}/{job.model_id}: its result file was damaged; moved it "
-                        f"to {moved} and training the model again")
-        held[job.key] = (job, c)
-        hb.add(c)
-        return job
-    return None
+                hb: leases.Heartbeats, report, room: int | None = None) -> list[Job]:
+    """Claim the jobs of the next group of `it` (dse.runner.jobs.fusion_groups) that nobody
+    finished or holds meanwhile, at most `room` of them; a damaged result file of a claimed
+    trial is moved aside (never deleted) before it trains again. Empty when `it` is
+    exhausted."""
+    for group in it:
+        got = []
+        for job in group:
+            if room is not None and len(got) >= room:
+                break
+            if not needs_training(store.result_status(job.space, job.trial),
+                                  options.retry_failed):
+                continue  # finished by another run since we listed it
+            c = leases.claim(store, job.space, job.trial, options.claim_timeout,
+                             options.retry_failed)
+            if c is None:
+                summary.skipped += 1
+                continue
+            moved = store.set_aside(job.space, job.trial)
+            if moved is not None:
+                report.info(f"{job.space}/{job.model_id}: its result file was damaged; moved "
+                            f"it to {moved} and training the model again")
+            held[job.key] = (job, c)
+            hb.add(c)
+            got.append(job)
+        if got:
+            return got
+    return []
 
 
 def _record(store: Store, job: Job, options: TrainOptions, ev: Finished, summary: Summary,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dse.errors import ArgumentError, out_of_bounds
+from dse.train.fusion import FUSE
 from dse.train.recipe import Recipe
 
 CONCURRENCY = ("processes", "streams")  # --jobs models on one GPU: worker processes, or
@@ -47,6 +48,8 @@ class TrainOptions:
     sample: int | None = None         # only `sample` random models of each space
     sample_seed: int = 0              # seed of the --sample draw
     curves: bool = False              # test error after every epoch (history_error)
+    fuse: str = "auto"                # trials of one architecture as one fused network:
+    # auto | on | off (dse.train.fusion: auto fuses on the devices where it measured a gain)
 
     def __post_init__(self):
         for name in ("jobs", "max_models", "seeds", "top", "sample"):
@@ -55,6 +58,8 @@ class TrainOptions:
             if (v is not None or name == "jobs") and (
                     why := out_of_bounds(v, 1, hi, integer=True)):
                 raise ArgumentError(name, why)
+        if self.fuse not in FUSE:
+            raise ArgumentError("fuse", f"must be {', '.join(FUSE)} (got {self.fuse!r})")
         if self.concurrency not in CONCURRENCY:
             raise ArgumentError("concurrency", f"must be {' or '.join(CONCURRENCY)} (got "
                                 f"{self.concurrency!r})")

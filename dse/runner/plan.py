@@ -41,7 +41,8 @@ def training_mult_adds(flops, images, epochs):
 def measured_speeds(store: Store, kind: str | None = None, host: str | None = None
                     ) -> np.ndarray:
     """Training speed of each of the store's finished models, in multiply-adds per second per
-    trainer (3 × flops × images × epochs / train seconds); only those trained on a `kind` of
+    trainer (3 × flops × images × epochs / train seconds, times the trials fused with it);
+    only those trained on a `kind` of
     device ('cpu' or 'cuda') and on `host`, when given."""
     speeds = []
     for s in store.spaces():
@@ -60,8 +61,11 @@ def measured_speeds(store: Store, kind: str | None = None, host: str | None = No
         size = datasets.get(done["dataset"].iloc[0]).train_size or 0
         images = done["train_subset"].fillna(size).to_numpy(dtype=float)
         epochs = done["epochs_run"].fillna(done["epochs"]).to_numpy(dtype=float)
+        # a fused trial's seconds are its network's, which trained `fused` trials at once
+        copies = (done["fused"].fillna(1).to_numpy(dtype=float) if "fused" in done
+                  else np.ones(len(done)))
         speeds.append(training_mult_adds(done["flops"].to_numpy(dtype=float), images, epochs)
-                      / done["train_seconds"].to_numpy(dtype=float))
+                      * copies / done["train_seconds"].to_numpy(dtype=float))
     speeds = np.concatenate(speeds) if speeds else np.array([])
     return speeds[np.isfinite(speeds) & (speeds > 0)]
 

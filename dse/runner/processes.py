@@ -26,12 +26,14 @@ from dse.runner.jobs import (
     Calibrated,
     Epoch,
     Finished,
+    Fused,
     Job,
     Returned,
     StartFailed,
+    keys_of,
 )
 from dse.runner.options import TrainOptions
-from dse.runner.worker import DataCache, calibrate, train_one, use_device
+from dse.runner.worker import DataCache, calibrate, train_unit, use_device
 from dse.train.outcome import Outcome
 
 CALIBRATE_TIMEOUT_S = 300.0  # a worker's start, its data and a few steps; then train unplanned
@@ -70,11 +72,14 @@ def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, ta
                 raise SystemExit(0)
             results.put(ev)
 
-        outcome = train_one(job, cache, options,
-                            lambda epoch, loss, k=job.key: send(Epoch(k, epoch, loss)),
-                            lambda epoch, n, steps, k=job.key: send(AtStep(k, epoch, n, steps)))
-        results.put(Finished(job.key, outcome, name))
-        if outcome.fatal:
+        keys = keys_of(job)
+        outcomes = train_unit(job, cache, options,
+                              lambda i, epoch, loss, keys=keys: send(Epoch(keys[i], epoch, loss)),
+                              lambda i, epoch, n, steps, keys=keys: send(
+                                  AtStep(keys[i], epoch, n, steps)))
+        for k, outcome in zip(keys, outcomes):
+            results.put(Finished(k, outcome, name))
+        if any(o.fatal for o in outcomes):
             return  # this process's CUDA context is gone; a fresh process takes over
 
 
@@ -82,13 +87,13 @@ def _worker_main(device: str, n_here: int, n_all: int, options: TrainOptions, ta
 class _Slot:
     """One worker slot: its process (None while it waits to restart), task queue, own result
     queue (a worker killed while writing holds its queue's lock forever, which would block
-    every writer of a shared queue), the key of the job it trains (None when idle), and its
-    record of failures."""
+    every writer of a shared queue), the keys of the jobs it trains and has not finished (a
+    Job, or the jobs of a Fused unit; empty when idle), and its record of failures."""
 
     process: object = None
     tasks: object = None
     results: object = None
-    key: str | None = None
+    keys: tuple = ()
     failures: int = 0              # in a row: start failures, fatal errors, deaths
     restart_at: float = 0.0        # monotonic time of the next start while process is None
     why: str = ""                  # the last failure
@@ -138,23 +143,23 @@ class Processes:
             with contextlib.suppress(Exception):
                 s.tasks.put(None)
         for s in live:
-            s.process.join(timeout=None if s.key is None and exc[0] is None else 0.5)
+            s.process.join(timeout=None if not s.keys and exc[0] is None else 0.5)
             if s.process.is_alive():
                 s.process.kill()
                 s.process.join()
 
     def free(self) -> bool:
-        return any(s.ready and s.key is None for s in self.slots)
+        return any(s.ready and not s.keys for s in self.slots)
 
-    def submit(self, job: Job):
-        s = next(s for s in self.slots if s.ready and s.key is None)
-        s.key = job.key
+    def submit(self, job: Job | Fused):
+        s = next(s for s in self.slots if s.ready and not s.keys)
+        s.keys = keys_of(job)
         s.tasks.put(job)
 
     def calibrate(self, job: Job, timeout: float = CALIBRATE_TIMEOUT_S) -> Calibrated:
         """Time a few steps of `job` on the first idle worker and wait for the answer (a
         late answer is dropped; the worker then trains as usual)."""
-        i = next((i for i, s in enumerate(self.slots) if s.ready and s.key is None), None)
+        i = next((i for i, s in enumerate(self.slots) if s.ready and not s.keys), None)
         if i is None:
             return Calibrated(job.key, None, 0, "no worker was ready")
         s = self.slots[i]
@@ -200,23 +205,23 @@ class Processes:
                 if isinstance(ev, StartFailed):
                     s.failures, s.why = s.failures + 1, f"cannot start: {ev.message}"
                     s.exiting = True
-                    if s.key is not None:
-                        out.append(Returned(s.key))
-                        s.key = None
+                    out += [Returned(k) for k in s.keys]
+                    s.keys = ()
                     continue
                 out.append(ev)
                 if isinstance(ev, Finished):
-                    s.key = None
+                    s.keys = tuple(k for k in s.keys if k != ev.key)
                     fatal = bool(ev.outcome.fatal)
-                    s.failures = s.failures + 1 if fatal else 0
+                    if not (fatal and s.exiting):  # a fused unit's fault counts once
+                        s.failures = s.failures + 1 if fatal else 0
                     s.why = ev.outcome.message if fatal else s.why
                     s.exiting = s.exiting or fatal
             if s.process is None or s.process.is_alive():
                 continue
-            if s.key is not None:  # killed while training (OOM killer, segfault)
+            if s.keys:  # killed while training (OOM killer, segfault)
                 why = f"worker process died (exit code {s.process.exitcode})"
-                out.append(Finished(s.key, Outcome.failed(why), self.devices[i]))
-                s.key, s.failures, s.why = None, s.failures + 1, why
+                out += [Finished(k, Outcome.failed(why), self.devices[i]) for k in s.keys]
+                s.keys, s.failures, s.why = (), s.failures + 1, why
             s.process = None
             if s.failures >= MAX_FAILURES:
                 s.given_up = True

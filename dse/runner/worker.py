@@ -10,7 +10,7 @@ import time
 
 from dse.data.datasets import DataRef
 from dse.errors import DseError, described
-from dse.runner.jobs import Calibrated, Job
+from dse.runner.jobs import Calibrated, Fused, Job
 from dse.runner.options import TrainOptions
 from dse.system import cpu_cores
 from dse.train.outcome import Outcome
@@ -64,6 +64,47 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch,
         gc.collect()
         torch.cuda.empty_cache()
     return Outcome.failed(msg, time.perf_counter() - t0, fatal)
+
+
+def train_fused(unit: Fused, cache: DataCache, options: TrainOptions, on_epoch,
+                on_step=None) -> list[Outcome]:
+    """Train a Fused unit's jobs as one fused network (dse.train.fused); an exception fails
+    every one of them (fatal after a sticky CUDA error), as train_one does one job.
+    on_epoch(k, epoch, loss) and on_step(k, epoch, step, steps) hear job k."""
+    import torch
+
+    from dse.train import fused
+
+    jobs, t0 = unit.jobs, time.perf_counter()
+    try:
+        data = cache.get(jobs[0].data, jobs[0].recipe.train_subset)
+        return fused.train_fused(jobs[0].spec, jobs[0].task, data, [j.recipe for j in jobs],
+                                 amp=options.amp, cuda_graph=options.cuda_graph,
+                                 channels_last=options.channels_last, on_epoch=on_epoch,
+                                 on_step=on_step, step_report_s=options.step_report_s,
+                                 curves=options.curves)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except DseError as e:
+        return [Outcome.failed(str(e), time.perf_counter() - t0)] * len(jobs)
+    except BaseException as e:  # noqa: BLE001 - as train_one
+        msg = described(e, 500)
+        oom, fatal = isinstance(e, torch.cuda.OutOfMemoryError), cuda_fault(e)
+    if oom:
+        gc.collect()
+        torch.cuda.empty_cache()
+    return [Outcome.failed(msg, time.perf_counter() - t0, fatal)] * len(jobs)
+
+
+def train_unit(unit: Job | Fused, cache: DataCache, options: TrainOptions, on_epoch,
+               on_step=None) -> list[Outcome]:
+    """Train a unit of work, one job or a Fused group: its outcomes in the order of its
+    keys (dse.runner.jobs.keys_of); on_epoch(k, …) and on_step(k, …) hear its job k."""
+    if isinstance(unit, Fused):
+        return train_fused(unit, cache, options, on_epoch, on_step)
+    return [train_one(unit, cache, options, lambda e, loss: on_epoch(0, e, loss),
+                      None if on_step is None else
+                      lambda e, n, steps: on_step(0, e, n, steps))]
 
 
 def calibrate(job: Job, cache: DataCache, options: TrainOptions) -> Calibrated:

@@ -121,6 +121,9 @@ RESULTS_SCHEMA = pa.schema([
     # added with imports (docs/interop.md): the file a result was read from (the first 16
     # hex of its sha256) and the record in it; null for results dse trained itself
     ("source", pa.string()),
+    # added with fused trials (docs/training.md): how many trials trained together as one
+    # fused network (dse train --fuse); null for a trial trained alone
+    ("fused", pa.int64()),
 ])
 
 RESULT_STATUSES = tuple(s.value for s in Status)  # dse.store.status

@@ -27,6 +27,7 @@ class Outcome:
     fatal: bool = False
     history_error: tuple[float, ...] | None = None  # test error after each epoch (curves)
     history_loss: tuple[float, ...] | None = None   # mean training loss of each epoch
+    fused: int | None = None  # copies of the fused network it trained in (dse.train.fused)
 
     @classmethod
     def failed(cls, message: str, seconds: float | None = None, fatal: bool = False) -> Outcome:

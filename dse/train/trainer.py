@@ -96,12 +96,11 @@ def _on(device: torch.device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _setup(spec, task, data, recipe, amp, cuda_graph, channels_last):
-    """A model ready to train on data's device, with the device's defaults filled in:
-    (Stepper, the data at the model's input side, steps per epoch, amp, channels_last,
-    memory format, input dtype)."""
-    device = data.device
-    cuda = device.type == "cuda"
+def defaults(task, data, amp, cuda_graph, channels_last):
+    """The device's defaults filled in for a model of `task` on `data` (also for
+    dse.train.fused): (the data at the model's input side, amp, cuda_graph, channels_last,
+    memory format)."""
+    cuda = data.device.type == "cuda"
     amp = cuda if amp is None else amp
     cuda_graph = cuda if cuda_graph is None else cuda_graph
     if channels_last is None:
@@ -113,6 +112,16 @@ def _setup(spec, task, data, recipe, amp, cuda_graph, channels_last):
     if cuda:
         torch.backends.cudnn.benchmark = True
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return data, amp, cuda_graph, channels_last, fmt
+
+
+def _setup(spec, task, data, recipe, amp, cuda_graph, channels_last):
+    """A model ready to train on data's device, with the device's defaults filled in:
+    (Stepper, the data at the model's input side, steps per epoch, amp, channels_last,
+    memory format, input dtype)."""
+    device = data.device
+    data, amp, cuda_graph, channels_last, fmt = defaults(task, data, amp, cuda_graph,
+                                                         channels_last)
     steps = data.steps(recipe.batch_size)
     lrs = torch.tensor(lr_schedule(recipe, steps), dtype=torch.float32, device=device)
     m = Stepper(spec, task, recipe, device, lrs, amp, cuda_graph, fmt)
