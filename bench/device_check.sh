@@ -4,7 +4,7 @@
 #   PYTHONPATH=. bash bench/device_check.sh            # on the GPU machine, python3 with torch
 #   PYTHONPATH=. bash bench/device_check.sh --cpu-tiny # the same stages, tiny, on this CPU
 #
-# Stages in priority order (STAGES="env tests correct bench stall" by default), each under
+# Stages in priority order (STAGES="env tests correct bench stall fused" by default), each under
 # its own time limit and writing its log to $OUT (default ./device-out) as it goes, so a
 # run cut short still returns what finished. Time budget on one H100/H200 (seconds):
 #   env       5   card, driver, memory, compute mode (MPS / exclusive), torch
@@ -16,9 +16,11 @@
 #                 in the official format), 8 models × 1 epoch: --jobs 1/2/4/8 as worker
 #                 processes and as CUDA streams, channels-last on/off at the best setting,
 #                 then dse vs the DataLoader baseline on 2 of the models (the ratio)
-#   stall    90   last and cut down: dse train on Fashion-MNIST, 2 deep models, 5 epochs,
-#                 --paper vs the defaults
-#   total   495   (+ start-up of the machine, not counted by the device call's limit)
+#   stall    90   cut down: dse train on Fashion-MNIST, 2 deep models, 5 epochs, --paper vs
+#                 the defaults
+#   fused    60   last: bench/fused_speed.py --device cuda, K = 8 fused trials (graph +
+#                 bf16) of a CIFAR-window model against 8 separate ones, --jobs 1 and 4 each
+#   total   555   (+ start-up of the machine, not counted by the device call's limit of 600)
 # Not in the default list, for a second call (STAGES="env speed"):
 #   speed    90   `dse speed` on the GPU: every RegNetX/RegNetY and EfficientNet-B0…B5 at
 #                 batch 64 as the paper, inference, fp32 and bf16: the R² of time against
@@ -31,7 +33,7 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-./device-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-.}
-STAGES=${STAGES:-env tests correct bench stall}
+STAGES=${STAGES:-env tests correct bench stall fused}
 
 TINY=0
 [ "${1:-}" = "--cpu-tiny" ] && TINY=1
@@ -66,7 +68,7 @@ fi
 if stage tests; then
   log "tests (pytest -m gpu)"
   timeout 60 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_train.py \
-    tests/test_concurrent.py tests/test_stream.py 2>&1 \
+    tests/test_concurrent.py tests/test_stream.py tests/test_fused.py 2>&1 \
     | tail -5 | tee "$OUT/tests.txt" | tee -a "$OUT/summary.txt"
 fi
 
@@ -214,5 +216,13 @@ EOF
   } 2>&1 | tee "$OUT/stall.txt" | tail -3 >> "$OUT/summary.txt"
   rm -rf "$S"
 fi
+
+if stage fused; then
+  log "fused: K fused trials against K separate ones ($DEV)"
+  if [ $DEV = cuda ]; then F_ARGS="--ks 8 --jobs 1,4"; else F_ARGS="--ks 2 --jobs 1,2"; fi
+  timeout 60 $PY bench/fused_speed.py --device $DEV --windows cifar --models 1 --rounds 1 \
+    --seconds 3 $F_ARGS 2>&1 | tee "$OUT/fused.txt" | grep "^| cifar" >> "$OUT/summary.txt"
+fi
+
 log done
 cat "$OUT/summary.txt"
