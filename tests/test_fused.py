@@ -33,14 +33,16 @@ from dse.train.recipe import Recipe
 TINY = AnyNetSpec((1, 1, 2, 1), (8, 16, 32, 64), (1, 1, 1, 1), (8, 8, 8, 8), stem_w=16)
 TINY_Y = replace(TINY, se_ratio=0.25)  # SE per copy too
 SYN = datasets.task("synthetic")
-R = Recipe(epochs=1, batch_size=50, train_subset=500)
+R = Recipe(epochs=1, batch_size=50, train_subset=300)
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 @pytest.fixture(scope="module")
 def syn():
-    return data.DeviceData(readers.synthetic(), "cpu", train_subset=500)
+    a = readers.synthetic()  # 300 training images, 300 test images: quick to train
+    return data.DeviceData(replace(a, test_x=a.test_x[:300], test_y=a.test_y[:300]), "cpu",
+                           train_subset=300)
 
 
 @pytest.mark.parametrize("spec", [TINY, TINY_Y], ids=["x", "y"])
@@ -78,8 +80,13 @@ def _losses_per_step(stepper, batches, n):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-@pytest.mark.parametrize("per_copy", ["seeds", "lr and wd"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(("per_copy", "channels_last"), [
+    ("lr and wd", True),  # the CPU default layout, and the per-copy SGD step
+    pytest.param("seeds", True, marks=SLOW), pytest.param("seeds", False, marks=SLOW),
+    pytest.param("lr and wd", False, marks=SLOW)])
 def test_fused_losses_follow_the_separate_runs_step_by_step(syn, per_copy, channels_last):
     recipes = [replace(R, seed=s) for s in (0, 1, 2)]
     if per_copy == "lr and wd":
@@ -172,21 +179,21 @@ def test_dse_train_seeds_fused_stores_ordinary_trials_like_unfused(tmp_path):
     runs = {}
     for fuse in ("on", "off"):
         root = tmp_path / fuse
-        ok("sample", "--space", "rx", "--n", 2, "--dataset", "synthetic", "--flops",
+        ok("sample", "--space", "rx", "--n", 1, "--dataset", "synthetic", "--flops",
            "0.5M:2M", "--store", root)
-        ok("train", "--store", root, "--epochs", 1, "--train-subset", 300, "--batch-size", 50,
-           "--seeds", 3, "--fuse", fuse, "--jobs", 2 if fuse == "on" else 1)
+        ok("train", "--store", root, "--epochs", 1, "--train-subset", 100, "--batch-size",
+           50, "--seeds", 3, "--fuse", fuse, "--jobs", 2 if fuse == "on" else 1)
         df = Store(root).read_results("regnetx").sort_values(["model_id", "seed"])
         runs[fuse] = df.reset_index(drop=True)
     on, off = runs["on"], runs["off"]
-    assert len(on) == 6 and list(on["status"]) == ["done"] * 6
-    assert list(on["fused"]) == [3] * 6 and off["fused"].isna().all()
+    assert len(on) == 3 and list(on["status"]) == ["done"] * 3
+    assert list(on["fused"]) == [3] * 3 and off["fused"].isna().all()
     for col in ("model_id", "seed", "recipe", "epochs", "lr", "wd"):
         assert list(on[col]) == list(off[col])
     for a, b in zip(on["history_loss"], off["history_loss"]):
         assert a == pytest.approx(b, rel=1e-3)
     assert (on["error"] - off["error"]).abs().max() <= 1.0
-    assert ok("train", "--store", tmp_path / "on", "--epochs", 1, "--train-subset", 300,
+    assert ok("train", "--store", tmp_path / "on", "--epochs", 1, "--train-subset", 100,
               "--batch-size", 50, "--seeds", 3, "--fuse", "on").output.count("done error") == 0
 
 
@@ -228,19 +235,19 @@ def test_kill_9_mid_fused_group_loses_only_its_trials(tmp_path):
 
 @pytest.mark.slow
 def test_a_population_fused_has_the_error_distribution_of_unfused(tmp_path):
-    """8 models × 2 seeds, fused and unfused: the same errors trial by trial up to float
+    """6 models × 2 seeds, fused and unfused: the same errors trial by trial up to float
     noise, so the same distribution (two-sample KS far from rejecting)."""
     from scipy import stats as st
 
     errors = {}
     for fuse in ("on", "off"):
         root = tmp_path / fuse
-        ok("sample", "--space", "rx", "--n", 8, "--dataset", "synthetic", "--flops",
+        ok("sample", "--space", "rx", "--n", 6, "--dataset", "synthetic", "--flops",
            "0.5M:2M", "--store", root)
-        ok("train", "--store", root, "--epochs", 2, "--train-subset", 1000, "--seeds", 2,
+        ok("train", "--store", root, "--epochs", 1, "--train-subset", 1000, "--seeds", 2,
            "--fuse", fuse)
         df = Store(root).read_results("regnetx").sort_values(["model_id", "seed"])
-        assert (df["status"] == "done").all() and len(df) == 16
+        assert (df["status"] == "done").all() and len(df) == 12
         errors[fuse] = df["error"].to_numpy()
     diff = errors["on"] - errors["off"]
     assert np.abs(diff).max() <= 1.0 and abs(diff.mean()) <= 0.25

@@ -20,9 +20,11 @@ FUSE_MAX = 8                  # copies in one fused network at most
 PER_COPY = ("seed", "lr", "wd")  # what each copy keeps its own
 SHARED = ("epochs", "batch_size", "momentum", "nesterov", "warmup_epochs",
           "zero_init_final_gamma", "augment", "train_subset")  # the same for all copies
-# where --fuse auto fuses: the devices bench/fused_speed.py measured a gain on (CPU:
-# bench/RESULTS.md, "Fused trials"); CUDA stays off until bench/device_check.sh measures it
-AUTO_ON = ("cpu",)
+# where --fuse auto fuses: the device types bench/fused_speed.py measured a gain on. None so
+# far: on this project's 2-core CPU fused and separate trials ran at the same speed within
+# the noise (bench/RESULTS.md, "Fused trials"); CUDA, where HFTA measured its gains, waits
+# for bench/device_check.sh (stage fused)
+AUTO_ON: tuple[str, ...] = ()
 
 
 def unsupported(recipe: Recipe) -> list[str]:
