@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from dse.data import datasets
 from dse.data.datasets import DataRef
 from dse.space.spec import AnyNetSpec, Task
 from dse.store.recipes import trial_id
@@ -71,11 +72,12 @@ def fusion_groups(jobs: list[Job], width: int) -> list[list[Job]]:
     """`jobs` in groups of at most `width` that can train as one fused network (the same
     space, architecture, data and recipe fingerprint, recipes that differ only in seed, lr
     and wd, and no recipe setting fusion does not implement: dse.train.fusion), in the order
-    of each group's first job; width 1 (or an unfusable job) gives groups of one."""
+    of each group's first job; width 1, an unfusable recipe or a dataset streamed from disk
+    (one reader per copy would not pay) gives groups of one."""
     groups: list[list[Job]] = []
     open_: dict = {}  # fusion key → its group still filling
     for j in jobs:
-        if width <= 1 or fusion.unsupported(j.recipe):
+        if width <= 1 or fusion.unsupported(j.recipe) or datasets.get(j.dataset).stream:
             groups.append([j])
             continue
         key = (j.space, j.spec, j.task, j.data, j.fingerprint, fusion.shared(j.recipe))
