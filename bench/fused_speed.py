@@ -146,7 +146,7 @@ def measure(window: str, model: dict, k: int, jobs: int, seconds: float,
     return sum(o["images_per_second"] for o in out)
 
 
-def findings(n: int, rounds: int) -> None:
+def findings(n: int, rounds: int, first: str = "off") -> None:
     """experiments/findings-cpu-trials.yaml's seed reruns, scaled to n models: n of the
     48-model population (RegNetX, Fashion-MNIST, 1.5–2 MF, sampling seed 0) chosen at random
     (--sample n --sample-seed 1), 3 seeds each under its proxy recipe (2 epochs on 6,000
@@ -161,7 +161,8 @@ def findings(n: int, rounds: int) -> None:
                         str(base)], env=env, check=True, capture_output=True)
         times = {"on": [], "off": []}
         for i in range(rounds):
-            for fuse in (("off", "on") if i % 2 == 0 else ("on", "off")):
+            order = ("off", "on") if first == "off" else ("on", "off")
+            for fuse in (order if i % 2 == 0 else order[::-1]):
                 store = Path(tmp) / f"{fuse}-{i}"
                 shutil.copytree(base, store)
                 t0 = time.perf_counter()
@@ -192,6 +193,8 @@ def main() -> None:
     ap.add_argument("--ks", default="2,4,8")
     ap.add_argument("--findings", type=int, default=0, metavar="N",
                     help="instead: the findings study's seed reruns scaled to N models")
+    ap.add_argument("--first", choices=("off", "on"), default="off",
+                    help="--findings: the side that runs first in odd rounds")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 + CUDA graph)")
     ap.add_argument("--jobs", default=None,
                     help="processes at once to try per side [default: 1,2 on CPU, 1,4 on CUDA]")
@@ -202,7 +205,7 @@ def main() -> None:
         print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
         print("| reruns | --fuse off | --fuse on | models/hour on / off |")
-        return findings(a.findings, a.rounds)
+        return findings(a.findings, a.rounds, a.first)
     ks = [int(x) for x in a.ks.split(",")]
     jobs = [int(x) for x in (a.jobs or ("1,2" if a.device == "cpu" else "1,4")).split(",")]
     print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
