@@ -116,6 +116,14 @@ def _print_plan(exp, p):
             click.echo(warning)
     for i, o in enumerate(exp.promotes):
         base = exp.recipe
+        if hasattr(o, "rungs"):  # successive halving (dse.method.halving)
+            c = o.counts(exp.n * len(exp.regime_list))
+            work = sum(k * r for k, r in zip(c, o.rungs)) * (o.options.recipe.train_subset or 1)
+            click.echo(f"then promote[{i + 1}]: {o.describe()}: "
+                       f"{' → '.join(map(str, c))} models per space, about "
+                       f"{work / max(1, base.epochs * (base.train_subset or 1)):.3g} models "
+                       "of the table above per space")
+            continue
         what = " + ".join(x for x in (f"top {o.top}" if o.top else "",
                                       f"sample {o.sample}" if o.sample else "") if x) or \
             "every model"

@@ -4,7 +4,7 @@ train, the refine loop, analyze), as the command line does and a notebook can.
 
 from __future__ import annotations
 
-from dse.method import analyze, refine, stages
+from dse.method import analyze, halving, refine, stages
 from dse.method.experiment import Experiment
 from dse.store.core import Store
 
@@ -28,7 +28,10 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
 
         runs = [stages.train(exp, Store.existing(store), report())]
         for options in exp.promotes:  # longer schedules, reruns: dse train --top/--seeds
-            runs.append(runner.run(store, list(exp.spaces), options, report=report()))
+            if isinstance(options, halving.Halving):
+                runs += halving.run(options, store, list(exp.spaces), report)
+            else:
+                runs.append(runner.run(store, list(exp.spaces), options, report=report()))
         _warn_untrained(runs)
         if exp.refine_rounds:
             refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
