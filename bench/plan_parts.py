@@ -63,7 +63,8 @@ def main() -> None:
     recipe = Recipe(epochs=args.epochs, train_subset=args.subset, lr=0.1)
     ratios = []
     for row in rows:
-        spec, task = from_row({**row, "dataset": "fashion-mnist"})
+        spec, _ = from_row({**row, "resolution": task.resolution, "stem": task.stem,
+                            "in_channels": task.in_channels, "num_classes": task.num_classes})
         flops = int(row["flops"])
         t0 = time.perf_counter()
         ips_cal, steps = trainer.calibrate(spec, task, data, recipe)

@@ -3,6 +3,7 @@ calibration or the store's measured speed; the warning with its levers; `--dry-r
 progress that moves within an epoch, on a terminal (the bar) and off one (log lines); worker
 processes that calibrate and report their steps."""
 
+import dataclasses
 import io
 import re
 import time
@@ -27,8 +28,9 @@ from dse.train.recipe import Recipe
 from dse.train.step import Stepper
 from dse.units import eta, mult_adds
 
-ETA_LINE = (r"ETA \d+(\.\d)? (s|min|h) at [\d.]+ G multiply-adds/s per trainer × 1 trainer, "
-            r"calibrated on \d+ steps of (?P<n>\d) pending models? \(not counted as training\)")
+ETA_LINE = (r"ETA \d+(\.\d)? (s|min|h) \(training \d+ (s|min), test passes \d+ (s|min)\) at "
+            r"[\d.]+ G multiply-adds/s per trainer × 1 trainer, calibrated on \d+ steps of "
+            r"(?P<n>\d) pending models? \(not counted as training\)")
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +58,9 @@ def test_the_plan_and_its_eta_come_before_the_first_result(tmp_path):
                ).output.splitlines()
     cost = 3 * models["flops"].sum() * 1000 * 1
     assert lines[2] == (f"plan: 2 models × 1 epoch × 1,000 images = {mult_adds(cost)} "
-                        "multiply-adds (3 × flops × images × epochs)")
+                        "multiply-adds (3 × flops × images × epochs), and 2 test passes of "
+                        f"2,000 images = {mult_adds(models['flops'].sum() * 2000)} (flops × "
+                        "images)")
     calibrated = re.fullmatch(ETA_LINE, lines[3])
     assert calibrated, lines[3]
     assert calibrated["n"] == "2"  # both (up to 3 are timed)
@@ -70,15 +74,18 @@ def test_the_plan_and_its_eta_come_before_the_first_result(tmp_path):
     assert files(tmp_path) == before  # nothing claimed, trained or written
     res = Store(tmp_path).read_results("regnetx").merge(models[["model_id", "flops"]])
     rate = np.median(3 * res["flops"] * 1000 / res["train_seconds"])
+    train_s = 3 * new.flops.sum() * 1000 / rate
+    test_s = new.flops.sum() * 2000 * plan.EVAL_SLOWDOWN / rate  # a test pass: its forward
     assert out.splitlines() == [
         "dry run: 2 models to train on 1 worker (cpu); nothing is claimed or trained",
         "synthetic: 10000 training images (using 1000), 2000 test images, from generated "
         "(seed 0)",
         f"plan: 2 models × 1 epoch × 1,000 images = {mult_adds(3 * new.flops.sum() * 1000)} "
-        "multiply-adds (3 × flops × images × epochs)",
-        f"ETA {eta(3 * new.flops.sum() * 1000 / rate)} at {rate / 1e9:.3g} G "
-        "multiply-adds/s per trainer × 1 trainer, measured: the median of 2 models this "
-        "store trained on this host's cpu"]
+        "multiply-adds (3 × flops × images × epochs), and 2 test passes of 2,000 images = "
+        f"{mult_adds(new.flops.sum() * 2000)} (flops × images)",
+        f"ETA {eta(train_s + test_s)} (training {eta(train_s)}, test passes {eta(test_s)}) "
+        f"at {rate / 1e9:.3g} G multiply-adds/s per trainer × 1 trainer, measured: the median "
+        "of 2 models this store trained on this host's cpu"]
 
 
 def test_dry_run_creates_nothing_and_plans_runs_here_only(tmp_path):
@@ -169,6 +176,50 @@ def test_calibration_times_a_few_models_across_the_run_and_averages_their_time(m
     timed.clear()
     assert plan.calibrated_rate(Slow(), plan.probes(jobs))[1] == (
         "calibrated on 3 steps of 1 pending model (not counted as training)")
+
+
+def test_the_plan_counts_each_jobs_epochs_its_test_passes_and_the_trainers_start():
+    """A run's time beside its steps: the test passes (after every epoch with curves) and,
+    for worker processes that have not started, their start and the data; each job trains
+    its own epochs (a recipe that draws them: the run's recipe says 10, its jobs 1–3, which
+    the plan read as 10 each, 3.3× too long); workers calibrate side by side, as they will
+    train."""
+    ref = "synthetic"
+    jobs = [SimpleNamespace(key=f"s/{k}", flops=1e6, data=ref, recipe=Recipe(epochs=e))
+            for k, e in enumerate([1, 2, 3])]
+    groups = []
+
+    class Workers:  # two worker processes: calibrate two jobs at once, 100 images/s each
+        def calibrate(self, job):
+            return self.calibrate_many([job])[0]
+
+        def calibrate_many(self, group):
+            groups.append([j.key for j in group])
+            return [SimpleNamespace(images_per_second=100.0, steps=3, message="")] * len(group)
+
+    options = TrainOptions(recipe=Recipe(epochs=10), curves=True, jobs=2, device="cpu")
+    p = plan.estimate(SimpleNamespace(spaces=lambda: []), jobs, {ref: 1000}, options,
+                      ["cpu", "cpu"], Workers(), tests={ref: 500}, data_s=2.0, processes=True)
+    assert groups == [["s/0", "s/1"], ["s/2"]]  # 4 probes at most, 2 at a time: all 3 jobs
+    assert p.cost == 3 * 1e6 * 1000 * (1 + 2 + 3) and p.tests == 1e6 * 500 * (1 + 2 + 3)
+    assert p.rate == 3 * 1e6 * 100 and p.passes == 6 and (p.epochs, p.epochs_hi) == (1, 3)
+    assert p.train_s == pytest.approx(18e9 / 6e8)  # 30 s on two trainers
+    assert p.test_s == pytest.approx(3e9 * plan.EVAL_SLOWDOWN / 6e8)
+    assert p.start_s == 0  # the calibration started the workers and read their data
+    assert p.eta_s == pytest.approx(p.train_s + p.test_s)
+    assert p.lines()[0] == ("plan: 3 models × 1–3 epochs × 1,000 images = 18 G multiply-adds "
+                            "(3 × flops × images × epochs), and 6 test passes (after every "
+                            "epoch: curves) of 500 images = 3 G (flops × images)")
+    assert p.lines()[1].startswith("ETA 36 s (training 30 s, test passes 6 s) at 0.3 G "
+                                   "multiply-adds/s per trainer × 2 trainers, calibrated on 9 "
+                                   "steps of 3 pending models, 2 at a time")
+    cold = plan.estimate(SimpleNamespace(spaces=lambda: []), jobs, {ref: 1000}, options,
+                         ["cpu", "cpu"], None, tests={ref: 500}, data_s=2.0, processes=True)
+    assert cold.rate is None and cold.start_s == plan.WORKER_START_S + 2.0
+    known = dataclasses.replace(cold, rate=p.rate, source="measured")
+    assert known.eta_s == pytest.approx(p.eta_s + plan.WORKER_START_S + 2.0)
+    job = jobs[2]  # the bar's share of a job: its training and its test passes
+    assert p.cost_of(job) == 3 * 1e6 * 1000 * 3 + plan.EVAL_SLOWDOWN * 1e6 * 500 * 3
 
 
 def test_the_bar_moves_with_the_steps_and_the_eta_follows_the_run(monkeypatch):

@@ -231,16 +231,26 @@ def _submit(store, spaces, options, cluster, wait, resources):
 @store_option
 @click.option("--jobs", "only_jobs", is_flag=True,
               help="Only the cluster jobs of the store (each task's state).")
+@click.option("--runs", "only_runs", is_flag=True,
+              help="Only the training runs of the store: each one's predicted and actual time.")
 @json_option("Print a JSON list instead of a table.")
-def status_cmd(store_path, only_jobs, as_json):
+def status_cmd(store_path, only_jobs, only_runs, as_json):
     """Per space: sampled / done / diverged / failed / pending (and in flight) models, any
-    damaged file, the models each `dse train --top/--sample` chose, and the store's cluster
-    jobs (`dse train --cluster`)."""
-    from dse.runner import cluster
+    damaged file, the models each `dse train --top/--sample` chose, the last training runs
+    (their plan's time against the time they took) and the store's cluster jobs (`dse train
+    --cluster`)."""
+    from dse.runner import cluster, runs
     from dse.runner.pending import status
     from dse.store.core import Store
 
     store = Store(store_path)
+    if only_runs:
+        recs = runs.rows(Store.existing(store))
+        if as_json:
+            click.echo(json.dumps(recs, indent=2))
+        else:
+            _runs_table(recs) if recs else click.echo(f"no training runs recorded in {store}")
+        return
     if only_jobs:
         recs = cluster.jobs(Store.existing(store))
         if as_json:
@@ -276,10 +286,39 @@ def status_cmd(store_path, only_jobs, as_json):
         for f, error in damaged:
             click.echo(f"  {f}" + ("  (models.parquet: the space cannot be used until it "
                                    "is restored)" if error else ""))
+    done_runs = runs.rows(store)
+    if done_runs:
+        click.echo("")
+        _runs_table(done_runs, last=RUNS_SHOWN)
     recs = cluster.jobs(store)
     if recs:
         click.echo("")
         _jobs_table(recs)
+
+
+RUNS_SHOWN = 10  # runs `dse status` lists (all: --runs)
+
+
+def _runs_table(recs: list, last: int | None = None) -> None:
+    """Training runs, oldest first: what each trained, its plan's time and the time it took
+    (from reading the data to its last result)."""
+    from dse.units import clock, eta
+
+    shown = recs[-last:] if last else recs
+    more = len(recs) - len(shown)
+    click.echo("training runs (predicted: the plan's time when the run started; actual: "
+               "what it took)" + (f", the last {len(shown)} of {len(recs)} (all: --runs)"
+                                  if more else "") + ":")
+    rows = [dict(started=r.get("started_at", "")[:16].replace("T", " "),
+                 spaces=", ".join(r.get("spaces") or []), what=r.get("what", ""),
+                 models=f"{r.get('trained', 0)}/{r.get('models', 0)}",
+                 predicted=eta(r.get("predicted_s")),
+                 actual=clock(r["actual_s"]) if r.get("actual_s") is not None else "",
+                 ratio=f"{r['ratio']:.2f}" if r.get("ratio") else "",
+                 status=r.get("status", "")) for r in shown]
+    click.echo(table(rows, list(rows[0]), ["started", "spaces", "trains", "models",
+                                           "predicted", "actual", "actual/predicted",
+                                           "status"]))
 
 
 def _with_health(store, rows: list) -> list:

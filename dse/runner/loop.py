@@ -115,8 +115,9 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     array's), for the ETA. `report` (a dse.runner.progress.Progress, or None for silence)
     hears start(total, workers), info(line), plan(plan), begin(job), step(job, epoch, step,
     steps), epoch(job, epoch, loss), result(job, row), tick() and end(summary)."""
-    from dse.runner import executors
+    from dse.runner import executors, runs
 
+    began = time.perf_counter()
     options = options or TrainOptions()
     report = report or Silent()
     store = Store.existing(store)
@@ -131,7 +132,9 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         report.start(0, executors.describe(devices))
         report.end(summary)
         return summary
+    t0 = time.perf_counter()
     arrays, sizes = _load_data(todo, options, devices)  # fails before anything is claimed
+    data_s = time.perf_counter() - t0
     report.start(summary.total, executors.describe(devices))
     for ref, (n, n_test, source) in sizes.items():
         sub = options.recipe.train_subset
@@ -141,21 +144,25 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     images = {ref: min(n, sub or n) for ref, (n, _, _) in sizes.items()}
     loop = _Loop(store, options, summary, report, todo)
     ex = executors.executor(devices, options, arrays, on_event=loop.on_event)
-    start = time.perf_counter()
+    start, record, ended = time.perf_counter(), None, "stopped"
     try:
         with leases.Heartbeats(options.heartbeat_s) as hb, ex:
             summary.plan = estimate(store, todo[:summary.total], images, options, devices, ex,
-                                    tasks)
+                                    tasks, {ref: t for ref, (_, t, _) in sizes.items()}, data_s,
+                                    not isinstance(ex, executors.InProcess))
             report.plan(summary.plan)
             if dry_run:
                 return summary
+            record = runs.start(store, summary.plan, names, options)  # predicted, per stage
             start = time.perf_counter()  # the calibration is not training time
             loop.drive(ex, hb)
+        for s in names if summary.finished else ():  # fold this run's result files together
+            store.compact_if_many(s, at=1)
+        ended = "done"
     finally:
         loop.give_back()  # interrupted: the models in flight go back at once
         summary.seconds = time.perf_counter() - start
-    for s in names if summary.finished else ():  # fold this run's result files together
-        store.compact_if_many(s, at=1)
+        runs.finish(store, record, summary.finished, time.perf_counter() - began, ended)
     report.end(summary)
     return summary
 
