@@ -21,7 +21,15 @@ import yaml
 from dse.data import datasets
 from dse.files import write_atomic, writing
 from dse.method.experiment import Experiment
-from dse.runner.plan import Plan, measured_speeds, training_mult_adds
+from dse.runner.plan import (
+    EVAL_SLOWDOWN,
+    WORKER_START_S,
+    Plan,
+    measured,
+    measured_rate,
+    test_mult_adds,
+    training_mult_adds,
+)
 from dse.space import definition as spaces
 from dse.space import regimes, sampling
 from dse.store.core import Store, needs_training
@@ -78,18 +86,21 @@ def plan(exp: Experiment, store: Store) -> ExperimentPlan:
             pending[s] = int(sum(todo))
             pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
                 if len(models) else 0.0
-    speeds = measured_speeds(store) if Path(store).is_dir() else np.array([])
-    rate = float(np.median(speeds)) if speeds.size else None
+    speeds = measured(store)[0] if Path(store).is_dir() else np.array([])
+    rate = measured_rate(store) if speeds.size else None
     workers = exp.options.jobs
     rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
     images = train_images(exp)
     cost = [r["cost"] for r in rows]
+    n = sum(r["to_train"] for r in rows)
+    test = datasets.get(exp.dataset).test_size or 0
     training = None if any(c is None for c in cost) else Plan(
-        sum(r["to_train"] for r in rows), exp.recipe.epochs, ((exp.dataset, images),),
-        float(sum(cost)), rate,
-        f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} this store "
-        "trained" if rate else "no model of this store has trained",
-        (exp.options.device,) * workers, exp.options)
+        n, exp.recipe.epochs, ((exp.dataset, images),), float(sum(cost)), rate,
+        f"measured: {speeds.size} training{'s' * (speeds.size != 1)} this store ran" if rate
+        else "no model of this store has trained", (exp.options.device,) * workers,
+        exp.options, tests=sum(r["tests"] for r in rows),
+        start_s=WORKER_START_S if workers > 1 and n else 0.0,
+        test_images=((exp.dataset, test),), passes=n if test else 0)
     return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
                           exp.recipe.epochs)
 
@@ -161,8 +172,9 @@ def train_images(exp: Experiment) -> int | None:
 def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
               rate: float | None, workers: int) -> list[dict]:
     """Per space: models to sample (up to n in each regime) and to train, and the training
-    cost in multiply-adds (3 × flops × images × epochs: forward and backward), with an ETA
-    when `rate` (multiply-adds per second per worker, measured on this store) is known.
+    cost in multiply-adds (3 × flops × images × epochs: forward and backward) and that of
+    their test passes (flops × test images), with an ETA of both when `rate` (multiply-adds
+    per second per worker, measured on this store) is known.
     `have` maps a space to its stored models."""
     images = train_images(exp)
     rows = []
@@ -177,10 +189,13 @@ def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
             new_flops += k * (want.centre or 0.0)
         flops = pending_flops.get(s, 0.0) + new_flops
         cost = training_mult_adds(flops, images, exp.recipe.epochs) if known else None
+        tests = test_mult_adds(flops, datasets.get(exp.dataset).test_size or 0, 1, False) \
+            if known else None
         to_train = pending.get(s, 0) + to_sample
         rows.append(dict(space=s, sampled=0 if models is None else len(models),
                          to_sample=to_sample, to_train=to_train,
                          image_epochs=to_train * images * exp.recipe.epochs if images else None,
-                         cost=cost,
-                         eta_s=cost / (rate * workers) if cost is not None and rate else None))
+                         cost=cost, tests=tests,
+                         eta_s=(cost + EVAL_SLOWDOWN * tests) / (rate * workers)
+                         if cost is not None and rate else None))
     return rows

@@ -52,40 +52,55 @@ def test_mult_adds(flops, tests, epochs, curves: bool):
 
 # ---- the store's measured speed ---------------------------------------------------------------
 
-def measured_speeds(store: Store, kind: str | None = None, host: str | None = None
-                    ) -> np.ndarray:
-    """Training speed of each of the store's finished models, in multiply-adds per second per
-    trainer (3 × flops × images × epochs / train seconds); only those trained on a `kind` of
-    device ('cpu' or 'cuda') and on `host`, when given."""
-    speeds = []
+def measured(store: Store, kind: str | None = None, host: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(multiply-adds, train seconds) of each finished training of the store, every recipe
+    and seed (3 × flops × images × epochs run); only those trained on a `kind` of device
+    ('cpu' or 'cuda') and on `host`, when given."""
+    work, secs = [], []
     for s in store.spaces():
         try:
-            df = store.load([s])
+            res = store.read_results(s)
+            flops = store.read_models(s, ["model_id", "flops"])
         except DseError:
             continue
-        done = df[(df["status"] == Status.DONE) & (df["train_seconds"] > 0)]
+        done = res[(res["status"] == Status.DONE) & (res["train_seconds"] > 0)]
         if kind is not None:
             on_cpu = done["device"].fillna("").str.startswith("cpu")
             done = done[on_cpu if kind == "cpu" else ~on_cpu]
         if host is not None:
             done = done[done["host"] == host]
+        done = done.merge(flops, on="model_id")
         if done.empty:
             continue
         size = datasets.get(done["dataset"].iloc[0]).train_size or 0
         images = done["train_subset"].fillna(size).to_numpy(dtype=float)
         epochs = done["epochs_run"].fillna(done["epochs"]).to_numpy(dtype=float)
-        speeds.append(training_mult_adds(done["flops"].to_numpy(dtype=float), images, epochs)
-                      / done["train_seconds"].to_numpy(dtype=float))
-    speeds = np.concatenate(speeds) if speeds else np.array([])
-    return speeds[np.isfinite(speeds) & (speeds > 0)]
+        work.append(training_mult_adds(done["flops"].to_numpy(dtype=float), images, epochs))
+        secs.append(done["train_seconds"].to_numpy(dtype=float))
+    work = np.concatenate(work) if work else np.array([])
+    secs = np.concatenate(secs) if secs else np.array([])
+    ok = np.isfinite(work / np.where(secs > 0, secs, np.nan)) & (work > 0)
+    return work[ok], secs[ok]
+
+
+def measured_speeds(store: Store, kind: str | None = None, host: str | None = None
+                    ) -> np.ndarray:
+    """Training speed of each of the store's finished trainings (measured), in multiply-adds
+    per second per trainer."""
+    work, secs = measured(store, kind, host)
+    return work / secs
 
 
 def measured_rate(store: Store, kind: str | None = None, host: str | None = None
                   ) -> float | None:
-    """Median training speed of the store's finished models (measured_speeds), in
-    multiply-adds per second per trainer, or None before any."""
-    speeds = measured_speeds(store, kind, host)
-    return float(np.median(speeds)) if speeds.size else None
+    """The store's training speed, in multiply-adds per second per trainer: all its finished
+    trainings' multiply-adds over all their seconds (measured), as a run's time is the sum of
+    its models' (their median speed, used before, read a store with a few slow models, such
+    as small group widths, as 10–25% faster than it trained: bench/plan_accuracy.py); None
+    before any."""
+    work, secs = measured(store, kind, host)
+    return float(work.sum() / secs.sum()) if len(work) else None
 
 
 # ---- the plan ---------------------------------------------------------------------------------
@@ -141,9 +156,11 @@ class Plan:
     def cost_of(self, job: Job) -> float:
         """Multiply-adds of training one job (its own epochs), with its test passes at the
         time they take."""
-        return training_mult_adds(job.flops, dict(self.images)[job.data], job.recipe.epochs) \
+        recipe = getattr(job, "recipe", None)
+        epochs = self.epochs if recipe is None else recipe.epochs
+        return training_mult_adds(job.flops, dict(self.images)[job.data], epochs) \
             + EVAL_SLOWDOWN * test_mult_adds(job.flops, dict(self.test_images).get(job.data, 0),
-                                             job.recipe.epochs, self.options.curves)
+                                             epochs, self.options.curves)
 
     def lines(self) -> list[str]:
         """The plan as two lines: the work, then the ETA, its parts and where its speed comes
@@ -257,8 +274,8 @@ def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
              workers: list[str], executor=None, tasks: int = 1, tests: dict | None = None,
              data_s: float = 0.0, processes: bool | None = None) -> Plan:
     """The plan of training `jobs` (images: DataRef → training images per epoch; tests:
-    DataRef → test images) on `workers`: the speed is the median of this store's models
-    trained on this host and kind of device, else calibrated by `executor` on a few steps of
+    DataRef → test images) on `workers`: the speed is this store's (measured_rate) on this
+    host and kind of device, else calibrated by `executor` on a few steps of
     a few jobs, one per worker at a time (probes; not counted as training), else unknown.
     Each job counts its own epochs (a drawn recipe's), its test passes (after every epoch
     with options.curves). `data_s`: the seconds reading the data took here; `processes`
@@ -272,12 +289,12 @@ def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
                for j in jobs)
     spans = sorted({j.recipe.epochs for j in jobs}) or [epochs]
     kind = "cpu" if workers[0] == "cpu" else "cuda"
-    speeds = measured_speeds(store, kind, HOST)
+    work, _ = measured(store, kind, HOST)
     k = len(workers)
-    if speeds.size:
-        rate = float(np.median(speeds))
-        source = (f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} "
-                  f"this store trained on this host's {kind}")
+    if len(work):
+        rate = measured_rate(store, kind, HOST)
+        source = (f"measured: {len(work)} training{'s' * (len(work) != 1)} this store ran on "
+                  f"this host's {kind}")
     elif executor is not None and jobs:
         at_once = k if getattr(executor, "calibrate_many", None) else 1
         rate, source = calibrated_rate(executor, probes(jobs, at_once * math.ceil(
@@ -287,7 +304,7 @@ def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
     processes = k > 1 if processes is None else processes
     start = (WORKER_START_S + data_s) if processes and jobs else 0.0
     spent = time.monotonic() - t0 + data_s
-    if processes and executor is not None and rate is not None and not speeds.size:
+    if processes and executor is not None and rate is not None and not len(work):
         start = 0.0  # the calibration has started the workers and read their data
     passes = sum(j.recipe.epochs if options.curves else 1 for j in jobs if tests.get(j.data))
     return Plan(len(jobs), spans[0], tuple(images.items()), cost, rate, source, tuple(workers),
