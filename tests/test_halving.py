@@ -200,48 +200,52 @@ def test_a_rung_is_chosen_only_once_the_rung_below_is_complete(tmp_path):
     assert selections.read(store, "regnetx", sel.name) == sel  # stored before training
 
 
+@pytest.mark.slow  # the stage's choice without training: the test above
 def test_a_halving_stage_trains_each_rung_once_and_resumes(tmp_path, monkeypatch):
-    """6 RegNetX on synthetic data (300 images: seconds each), rungs of 1, 2 and 3 epochs with
-    eta 2: 6, then the best 3, then the best 1. The stage stopped after one model of rung 2
-    (as a killed run leaves it) continues: the same 3, each trial once, and a rerun trains
+    """4 RegNetX on synthetic data (300 images: seconds each), rungs of 1, 2 and 3 epochs with
+    eta 2: 4, then the best 2, then the best 1. The stage stopped after one model of rung 2
+    (as a killed run leaves it) continues: the same 2, each trial once, and a rerun trains
     nothing."""
     from dataclasses import replace
 
     from dse.runner import loop
+    from dse.train import trainer
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(trainer, "CALIBRATE_S", 0.2)
     path = tmp_path / "h.yaml"
-    path.write_text(json.dumps(dict(BASE, promote=[dict(halving=dict(eta=2, rungs=[1, 2, 3]))])))
+    halves = dict(halving=dict(eta=2, rungs=[1, 2, 3]))
+    path.write_text(json.dumps(dict(BASE, n=4, promote=[halves])))
     exp = experiment.load(path)
     stage = exp.promotes[0]
     store = Store(tmp_path / "s")
     pipeline.run(exp, store, only="sample", echo=lambda *a: None)
     loop.run(store, ["regnetx"], exp.options)  # the train stage: rung 1 is its recipe
-    chosen = halving.promote(store, "regnetx", stage, 1, 3)
-    loop.run(store, ["regnetx"], replace(stage.at(1, top=3), max_models=1))  # then stopped
+    chosen = halving.promote(store, "regnetx", stage, 1, 2)
+    loop.run(store, ["regnetx"], replace(stage.at(1, top=2), max_models=1))  # then stopped
     pipeline.run(exp, store, only="train")
     res = store.read_results("regnetx")
     fps = [stage.recipe_of(j)[0] for j in range(3)]
-    assert [int((res["recipe"] == fp).sum()) for fp in fps] == [6, 3, 1]
+    assert [int((res["recipe"] == fp).sum()) for fp in fps] == [4, 2, 1]
     assert not res.duplicated(["model_id", "recipe", "seed"]).any()
     first = res[res["recipe"] == fps[0]].sort_values(["error", "model_id"])
     second = res[res["recipe"] == fps[1]]
-    assert set(second["model_id"]) == set(first["model_id"].head(3)) == set(chosen.models)
+    assert set(second["model_id"]) == set(first["model_id"].head(2)) == set(chosen.models)
     third = res[res["recipe"] == fps[2]]
     best = second.sort_values(["error", "model_id"])["model_id"].iloc[0]
     assert third["model_id"].tolist() == [best] and third["epochs_run"].tolist() == [3]
     held, _ = selections.held(store, "regnetx")
-    assert sorted((s.top, s.ranked_by) for s in held) == [(1, fps[1]), (3, fps[0])]
+    assert sorted((s.top, s.ranked_by) for s in held) == [(1, fps[1]), (2, fps[0])]
     files = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob("results/**/*.parquet")}
     pipeline.run(exp, store, only="train")  # again: nothing is trained
-    assert len(store.read_results("regnetx")) == 10
+    assert len(store.read_results("regnetx")) == 7
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob(
         "results/**/*.parquet")} == files
     runs = json.loads(ok("status", "--store", tmp_path / "s", "--runs", "--json").output)
-    assert [r["models"] for r in runs] == [6, 1, 2, 1]
+    assert [r["models"] for r in runs] == [4, 1, 1, 1]
     assert all(r["status"] == "done" and r["actual_s"] > 0 and r["predicted_s"] > 0
                for r in runs)
     plan = ok("run", path, "--store", tmp_path / "s", "--dry-run").output
     assert ("then promote[1]: successive halving at 1, 2, 3 epochs, keeping the best 1/2 at "
-            "each rung: 6 → 3 → 1 models per space, about 15 models of the table above per "
+            "each rung: 4 → 2 → 1 models per space, about 11 models of the table above per "
             "space") in plan
