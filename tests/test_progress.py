@@ -307,17 +307,22 @@ def test_the_readme_shows_the_first_minutes_as_dse_prints_them(tmp_path, monkeyp
     models = Store(tmp_path).read_models("regnetx").sort_values("flops")
     images = datasets.get("fashion-mnist").train_size
     cost = 3 * models["flops"].sum() * images * 10
+    tests = models["flops"].sum() * 10_000
     assert shown[1] == (f"plan: 100 models × 10 epochs × {images:,} images = {mult_adds(cost)} "
-                        "multiply-adds (3 × flops × images × epochs)")
-    m = re.fullmatch(r"ETA ([\d.]+) h at ([\d.]+) G multiply-adds/s per trainer × 1 trainer, "
-                     r"calibrated on \d+ steps of [123] pending models? \(not counted as "
-                     r"training\)", shown[2])
+                        "multiply-adds (3 × flops × images × epochs), and 100 test passes of "
+                        f"10,000 images = {mult_adds(tests)} (flops × images)")
+    m = re.fullmatch(r"ETA ([\d.]+) h \(training ([\d.]+) h, test passes (\d+) min\) at "
+                     r"([\d.]+) G multiply-adds/s per trainer × 1 trainer, calibrated on \d+ "
+                     r"steps of [123] pending models? \(not counted as training\)", shown[2])
     assert m, shown[2]
-    hours = float(m[1])
-    assert hours == pytest.approx(cost / (float(m[2]) * 1e9) / 3600, rel=0.002)
+    rate = float(m[4]) * 1e9
+    assert float(m[2]) == pytest.approx(cost / rate / 3600, abs=0.05)
+    assert float(m[3]) == pytest.approx(tests * plan.EVAL_SLOWDOWN / rate / 60, abs=0.5)
+    assert float(m[1]) == pytest.approx((cost + tests * plan.EVAL_SLOWDOWN) / rate / 3600,
+                                        abs=0.05)
     monkeypatch.setattr(plan, "cpu_cores", lambda: 2)
-    p = plan.Plan(100, 10, (("fashion-mnist", images),), cost, cost / (hours * 3600), "",
-                  ("cpu",), TrainOptions())
+    p = plan.Plan(100, 10, (("fashion-mnist", images),), cost, rate, "", ("cpu",),
+                  TrainOptions(), tests=tests)
     assert shown[3] == p.warning(3600)
     bar = re.fullmatch(r"\[[█▏▎▍▌▋▊▉ ]{24}\] 0/100 models, 1 in flight \((\w{8}) epoch 1/10 step "
                        r"(\d+)/468\) · ([\d.]+)% · ETA [\d.]+ h", shown[-1])
