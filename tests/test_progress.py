@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import ok, one_error, run, sampled
@@ -219,6 +220,18 @@ def test_the_plan_counts_each_jobs_epochs_its_test_passes_and_the_trainers_start
     assert known.eta_s == pytest.approx(p.eta_s + plan.WORKER_START_S + 2.0)
     job = jobs[2]  # the bar's share of a job: its training and its test passes
     assert p.cost_of(job) == 3 * 1e6 * 1000 * 3 + plan.EVAL_SLOWDOWN * 1e6 * 500 * 3
+
+
+def test_drawn_epochs_are_planned_at_their_mean_before_the_models_exist():
+    """dse run --dry-run plans models not yet sampled: a drawn `epochs` counts its mean (the
+    recipe's default 10 would make a draw among 2 and 4 look 3.3× as long)."""
+    def mean(d):
+        return plan.expected_epochs(TrainOptions(draws={"epochs": d}))
+
+    assert plan.expected_epochs(TrainOptions(recipe=Recipe(epochs=4))) == 4.0
+    assert mean({"dist": "choice", "values": [2, 4]}) == 3.0
+    assert mean({"dist": "uniform", "low": 1, "high": 5}) == 3.0
+    assert mean({"dist": "log_uniform", "low": 1, "high": 8}) == pytest.approx(7 / np.log(8))
 
 
 def test_the_bar_moves_with_the_steps_and_the_eta_follows_the_run(monkeypatch):

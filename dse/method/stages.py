@@ -25,6 +25,7 @@ from dse.runner.plan import (
     EVAL_SLOWDOWN,
     WORKER_START_S,
     Plan,
+    expected_epochs,
     measured,
     measured_rate,
     test_mult_adds,
@@ -188,13 +189,14 @@ def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
                 known = False  # an open window: the flops of unsampled models are unknown
             new_flops += k * (want.centre or 0.0)
         flops = pending_flops.get(s, 0.0) + new_flops
-        cost = training_mult_adds(flops, images, exp.recipe.epochs) if known else None
+        epochs = expected_epochs(exp.options)  # drawn per model: their mean
+        cost = training_mult_adds(flops, images, epochs) if known else None
         tests = test_mult_adds(flops, datasets.get(exp.dataset).test_size or 0, 1, False) \
             if known else None
         to_train = pending.get(s, 0) + to_sample
         rows.append(dict(space=s, sampled=0 if models is None else len(models),
                          to_sample=to_sample, to_train=to_train,
-                         image_epochs=to_train * images * exp.recipe.epochs if images else None,
+                         image_epochs=round(to_train * images * epochs) if images else None,
                          cost=cost, tests=tests,
                          eta_s=(cost + EVAL_SLOWDOWN * tests) / (rate * workers)
                          if cost is not None and rate else None))

@@ -50,6 +50,20 @@ def test_mult_adds(flops, tests, epochs, curves: bool):
     return flops * tests * (epochs if curves else 1)
 
 
+def expected_epochs(options: TrainOptions) -> float:
+    """The epochs a model of this run trains on average: the recipe's, or the mean of their
+    distribution when they are drawn per model (docs/trials.md)."""
+    d = options.draws.get("epochs")
+    if d is None:
+        return float(options.recipe.epochs)
+    if d["dist"] == "choice":
+        return float(np.mean(d["values"]))
+    lo, hi = float(d["low"]), float(d["high"])
+    if d["dist"] == "log_uniform" and hi > lo:
+        return (hi - lo) / math.log(hi / lo)
+    return (lo + hi) / 2
+
+
 # ---- the store's measured speed ---------------------------------------------------------------
 
 def measured(store: Store, kind: str | None = None, host: str | None = None
