@@ -111,7 +111,7 @@ def measured_rate(store: Store, kind: str | None = None, host: str | None = None
     """The store's training speed, in multiply-adds per second per trainer: all its finished
     trainings' multiply-adds over all their seconds (measured), as a run's time is the sum of
     its models' (their median speed, used before, read a store with a few slow models, such
-    as small group widths, as 10–25% faster than it trained: bench/plan_accuracy.py); None
+    as small group widths, as 4–33% faster than it trained: bench/plan_accuracy.py); None
     before any."""
     work, secs = measured(store, kind, host)
     return float(work.sum() / secs.sum()) if len(work) else None
