@@ -4,7 +4,7 @@ train, the refine loop, analyze), as the command line does and a notebook can.
 
 from __future__ import annotations
 
-from dse.method import analyze, refine, stages
+from dse.method import analyze, refine, rounds, stages
 from dse.method.experiment import Experiment
 from dse.store.core import Store
 
@@ -20,6 +20,13 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
     if only not in (None, *STAGES):
         raise ValueError(f"only must be one of {', '.join(STAGES)} (got {only!r})")
     report = progress or (lambda: None)
+    if exp.rounds and only in (None, "train"):  # sample, train and judge, round by round
+        from dse.runner import loop as runner
+
+        stages.record(exp, store)
+        rounds.run(exp, store, lambda spaces: _warn_untrained(
+            [runner.run(store, spaces, exp.options, report=report())]), echo, pick)
+        only = "analyze" if only is None else "done"
     if only in (None, "sample"):
         stages.record(exp, store)
         stages.sample(exp, store, echo)
