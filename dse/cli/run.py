@@ -78,15 +78,25 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, until_decided, max
             claims = planner.plan(exp, store) if exp.claims else None
         except DseError as e:
             claims = str(e)
+        looks = None
+        if exp.rounds:
+            from dse.method.looks import schedule
+
+            looks = schedule(exp).to_json()
         if as_json:
-            echo_json(dict(p.to_json(), claims=claims.to_json()
+            echo_json(dict(p.to_json(), rounds=looks, claims=claims.to_json()
                            if hasattr(claims, "to_json") else claims))
             return
         _print_plan(exp, p)
-        if claims is not None:
+        if looks:
+            click.echo(f"in rounds: looks at {', '.join(map(str, looks['looks']))} models per "
+                       f"space, stopping once every claim is decided; the table above is the "
+                       f"first look ({looks['spending']})")
+        if isinstance(claims, str):
+            click.echo(f"\nclaims: no power plan ({claims})")
+        elif claims is not None:
             click.echo("")
-            _print_claim_plans(exp, claims) if not isinstance(claims, str) else \
-                click.echo(f"claims: no power plan ({claims})")
+            _print_claim_plans(exp, claims)
         return
 
     def terminate(signum, frame):  # unwind like Ctrl-C: leases in flight are given back
@@ -122,7 +132,7 @@ def _rounds_sets(path, sets, until_decided, max_n, round_size) -> list:
     if size is None or top is None:
         raise click.UsageError("--until-decided needs --max-n N and --round K (or `rounds:` "
                                "in the file)")
-    return [("rounds", {"size": size, "max_n": top})]
+    return [(["rounds"], {"size": size, "max_n": top})]
 
 
 def _print_claim_plans(exp, planning):

@@ -72,16 +72,18 @@ def _with_rounds(exp: Experiment, store: Store, out: dict) -> None:
 
 
 def evidence(exp: Experiment, store: Store, n: int, pick: Pick | None = None,
-             repeats: int = 10_000) -> list:
+             repeats: int = 10_000, order: str = "sample_index") -> list:
     """The claims' verdicts, each on its own (no correction), over the first `n` models of
-    each space of this store in sampling order (populations of other stores as they are):
-    one look of an experiment in rounds (dse.method.rounds)."""
+    each population of this store in sampling order (`order` "finished_at": the first n to
+    finish, for a replay of a finished run; populations of other stores as they are): one
+    look of an experiment in rounds (dse.method.rounds)."""
     ops = list(dict.fromkeys([*map(population.Operand, exp.spaces),
                               *(op for c in exp.claims for op in c.operands)]))
     df = population.load(ops, Selection(pick=pick or Pick()), home=store,
                          base=exp.path.parent).frame
     here = [op.label for op in ops if op.store is None]
-    df = df[~df["space"].isin(here) | (df["sample_index"] < n)]
+    rank = df.groupby("space")[order].rank(method="first") if len(df) else df[order]
+    df = df[~df["space"].isin(here) | (rank <= n)]
     labels = list(dict.fromkeys(op.label for op in ops))
     ready = [s for s in labels if stats.counts(df, s)["finished"] > 0]
     curves, pops = {}, {}

@@ -82,13 +82,27 @@ def run(exp: Experiment, store: Store, train, echo=print, pick=None) -> dict:
     return state
 
 
+def replay(exp: Experiment, store: Store, plan: Schedule, pick=None) -> dict:
+    """The looks a finished run would have taken under `plan`, its models taken in the order
+    they finished (finished_at); nothing is trained or written. Returns the state."""
+    state = dict(schedule=plan.to_json(), claims=[c.text for c in exp.claims], looks=[],
+                 stopped=None)
+    for k in range(len(plan.looks)):
+        state["looks"].append(look(exp, store, plan, state, k, open_spaces(exp, state), pick,
+                                   order="finished_at"))
+        if not any(c["status"] in (OPEN, UNTESTABLE) for c in state["looks"][-1]["claims"]):
+            state["stopped"] = "every claim decided"
+            break
+    return state
+
+
 def look(exp: Experiment, store: Store, plan: Schedule, state: dict, k: int, grow: list,
-         pick=None) -> dict:
+         pick=None, order: str = "sample_index") -> dict:
     """Look k (0-based): each claim's own test on the first n_k models of each space, its
     sequential p and the correction's verdict."""
     before = decided(state)
     n = plan.looks[k]
-    found = {v.claim: v for v in analyze.evidence(exp, store, n, pick)}
+    found = {v.claim: v for v in analyze.evidence(exp, store, n, pick, order=order)}
     history = state["looks"]
     rows, p_seq, vs_seq = [], [], []
     for c in exp.claims:
