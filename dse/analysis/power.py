@@ -12,7 +12,8 @@ simulated experiments at once:
   correction, which scipy itself uses from 8 models on);
 - "A ranks alike at P and T above R": Spearman ρ's interval, through Fisher's z with the
   variance 1.06/(n − 3) of Spearman's ρ (Fieller, Hartley and Pearson 1957), a closed form
-  (`rank_power`).
+  (`rank_power`) that is optimistic against the percentile bootstrap dse judges by at small
+  n (planned 0.8 at ρ 0.8 against 0.5, 31 models: 0.68 measured).
 
 A simulated population is drawn from a `Spread`: a pilot's errors (each population centred
 on its median, pooled, resampled with a Gaussian kernel: a smoothed bootstrap, so that the

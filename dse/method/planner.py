@@ -220,8 +220,9 @@ def _ranks(exp: Experiment, c, fid, given, target) -> ClaimPlan:
     n = power.rank_n(rho, c.value, target, exp.alpha)
     return ClaimPlan(**base, effect=rho, effect_from=where,
                      power_now=power.rank_power(rho, c.value, exp.n, exp.alpha), n=n,
-                     note="" if n else f"ρ = {rho:g} does not exceed the threshold "
-                     f"{c.value:g}: no n decides it")
+                     note="Fisher-z approximation, optimistic against the bootstrap "
+                     "interval at small n" if n else f"ρ = {rho:g} does not exceed the "
+                     f"threshold {c.value:g}: no n decides it")
 
 
 def _value(text: str, sd: float | None, claim: str) -> float:
