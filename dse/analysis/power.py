@@ -116,8 +116,8 @@ def mw_p(a: np.ndarray, b: np.ndarray, side: str) -> np.ndarray:
     (no ties)."""
     na, nb = a.shape[-1], b.shape[-1]
     x = np.concatenate([a, b], axis=-1)
-    ranks = np.argsort(np.argsort(x, axis=-1, kind="stable"), axis=-1) + 1.0
-    u1 = ranks[..., :na].sum(axis=-1) - na * (na + 1) / 2
+    from_a = np.argsort(x, axis=-1, kind="stable") < na  # sorted positions holding A's
+    u1 = (from_a * np.arange(1.0, na + nb + 1)).sum(axis=-1) - na * (na + 1) / 2
     u = u1 if side == "greater" else na * nb - u1
     mu, s = na * nb / 2, np.sqrt(na * nb * (na + nb + 1) / 12)
     return stats.norm.sf((u - mu - 0.5) / s)

@@ -25,6 +25,7 @@ from dse.cli.common import (
 from dse.errors import one_line
 
 STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipeline.STAGES)
+DRY_RUN_REPS = 400  # simulated experiments per power in --dry-run's claims (dse plan: 2,000)
 
 
 @click.command("run", cls=Command)
@@ -75,7 +76,7 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, until_decided, max
 
         p = stages.plan(exp, store)
         try:
-            claims = planner.plan(exp, store) if exp.claims else None
+            claims = planner.plan(exp, store, reps=DRY_RUN_REPS) if exp.claims else None
         except DseError as e:
             claims = str(e)
         looks = None
@@ -97,6 +98,8 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, until_decided, max
         elif claims is not None:
             click.echo("")
             _print_claim_plans(exp, claims)
+            click.echo(f"(powers from {DRY_RUN_REPS} simulated runs each; dse plan simulates "
+                       "more, and takes an effect, a pilot and a spread)")
         return
 
     def terminate(signum, frame):  # unwind like Ctrl-C: leases in flight are given back

@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dse.analysis import effects, health, population, scaling, stats
@@ -81,9 +82,15 @@ def evidence(exp: Experiment, store: Store, n: int, pick: Pick | None = None,
                               *(op for c in exp.claims for op in c.operands)]))
     df = population.load(ops, Selection(pick=pick or Pick()), home=store,
                          base=exp.path.parent).frame
-    here = [op.label for op in ops if op.store is None]
-    rank = df.groupby("space")[order].rank(method="first") if len(df) else df[order]
-    df = df[~df["space"].isin(here) | (rank <= n)]
+    cut = {}  # each space of this store: the `order` value of its n-th model
+    for s in exp.spaces:
+        v = df.loc[df["space"] == s, order].sort_values(kind="stable")
+        cut[s] = v.iloc[n - 1] if len(v) >= n else None
+    keep = np.ones(len(df), bool)
+    for op in (op for op in ops if op.store is None and cut.get(op.space) is not None):
+        rows = (df["space"] == op.label).to_numpy()
+        keep &= ~rows | (df[order] <= cut[op.space]).to_numpy()
+    df = df[keep]
     labels = list(dict.fromkeys(op.label for op in ops))
     ready = [s for s in labels if stats.counts(df, s)["finished"] > 0]
     curves, pops = {}, {}

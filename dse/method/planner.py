@@ -263,13 +263,13 @@ def _spaces(exp: Experiment, store: Store, plans: list, home, rate) -> list[dict
                 need[op.space] = None
             elif need.get(op.space, 0) is not None:
                 need[op.space] = max(n, need.get(op.space) or 0)
-    rows = []
+    rows, stored = [], stages.held(exp, store)
     for s, n in need.items():
         row = dict(space=s, n=n, to_train=None, cost=None, eta_s=None)
         if n is not None:
             i = exp.spaces.index(s)
             one = replace(exp, n=max(n, exp.n), spaces=(s,), space_args=(exp.space_args[i],))
-            r = stages.plan(one, store).rows[0]
+            r = stages.plan(one, store, stored).rows[0]
             row.update(to_train=r["to_train"], cost=r["cost"],
                        eta_s=(r["cost"] / (rate * exp.options.jobs)
                               if rate and r["cost"] is not None else None))
