@@ -11,8 +11,9 @@ For each claim with a power model (dse.analysis.power):
   than", none for "at least as good" and "same as", which must then be shown within their
   margin). Where the pilot has seed reruns, the spread is split into the models' own and the
   seeds', and the plan also says how many models suffice with 2 or 3 seeds each.
-- "A ranks alike at P and T above R": Spearman ρ's interval through Fisher's z, for the
-  ρ the pilot measured between the two recipes (or `--effect K=ρ`).
+- "A ranks alike at P and T above R": Spearman ρ's bootstrap interval simulated for the ρ
+  the pilot measured between the two recipes (or `--effect K=ρ`), n being the models
+  trained under both.
 
 Claims enter Holm's correction, so each is planned at α/m (m claims with a p): the strictest
 level Holm may hold it to, which errs toward more models. The cost of the n each space needs
@@ -120,7 +121,8 @@ def plan(exp: Experiment, store: Store, pilot: Store | None = None, target: floa
         if c.kind in power.PAIR_KINDS:
             plans.append(_pair(exp, c, home, given, sd, level, target, reps, seed))
         elif c.kind == "ranks":
-            plans.append(_ranks(exp, c, fid.get(c.text), given, target))
+            plans.append(_ranks(exp, c, fid.get(c.text), given, target, min(reps, 400),
+                                seed))
         else:
             plans.append(ClaimPlan(c.text, c.kind, "", tuple(op.label for op in c.operands),
                                    note="no power model for this form yet: more models "
@@ -203,9 +205,9 @@ def _seeded(spread: power.Spread, frame):
                                    f"{'s' * (s > 1)} per model")
 
 
-def _ranks(exp: Experiment, c, fid, given, target) -> ClaimPlan:
-    base = dict(claim=c.text, kind=c.kind, test=f"Spearman ρ's {1 - exp.alpha:.0%} interval "
-                f"above {c.value:g} (Fisher z)", populations=(c.a.label,), level=exp.alpha,
+def _ranks(exp: Experiment, c, fid, given, target, reps, seed) -> ClaimPlan:
+    base = dict(claim=c.text, kind=c.kind, test=f"Spearman ρ's {1 - exp.alpha:.0%} bootstrap "
+                f"interval above {c.value:g}", populations=(c.a.label,), level=exp.alpha,
                 n_now=exp.n)
     if given is not None:
         rho, where = _value(given, None, c.text), "--effect"
@@ -217,12 +219,12 @@ def _ranks(exp: Experiment, c, fid, given, target) -> ClaimPlan:
     if not -1 < rho < 1:
         raise DseError(f"--effect for {c.text!r} is a rank correlation, between -1 and 1 "
                        f"(got {rho:g})")
-    n = power.rank_n(rho, c.value, target, exp.alpha)
+    n = power.rank_n(rho, c.value, target, exp.alpha, reps, seed)
     return ClaimPlan(**base, effect=rho, effect_from=where,
-                     power_now=power.rank_power(rho, c.value, exp.n, exp.alpha), n=n,
-                     note="Fisher-z approximation, optimistic against the bootstrap "
-                     "interval at small n" if n else f"ρ = {rho:g} does not exceed the "
-                     f"threshold {c.value:g}: no n decides it")
+                     power_now=power.rank_power(rho, c.value, exp.n, exp.alpha, reps,
+                                                seed=seed), n=n,
+                     note="" if n else f"ρ = {rho:g} does not exceed the threshold "
+                     f"{c.value:g}: no n decides it")
 
 
 def _value(text: str, sd: float | None, claim: str) -> float:
