@@ -189,6 +189,26 @@ def test_dse_plan_reads_the_spread_from_a_pilot_and_costs_the_n(tmp_path):
                                       *bad))
 
 
+def test_dse_plan_plans_one_run_per_model_from_a_pilot_of_seed_means(tmp_path):
+    """A pilot whose errors are means of 3 seeds (models' own spread 1 point, seed noise 3):
+    its means scatter by about 2 points, one run per model by √(1 + 9) ≈ 3.2, and the plan
+    is for one run per model."""
+    from cli_helpers import sampled
+
+    pilot = tmp_path / "pilot"
+    rng = np.random.default_rng(2)
+    for space in ("anynetxa", "anynetxe"):
+        models = sampled(pilot, 40, space)
+        own = 30 + rng.standard_normal(40)
+        for seed in range(3):
+            write_results(pilot, space, models, own + 3 * rng.standard_normal(40),
+                          dataset="synthetic", train_loss=0.5, seed=seed)
+    p = write(tmp_path, rounds=None, expect=["anynetxe better than anynetxa"])
+    c = json.loads(ok("plan", p, "--pilot", pilot, "--store", tmp_path / "s", "--reps", "500",
+                      "--json").output)["claims"][0]
+    assert 2.6 < c["spread"] < 3.8 and "σ_seed" in c["spread_from"], c
+
+
 # ---- the replay on dds-cpu -----------------------------------------------------------------
 
 def test_the_dds_cpu_replay_in_finished_order_matches_its_doc():

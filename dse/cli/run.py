@@ -153,15 +153,12 @@ def _print_claim_plans(exp, planning):
             effect="" if c.effect is None else f"{c.effect:.3g} {unit}",
             spread="" if c.spread is None else f"{c.spread:.2f}",
             power_now="" if c.power_now is None else f"{c.power_now:.2f}",
-            n="" if c.n is None else str(c.n),
-            seeds="" if c.n_seeds is None else f"{c.n_seeds} × {c.seeds} seeds",
-            note=c.note))
+            n="" if c.n is None else str(c.n), note=c.note))
     click.echo(f"claims at power {planning.target:g} (each at the level Holm may hold it "
                f"to; n is models per space):")
-    click.echo(table(rows, ["k", "claim", "effect", "spread", "power_now", "n", "seeds",
-                            "note"],
+    click.echo(table(rows, ["k", "claim", "effect", "spread", "power_now", "n", "note"],
                      ["#", "claim", "effect", "sd", f"power at n={exp.n}", "n needed",
-                      "or", "note"]))
+                      "note"]))
     for c in planning.claims:
         if c.effect is not None:
             click.echo(f"  {c.claim}: {c.test} at {c.level:.3g}; effect from "

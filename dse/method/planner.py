@@ -9,8 +9,10 @@ For each claim with a power model (dse.analysis.power):
   pilot, as a normal law of `--sd` points, A's shifted from B's by the planned effect: the
   difference in the claim's favour in points (default: the experiment's margin for "better
   than", none for "at least as good" and "same as", which must then be shown within their
-  margin). Where the pilot has seed reruns, the spread is split into the models' own and the
-  seeds', and the plan also says how many models suffice with 2 or 3 seeds each.
+  margin). Where the pilot's errors are means of seed reruns, the spread is split into the
+  models' own variance and σ_seed², and the plan is for one run per model, as `dse run`
+  trains: more seeds never decide a population claim with fewer runs (n·S·(σ_b² + σ_s²/S)
+  grows with S), so they are not proposed.
 - "A ranks alike at P and T above R": Spearman ρ's bootstrap interval simulated for the ρ
   the pilot measured between the two recipes (or `--effect K=ρ`), n being the models
   trained under both.
@@ -36,16 +38,14 @@ from dse.runner.plan import measured_rate
 from dse.store.core import Store
 
 MIN_PILOT = 5   # fewer finished models in a pilot population: no spread read from it
-SEEDS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
 class ClaimPlan:
     """One claim's plan: the effect planned for (points in the claim's favour, or ρ) and
     where it comes from, the spread (standard deviation of one model's error, points), the
-    level, the power at the file's n, the n per space for the target power (None: none up to
-    power.MAX_N, or no power model: `note` says why), and the cheapest number of seeds per
-    model with its n where seed noise is known."""
+    level, the power at the file's n, and the n per space for the target power (None: none
+    up to power.MAX_N, or no power model: `note` says why)."""
 
     claim: str
     kind: str
@@ -59,8 +59,6 @@ class ClaimPlan:
     n_now: int = 0
     power_now: float | None = None
     n: int | None = None
-    seeds: int = 1
-    n_seeds: int | None = None
     note: str = ""
 
     def to_json(self) -> dict:
@@ -151,23 +149,16 @@ def _pair(exp: Experiment, c, home, given, sd, level, target, reps, seed) -> Cla
     run = lambda s, n=None: (power.power(c.kind, n, n, -effect, s, level, margin, reps, seed)  # noqa: E731
                              if n else power.n_for_power(c.kind, target, -effect, s, level,
                                                          margin, reps, seed))
-    one = spread if noise is None else noise(1)
+    one = spread if noise is None else noise(1)  # one run per model, as `dse run` trains
     n = run(one)
-    best, best_n = 1, n
-    if noise is not None:
-        for s in SEEDS[1:]:
-            k = run(noise(s))
-            if k is not None and (best_n is None or k * s < best_n * best):
-                best, best_n = s, k
     note = "" if n is not None else (f"not reached by {power.MAX_N} models per space: the "
                                      "effect is too small for this test")
     return ClaimPlan(**base, effect=effect, effect_from=effect_from, spread=one.sd_now,
-                     spread_from=one.source, power_now=run(one, exp.n), n=n, seeds=best,
-                     n_seeds=best_n if best > 1 else None, note=note)
+                     spread_from=one.source, power_now=run(one, exp.n), n=n, note=note)
 
 
 def _spread(exp: Experiment, c, home, sd):
-    """The spread of one model's error for a pair claim, a function of seeds per model
+    """The spread of the pilot's errors for a pair claim, a function of seeds per model
     giving it where seed noise is known (else None), and why there is none."""
     if home is not None:
         try:
