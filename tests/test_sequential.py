@@ -95,7 +95,7 @@ def test_holm_over_sequential_p_keeps_the_family_at_alpha():
                                                        (3.0, 17, 1.0)])
 def test_rounds_stop_early_for_large_shifts(shift, most_n, least_power):
     """Expected n against the fixed 64 at planted shifts of 0.5, 1 and 3 standard deviations
-    (docs/experiments.md has the table): 0.5 SD: about 53 (power 0.66 against 0.78 fixed);
+    (docs/experiments.md has the table): 0.5 SD: about 53 (power 0.68 against 0.79 fixed);
     1 SD: about 35; 3 SD: 16, the first look."""
     plan, p = _looks(shift, 2000, seed=7)
     held, stop = _stops(plan, p, sequential=True)
