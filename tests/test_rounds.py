@@ -216,7 +216,8 @@ def test_the_dds_cpu_replay_in_finished_order_matches_its_doc():
     finished with looks at 8, 16, 24 and 32 models per space, is not decided within 32
     under Holm over the file's nine claims (the claim alone: decided at 32 only)."""
     exp = experiment.load(ROOT / "experiments" / "dds-cpu.yaml",
-                          [(["expect"], ["anynetxd better than anynetxc"])])
+                          [(["expect"], ["anynetxd better than anynetxc"]),
+                           (["spaces"], ["anynetxc", "anynetxd"]), (["analyze"], {})])
     store = Store(ROOT / "experiments" / "results" / "dds-cpu")
     state = rounds.replay(exp, store, Schedule.of(8, 8, 32, 0.05))
     seq = [lk["claims"][0]["p_seq"] for lk in state["looks"]]
