@@ -27,7 +27,6 @@ from dse.runner.plan import (
     Plan,
     expected_epochs,
     measured,
-    measured_rate,
     test_mult_adds,
     training_mult_adds,
 )
@@ -70,9 +69,33 @@ class ExperimentPlan:
                     epochs=self.epochs)
 
 
-def plan(exp: Experiment, store: Store) -> ExperimentPlan:
+def plan(exp: Experiment, store: Store, stored: tuple | None = None) -> ExperimentPlan:
     """What `dse run` would do now: per space the models to sample and to train, the
-    training cost, and an ETA when models of this store have trained already."""
+    training cost, and an ETA when models of this store have trained already. `stored`:
+    held(exp, store), when read already."""
+    have, pending, pending_flops, (work, secs) = stored or held(exp, store)
+    rate = float(work.sum() / secs.sum()) if len(work) else None  # as measured_rate
+    workers = exp.options.jobs
+    rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
+    images = train_images(exp)
+    cost = [r["cost"] for r in rows]
+    n = sum(r["to_train"] for r in rows)
+    test = datasets.get(exp.dataset).test_size or 0
+    training = None if any(c is None for c in cost) else Plan(
+        n, exp.recipe.epochs, ((exp.dataset, images),), float(sum(cost)), rate,
+        f"measured: {len(work)} training{'s' * (len(work) != 1)} this store ran" if rate
+        else "no model of this store has trained", (exp.options.device,) * workers,
+        exp.options, tests=sum(r["tests"] for r in rows),
+        start_s=WORKER_START_S if workers > 1 and n else 0.0,
+        test_images=((exp.dataset, test),), passes=n if test else 0)
+    return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
+                          exp.recipe.epochs)
+
+
+def held(exp: Experiment, store: Store) -> tuple:
+    """What the store holds of the experiment's spaces: {space: its models}, {space: models
+    to train}, {space: their flops}, and the multiply-adds and seconds of the store's
+    trainings (dse.runner.plan.measured)."""
     have, pending, pending_flops = {}, {}, {}
     if Path(store).is_dir():
         present = set(store.spaces())
@@ -87,23 +110,8 @@ def plan(exp: Experiment, store: Store) -> ExperimentPlan:
             pending[s] = int(sum(todo))
             pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
                 if len(models) else 0.0
-    speeds = measured(store)[0] if Path(store).is_dir() else np.array([])
-    rate = measured_rate(store) if speeds.size else None
-    workers = exp.options.jobs
-    rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
-    images = train_images(exp)
-    cost = [r["cost"] for r in rows]
-    n = sum(r["to_train"] for r in rows)
-    test = datasets.get(exp.dataset).test_size or 0
-    training = None if any(c is None for c in cost) else Plan(
-        n, exp.recipe.epochs, ((exp.dataset, images),), float(sum(cost)), rate,
-        f"measured: {speeds.size} training{'s' * (speeds.size != 1)} this store ran" if rate
-        else "no model of this store has trained", (exp.options.device,) * workers,
-        exp.options, tests=sum(r["tests"] for r in rows),
-        start_s=WORKER_START_S if workers > 1 and n else 0.0,
-        test_images=((exp.dataset, test),), passes=n if test else 0)
-    return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
-                          exp.recipe.epochs)
+    trained = measured(store) if Path(store).is_dir() else (np.array([]), np.array([]))
+    return have, pending, pending_flops, trained
 
 
 # ---- stages ----------------------------------------------------------------------------------
