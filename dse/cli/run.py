@@ -177,6 +177,7 @@ def _print_claim_plans(exp, planning):
 def _print_plan(exp, p):
     """The experiment's plan (dse.method.stages.ExperimentPlan): a row per space, the total
     with the ETA and warning of its training plan, then the stages that follow."""
+    from dse.method.halving import Halving
     from dse.units import eta as fmt_eta
     from dse.units import mult_adds as fmt_cost
 
@@ -204,7 +205,7 @@ def _print_plan(exp, p):
             click.echo(warning)
     for i, o in enumerate(exp.promotes):
         base = exp.recipe
-        if hasattr(o, "rungs"):  # successive halving (dse.method.halving)
+        if isinstance(o, Halving):
             c = o.counts(exp.n * len(exp.regime_list))
             work = sum(k * r for k, r in zip(c, o.rungs)) * (o.options.recipe.train_subset or 1)
             click.echo(f"then promote[{i + 1}]: {o.describe()}: "
