@@ -5,6 +5,7 @@ processes that calibrate and report their steps."""
 
 import dataclasses
 import io
+import json
 import re
 import time
 from pathlib import Path
@@ -343,3 +344,32 @@ def test_the_readme_shows_the_first_minutes_as_dse_prints_them(tmp_path, monkeyp
     assert bar[1] == models["model_id"].iloc[-1][:8]  # the largest trains first
     share = int(bar[2]) / 468 / 10 * models["flops"].iloc[-1] / models["flops"].sum()
     assert float(bar[3]) == pytest.approx(100 * share, abs=0.05)
+
+
+def test_each_run_records_its_prediction_and_dse_status_shows_it_beside_its_time(tmp_path):
+    """A run's record (<store>/runs/): the plan's time (what was spent before it was said, and
+    its ETA) when it starts, its time when it ends; a run whose process died is shown killed."""
+    from dse.runner import runs
+
+    sample(tmp_path, 1)
+    store = Store(tmp_path)
+    options = TrainOptions(recipe=Recipe(epochs=2, train_subset=300), top=3, curves=True)
+    p = plan.Plan(3, 2, (("synthetic", 300),), 3e9, 1e8, "measured", ("cpu",), options,
+                  spent_s=4.0)
+    rec = runs.start(store, p, ["regnetx"], options)
+    assert rec["predicted_s"] == pytest.approx(4.0 + 30.0) and rec["status"] == "running"
+    runs.finish(store, rec, 3, 51.0, "done")
+    dead = dict(rec, name="dead", pid=2 ** 22 + 12345, started_at="2026-12-07T23:59:59Z")
+    store.write_run("dead", dead)  # a kill -9 leaves "running" behind
+    (done, killed) = runs.rows(store)
+    assert (done["status"], done["actual_s"], done["trained"]) == ("done", 51.0, 3)
+    assert done["ratio"] == pytest.approx(51 / 34) and killed["status"] == "killed"
+    assert done["what"] == ("epochs=2 batch_size=128 lr=0.05 wd=5e-05 train_subset=300 top 3 "
+                            "curves")
+    out = ok("status", "--store", tmp_path).output
+    assert "training runs (predicted: the plan's time when the run started; actual: what it " \
+           "took):" in out
+    row = next(ln for ln in out.splitlines() if "top 3 curves" in ln and "done" in ln)
+    assert re.search(r"3/3\s+34 s\s+51s\s+1\.50\s+done$", row), row
+    assert json.loads(ok("status", "--store", tmp_path, "--runs", "--json").output)[1][
+        "status"] == "killed"
