@@ -79,12 +79,12 @@ def test_uninformative_rungs_do_no_better_than_chance_and_informative_ones_beat_
     rng = np.random.default_rng(0)
     # rungs that know nothing (noise only, 27 models, eta 3: 3 finalists): the finalists are
     # a random 3, so the top-3 recall averages 3/27 = 0.111 (se ≈ 0.012 over 300 draws)
-    blind = [hv._score(np.column_stack([rng.normal(0, 1, (27, 2)), rng.normal(30, 3, 27)]),
+    blind = [hv.score(np.column_stack([rng.normal(0, 1, (27, 2)), rng.normal(30, 3, 27)]),
                        3, 3)[0] for _ in range(300)]
     assert np.mean(blind) == pytest.approx(3 / 27, abs=0.04)
     # rungs that know more as they go (noise sd 4, then 1, against a spread of 3): halving
     # finds more of the top 3 than one cut at the first rung, in 300 draws
-    scores = np.array([hv._score(simulate(rng, 27, (4.0, 1.0)), 3, 3) for _ in range(300)])
+    scores = np.array([hv.score(simulate(rng, 27, (4.0, 1.0)), 3, 3) for _ in range(300)])
     assert scores[:, 0].mean() > scores[:, 2].mean() + 0.1
     assert scores[:, 1].mean() < scores[:, 3].mean()  # and lower regret
 

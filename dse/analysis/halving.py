@@ -132,7 +132,7 @@ class Replay:
                     level=self.level, n_boot=self.n_boot, interval=self.interval)
 
 
-def _score(errors: np.ndarray, eta: float, k: int) -> tuple[float, float, float, float]:
+def score(errors: np.ndarray, eta: float, k: int) -> tuple[float, float, float, float]:
     """(recall, regret) of halving and of one cut at the first rung, on one sample."""
     n = len(errors)
     full = np.where(np.isfinite(errors[:, -1]), errors[:, -1], np.inf)
@@ -167,9 +167,9 @@ def replay(errors, eta: float = 3, k: int | None = None, level: float = 0.95,
     k = c[-1] if k is None else int(k)
     if not 1 <= k <= n:
         raise DseError(f"top k must lie between 1 and the {n} models (got {k})")
-    point = _score(e, eta, k)
+    point = score(e, eta, k)
     rng = np.random.default_rng(seed)
-    boot = np.array([_score(e[rng.integers(0, n, n)], eta, k) for _ in range(n_boot)])
+    boot = np.array([score(e[rng.integers(0, n, n)], eta, k) for _ in range(n_boot)])
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
 
     def est(i):
