@@ -178,6 +178,28 @@ def test_dry_run_creates_nothing_and_prints_the_plan(tmp_path):
                                                      tmp_path / "s").output
 
 
+
+def test_the_plan_trains_what_has_no_result_of_the_experiments_recipe(tmp_path):
+    """Models with results of another recipe (here 2 epochs where the file says 1) are still
+    to train: the train stage trains its own recipe's trials (the plan counted them as
+    trained before), and the plan counts their test passes at the store's speed."""
+    from cli_helpers import write_results
+
+    p = write(tmp_path, n=3, spaces=["anynetxa"], expect=None)
+    ok("run", p, "--store", tmp_path / "s", "--only", "sample")
+    models = Store(tmp_path / "s").read_models("anynetxa")
+    write_results(tmp_path / "s", "anynetxa", models, [30, 31, 32], epochs=2,
+                  train_subset=400, batch_size=50, dataset="synthetic", train_seconds=10.0,
+                  device="cpu")
+    plan = json.loads(ok("run", p, "--dry-run", "--store", tmp_path / "s", "--json").output)
+    assert plan["total"]["to_train"] == 3  # none has a result of epochs=1
+    flops = models["flops"].sum()
+    rate = 3 * flops * 400 * 2 / 30.0  # all their multiply-adds over all their seconds
+    assert plan["rate"] == pytest.approx(rate)
+    train, tests = 3 * flops * 400, flops * 2000  # 1 epoch; one pass of 2,000 test images
+    assert plan["total"]["eta_s"] == pytest.approx((train + 1.1 * tests) / rate)
+
+
 @pytest.mark.parametrize("flops", ["1M:", ":2M"])
 def test_dry_run_with_an_open_window_prints_the_plan_with_an_unknown_cost(tmp_path, flops):
     p = write(tmp_path, flops=flops)

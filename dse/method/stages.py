@@ -33,7 +33,9 @@ from dse.runner.plan import (
 from dse.space import definition as spaces
 from dse.space import regimes, sampling
 from dse.store.core import Store, needs_training
+from dse.store.recipes import fingerprint, trial_id
 from dse.system import stamp
+from dse.train.recipe import spec_of
 
 
 def load_space(exp: Experiment, name: str):
@@ -94,18 +96,19 @@ def plan(exp: Experiment, store: Store, stored: tuple | None = None) -> Experime
 
 def held(exp: Experiment, store: Store) -> tuple:
     """What the store holds of the experiment's spaces: {space: its models}, {space: models
-    to train}, {space: their flops}, and the multiply-adds and seconds of the store's
-    trainings (dse.runner.plan.measured)."""
+    to train: without a result of the train stage's recipe}, {space: their flops}, and the
+    multiply-adds and seconds of the store's trainings (dse.runner.plan.measured)."""
     have, pending, pending_flops = {}, {}, {}
+    fp = fingerprint(spec_of(exp.recipe, exp.options.draws))  # the train stage's trials
     if Path(store).is_dir():
         present = set(store.spaces())
         for s in exp.spaces:
             if s not in present:
                 continue
             models = store.read_models(s)
-            stored = store.statuses(s)
-            todo = [needs_training(stored.get(m), exp.options.retry_failed)
-                    for m in models["model_id"]]
+            stored = store.trial_statuses(s)
+            todo = [needs_training(stored.get(trial_id(m, fp, exp.recipe.seed), stored.get(m)),
+                                   exp.options.retry_failed) for m in models["model_id"]]
             have[s] = models
             pending[s] = int(sum(todo))
             pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
