@@ -198,6 +198,17 @@ def test_the_plan_trains_what_has_no_result_of_the_experiments_recipe(tmp_path):
     assert plan["rate"] == pytest.approx(rate)
     train, tests = 3 * flops * 400, flops * 2000  # 1 epoch; one pass of 2,000 test images
     assert plan["total"]["eta_s"] == pytest.approx((train + 1.1 * tests) / rate)
+    # a promote stage of 2 trials per space at 4 epochs with curves: 4 test passes each
+    from dataclasses import replace
+
+    from dse.method import stages
+
+    exp = experiment.load(p)
+    ep = stages.plan(exp, Store(tmp_path / "s"))
+    longer = replace(exp.options, recipe=replace(exp.recipe, epochs=4), curves=True)
+    mean = models["flops"].mean()
+    assert ep.trials_s(longer, 2, "synthetic") == pytest.approx(
+        2 * (3 * mean * 400 * 4 + 1.1 * mean * 2000 * 4) / rate)
 
 
 @pytest.mark.parametrize("flops", ["1M:", ":2M"])

@@ -208,10 +208,13 @@ def _print_plan(exp, p):
         if isinstance(o, Halving):
             c = o.counts(exp.n * len(exp.regime_list))
             work = sum(k * r for k, r in zip(c, o.rungs)) * (o.options.recipe.train_subset or 1)
+            secs = [p.trials_s(o.at(j), k * len(exp.spaces), exp.dataset)
+                    for j, k in enumerate(c)]
+            took = "" if None in secs else f"; about {fmt_eta(sum(secs))} at this store's speed"
             click.echo(f"then promote[{i + 1}]: {o.describe()}: "
                        f"{' → '.join(map(str, c))} models per space, about "
                        f"{work / max(1, base.epochs * (base.train_subset or 1)):.3g} models "
-                       "of the table above per space")
+                       f"of the table above per space{took}")
             continue
         what = " + ".join(x for x in (f"top {o.top}" if o.top else "",
                                       f"sample {o.sample}" if o.sample else "") if x) or \
@@ -220,10 +223,13 @@ def _print_plan(exp, p):
         per = (o.top or 0) + (o.sample or 0) if (o.top or o.sample) else exp.n
         scale = o.recipe.epochs * (o.recipe.train_subset or 1) / max(
             1, base.epochs * (base.train_subset or 1))
+        secs = p.trials_s(o, per * seeds * len(exp.spaces), exp.dataset)
+        took = "" if secs is None else \
+            f"; about {fmt_eta(secs)} at this store's speed if none is trained yet"
         click.echo(f"then promote[{i + 1}]: {what} of each space × {seeds} seed"
                    f"{'s' * (seeds > 1)}, {o.recipe.epochs} epochs: up to {per * seeds} "
                    f"trials per space (those not yet trained), each about {scale:.3g}× a "
-                   "model of the table above")
+                   f"model of the table above{took}")
     if exp.refine_rounds:
         click.echo(f"then up to {exp.refine_rounds} refinement round"
                    f"{'s' * (exp.refine_rounds != 1)} from {exp.spaces[0]}: each samples and "

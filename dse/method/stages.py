@@ -58,6 +58,7 @@ class ExperimentPlan:
     workers: int
     images: int | None       # training images per epoch
     epochs: int
+    mean_flops: float | None = None  # of the experiment's sampled models (promote stages' cost)
 
     @property
     def total(self) -> dict:
@@ -69,6 +70,21 @@ class ExperimentPlan:
         return dict(experiment=self.experiment, store=self.store, rows=self.rows,
                     total=self.total, rate=self.rate, workers=self.workers, images=self.images,
                     epochs=self.epochs)
+
+    def trials_s(self, options, trials: int, dataset: str) -> float | None:
+        """Seconds of `trials` trainings with `options` (a promote stage's) at this store's
+        speed on models of the experiment's mean flops, their test passes included; None
+        while the speed or the models are unknown."""
+        if not self.rate or self.mean_flops is None:
+            return None
+        ds = datasets.get(dataset)
+        r = options.recipe
+        images = r.train_subset or ds.train_size
+        if not images:
+            return None
+        work = training_mult_adds(self.mean_flops, images, r.epochs) + EVAL_SLOWDOWN * \
+            test_mult_adds(self.mean_flops, ds.test_size or 0, r.epochs, options.curves)
+        return trials * work / (self.rate * options.jobs)
 
 
 def plan(exp: Experiment, store: Store, stored: tuple | None = None) -> ExperimentPlan:
@@ -90,8 +106,9 @@ def plan(exp: Experiment, store: Store, stored: tuple | None = None) -> Experime
         exp.options, tests=sum(r["tests"] for r in rows),
         start_s=WORKER_START_S if workers > 1 and n else 0.0,
         test_images=((exp.dataset, test),), passes=n if test else 0)
+    flops = [f for m in have.values() for f in m["flops"]]
     return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
-                          exp.recipe.epochs)
+                          exp.recipe.epochs, float(np.mean(flops)) if flops else None)
 
 
 def held(exp: Experiment, store: Store) -> tuple:
