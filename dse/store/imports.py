@@ -252,7 +252,7 @@ def result_rows(space, records, ids, fps, tag: str, held: dict) -> tuple[list[di
             augment=r.recipe.get("augment"), epochs_run=r.epochs_run, recipe=fp,
             history_error=list(r.history_error) if r.history_error is not None else None,
             history_loss=list(r.history_loss) if r.history_loss is not None else None,
-            source=src))
+            source=src, series=r.extra.get("series")))
     return rows, skipped
 
 
