@@ -63,6 +63,8 @@ class Recipe:
         if self.lr_policy not in LR_POLICIES:
             raise ArgumentError("lr_policy", f"{self.lr_policy!r} is unknown; allowed: "
                                 f"{', '.join(LR_POLICIES)}")
+        if not isinstance(self.lr_steps, (tuple, list)):
+            raise ArgumentError("lr_steps", f"must be a list of epochs (got {self.lr_steps!r})")
         steps = tuple(self.lr_steps)
         object.__setattr__(self, "lr_steps", steps)  # a list given is kept as a tuple
         if self.lr_policy == "steps":
