@@ -70,6 +70,15 @@ def number(v, where: str) -> float:
     return float(v)
 
 
+def ints(v, where: str) -> list[int]:
+    """A list of integers (numbers truncated, as int() does)."""
+    if not isinstance(v, list):
+        raise DseError(f"{where} must be a list of numbers (got {type(v).__name__})")
+    if set(map(type, v)) <= {int}:  # the usual case, checked at C speed
+        return v
+    return [int(number(x, f"{where}[{i}]")) for i, x in enumerate(v)]
+
+
 def series(v, where: str) -> tuple[float, ...]:
     """A per-epoch list of numbers."""
     if not isinstance(v, list):
