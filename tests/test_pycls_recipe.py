@@ -22,7 +22,7 @@ from dse.runner.options import TrainOptions
 from dse.runner.pending import jobs_of
 from dse.space.spec import AnyNetSpec, Task
 from dse.store.core import Store
-from dse.store.recipes import Pick, fingerprint, matches, parse_recipe
+from dse.store.recipes import Pick, choose, fingerprint, matches, parse_recipe
 from dse.train import step
 from dse.train.models import build
 from dse.train.recipe import Recipe, ema_schedule, lr_schedule
@@ -273,6 +273,8 @@ def test_training_with_pyclss_recipe_records_the_ema_series(tmp_path):
     assert list(mine["error"]) == [own.error]
     best = s.load(["regnetx"], pick=Pick(recipe={"series": "ema"}, epoch="best"))
     assert best.dropna(subset=["error"])["error"].tolist() == [min(ema.history_error)]
+    named = s.load(["regnetx"], pick=Pick(recipe={"epochs": 2, "label_smoothing": 0.1}))
+    assert named.dropna(subset=["error"])["error"].tolist() == [own.error]  # not the EMA's
     out = invoke("edf", "compare", "regnetx", "--store", tmp_path, "--recipe", "series=ema",
                  "--epoch", "best", "--json")
     assert out.exit_code == 0, out.output
@@ -287,3 +289,13 @@ def test_train_recipe_errors_are_one_line(tmp_path):
     assert "--recipe lr_steps must be increasing epochs from 0" in one_error(invoke(
         "train", "--store", tmp_path, "--recipe", "lr_policy=steps,lr_steps=5:10"))
     assert not list(tmp_path.glob("*/results/*"))
+
+
+def test_a_recipe_named_by_shared_settings_is_the_models_own_series():
+    rows = pd.DataFrame([dict(model_id="m", seed=0, recipe="aaa", epochs=2, series="test",
+                              status="done", error=10.0),
+                         dict(model_id="m", seed=0, recipe="bbb", epochs=2, series="ema",
+                              status="done", error=9.0)])
+    assert choose(rows, Pick(recipe={"epochs": 2})) == "aaa"
+    assert choose(rows, Pick(recipe={"epochs": 2, "series": "ema"})) == "bbb"
+    assert choose(rows, Pick()) == "aaa"  # as many results: the model's own first

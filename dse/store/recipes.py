@@ -264,7 +264,8 @@ def _settings(row) -> dict:
 
 def choose(results: pd.DataFrame, pick: Pick, where: str = "") -> str | None:
     """The fingerprint of the recipe `pick` names among `results` (None when there are no
-    results at all); a DseError when the named settings match none or several recipes."""
+    results at all); a DseError when the named settings match none or several recipes (of
+    a recipe and its weight-EMA series, the model's own unless `series` is named)."""
     table = recipes(results)
     if not len(table):
         return None
@@ -272,6 +273,10 @@ def choose(results: pd.DataFrame, pick: Pick, where: str = "") -> str | None:
         return table["recipe"].iloc[0]
     firsts = results.drop_duplicates("recipe").set_index("recipe")
     hit = [fp for fp in table["recipe"] if matches(_settings(firsts.loc[fp]), pick.recipe)]
+    if len(hit) > 1 and "series" not in pick.recipe:  # a recipe and its weight-EMA twin:
+        own = [fp for fp in hit                       # the model's own series
+               if setting(_settings(firsts.loc[fp]), "series") != "ema"]
+        hit = own if len(own) == 1 else hit
     wanted = settings_text(pick.recipe)
     held = "; ".join(f"{r.label} ({r.results} results)" for r in table.itertuples())
     if not hit:
