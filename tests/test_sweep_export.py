@@ -98,6 +98,15 @@ def test_a_store_exports_as_pyclss_sweep_and_imports_back_to_the_same_analyses(t
         models.set_index("model_id")["flops"].sort_index().tolist()
     res = Store(b).read_results("back")
     assert sorted(res["status"]) == sorted(r["status"] for r in want.values())
+    assert (res["ema_alpha"].eq(1e-4).all() and res["label_smoothing"].eq(0.1).all()
+            and res["bn_wd"].eq(0.0).all() and res["ema_period"].eq(8).all())
+    again = tmp_path / "again.json"  # and out again: the same recipe and errors
+    ok("export", "--format", "pycls-sweep", b, "--space", "back", "--out", again)
+    for j, k in zip(sorted(jobs, key=lambda j: (j["cfg"]["DESC"], j["cfg"]["RNG_SEED"])),
+                    sorted(json.loads(again.read_text()), key=lambda j: (
+                        j["cfg"]["DESC"].split()[-1], j["cfg"]["RNG_SEED"]))):
+        assert (j["cfg"]["OPTIM"], j["cfg"]["BN"]) == (k["cfg"]["OPTIM"], k["cfg"]["BN"])
+        assert json.dumps(j.get("test_epoch")) == json.dumps(k.get("test_epoch"))
     for pick_a, pick_b in ((Pick(), Pick()), (Pick(recipe={"series": "ema"}), Pick()),
                            (Pick(recipe={"series": "ema"}, epoch="best"), Pick(epoch="best"))):
         ea = Store(a).load(["regnetx"], pick=pick_a).set_index("model_id")

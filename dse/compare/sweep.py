@@ -144,7 +144,8 @@ def _test_epoch(row: dict) -> dict | None:
     if row["status"] == Status.DONE and not hist:
         errs, inds = [float(row["error"])], [epochs]
     else:
-        errs = hist + ([math.nan] if row["status"] == Status.DIVERGED else [])
+        ended = bool(hist) and not math.isfinite(hist[-1])  # an imported divergence
+        errs = hist + ([math.nan] if row["status"] == Status.DIVERGED and not ended else [])
         inds = list(range(1, len(errs) + 1))
         if row["status"] == Status.DONE and inds[-1] != epochs:  # not one per epoch
             inds = [epochs - len(errs) + i for i in inds]

@@ -42,7 +42,7 @@ from dse.space.complexity import batch
 from dse.space.spec import model_id
 from dse.store import checksums, compaction, generations, nds, pycls, results
 from dse.store.core import Store
-from dse.store.recipes import canonical
+from dse.store.recipes import OPTIONAL_KEYS, canonical
 from dse.store.records import Record, opaque_id
 from dse.store.schema import MODELS_SCHEMA, RESULT_KEY, RESULTS_SCHEMA
 
@@ -269,7 +269,8 @@ def result_rows(space, records, ids, fps, tag: str, held: dict) -> tuple[pa.Tabl
         epochs_run=each(lambda r: r.epochs_run), recipe=[fps[i] for i in keep],
         history_error=each(lambda r: r.history_error), history_loss=each(
             lambda r: r.history_loss), source=srcs,
-        series=each(lambda r: r.extra.get("series")))
+        series=each(lambda r: r.extra.get("series")),
+        **{k: each(lambda r, k=k: r.settings.get(k)) for k in OPTIONAL_KEYS if k != "series"})
     n = len(keep)
     table = pa.table({f.name: pa.array(cols[f.name], f.type) if f.name in cols
                       else pa.nulls(n, f.type) for f in RESULTS_SCHEMA}, schema=RESULTS_SCHEMA)

@@ -33,6 +33,9 @@ class Record:
     file_cx: dict = field(default_factory=dict)  # flops, params, acts as the file gives them
     recipe: dict = field(default_factory=dict)   # RECIPE_KEYS settings
     extra: dict = field(default_factory=dict)    # every other setting, by the source's key
+    # the source's settings that are dse's optional recipe settings (label_smoothing, ...),
+    # stored in their columns; the fingerprint reads them from `extra`, as it always has
+    settings: dict = field(default_factory=dict)
     seed: int = 0
     status: str = "done"                 # done | diverged | failed (unfinished: failed)
     error: float | None = None           # top-1 test error in percent at the last epoch
