@@ -22,6 +22,7 @@ from dse.space import regnet
 # 1.5 ≤ w_m ≤ 3 is the paper's RegNet range; a spans the sampler's w_a/w_0 ∈ [1/32, 32].
 FIT_A = (1 / 64, 64.0)
 FIT_WM = (1.5, 3.0)
+SHARED = 12  # a shared w_m grid is searched this many values at a time (see _best_a)
 
 
 def block_widths(ds, ws) -> tuple[np.ndarray, np.ndarray]:
@@ -48,29 +49,71 @@ def _best_a(logobs, mask, d, w0, wm, a_range, K, q):
     at a = (w_m^(k−1/2) − 1)/j; sorting these breakpoints and summing the cost changes gives
     e_fit on every interval between them. Exponents are followed up to K; a is capped where
     the last block would pass K. logobs, mask: (n, D); d: (n,); w0: (n, M); wm: (n|1, M).
-    Returns e_fit (n, M) and a (n, M), a in the middle of its best interval."""
+    Returns e_fit (n, M) and a (n, M), a in the middle of its best interval (of the model's
+    own blocks: padding past depth d splits no interval, so a model's a does not depend on
+    the models fitted beside it)."""
     n, D = logobs.shape
-    k = np.arange(K + 1)
+    M = w0.shape[1]
+    if wm.shape[0] == 1 and M > SHARED:  # a shared w_m grid: in parts, each with its own Kc
+        parts = [_best_a(logobs, mask, d, w0[:, s:s + SHARED], wm[:, s:s + SHARED], a_range,
+                         K, q) for s in range(0, M, SHARED)]
+        return tuple(np.concatenate(x, axis=1) for x in zip(*parts))
+    # exponents whose breakpoints all lie past the largest a (≥ a_range[1] at every block and
+    # candidate) change nothing: follow exponents up to Kc ≤ K; a is still capped at K
+    with np.errstate(divide="ignore"):
+        top = np.log(a_range[1] * max(D - 1, 1) + 1) / np.log(np.min(wm)) + 0.5
+    Kc = int(min(K, np.ceil(top))) if np.isfinite(top) else K
+    k = np.arange(Kc + 1)
     T = np.log(regnet.quantize(w0[..., None], wm[..., None], k, q))  # (n, M, K+1)
-    C = np.abs(T[:, :, None, :] - logobs[:, None, :, None]) * mask[:, None, :, None]
+    C = T[:, :, None, :] - logobs[:, None, :, None]  # (n, M, D, K+1): cost of block j at k
+    np.abs(C, out=C)
+    C *= mask[:, None, :, None]
     e0 = C[..., 0].sum(axis=-1)  # every block at exponent 0
-    delta = (C[:, :, 1:, 1:] - C[:, :, 1:, :-1]).reshape(n, C.shape[1], -1)
+    delta = C[:, :, 1:, 1:] - C[:, :, 1:, :-1]  # (n, M, D-1, Kc), contiguous
+    del C
+    N = delta.shape[2] * Kc
     j = np.arange(1, D)[:, None]
-    beta = (wm[..., None, None] ** (k[None, 1:] - 0.5) - 1) / j  # (n|1, M, D-1, K)
-    beta = beta.reshape(beta.shape[0], beta.shape[1], -1)
-    order = np.argsort(beta, axis=-1, kind="stable")
-    beta = np.take_along_axis(beta, order, -1)
-    cum = e0[..., None] + np.cumsum(np.take_along_axis(delta, order, -1), axis=-1)
-    e = np.concatenate([e0[..., None], cum], axis=-1)  # (n, M, N+1) per interval
-    lo = np.concatenate([np.zeros(beta.shape[:-1] + (1,)), beta], axis=-1)
-    hi = np.concatenate([beta, np.full(beta.shape[:-1] + (1,), np.inf)], axis=-1)
+    beta = (wm[..., None, None] ** (k[None, 1:] - 0.5) - 1) / j  # (n|1, M, D-1, Kc)
+    if beta.shape[0] == n:  # per-model w_m: padded blocks' breakpoints go past any a
+        beta = np.where(mask[:, None, 1:, None], beta, np.inf)
+    beta = beta.reshape(beta.shape[0], M, N)
+    base = (np.arange(beta.shape[0] * M) * N).reshape(beta.shape[0], M, 1)
+    flat = np.argsort(beta, axis=-1) + base
+    sb = np.take(beta, flat)  # sorted (n|1, M, N)
+    tied = ((sb[..., 1:] == sb[..., :-1]) & (sb[..., :-1] < a_range[1])).any(axis=-1)
+    if tied.any():  # (e.g. w_m^1.5 = 3: (3^3 − 1)/13 = (3 − 1)/1): the order of tied
+        # breakpoints sets the sums' rounding, so keep it the order of (j, k) (stable)
+        at = np.nonzero(tied)
+        flat[at] = np.argsort(beta[at], axis=-1, kind="stable") + base[at]
+        sb[at] = np.take(beta, flat[at])
+    beta = sb
     a_cap = (wm ** (K + 0.5) - 1) / np.maximum(d[:, None] - 1, 1)  # (n, M)
-    a_hi = np.minimum(a_range[1], a_cap)[..., None]
-    lo, hi = np.maximum(lo, a_range[0]), np.minimum(hi, a_hi)
-    e = np.where(hi > lo, e, np.inf)
+    a_lo, a_hi = a_range[0], np.minimum(a_range[1], a_cap)  # a_hi: (n, M)
+    # intervals [b_(i-1), b_i] (b_-1 = 0, b_N = ∞) meet (a_lo, a_hi) for i0 ≤ i ≤ i1, where
+    # i0 = #(b ≤ a_lo) and i1 = #(b < a_hi), unless they are empty (b_(i-1) = b_i)
+    i1 = (beta < a_hi[..., None]).sum(axis=-1)
+    i0 = (beta <= a_lo).sum(axis=-1)
+    cut = min(N, int(i1.max()) + 1)  # intervals past it are empty for every model
+    if flat.shape[0] == n:
+        sel = np.take(delta, flat[..., :cut])
+    else:  # one order for every model
+        sel = np.take(delta.reshape(n, M * N), flat[0, :, :cut].ravel(), axis=1)
+        sel = sel.reshape(n, M, cut)
+    e = np.empty((n, M, cut + 1))
+    e[..., 0] = e0
+    np.cumsum(sel, axis=-1, out=e[..., 1:])
+    e[..., 1:] += e0[..., None]  # e on interval i
+    i = np.arange(cut + 1)
+    empty = (i < i0[..., None]) | (i > np.where(a_hi > a_lo, i1, -1)[..., None])
+    if tied.any():
+        empty[..., 1:cut] |= (beta[..., 1:cut] == beta[..., :cut - 1])
+    np.copyto(e, np.inf, where=empty)
     best = np.argmin(e, axis=-1)[..., None]
-    a = np.sqrt(np.take_along_axis(np.broadcast_to(lo, e.shape), best, -1)
-                * np.take_along_axis(np.broadcast_to(hi, e.shape), best, -1))[..., 0]
+    b = np.broadcast_to(np.concatenate([np.zeros(beta.shape[:2] + (1,)), beta[..., :cut],
+                                        np.full(beta.shape[:2] + (1,), np.inf)], -1),
+                        (n, M, cut + 2))  # b_-1, b_0 ... b_(cut-1), and b_N when cut = N
+    lo, hi = np.take_along_axis(b, best, -1), np.take_along_axis(b, best + 1, -1)
+    a = np.sqrt(np.maximum(lo, a_lo) * np.minimum(hi, a_hi[..., None]))[..., 0]
     return np.take_along_axis(e, best, -1)[..., 0] / d[:, None], a
 
 
