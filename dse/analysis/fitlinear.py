@@ -68,7 +68,9 @@ def _best_a(logobs, mask, d, w0, wm, a_range, K, q):
     C = T[:, :, None, :] - logobs[:, None, :, None]  # (n, M, D, K+1): cost of block j at k
     np.abs(C, out=C)
     C *= mask[:, None, :, None]
-    e0 = C[..., 0].sum(axis=-1)  # every block at exponent 0
+    # every block at exponent 0, summed in order (a pairwise sum would round differently
+    # with more padding, and ties between candidates would then depend on the other models)
+    e0 = np.cumsum(C[..., 0], axis=-1)[..., -1]
     delta = C[:, :, 1:, 1:] - C[:, :, 1:, :-1]  # (n, M, D-1, Kc), contiguous
     del C
     N = delta.shape[2] * Kc
@@ -163,16 +165,22 @@ class _Chunk:
         return _best_a(self.logobs[rows], self.mask[rows], self.d[rows], w0, wm,
                        self.a_range, self.K, self.q)
 
-    def search(self, rows, w0s, seeds, shared=None, keep=3, levels=4):
+    def search(self, rows, w0s, seeds, shared=None, keep=3, levels=4, width=0):
         """Best (e_fit, w_0, a, w_m) of each model over w_0 candidates w0s (n, C) crossed
         with w_m seeds (n, M) [and the first w_0 with shared w_m (1, G)]: the `keep` best
         pairs each move `levels` times along w_m to the best point of a local grid spanning
-        ± one step, the step halving every time."""
+        ± one step, the step halving every time. Seeds padded to `width` columns repeat
+        their last column (computed once)."""
         n = len(rows)
         es, w0c, wmc = [], [], []
+        more = max(0, width - seeds.shape[1])
+        padded = np.concatenate([seeds, np.repeat(seeds[:, -1:], more, 1)], 1)
         for c in range(w0s.shape[1]):  # the shared grid with the first w_0 only (cost)
-            for wm in ([] if shared is None or c else [shared]) + [seeds]:
-                es.append(self.best(rows, w0s[:, c], wm)[0])
+            for wm in ([] if shared is None or c else [shared]) + [padded]:
+                e = self.best(rows, w0s[:, c], wm[:, :wm.shape[1] - more] if wm is padded
+                              else wm)[0]
+                es.append(np.concatenate([e, np.repeat(e[:, -1:], more, 1)], 1)
+                          if wm is padded else e)
                 w0c.append(np.broadcast_to(w0s[:, c:c + 1], es[-1].shape))
                 wmc.append(np.broadcast_to(wm, es[-1].shape))
         e, w0c, wmc = (np.concatenate(x, axis=1) for x in (es, w0c, wmc))
@@ -235,7 +243,8 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
     ratio = np.where(mask_all, W, 0).max(axis=1) / w0s.min(axis=1)
     K = int(np.ceil(np.log(2 * ratio.max()) / np.log(wm_range[0]))) + 1
     out = np.zeros((B, 3))
-    order = np.argsort(d, kind="stable")  # chunks of similar depth pad little
+    found = np.isfinite(wmc).sum(axis=1)  # w_m seeds of each model
+    order = np.lexsort((found, d))  # chunks of similar depth (and seed count) pad little
     per = max(1, chunk // ((grid + wmc.shape[1]) * int(d.max()) * (K + 1)))
     for s in range(0, B, per):
         idx = order[s:s + per]
@@ -244,8 +253,11 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
         ch = _Chunk(np.where(mask, np.log(np.maximum(W[idx, :D], 1)), 0.0), mask, d[idx], K,
                     tuple(a_range), lm, (lm[1] - lm[0]) / (grid - 1), q)
         rows = np.arange(len(idx))
-        seeds = np.where(np.isfinite(wmc[idx]), wmc[idx], wm_range[0])
-        e, w0, a, wm = ch.search(rows, w0s[idx], seeds, shared=gwm, keep=keep, levels=levels)
+        # past the chunk's most seeds + 1, every column is the padding w_m = wm_range[0]
+        used = min(wmc.shape[1], int(found[idx].max()) + 1)
+        seeds = np.where(np.isfinite(wmc[idx, :used]), wmc[idx, :used], wm_range[0])
+        e, w0, a, wm = ch.search(rows, w0s[idx], seeds, shared=gwm, keep=keep, levels=levels,
+                                 width=wmc.shape[1])
         # the L1-optimal w_0 of that pattern: the median of log(obs_j) − k_j·log(w_m)
         ks = _patterns(D, a, wm)
         r = np.where(mask, ch.logobs - np.maximum(ks, 0) * np.log(wm)[:, None], np.nan)
