@@ -74,28 +74,34 @@ def _best_a(logobs, mask, d, w0, wm, a_range, K, q):
     delta = C[:, :, 1:, 1:] - C[:, :, 1:, :-1]  # (n, M, D-1, Kc), contiguous
     del C
     N = delta.shape[2] * Kc
-    j = np.arange(1, D)[:, None]
-    beta = (wm[..., None, None] ** (k[None, 1:] - 0.5) - 1) / j  # (n|1, M, D-1, Kc)
-    if beta.shape[0] == n:  # per-model w_m: padded blocks' breakpoints go past any a
-        beta = np.where(mask[:, None, 1:, None], beta, np.inf)
-    beta = beta.reshape(beta.shape[0], M, N)
+    c = wm[..., None] ** (k[1:] - 0.5) - 1  # (n|1, M, Kc), > 0
+    if wm.shape[0] == n:  # per-model w_m: padded blocks' breakpoints (c/0 = ∞) go past any a
+        jj = np.where(mask[:, 1:], np.arange(1, D), 0.0)[:, None, :, None]
+    else:
+        jj = np.arange(1, D, dtype=float)[:, None]
+    with np.errstate(divide="ignore"):
+        beta = (c[..., None, :] / jj).reshape(-1, M, N)  # (n|1, M, (D-1)·Kc): (j, k) order
     base = (np.arange(beta.shape[0] * M) * N).reshape(beta.shape[0], M, 1)
     flat = np.argsort(beta, axis=-1) + base
     sb = np.take(beta, flat)  # sorted (n|1, M, N)
-    tied = ((sb[..., 1:] == sb[..., :-1]) & (sb[..., :-1] < a_range[1])).any(axis=-1)
+    a_cap = (wm ** (K + 0.5) - 1) / np.maximum(d[:, None] - 1, 1)  # (n, M)
+    a_lo, a_hi = a_range[0], np.minimum(a_range[1], a_cap)  # a_hi: (n, M)
+    # intervals [b_(i-1), b_i] (b_-1 = 0, b_N = ∞) meet (a_lo, a_hi) for i0 ≤ i ≤ i1, where
+    # i0 = #(b ≤ a_lo) and i1 = #(b < a_hi), unless they are empty (b_(i-1) = b_i)
+    if sb.shape[0] == n:
+        i1 = (sb < a_hi[..., None]).sum(axis=-1)
+    else:
+        i1 = np.stack([np.searchsorted(sb[0, m], a_hi[:, m]) for m in range(M)], axis=1)
+    cut = min(N, int(i1.max()) + 1)  # intervals past it are empty for every model
+    i0 = (sb[..., :cut] <= a_lo).sum(axis=-1)
+    head = sb[..., :cut]
+    tied = ((head[..., 1:] == head[..., :-1]) & (head[..., :-1] < a_range[1])).any(axis=-1)
     if tied.any():  # (e.g. w_m^1.5 = 3: (3^3 − 1)/13 = (3 − 1)/1): the order of tied
         # breakpoints sets the sums' rounding, so keep it the order of (j, k) (stable)
         at = np.nonzero(tied)
         flat[at] = np.argsort(beta[at], axis=-1, kind="stable") + base[at]
         sb[at] = np.take(beta, flat[at])
     beta = sb
-    a_cap = (wm ** (K + 0.5) - 1) / np.maximum(d[:, None] - 1, 1)  # (n, M)
-    a_lo, a_hi = a_range[0], np.minimum(a_range[1], a_cap)  # a_hi: (n, M)
-    # intervals [b_(i-1), b_i] (b_-1 = 0, b_N = ∞) meet (a_lo, a_hi) for i0 ≤ i ≤ i1, where
-    # i0 = #(b ≤ a_lo) and i1 = #(b < a_hi), unless they are empty (b_(i-1) = b_i)
-    i1 = (beta < a_hi[..., None]).sum(axis=-1)
-    i0 = (beta <= a_lo).sum(axis=-1)
-    cut = min(N, int(i1.max()) + 1)  # intervals past it are empty for every model
     if flat.shape[0] == n:
         sel = np.take(delta, flat[..., :cut])
     else:  # one order for every model
@@ -111,10 +117,12 @@ def _best_a(logobs, mask, d, w0, wm, a_range, K, q):
         empty[..., 1:cut] |= (beta[..., 1:cut] == beta[..., :cut - 1])
     np.copyto(e, np.inf, where=empty)
     best = np.argmin(e, axis=-1)[..., None]
-    b = np.broadcast_to(np.concatenate([np.zeros(beta.shape[:2] + (1,)), beta[..., :cut],
-                                        np.full(beta.shape[:2] + (1,), np.inf)], -1),
-                        (n, M, cut + 2))  # b_-1, b_0 ... b_(cut-1), and b_N when cut = N
-    lo, hi = np.take_along_axis(b, best, -1), np.take_along_axis(b, best + 1, -1)
+    if N:
+        b = np.broadcast_to(beta, (n, M, N))
+        lo = np.where(best > 0, np.take_along_axis(b, np.maximum(best - 1, 0), -1), 0.0)
+        hi = np.where(best < N, np.take_along_axis(b, np.minimum(best, N - 1), -1), np.inf)
+    else:  # one block: one interval
+        lo, hi = np.zeros(best.shape), np.full(best.shape, np.inf)
     a = np.sqrt(np.maximum(lo, a_lo) * np.minimum(hi, a_hi[..., None]))[..., 0]
     return np.take_along_axis(e, best, -1)[..., 0] / d[:, None], a
 
