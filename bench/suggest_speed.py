@@ -80,7 +80,7 @@ def main():
         suggest.LINEAR_FIT, expect.one_sided.__defaults__ = cap, exact
         suggest.one_sided = orig
     print(f"baseline (all e_fit, exact KS): {bw:.2f} s wall, {bc:.2f} s CPU; first: "
-          f"{bout['candidates'][0]['constraint']}")
+          f"{bout.candidates[0].constraint}")
     print(f"ratio baseline / dse: {bw / wall:.1f}× wall, {bc / cpu:.1f}× CPU")
     for n in map(int, a.sets_n.split(",")):
         k = max(1, round(0.25 * n))
