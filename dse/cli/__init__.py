@@ -2,7 +2,7 @@
 
 Commands are plain click commands in the modules of this package (sample: spaces, describe,
 sample; train: train, status, cancel, compact, verify; analyze: edf, fit-linear, trends,
-search-efficiency, report; importance: importance; compare: zoo, speed, export; run: run,
+search-efficiency, report; importance: importance; compare: zoo, speed, export; run: run, plan,
 suggest, transfer; trials: fidelity, noise, curves; interop: import), attached
 to the group here and nowhere else; they import what they need inside the command,
 so `dse --help` loads no torch. Shared options and error handling: dse.cli.common.
@@ -37,7 +37,7 @@ for command in (sample.spaces_cmd, sample.describe_cmd, sample.sample_cmd,
                 analyze.edf_group, analyze.fit_linear_cmd, analyze.trends_cmd,
                 analyze.search_efficiency_cmd, analyze.report_cmd, importance.importance_cmd,
                 compare.zoo_cmd, compare.speed_cmd, compare.export_cmd,
-                run.run_cmd, run.suggest_cmd, run.transfer_cmd,
+                run.run_cmd, run.plan_cmd, run.suggest_cmd, run.transfer_cmd,
                 trials.fidelity_cmd, trials.noise_cmd, trials.curves_cmd, interop.import_cmd):
     cli.add_command(command)
 

@@ -61,9 +61,29 @@ class ExperimentPlan:
                     epochs=self.epochs)
 
 
-def plan(exp: Experiment, store: Store) -> ExperimentPlan:
+def plan(exp: Experiment, store: Store, stored: tuple | None = None) -> ExperimentPlan:
     """What `dse run` would do now: per space the models to sample and to train, the
-    training cost, and an ETA when models of this store have trained already."""
+    training cost, and an ETA when models of this store have trained already. `stored`:
+    held(exp, store), when read already."""
+    have, pending, pending_flops, speeds = stored or held(exp, store)
+    rate = float(np.median(speeds)) if speeds.size else None
+    workers = exp.options.jobs
+    rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
+    images = train_images(exp)
+    cost = [r["cost"] for r in rows]
+    training = None if any(c is None for c in cost) else Plan(
+        sum(r["to_train"] for r in rows), exp.recipe.epochs, ((exp.dataset, images),),
+        float(sum(cost)), rate,
+        f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} this store "
+        "trained" if rate else "no model of this store has trained",
+        (exp.options.device,) * workers, exp.options)
+    return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
+                          exp.recipe.epochs)
+
+
+def held(exp: Experiment, store: Store) -> tuple:
+    """What the store holds of the experiment's spaces: {space: its models}, {space: models
+    to train}, {space: their flops}, and the speeds of the store's trained models."""
     have, pending, pending_flops = {}, {}, {}
     if Path(store).is_dir():
         present = set(store.spaces())
@@ -79,19 +99,7 @@ def plan(exp: Experiment, store: Store) -> ExperimentPlan:
             pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
                 if len(models) else 0.0
     speeds = measured_speeds(store) if Path(store).is_dir() else np.array([])
-    rate = float(np.median(speeds)) if speeds.size else None
-    workers = exp.options.jobs
-    rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
-    images = train_images(exp)
-    cost = [r["cost"] for r in rows]
-    training = None if any(c is None for c in cost) else Plan(
-        sum(r["to_train"] for r in rows), exp.recipe.epochs, ((exp.dataset, images),),
-        float(sum(cost)), rate,
-        f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} this store "
-        "trained" if rate else "no model of this store has trained",
-        (exp.options.device,) * workers, exp.options)
-    return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
-                          exp.recipe.epochs)
+    return have, pending, pending_flops, speeds
 
 
 # ---- stages ----------------------------------------------------------------------------------

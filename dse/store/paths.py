@@ -115,6 +115,10 @@ class Layout:
     def refine_chain_path(self, name: str) -> Path:
         return self.refine_dir(name) / "chain.json"
 
+    def rounds_path(self, name: str) -> Path:
+        """An experiment in rounds: its schedule and every look taken (dse.method.rounds)."""
+        return self.experiment_dir(name) / "rounds.json"
+
     @property
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
