@@ -16,7 +16,8 @@ import os
 # numpy loads, which the commands below do): dse's matrices are small (tens to hundreds of
 # columns) and OpenBLAS's threads cost more than they give on them (2026-12-07, 2 cores: a
 # batch of 201 solves of 150 × 150 took 1.31 s of CPU with 2 threads, 0.03 s with one; the
-# report's importance sections 30.5 s → 3.2 s). torch uses its own BLAS and threads.
+# report's importance sections at 2 × 10,000 models 30.5 s of CPU → 3.2 s). torch uses
+# its own BLAS and threads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click  # noqa: E402
