@@ -196,12 +196,23 @@ class _Chunk:
         pe, p0 = np.take_along_axis(e, top, 1), np.take_along_axis(w0c, top, 1)
         pm = np.log(np.take_along_axis(wmc, top, 1))
         k, st = pe.shape[1], self.step
-        w0g = np.repeat(p0, 4, axis=1)
+        stay = last = None  # the pairs that did not move at the last level, and its e
         for _ in range(levels):
             c = np.clip(pm[:, :, None] + np.array([-1, -0.5, 0.5, 1]) * st, *self.lm)
-            e = self.best(rows, w0g, np.exp(c.reshape(n, -1)))[0].reshape(n, k, 4)
+            if last is None:
+                e = self.best(rows, np.repeat(p0, 4, axis=1),
+                              np.exp(c.reshape(n, -1)))[0].reshape(n, k, 4)
+            else:  # a pair that stayed has its ± st points (exactly) at the last ± st/2
+                e = np.empty((n, k, 4))
+                e[:, :, 1:3] = self.best(rows, np.repeat(p0, 2, axis=1),
+                                         np.exp(c[:, :, 1:3].reshape(n, -1)))[0].reshape(n, k, 2)
+                e[:, :, 0], e[:, :, 3] = last[:, :, 1], last[:, :, 2]
+                r, p = np.nonzero(~stay)
+                if len(r):  # the pairs that moved, each as a row of its own
+                    e[r, p, 0::3] = self.best(rows[r], p0[r, p], np.exp(c[r, p][:, 0::3]))[0]
             b = np.argmin(e, axis=2)[..., None]
             eb = np.take_along_axis(e, b, 2)[..., 0]
+            stay, last = ~(eb < pe), e
             pm = np.where(eb < pe, np.take_along_axis(c, b, 2)[..., 0], pm)
             pe = np.minimum(pe, eb)
             st /= 2
