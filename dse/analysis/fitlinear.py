@@ -64,8 +64,8 @@ def _best_a(logobs, mask, d, w0, wm, a_range, K, q):
         top = np.log(a_range[1] * max(D - 1, 1) + 1) / np.log(np.min(wm)) + 0.5
     Kc = int(min(K, np.ceil(top))) if np.isfinite(top) else K
     k = np.arange(Kc + 1)
-    T = np.log(regnet.quantize(w0[..., None], wm[..., None], k, q))  # (n, M, K+1)
-    C = T[:, :, None, :] - logobs[:, None, :, None]  # (n, M, D, K+1): cost of block j at k
+    T = np.log(regnet.quantize(w0[..., None], wm[..., None], k, q))  # (n, M, Kc+1)
+    C = T[:, :, None, :] - logobs[:, None, :, None]  # (n, M, D, Kc+1): cost of block j at k
     np.abs(C, out=C)
     C *= mask[:, None, :, None]
     # every block at exponent 0, summed in order (a pairwise sum would round differently
