@@ -8,7 +8,7 @@ import json
 
 import click
 
-from dse.cli.common import Command, compose, json_option, store_option, table
+from dse.cli.common import RECIPE, Command, compose, json_option, store_option, table
 from dse.errors import DseError
 from dse.runner.options import (
     CLUSTERS,
@@ -99,6 +99,12 @@ def cluster_options(f):
               help="The paper's exact recipe: every BN γ = 1 and no warm-up "
                    "(overrides --zero-gamma and --warmup).")
 @click.option("--no-augment", is_flag=True, help="Train without pad + crop (+ flip).")
+@click.option("--recipe", "settings", type=RECIPE, default=None, metavar="KEY=VALUE,...",
+              help="Recipe settings, each winning over its flag; pycls's recipe: "
+                   "label_smoothing, mixup_alpha, ema_alpha, ema_period, bn_wd, "
+                   "warmup_factor, lr_policy (cos, lin, steps), lr_steps (epochs joined by "
+                   "':'), lr_mult, min_lr; e.g. label_smoothing=0.1,mixup_alpha=0.5,"
+                   "ema_alpha=0.00025,bn_wd=0 (docs/training.md).")
 @click.option("--seed", type=int, default=R.seed, show_default=True,
               help="Training seed (init, shuffling, augmentation).")
 @click.option("--train-subset", type=click.IntRange(min=1), default=None,
@@ -139,7 +145,8 @@ def cluster_options(f):
 @cluster_options
 def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path, data_dir, download,
               skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
-              zero_init_final_gamma, paper, no_augment, seed, train_subset, top, sample,
+              zero_init_final_gamma, paper, no_augment, settings, seed, train_subset, top,
+              sample,
               sample_seed, seeds, curves, retry_failed, fp32,
               no_cuda_graph, channels_last, dry_run, warn_hours, claim_timeout, cluster, wait,
               **resources):
@@ -171,6 +178,7 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
                     augment=not no_augment, seed=seed, train_subset=train_subset)
     if paper:
         recipe = recipe.paper()
+    recipe = with_settings(recipe, settings or {})
     options = TrainOptions(recipe=recipe, device=device, jobs=jobs, concurrency=concurrency,
                            max_models=max_models,
                            retry_failed=retry_failed, data_dir=data_dir, download=download,
@@ -186,6 +194,23 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, max_models, store_path,
         _health_warning(done.outcomes)
     else:
         _submit(Store(store_path), spaces, options, cluster, wait, resources)
+
+
+def with_settings(recipe: Recipe, settings: dict) -> Recipe:
+    """`recipe` with the settings of --recipe KEY=VALUE,... (checked as the Recipe checks
+    them; `series` names a result's error series, which analyses choose, not training)."""
+    from dataclasses import replace
+
+    from dse.errors import ArgumentError
+
+    if "series" in settings:
+        raise DseError("--recipe series: a training records its model's series (and its "
+                       "weight EMA's with ema_alpha > 0); analyses choose one with --recipe "
+                       "series=ema")
+    try:
+        return replace(recipe, **settings)
+    except ArgumentError as e:
+        raise DseError(f"--recipe {e.param} {e.problem}") from None
 
 
 def _health_warning(outcomes) -> None:

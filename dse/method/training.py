@@ -18,11 +18,16 @@ TRAIN_KEYS = {
     "warmup": ("recipe", "warmup_epochs"), "zero_gamma": ("recipe", "zero_init_final_gamma"),
     "augment": ("recipe", "augment"), "seed": ("recipe", "seed"),
     "train_subset": ("recipe", "train_subset"), "paper": (None, "paper"),
+    **{k: ("recipe", k) for k in ("label_smoothing", "mixup_alpha", "ema_alpha", "ema_period",
+                                  "bn_wd", "warmup_factor", "lr_policy", "lr_steps",
+                                  "lr_mult", "min_lr")},
     "device": ("options", "device"), "jobs": ("options", "jobs"),
     "concurrency": ("options", "concurrency"), "retry_failed": ("options", "retry_failed"),
     "download": ("options", "download"), "skip_bad_images": ("options", "skip_bad_images"),
     "cache_dir": ("options", "cache_dir"), "amp": ("options", "amp"),
     "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last")}
+FLOAT_KEYS = ("lr", "momentum", "wd", "warmup_epochs", "label_smoothing", "mixup_alpha",
+              "ema_alpha", "bn_wd", "warmup_factor", "lr_mult", "min_lr")
 BOOL_TRAIN = ("zero_gamma", "augment", "paper", "retry_failed", "download", "skip_bad_images")
 
 
@@ -54,8 +59,8 @@ def train_options(err, value, data_dir) -> TrainOptions:
         if where is None:
             paper = v
         elif where == "recipe":
-            recipe[fld] = float(v) if fld in ("lr", "momentum", "wd", "warmup_epochs") and \
-                isinstance(v, int) and not isinstance(v, bool) else v
+            recipe[fld] = float(v) if fld in FLOAT_KEYS and isinstance(v, int) and \
+                not isinstance(v, bool) else v
         else:
             options[fld] = v
     keys = {fld: k for k, (_, fld) in TRAIN_KEYS.items()}

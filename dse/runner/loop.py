@@ -27,10 +27,12 @@ from dse.runner.options import TrainOptions
 from dse.runner.pending import jobs_of, select_spaces
 from dse.runner.plan import Plan, estimate
 from dse.store.core import Store, needs_training
+from dse.store.recipes import fingerprint
 from dse.store.schema import RESULT_STATUSES
 from dse.store.status import Status
 from dse.system import HOST, now_utc
 from dse.train.outcome import Outcome
+from dse.train.recipe import spec_of
 from dse.units import clock
 
 
@@ -98,8 +100,25 @@ def result_row(job: Job, options: TrainOptions, outcome: Outcome, device: str) -
         zero_init_final_gamma=r.zero_init_final_gamma, augment=r.augment,
         precision=outcome.precision, cuda_graph=outcome.cuda_graph,
         channels_last=outcome.channels_last,
-        epochs_run=outcome.epochs_run, host=HOST)
+        epochs_run=outcome.epochs_run, host=HOST,
+        label_smoothing=r.label_smoothing, mixup_alpha=r.mixup_alpha, ema_alpha=r.ema_alpha,
+        ema_period=r.ema_period, bn_wd=r.bn_wd, warmup_factor=r.warmup_factor,
+        lr_policy=r.lr_policy, lr_steps=list(r.lr_steps), lr_mult=r.lr_mult, min_lr=r.min_lr,
+        series="test")
 
+
+def ema_row(row: dict, job: Job, options: TrainOptions, outcome: Outcome) -> dict | None:
+    """The stored row of the model's weight EMA (a recipe with ema_alpha > 0): the same
+    training under its own recipe, series=ema (as `dse import --series ema` stores pycls's
+    test_ema_epoch), its error the EMA's at the last epoch and history_error every epoch's;
+    None when there is no EMA series (no EMA, or the training failed)."""
+    hist = outcome.history_ema_error
+    if hist is None or outcome.status == Status.FAILED:
+        return None
+    fp = fingerprint({**spec_of(job.recipe, options.draws), "series": "ema"})
+    done = outcome.status == Status.DONE and len(hist) > 0
+    return {**row, "recipe": fp, "series": "ema", "history_error": list(hist),
+            "error": hist[-1] if done else None}
 
 
 
@@ -307,6 +326,9 @@ def _record(store: Store, job: Job, options: TrainOptions, ev: Finished, summary
             report) -> None:
     """Write a finished model's result and count it."""
     row = result_row(job, options, ev.outcome, ev.device)
+    ema = ema_row(row, job, options, ev.outcome)
+    if ema is not None:  # first: the model's own row marks the trial done
+        store.write_result(job.space, ema)
     store.write_result(job.space, row)
     summary.counts[row["status"]] += 1
     summary.outcomes.append((row["status"], row["error"], row["train_loss"],
