@@ -10,10 +10,20 @@ so `dse --help` loads no torch. Shared options and error handling: dse.cli.commo
 
 from __future__ import annotations
 
-import click
+import os
 
-from dse.cli import analyze, compare, importance, interop, run, sample, train, trials
-from dse.cli.common import Group
+# numpy's and scipy's OpenBLAS on one thread unless the user says otherwise (read once, when
+# numpy loads, which the commands below do): dse's matrices are small (tens to hundreds of
+# columns) and OpenBLAS's threads cost more than they give on them (2026-12-07, 2 cores: a
+# batch of 201 solves of 150 × 150 took 1.31 s of CPU with 2 threads, 0.03 s with one; the
+# report's importance sections at 2 × 10,000 models 30.5 s of CPU → 3.2 s). torch uses
+# its own BLAS and threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import click  # noqa: E402
+
+from dse.cli import analyze, compare, importance, interop, run, sample, train, trials  # noqa: E402
+from dse.cli.common import Group  # noqa: E402
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
