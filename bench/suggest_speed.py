@@ -1,8 +1,12 @@
 """`dse suggest` speed on 1,000 models (target ≤ 5 s on a 2-core CPU), side by side with a
 baseline in the same run: the same candidates with every model's e_fit computed (no cap on
-the linear-rule fit) and the exact KS test, the way one would first write it.
+the linear-rule fit) and the exact KS test, the way one would first write it. Then the
+permutation test's random top sets at --sets-n models: a full ranking of each row of draws
+(np.argsort) beside the partition suggest uses (np.argpartition), with a check that both
+give the same sets.
 
     .venv/bin/python bench/suggest_speed.py [--n 1000] [--space anynetxa] [--repeat 3]
+        [--sets-n 1000,10000]
 
 The population is sampled from the space (CIFAR task, 1–50 MF) and its errors follow a known
 rule (b = 1 in every stage is better) plus noise; the script also prints what suggest ranked
@@ -55,6 +59,8 @@ def main():
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--space", default="anynetxa")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sets-n", default="1000,10000",
+                    help="models for the permutation sets' comparison")
     a = ap.parse_args()
     space, pop = population(a.space, a.n)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -74,8 +80,19 @@ def main():
         suggest.LINEAR_FIT, expect.one_sided.__defaults__ = cap, exact
         suggest.one_sided = orig
     print(f"baseline (all e_fit, exact KS): {bw:.2f} s wall, {bc:.2f} s CPU; first: "
-          f"{bout['candidates'][0]['constraint']}")
+          f"{bout.candidates[0].constraint}")
     print(f"ratio baseline / dse: {bw / wall:.1f}× wall, {bc / cpu:.1f}× CPU")
+    for n in map(int, a.sets_n.split(",")):
+        k = max(1, round(0.25 * n))
+        fw, fc, want = timed(lambda n=n, k=k: np.argsort(
+            np.random.default_rng(0).random((suggest.PERMUTATIONS, n)), axis=1)[:, :k],
+            a.repeat)
+        pw, pc, got = timed(lambda n=n, k=k: suggest.random_sets(np.random.default_rng(0), n,
+                                                                 k), a.repeat)
+        same = bool((np.sort(want, axis=1) == np.sort(got, axis=1)).all())
+        print(f"{suggest.PERMUTATIONS} random top sets of {k} among {n}: argsort {fw:.2f} s "
+              f"wall ({fc:.2f} CPU), argpartition {pw:.2f} s ({pc:.2f} CPU), "
+              f"{fc / pc:.1f}× CPU; the same sets: {same}")
 
 
 if __name__ == "__main__":

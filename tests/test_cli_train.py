@@ -174,7 +174,7 @@ def test_worker_processes_train_disjoint_models(tmp_path, monkeypatch):
     assert r.output.startswith("training 2 models on 2 workers (2 × cpu)")
     eta = r.output.splitlines()[3]  # calibrated in a worker process, for 2 trainers
     assert re.fullmatch(r"ETA .+ × 2 trainers, calibrated on \d+ steps of [12] pending "
-                        r"models? \(not counted as training\)", eta), eta
+                        r"models?, 2 at a time \(not counted as training\)", eta), eta
     res = Store(tmp_path).read_results("regnetx")
     assert sorted(res["model_id"]) == sorted(models["model_id"])
     assert (res["status"] == "done").all()

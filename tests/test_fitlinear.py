@@ -67,6 +67,65 @@ def test_fit_linear_is_the_same_one_model_at_a_time(rng):
         assert one["e_fit"] == pytest.approx(batch["e_fit"].iloc[i])
 
 
+def _noisy(n, seed, rng):
+    """Quantized-linear widths with every block nudged by up to ± 3·8 (the fit is inexact)."""
+    W, d = _regnet_widths(n, seed)
+    W = np.where(W > 0, np.maximum(W + 8 * rng.integers(-3, 4, W.shape), 8), 0)
+    return W, d
+
+
+def test_fit_linear_is_the_same_whichever_models_are_fitted_together(rng):
+    # the vectorized fit against one model at a time (chunk=1), with the same search: every
+    # column equal, wa included (a model's padding splits no interval of a)
+    W, d = _noisy(40, 3, rng)
+    batch = F.fit_linear(W, d)
+    for chunk in (1, 200_000):
+        other = F.fit_linear(W, d, chunk=chunk)
+        for c in batch.columns:
+            np.testing.assert_array_equal(other[c].to_numpy(), batch[c].to_numpy(), c)
+
+
+def _best_a_by_enumeration(obs, w0, wm, a_range, K):
+    """The least e_fit over a in a_range (capped where the last block passes K), evaluated
+    on every interval between consecutive breakpoints (w_m^(k−1/2) − 1)/j directly from the
+    RegNet rule: the straightforward way."""
+    d = len(obs)
+    a_cap = (wm ** (K + 0.5) - 1) / max(d - 1, 1)
+    lo, hi = a_range[0], min(a_range[1], a_cap)
+    k, j = np.meshgrid(np.arange(1, K + 1), np.arange(1, d))
+    cuts = np.unique(np.r_[lo, hi, ((wm ** (k - 0.5) - 1) / j).ravel()])
+    cuts = cuts[(cuts >= lo) & (cuts <= hi)]
+    best = np.inf
+    for a in np.sqrt(cuts[:-1] * cuts[1:]):
+        ks = np.round(np.log(1 + a * np.arange(d)) / np.log(wm))
+        pred = regnet.quantize(w0, wm, ks)
+        best = min(best, np.abs(np.log(pred) - np.log(obs)).mean())
+    return best
+
+
+def test_best_a_is_the_least_e_fit_over_a(rng):
+    W, d = _noisy(12, 11, rng)
+    K = 14
+    w0 = rng.choice([8, 16, 24, 48], (12, 5)).astype(float)
+    wm = rng.uniform(*F.FIT_WM, (12, 5))
+    mask = np.arange(W.shape[1])[None, :] < d[:, None]
+    logobs = np.where(mask, np.log(np.maximum(W, 1)), 0.0)
+    for shared in (False, True):  # one w_m per model and candidate, or one row for all
+        m = wm[:1] if shared else wm
+        e, a = F._best_a(logobs, mask, d, w0, m, F.FIT_A, K, regnet.Q)
+        for i in range(12):
+            for c in range(5):
+                want = _best_a_by_enumeration(W[i, :d[i]], w0[i, c], m[0 if shared else i, c],
+                                              F.FIT_A, K)
+                assert e[i, c] == pytest.approx(want, rel=1e-12, abs=1e-15)
+                # the a returned lies inside an interval with that e_fit
+                ks = np.round(np.log(1 + a[i, c] * np.arange(d[i]))
+                              / np.log(m[0 if shared else i, c]))
+                pred = regnet.quantize(w0[i, c], m[0 if shared else i, c], ks)
+                got = np.abs(np.log(pred) - np.log(W[i, :d[i]])).mean()
+                assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
 def test_fit_linear_e_fit_is_the_mean_log_ratio_of_its_own_prediction(rng):
     W, d = F.block_widths([[1, 3, 4, 2]], [[32, 96, 200, 400]])
     fit = F.fit_linear(W, d).iloc[0]

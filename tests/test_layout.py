@@ -173,3 +173,16 @@ def test_the_command_line_starts_without_the_heavy_libraries():
             "'pyarrow', 'matplotlib', 'submitit') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_command_line_runs_openblas_on_one_thread_unless_told_otherwise():
+    """numpy's BLAS threads cost more than they give on dse's small matrices: the command line
+    sets OPENBLAS_NUM_THREADS=1 before numpy loads, and keeps a value the user set."""
+    code = ("import os, sys; import dse.cli; print(os.environ['OPENBLAS_NUM_THREADS'], "
+            "'numpy' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, want in ((None, "1 True"), ("2", "2 True")):
+        e = env if given is None else {**env, "OPENBLAS_NUM_THREADS": given}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env=e)
+        assert out.stdout.strip() == want

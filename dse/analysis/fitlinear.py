@@ -22,6 +22,7 @@ from dse.space import regnet
 # 1.5 ≤ w_m ≤ 3 is the paper's RegNet range; a spans the sampler's w_a/w_0 ∈ [1/32, 32].
 FIT_A = (1 / 64, 64.0)
 FIT_WM = (1.5, 3.0)
+SHARED = 12  # a shared w_m grid is searched this many values at a time (see _best_a)
 
 
 def block_widths(ds, ws) -> tuple[np.ndarray, np.ndarray]:
@@ -48,29 +49,81 @@ def _best_a(logobs, mask, d, w0, wm, a_range, K, q):
     at a = (w_m^(k−1/2) − 1)/j; sorting these breakpoints and summing the cost changes gives
     e_fit on every interval between them. Exponents are followed up to K; a is capped where
     the last block would pass K. logobs, mask: (n, D); d: (n,); w0: (n, M); wm: (n|1, M).
-    Returns e_fit (n, M) and a (n, M), a in the middle of its best interval."""
+    Returns e_fit (n, M) and a (n, M), a in the middle of its best interval (of the model's
+    own blocks: padding past depth d splits no interval, so a model's a does not depend on
+    the models fitted beside it)."""
     n, D = logobs.shape
-    k = np.arange(K + 1)
-    T = np.log(regnet.quantize(w0[..., None], wm[..., None], k, q))  # (n, M, K+1)
-    C = np.abs(T[:, :, None, :] - logobs[:, None, :, None]) * mask[:, None, :, None]
-    e0 = C[..., 0].sum(axis=-1)  # every block at exponent 0
-    delta = (C[:, :, 1:, 1:] - C[:, :, 1:, :-1]).reshape(n, C.shape[1], -1)
-    j = np.arange(1, D)[:, None]
-    beta = (wm[..., None, None] ** (k[None, 1:] - 0.5) - 1) / j  # (n|1, M, D-1, K)
-    beta = beta.reshape(beta.shape[0], beta.shape[1], -1)
-    order = np.argsort(beta, axis=-1, kind="stable")
-    beta = np.take_along_axis(beta, order, -1)
-    cum = e0[..., None] + np.cumsum(np.take_along_axis(delta, order, -1), axis=-1)
-    e = np.concatenate([e0[..., None], cum], axis=-1)  # (n, M, N+1) per interval
-    lo = np.concatenate([np.zeros(beta.shape[:-1] + (1,)), beta], axis=-1)
-    hi = np.concatenate([beta, np.full(beta.shape[:-1] + (1,), np.inf)], axis=-1)
+    M = w0.shape[1]
+    if wm.shape[0] == 1 and M > SHARED:  # a shared w_m grid: in parts, each with its own Kc
+        parts = [_best_a(logobs, mask, d, w0[:, s:s + SHARED], wm[:, s:s + SHARED], a_range,
+                         K, q) for s in range(0, M, SHARED)]
+        return tuple(np.concatenate(x, axis=1) for x in zip(*parts))
+    # exponents whose breakpoints all lie past the largest a (≥ a_range[1] at every block and
+    # candidate) change nothing: follow exponents up to Kc ≤ K; a is still capped at K
+    with np.errstate(divide="ignore"):
+        top = np.log(a_range[1] * max(D - 1, 1) + 1) / np.log(np.min(wm)) + 0.5
+    Kc = int(min(K, np.ceil(top))) if np.isfinite(top) else K
+    k = np.arange(Kc + 1)
+    T = np.log(regnet.quantize(w0[..., None], wm[..., None], k, q))  # (n, M, Kc+1)
+    C = T[:, :, None, :] - logobs[:, None, :, None]  # (n, M, D, Kc+1): cost of block j at k
+    np.abs(C, out=C)
+    C *= mask[:, None, :, None]
+    # every block at exponent 0, summed in order (a pairwise sum would round differently
+    # with more padding, and ties between candidates would then depend on the other models)
+    e0 = np.cumsum(C[..., 0], axis=-1)[..., -1]
+    delta = C[:, :, 1:, 1:] - C[:, :, 1:, :-1]  # (n, M, D-1, Kc), contiguous
+    del C
+    N = delta.shape[2] * Kc
+    c = wm[..., None] ** (k[1:] - 0.5) - 1  # (n|1, M, Kc), > 0
+    if wm.shape[0] == n:  # per-model w_m: padded blocks' breakpoints (c/0 = ∞) go past any a
+        jj = np.where(mask[:, 1:], np.arange(1, D), 0.0)[:, None, :, None]
+    else:
+        jj = np.arange(1, D, dtype=float)[:, None]
+    with np.errstate(divide="ignore"):
+        beta = (c[..., None, :] / jj).reshape(-1, M, N)  # (n|1, M, (D-1)·Kc): (j, k) order
+    base = (np.arange(beta.shape[0] * M) * N).reshape(beta.shape[0], M, 1)
+    flat = np.argsort(beta, axis=-1) + base
+    sb = np.take(beta, flat)  # sorted (n|1, M, N)
     a_cap = (wm ** (K + 0.5) - 1) / np.maximum(d[:, None] - 1, 1)  # (n, M)
-    a_hi = np.minimum(a_range[1], a_cap)[..., None]
-    lo, hi = np.maximum(lo, a_range[0]), np.minimum(hi, a_hi)
-    e = np.where(hi > lo, e, np.inf)
+    a_lo, a_hi = a_range[0], np.minimum(a_range[1], a_cap)  # a_hi: (n, M)
+    # intervals [b_(i-1), b_i] (b_-1 = 0, b_N = ∞) meet (a_lo, a_hi) for i0 ≤ i ≤ i1, where
+    # i0 = #(b ≤ a_lo) and i1 = #(b < a_hi), unless they are empty (b_(i-1) = b_i)
+    if sb.shape[0] == n:
+        i1 = (sb < a_hi[..., None]).sum(axis=-1)
+    else:
+        i1 = np.stack([np.searchsorted(sb[0, m], a_hi[:, m]) for m in range(M)], axis=1)
+    cut = min(N, int(i1.max()) + 1)  # intervals past it are empty for every model
+    i0 = (sb[..., :cut] <= a_lo).sum(axis=-1)
+    head = sb[..., :cut]
+    tied = ((head[..., 1:] == head[..., :-1]) & (head[..., :-1] < a_range[1])).any(axis=-1)
+    if tied.any():  # (e.g. w_m^1.5 = 3: (3^3 − 1)/13 = (3 − 1)/1): the order of tied
+        # breakpoints sets the sums' rounding, so keep it the order of (j, k) (stable)
+        at = np.nonzero(tied)
+        flat[at] = np.argsort(beta[at], axis=-1, kind="stable") + base[at]
+        sb[at] = np.take(beta, flat[at])
+    beta = sb
+    if flat.shape[0] == n:
+        sel = np.take(delta, flat[..., :cut])
+    else:  # one order for every model
+        sel = np.take(delta.reshape(n, M * N), flat[0, :, :cut].ravel(), axis=1)
+        sel = sel.reshape(n, M, cut)
+    e = np.empty((n, M, cut + 1))
+    e[..., 0] = e0
+    np.cumsum(sel, axis=-1, out=e[..., 1:])
+    e[..., 1:] += e0[..., None]  # e on interval i
+    i = np.arange(cut + 1)
+    empty = (i < i0[..., None]) | (i > np.where(a_hi > a_lo, i1, -1)[..., None])
+    if tied.any():
+        empty[..., 1:cut] |= (beta[..., 1:cut] == beta[..., :cut - 1])
+    np.copyto(e, np.inf, where=empty)
     best = np.argmin(e, axis=-1)[..., None]
-    a = np.sqrt(np.take_along_axis(np.broadcast_to(lo, e.shape), best, -1)
-                * np.take_along_axis(np.broadcast_to(hi, e.shape), best, -1))[..., 0]
+    if N:
+        b = np.broadcast_to(beta, (n, M, N))
+        lo = np.where(best > 0, np.take_along_axis(b, np.maximum(best - 1, 0), -1), 0.0)
+        hi = np.where(best < N, np.take_along_axis(b, np.minimum(best, N - 1), -1), np.inf)
+    else:  # one block: one interval
+        lo, hi = np.zeros(best.shape), np.full(best.shape, np.inf)
+    a = np.sqrt(np.maximum(lo, a_lo) * np.minimum(hi, a_hi[..., None]))[..., 0]
     return np.take_along_axis(e, best, -1)[..., 0] / d[:, None], a
 
 
@@ -120,16 +173,22 @@ class _Chunk:
         return _best_a(self.logobs[rows], self.mask[rows], self.d[rows], w0, wm,
                        self.a_range, self.K, self.q)
 
-    def search(self, rows, w0s, seeds, shared=None, keep=3, levels=4):
+    def search(self, rows, w0s, seeds, shared=None, keep=3, levels=4, width=0):
         """Best (e_fit, w_0, a, w_m) of each model over w_0 candidates w0s (n, C) crossed
         with w_m seeds (n, M) [and the first w_0 with shared w_m (1, G)]: the `keep` best
         pairs each move `levels` times along w_m to the best point of a local grid spanning
-        ± one step, the step halving every time."""
+        ± one step, the step halving every time. Seeds padded to `width` columns repeat
+        their last column (computed once)."""
         n = len(rows)
         es, w0c, wmc = [], [], []
+        more = max(0, width - seeds.shape[1])
+        padded = np.concatenate([seeds, np.repeat(seeds[:, -1:], more, 1)], 1)
         for c in range(w0s.shape[1]):  # the shared grid with the first w_0 only (cost)
-            for wm in ([] if shared is None or c else [shared]) + [seeds]:
-                es.append(self.best(rows, w0s[:, c], wm)[0])
+            for wm in ([] if shared is None or c else [shared]) + [padded]:
+                e = self.best(rows, w0s[:, c], wm[:, :wm.shape[1] - more] if wm is padded
+                              else wm)[0]
+                es.append(np.concatenate([e, np.repeat(e[:, -1:], more, 1)], 1)
+                          if wm is padded else e)
                 w0c.append(np.broadcast_to(w0s[:, c:c + 1], es[-1].shape))
                 wmc.append(np.broadcast_to(wm, es[-1].shape))
         e, w0c, wmc = (np.concatenate(x, axis=1) for x in (es, w0c, wmc))
@@ -137,12 +196,23 @@ class _Chunk:
         pe, p0 = np.take_along_axis(e, top, 1), np.take_along_axis(w0c, top, 1)
         pm = np.log(np.take_along_axis(wmc, top, 1))
         k, st = pe.shape[1], self.step
-        w0g = np.repeat(p0, 4, axis=1)
+        stay = last = None  # the pairs that did not move at the last level, and its e
         for _ in range(levels):
             c = np.clip(pm[:, :, None] + np.array([-1, -0.5, 0.5, 1]) * st, *self.lm)
-            e = self.best(rows, w0g, np.exp(c.reshape(n, -1)))[0].reshape(n, k, 4)
+            if last is None:
+                e = self.best(rows, np.repeat(p0, 4, axis=1),
+                              np.exp(c.reshape(n, -1)))[0].reshape(n, k, 4)
+            else:  # a pair that stayed has its ± st points (exactly) at the last ± st/2
+                e = np.empty((n, k, 4))
+                e[:, :, 1:3] = self.best(rows, np.repeat(p0, 2, axis=1),
+                                         np.exp(c[:, :, 1:3].reshape(n, -1)))[0].reshape(n, k, 2)
+                e[:, :, 0], e[:, :, 3] = last[:, :, 1], last[:, :, 2]
+                r, p = np.nonzero(~stay)
+                if len(r):  # the pairs that moved, each as a row of its own
+                    e[r, p, 0::3] = self.best(rows[r], p0[r, p], np.exp(c[r, p][:, 0::3]))[0]
             b = np.argmin(e, axis=2)[..., None]
             eb = np.take_along_axis(e, b, 2)[..., 0]
+            stay, last = ~(eb < pe), e
             pm = np.where(eb < pe, np.take_along_axis(c, b, 2)[..., 0], pm)
             pe = np.minimum(pe, eb)
             st /= 2
@@ -192,7 +262,8 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
     ratio = np.where(mask_all, W, 0).max(axis=1) / w0s.min(axis=1)
     K = int(np.ceil(np.log(2 * ratio.max()) / np.log(wm_range[0]))) + 1
     out = np.zeros((B, 3))
-    order = np.argsort(d, kind="stable")  # chunks of similar depth pad little
+    found = np.isfinite(wmc).sum(axis=1)  # w_m seeds of each model
+    order = np.lexsort((found, d))  # chunks of similar depth (and seed count) pad little
     per = max(1, chunk // ((grid + wmc.shape[1]) * int(d.max()) * (K + 1)))
     for s in range(0, B, per):
         idx = order[s:s + per]
@@ -201,8 +272,11 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
         ch = _Chunk(np.where(mask, np.log(np.maximum(W[idx, :D], 1)), 0.0), mask, d[idx], K,
                     tuple(a_range), lm, (lm[1] - lm[0]) / (grid - 1), q)
         rows = np.arange(len(idx))
-        seeds = np.where(np.isfinite(wmc[idx]), wmc[idx], wm_range[0])
-        e, w0, a, wm = ch.search(rows, w0s[idx], seeds, shared=gwm, keep=keep, levels=levels)
+        # past the chunk's most seeds + 1, every column is the padding w_m = wm_range[0]
+        used = min(wmc.shape[1], int(found[idx].max()) + 1)
+        seeds = np.where(np.isfinite(wmc[idx, :used]), wmc[idx, :used], wm_range[0])
+        e, w0, a, wm = ch.search(rows, w0s[idx], seeds, shared=gwm, keep=keep, levels=levels,
+                                 width=wmc.shape[1])
         # the L1-optimal w_0 of that pattern: the median of log(obs_j) − k_j·log(w_m)
         ks = _patterns(D, a, wm)
         r = np.where(mask, ch.logobs - np.maximum(ks, 0) * np.log(wm)[:, None], np.nan)

@@ -254,18 +254,28 @@ def recipe_notes(df: pd.DataFrame, pick: Pick) -> list[str]:
     return [line] + noise_note(df)
 
 
-def noise_note(df: pd.DataFrame) -> list[str]:
-    """The seed noise of the frame's models with reruns (pooled from each model's seed
-    standard deviation), to read differences against: σ of one run and of a model's mean."""
+def seed_noise(df: pd.DataFrame) -> tuple[float, int, int] | None:
+    """The seed noise of the frame's models with reruns: σ of one run in points (pooled from
+    each model's seed standard deviation), how many models have reruns, and their median
+    number of seeds; None without reruns."""
     if "error_sd" not in df or "n_seeds" not in df:
-        return []
+        return None
     rr = df[(df["n_seeds"] >= 2) & df["error_sd"].notna()]
     if not len(rr):
-        return []
+        return None
     dof = (rr["n_seeds"] - 1).to_numpy(float)
     sigma = float(np.sqrt((dof * rr["error_sd"].to_numpy(float) ** 2).sum() / dof.sum()))
-    n = int(rr["n_seeds"].median())
-    return [f"seed noise σ = {sigma:.2f} points per run ({len(rr)} models with reruns), "
+    return sigma, len(rr), int(rr["n_seeds"].median())
+
+
+def noise_note(df: pd.DataFrame) -> list[str]:
+    """The seed noise of the frame's models with reruns, to read differences against: σ of
+    one run and of a model's mean."""
+    found = seed_noise(df)
+    if found is None:
+        return []
+    sigma, models, n = found
+    return [f"seed noise σ = {sigma:.2f} points per run ({models} models with reruns), "
             f"σ/√{n} = {sigma / np.sqrt(n):.2f} on a model's mean of {n} seeds; dse noise "
             "SPACE has more"]
 

@@ -273,6 +273,26 @@ def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000,
 
 # ---- an experiment's page (dse run) ----------------------------------------------------------
 
+def _rounds_section(state: dict) -> str:
+    """The looks of an experiment in rounds: per look and claim, n, the statistic, p, the
+    sequential p, the boundary and the status."""
+    sched = state["schedule"]
+    rows = [dict(look=lk["look"], n=lk["n"], claim=c["claim"],
+                 statistic=c.get("statistic"), p=c.get("p"), p_seq=c.get("p_seq"),
+                 boundary=c.get("boundary"), p_adjusted=c.get("p_adjusted"),
+                 status=c["status"] + (f" (look {c['look_decided']})"
+                                       if c.get("look_decided") else ""))
+            for lk in state["looks"] for c in lk["claims"]]
+    head = (f"<h2>Rounds</h2><p>Looks planned at {', '.join(map(str, sched['looks']))} "
+            f"models per space; {html.escape(sched['spending'])}; "
+            f"{html.escape(state.get('stopped') or 'not finished')}.</p>")
+    return head + (_table(rows, ["look", "n", "claim", "statistic", "p", "p_seq", "boundary",
+                                 "p_adjusted", "status"],
+                          ["look", "n per space", "claim", "statistic", "p (this look)",
+                           "sequential p", "boundary (raw p)", "corrected", "status"])
+                   if rows else _note("No look taken yet."))
+
+
 def experiment_page(exp, summary: dict, pngs: dict) -> str:
     """The HTML of one experiment: its settings, the populations with the KS test of each
     step, the claims with their verdicts, the EDF figures, fit-linear and trends."""
@@ -301,6 +321,8 @@ def experiment_page(exp, summary: dict, pngs: dict) -> str:
                      ["claim", "verdict", "p (that decided)", "p adjusted", "evidence"])
               if summary["claims"] else _note("The experiment states no claims (`expect:`)."))
     figs = img("edf", "error EDFs") + img("edf_steps", "EDF of each step")
+    if summary.get("rounds"):
+        claims += _rounds_section(summary["rounds"])
     if summary.get("refine"):
         claims += "<h2>Refinement chain</h2>" + _table(
             summary["refine"], ["round", "space", "refines", "verdict", "p", "summary"],

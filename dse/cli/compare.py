@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import click
 
-from dse.cli.common import Command, echo_json, json_option, store_option, table
+from dse.cli.common import (
+    Command,
+    echo_json,
+    json_option,
+    recipe_option,
+    selected,
+    store_option,
+    table,
+)
 
 FAMILIES = ("all", "regnet", "reference")
 
@@ -159,22 +167,34 @@ def _resolve(text: str, store_path):
 
 
 @click.command("export", cls=Command)
-@click.argument("model")
-@click.option("--format", "fmt", type=click.Choice(["pycls", "timm", "torchvision", "torch"]),
+@click.argument("model", metavar="MODEL|STORE")
+@click.option("--format", "fmt", type=click.Choice(["pycls", "timm", "torchvision", "torch",
+                                                    "pycls-sweep"]),
               default="pycls", show_default=True,
               help="pycls config YAML, timm RegNetCfg JSON, torchvision BlockParams JSON, "
-                   "or a torch file (state_dict + spec) that dse loads back.")
+                   "a torch file (state_dict + spec) that dse loads back, or pycls-sweep: a "
+                   "store's results as the sweep.json of pycls's sweep analysis (the "
+                   "argument is the store).")
 @click.option("--out", "out_path", default=None,
-              help="File to write [default: print the config; --format torch needs a file].")
+              help="File to write [default: print it; --format torch needs a file].")
+@click.option("--space", "space_name", default=None, metavar="NAME",
+              help="pycls-sweep: the space exported [default: the store's only space].")
+@recipe_option("pycls-sweep: export the trials of this recipe, e.g. epochs=50")
 @store_option
-def export_cmd(model, fmt, out_path, store_path):
-    """Write a model (zoo name, JSON spec or store model id) in another library's terms."""
+def export_cmd(model, fmt, out_path, space_name, recipe, store_path):
+    """Write a model (zoo name, JSON spec or store model id) in another library's terms, or
+    with --format pycls-sweep a store's population as a pycls sweep.json."""
     from pathlib import Path
 
     from dse.compare import export
-    from dse.errors import ArgumentError
+    from dse.errors import ArgumentError, DseError
     from dse.files import write_output
 
+    if fmt == "pycls-sweep":
+        return _export_sweep(model, space_name, recipe, out_path)
+    if space_name or recipe:
+        raise DseError(f"{'--space' if space_name else '--recipe'} applies to --format "
+                       "pycls-sweep only")
     spec, task, rp, name = _resolve(model, store_path)
     if fmt == "torch":
         if not out_path:
@@ -189,3 +209,34 @@ def export_cmd(model, fmt, out_path, store_path):
     else:
         click.echo(text, nl=False)
 
+
+def _export_sweep(store_path, space_name, recipe, out_path) -> None:
+    """`dse export --format pycls-sweep STORE`: one recipe's trials of a space as pycls's
+    sweep.json (dse.compare.sweep)."""
+    import json
+    from pathlib import Path
+
+    from dse.compare import sweep
+    from dse.errors import DseError
+    from dse.files import write_output
+    from dse.store.core import Store
+
+    store = Store.existing(store_path)
+    spaces = store.spaces()
+    if space_name is None:
+        if len(spaces) != 1:
+            raise DseError(f"{store.root} holds {len(spaces)} spaces "
+                           f"({', '.join(spaces) or 'none'}); name one with --space")
+        space_name = spaces[0]
+    space = store.resolve(space_name)
+    jobs = sweep.jobs(store, space, selected(recipe, option="--recipe"))
+    text = json.dumps(jobs, indent=None, sort_keys=True)
+    if not out_path:
+        click.echo(text)
+        return
+    path = write_output(Path(out_path), lambda p: Path(p).write_text(text))
+    ema = sum("test_ema_epoch" in j for j in jobs)
+    click.echo(f"{space}: {len(jobs)} trials as a pycls sweep → {path}"
+               + ("" if ema == len(jobs) else
+                  f"; {len(jobs) - ema} without a weight-EMA series (trained without "
+                  "ema_alpha), which pycls's load_sweep leaves out"))

@@ -61,30 +61,65 @@ def _show(r) -> None:
             click.echo(f"  ... {len(r.mismatches) - SHOWN_MISMATCHES} more (--json lists all)")
 
 
-# keys of a pycls recipe that dse train applies, by their dse name
-APPLIED = {"OPTIM.MAX_EPOCH": "epochs", "TRAIN.BATCH_SIZE": "batch_size",
-           "OPTIM.BASE_LR": "lr", "OPTIM.MOMENTUM": "momentum", "OPTIM.NESTEROV": "nesterov",
-           "OPTIM.WEIGHT_DECAY": "wd", "OPTIM.WARMUP_EPOCHS": "warmup_epochs",
-           "BN.ZERO_INIT_FINAL_GAMMA": "zero_init_final_gamma"}
-# keys that say where data, logs and devices are: no part of a recipe
-PLACES = {"TRAIN.DATASET", "TRAIN.SPLIT", "TRAIN.IM_SIZE", "TEST.DATASET", "TEST.SPLIT",
-          "TEST.IM_SIZE", "TEST.BATCH_SIZE", "OPTIM.LR_POLICY"}
+# pycls's recipe keys that dse train applies: (section, key) → (dse's setting, pycls's default)
+APPLIED = {("OPTIM", "MAX_EPOCH"): ("epochs", 200), ("OPTIM", "BASE_LR"): ("lr", 0.1),
+           ("TRAIN", "BATCH_SIZE"): ("batch_size", 128), ("OPTIM", "MOMENTUM"): ("momentum", 0.9),
+           ("OPTIM", "NESTEROV"): ("nesterov", True), ("OPTIM", "WEIGHT_DECAY"): ("wd", 5e-4),
+           ("OPTIM", "WARMUP_EPOCHS"): ("warmup_epochs", 0.0),
+           ("OPTIM", "WARMUP_FACTOR"): ("warmup_factor", 0.1),
+           ("OPTIM", "LR_POLICY"): ("lr_policy", "cos"), ("OPTIM", "STEPS"): ("lr_steps", ()),
+           ("OPTIM", "LR_MULT"): ("lr_mult", 0.1), ("OPTIM", "MIN_LR"): ("min_lr", 0.0),
+           ("OPTIM", "EMA_ALPHA"): ("ema_alpha", 1e-5),
+           ("OPTIM", "EMA_UPDATE_PERIOD"): ("ema_period", 32),
+           ("BN", "ZERO_INIT_FINAL_GAMMA"): ("zero_init_final_gamma", False),
+           ("BN", "CUSTOM_WEIGHT_DECAY"): ("bn_wd", 0.0),
+           ("TRAIN", "LABEL_SMOOTHING"): ("label_smoothing", 0.0),
+           ("TRAIN", "MIXUP_ALPHA"): ("mixup_alpha", 0.0)}
+# keys applied by what they switch: BN weight decay on or off, the precision
+SWITCHES = {("BN", "USE_CUSTOM_WEIGHT_DECAY"), ("TRAIN", "MIXED_PRECISION")}
+# keys at the value dse trains with (anything else is refused)
+AS_DSE = {("OPTIM", "DAMPENING"): 0, ("TRAIN", "CUTMIX_ALPHA"): 0,
+          ("BN", "USE_PRECISE_STATS"): False, ("BN", "EPS"): 1e-5, ("BN", "MOM"): 0.1}
+# keys that say where data, logs and devices are, or matter to a policy dse refuses: no part
+# of a recipe
+PLACES = {("TRAIN", k) for k in ("DATASET", "SPLIT", "IM_SIZE", "EVAL_PERIOD",
+                                  "CHECKPOINT_PERIOD", "AUTO_RESUME", "WEIGHTS")} | \
+    {("TEST", k) for k in ("DATASET", "SPLIT", "IM_SIZE", "BATCH_SIZE", "WEIGHTS")} | \
+    {("OPTIM", "GAMMA"), ("BN", "NUM_SAMPLES_PRECISE")}
+
+
+def pycls_recipe(base: dict) -> tuple[dict, bool, list[str]]:
+    """A pycls base config's recipe as dse's settings (pycls's defaults for the keys it
+    leaves out: EMA on with alpha 1e-5 every 32 steps, warm-up factor 0.1, no zero-init γ),
+    whether it trains in mixed precision, and its keys dse train cannot apply (KEY=VALUE)."""
+    settings = {name: default for name, default in APPLIED.values()}
+    refused = []
+    for sec in ("OPTIM", "BN", "TRAIN"):
+        for k, v in (base.get(sec) or {}).items():
+            key = (sec, k)
+            if key in APPLIED:
+                settings[APPLIED[key][0]] = v
+            elif key in AS_DSE and v == AS_DSE[key] or key in SWITCHES or key in PLACES:
+                continue
+            else:
+                refused.append(f"{sec}.{k}={v}")
+    bn = base.get("BN") or {}
+    if not bn.get("USE_CUSTOM_WEIGHT_DECAY", False):
+        settings["bn_wd"] = None
+    if not settings["ema_period"]:  # pycls: period 0 = no EMA
+        settings.update(ema_alpha=0.0, ema_period=32)
+    if settings["lr_policy"] not in ("cos", "lin", "steps"):
+        refused.append(f"OPTIM.LR_POLICY={settings['lr_policy']}")
+    if settings["lr_policy"] != "steps":
+        settings["lr_steps"] = ()
+    settings["lr_steps"] = tuple(settings["lr_steps"] or ())
+    amp = bool((base.get("TRAIN") or {}).get("MIXED_PRECISION", False))
+    return settings, amp, refused
 
 
 def not_applied(base: dict) -> list[str]:
-    """The recipe keys of a pycls base config that dse train does not apply (cosine is
-    dse's lr policy, so LR_POLICY cos is applied)."""
-    out = []
-    for sec in ("OPTIM", "BN", "TRAIN"):
-        for k, v in (base.get(sec) or {}).items():
-            key = f"{sec}.{k}"
-            if key in APPLIED or key in PLACES:
-                continue
-            out.append(f"{key}={v}")
-    pol = (base.get("OPTIM") or {}).get("LR_POLICY", "cos")
-    if pol != "cos":
-        out.append(f"OPTIM.LR_POLICY={pol}")
-    return out
+    """The recipe keys of a pycls base config that dse train does not apply."""
+    return pycls_recipe(base)[2]
 
 
 def sample_pycls(path, n, space_name, seed, dry_run, store_path) -> None:
@@ -183,35 +218,38 @@ def run_pycls(ctx, path, store_path, dry_run) -> None:
     import yaml
 
     from dse.cli.train import train_cmd
-    from dse.errors import DseError
+    from dse.errors import ArgumentError, DseError
     from dse.space import pyclssweep
+    from dse.train.recipe import Recipe
 
     with open(path, "rb") as f:
         sweep = pyclssweep.parse(yaml.safe_load(f), str(path))
-    base = sweep.base
-    refused = not_applied(base) + [f"SETUP.SAMPLERS.{k} (drawn per model)"
-                                   for k in sweep.samplers
-                                   if k.split(".")[0] in ("OPTIM", "BN", "TRAIN", "TEST")]
-    if (base.get("OPTIM") or {}).get("NESTEROV") is False:
-        refused.append("OPTIM.NESTEROV=False")
+    settings, amp, refused = pycls_recipe(sweep.base)
+    refused += [f"SETUP.SAMPLERS.{k} (drawn per model)" for k in sweep.samplers
+                if k.split(".")[0] in ("OPTIM", "BN", "TRAIN", "TEST")]
+    if not refused:
+        try:
+            Recipe(**settings)
+        except (ArgumentError, TypeError) as e:
+            refused.append(f"{e.param}: {e.problem}" if isinstance(e, ArgumentError)
+                           else str(e))
     if refused and not dry_run:
         raise DseError(f"{path}: dse train cannot run this sweep's recipe; keys it does not "
                        f"apply: {', '.join(refused)} (dse sample --pycls-sweep draws its "
                        "models alone)")
     space = _space_name(sweep)
     sample_pycls(path, None, space, 0, dry_run, store_path)
-    optim, train = base.get("OPTIM") or {}, base.get("TRAIN") or {}
-    recipe = dict(epochs=int(optim.get("MAX_EPOCH", 200)), lr=float(optim.get("BASE_LR", 0.1)),
-                  wd=float(optim.get("WEIGHT_DECAY", 5e-4)),
-                  momentum=float(optim.get("MOMENTUM", 0.9)),
-                  warmup_epochs=float(optim.get("WARMUP_EPOCHS", 0)),
-                  batch_size=int(train.get("BATCH_SIZE", 128)),
-                  zero_init_final_gamma=bool((base.get("BN") or {}).get(
-                      "ZERO_INIT_FINAL_GAMMA", False)))
+    flags = ("epochs", "batch_size", "lr", "momentum", "wd", "warmup_epochs",
+             "zero_init_final_gamma")
+    shown = {k: v for k, v in settings.items() if k in flags or k in ("nesterov",)
+             or v != getattr(Recipe(), k)}
     if dry_run:
-        click.echo("would train them with " + " ".join(f"{k}={v}" for k, v in recipe.items()))
+        click.echo("would train them with " + " ".join(f"{k}={v}" for k, v in shown.items())
+                   + ("" if amp else " in fp32 (MIXED_PRECISION off)"))
         return
-    ctx.invoke(train_cmd, spaces=(space,), store_path=store_path, **recipe)
+    ctx.invoke(train_cmd, spaces=(space,), store_path=store_path, fp32=not amp,
+               settings={k: v for k, v in settings.items() if k not in flags},
+               **{k: v for k, v in settings.items() if k in flags})
 
 
 def _space_name(sweep) -> str:

@@ -25,6 +25,7 @@ from dse.cli.common import (
 from dse.errors import one_line
 
 STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipeline.STAGES)
+DRY_RUN_REPS = 400  # simulated experiments per power in --dry-run's claims (dse plan: 2,000)
 
 
 @click.command("run", cls=Command)
@@ -38,11 +39,20 @@ STAGES = ("sample", "train", "analyze")  # what --only picks (dse.method.pipelin
               help="Print the plan (models to sample and train, cost, ETA); create nothing.")
 @click.option("--only", type=click.Choice(STAGES), default=None,
               help="Run one stage only [default: sample, train, then analyze].")
+@click.option("--until-decided", is_flag=True,
+              help="Run in rounds: after the first n models per space, --round more per "
+                   "round until every claim is decided or --max-n is reached (the file's "
+                   "`rounds:` does the same).")
+@click.option("--max-n", type=click.IntRange(min=2), default=None,
+              help="With --until-decided: the most models per space.")
+@click.option("--round", "round_size", type=click.IntRange(min=1), default=None,
+              help="With --until-decided: models added per space each round.")
 @recipe_option("Analyze the results of this recipe")
 @click.option("--aggregate", type=click.Choice(["mean", "first"]), default="mean",
               show_default=True, help="A model's error from its seeds.")
 @json_option("Print the plan (--dry-run) or the analysis summary as JSON.")
-def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate, as_json):
+def run_cmd(experiment_file, store_path, sets, dry_run, only, until_decided, max_n,
+            round_size, recipe, aggregate, as_json):
     """Carry out an experiment file: sample what is missing, train what has no result, then
     analyze and check its claims (docs/experiments.md). Rerunning continues where it
     stopped and trains nothing twice. A pycls sweep config (with a SETUP section) is
@@ -55,15 +65,41 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate,
     if is_pycls_sweep(experiment_file):
         return run_pycls(click.get_current_context(), experiment_file, store_path, dry_run)
 
-    exp = experiment.load(experiment_file, sets)
+    exp = experiment.load(experiment_file, [*sets, *_rounds_sets(experiment_file, sets,
+                                                                 until_decided, max_n,
+                                                                 round_size)])
     store = Store(exp.store_path(store_path))
     pick = selected(recipe, aggregate)
     if dry_run:
+        from dse.errors import DseError
+        from dse.method import planner
+
         p = stages.plan(exp, store)
+        try:
+            claims = planner.plan(exp, store, reps=DRY_RUN_REPS) if exp.claims else None
+        except DseError as e:
+            claims = str(e)
+        looks = None
+        if exp.rounds:
+            from dse.method.looks import schedule
+
+            looks = schedule(exp).to_json()
         if as_json:
-            echo_json(p.to_json())
+            echo_json(dict(p.to_json(), rounds=looks, claims=claims.to_json()
+                           if hasattr(claims, "to_json") else claims))
             return
         _print_plan(exp, p)
+        if looks:
+            click.echo(f"in rounds: looks at {', '.join(map(str, looks['looks']))} models per "
+                       f"space, stopping once every claim is decided; the table above is the "
+                       f"first look ({looks['spending']})")
+        if isinstance(claims, str):
+            click.echo(f"\nclaims: no power plan ({claims})")
+        elif claims is not None:
+            click.echo("")
+            _print_claim_plans(exp, claims)
+            click.echo(f"(powers from {DRY_RUN_REPS} simulated runs each; dse plan simulates "
+                       "more, and takes an effect, a pilot and a spread)")
         return
 
     def terminate(signum, frame):  # unwind like Ctrl-C: leases in flight are given back
@@ -86,9 +122,62 @@ def run_cmd(experiment_file, store_path, sets, dry_run, only, recipe, aggregate,
             _print_summary(out)
 
 
+def _rounds_sets(path, sets, until_decided, max_n, round_size) -> list:
+    """--until-decided --max-n N --round K as the `rounds:` key they set."""
+    if not until_decided:
+        if max_n is not None or round_size is not None:
+            raise click.UsageError("--max-n and --round go with --until-decided")
+        return []
+    from dse.method import experiment
+
+    given = experiment.load(path, sets).rounds or (None, None)
+    size, top = round_size or given[0], max_n or given[1]
+    if size is None or top is None:
+        raise click.UsageError("--until-decided needs --max-n N and --round K (or `rounds:` "
+                               "in the file)")
+    return [(["rounds"], {"size": size, "max_n": top})]
+
+
+def _print_claim_plans(exp, planning):
+    """The power plan of the claims (dse.method.planner.Planning): per claim the effect,
+    spread, power at the file's n and the n for the target; per space the n its claims need
+    and its cost."""
+    from dse.units import eta as fmt_eta
+    from dse.units import mult_adds as fmt_cost
+
+    rows = []
+    for i, c in enumerate(planning.claims, 1):
+        unit = "ρ" if c.kind == "ranks" else "points"
+        rows.append(dict(
+            k=i, claim=c.claim,
+            effect="" if c.effect is None else f"{c.effect:.3g} {unit}",
+            spread="" if c.spread is None else f"{c.spread:.2f}",
+            power_now="" if c.power_now is None else f"{c.power_now:.2f}",
+            n="" if c.n is None else str(c.n), note=c.note))
+    click.echo(f"claims at power {planning.target:g} (each at the level Holm may hold it "
+               f"to; n is models per space):")
+    click.echo(table(rows, ["k", "claim", "effect", "spread", "power_now", "n", "note"],
+                     ["#", "claim", "effect", "sd", f"power at n={exp.n}", "n needed",
+                      "note"]))
+    for c in planning.claims:
+        if c.effect is not None:
+            click.echo(f"  {c.claim}: {c.test} at {c.level:.3g}; effect from "
+                       f"{c.effect_from}; spread from {c.spread_from or '-'}")
+    if planning.spaces:
+        srows = [dict(space=r["space"], n="" if r["n"] is None else r["n"],
+                      to_train="" if r["to_train"] is None else r["to_train"],
+                      cost=fmt_cost(r["cost"]), eta=fmt_eta(r["eta_s"]))
+                 for r in planning.spaces]
+        click.echo(table(srows, ["space", "n", "to_train", "cost", "eta"],
+                         ["space", "n needed", "models to train", "cost (mult-adds)",
+                          "time"]))
+        click.echo(f"time: {planning.rate_from}")
+
+
 def _print_plan(exp, p):
     """The experiment's plan (dse.method.stages.ExperimentPlan): a row per space, the total
     with the ETA and warning of its training plan, then the stages that follow."""
+    from dse.method.halving import Halving
     from dse.units import eta as fmt_eta
     from dse.units import mult_adds as fmt_cost
 
@@ -116,6 +205,17 @@ def _print_plan(exp, p):
             click.echo(warning)
     for i, o in enumerate(exp.promotes):
         base = exp.recipe
+        if isinstance(o, Halving):
+            c = o.counts(exp.n * len(exp.regime_list))
+            work = sum(k * r for k, r in zip(c, o.rungs)) * (o.options.recipe.train_subset or 1)
+            secs = [p.trials_s(o.at(j), k * len(exp.spaces), exp.dataset)
+                    for j, k in enumerate(c)]
+            took = "" if None in secs else f"; about {fmt_eta(sum(secs))} at this store's speed"
+            click.echo(f"then promote[{i + 1}]: {o.describe()}: "
+                       f"{' → '.join(map(str, c))} models per space, about "
+                       f"{work / max(1, base.epochs * (base.train_subset or 1)):.3g} models "
+                       f"of the table above per space{took}")
+            continue
         what = " + ".join(x for x in (f"top {o.top}" if o.top else "",
                                       f"sample {o.sample}" if o.sample else "") if x) or \
             "every model"
@@ -123,10 +223,13 @@ def _print_plan(exp, p):
         per = (o.top or 0) + (o.sample or 0) if (o.top or o.sample) else exp.n
         scale = o.recipe.epochs * (o.recipe.train_subset or 1) / max(
             1, base.epochs * (base.train_subset or 1))
+        secs = p.trials_s(o, per * seeds * len(exp.spaces), exp.dataset)
+        took = "" if secs is None else \
+            f"; about {fmt_eta(secs)} at this store's speed if none is trained yet"
         click.echo(f"then promote[{i + 1}]: {what} of each space × {seeds} seed"
                    f"{'s' * (seeds > 1)}, {o.recipe.epochs} epochs: up to {per * seeds} "
                    f"trials per space (those not yet trained), each about {scale:.3g}× a "
-                   "model of the table above")
+                   f"model of the table above{took}")
     if exp.refine_rounds:
         click.echo(f"then up to {exp.refine_rounds} refinement round"
                    f"{'s' * (exp.refine_rounds != 1)} from {exp.spaces[0]}: each samples and "
@@ -159,6 +262,50 @@ def _print_summary(out):
     for key, path in out["files"].items():
         if key in ("report", "edf"):
             click.echo(f"{'report' if key == 'report' else 'EDF figure'}: {path}")
+
+
+@click.command("plan", cls=Command)
+@click.argument("experiment_file", metavar="EXPERIMENT.yaml")
+@click.option("--store", "store_path", default=None,
+              help="Store directory [default: the file's `store:`, else runs/<name>].")
+@click.option("--set", "sets", type=SET, multiple=True, metavar="KEY=VALUE",
+              help="Override a key of the file (repeatable), as in dse run.")
+@click.option("--power", "target", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.8, show_default=True, help="The power each claim should have.")
+@click.option("--effect", "effects", multiple=True, metavar="[K=]VALUE",
+              help="The effect to plan for, in the claim's favour: points (1.5), standard "
+                   "deviations (0.5sd) or, for 'ranks alike', a rank correlation; K= for "
+                   "claim K of expect: only (repeatable) [default: the margin for 'better "
+                   "than', no difference for 'same as' / 'at least as good as', the "
+                   "pilot's ρ].")
+@click.option("--pilot", "pilot_path", default=None, metavar="STORE",
+              help="Read spreads, seed noise and fidelity from this store [default: the "
+                   "experiment's store, where it has trained models].")
+@click.option("--sd", type=click.FloatRange(0, min_open=True), default=None,
+              help="Spread of one model's error in points, where no pilot gives one.")
+@click.option("--reps", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Simulated experiments per power estimate.")
+@seed_option("Seed of the simulations.")
+@json_option("Print one JSON object: {experiment, power, claims, spaces, rate}.")
+def plan_cmd(experiment_file, store_path, sets, target, effects, pilot_path, sd, reps, seed,
+             as_json):
+    """For each claim of an experiment file: the models per space needed to decide it at
+    --power, the power its n gives now, and the cost in models and time
+    (docs/experiments.md, "How many models")."""
+    from dse.method import experiment, planner
+    from dse.store.core import Store
+
+    exp = experiment.load(experiment_file, sets)
+    store = Store(exp.store_path(store_path))
+    pilot = Store.existing(pilot_path) if pilot_path else None
+    given = dict(planner.parse_effect(e) for e in effects)
+    out = planner.plan(exp, store, pilot, target, given, sd, reps, seed)
+    if as_json:
+        echo_json(out.to_json())
+        return
+    click.echo(f"experiment {exp.name}: {len(exp.claims)} claims, {exp.n} models per space "
+               f"in the file, α = {exp.alpha:g} ({exp.correction})")
+    _print_claim_plans(exp, out)
 
 
 @click.command("suggest", cls=Command)

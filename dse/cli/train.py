@@ -8,7 +8,7 @@ import json
 
 import click
 
-from dse.cli.common import Command, compose, json_option, store_option, table
+from dse.cli.common import RECIPE, Command, compose, json_option, store_option, table
 from dse.errors import DseError
 from dse.runner.options import (
     CLUSTERS,
@@ -104,6 +104,12 @@ def cluster_options(f):
               help="The paper's exact recipe: every BN γ = 1 and no warm-up "
                    "(overrides --zero-gamma and --warmup).")
 @click.option("--no-augment", is_flag=True, help="Train without pad + crop (+ flip).")
+@click.option("--recipe", "settings", type=RECIPE, default=None, metavar="KEY=VALUE,...",
+              help="Recipe settings, each winning over its flag; pycls's recipe: "
+                   "label_smoothing, mixup_alpha, ema_alpha, ema_period, bn_wd, "
+                   "warmup_factor, lr_policy (cos, lin, steps), lr_steps (epochs joined by "
+                   "':'), lr_mult, min_lr; e.g. label_smoothing=0.1,mixup_alpha=0.5,"
+                   "ema_alpha=0.00025,bn_wd=0 (docs/training.md).")
 @click.option("--seed", type=int, default=R.seed, show_default=True,
               help="Training seed (init, shuffling, augmentation).")
 @click.option("--train-subset", type=click.IntRange(min=1), default=None,
@@ -143,8 +149,9 @@ def cluster_options(f):
                    "is stale (on this host a dead pid is noticed at once).")
 @cluster_options
 def train_cmd(spaces, epochs, device, jobs, concurrency, fuse, max_models, store_path, data_dir,
-              download, skip_bad_images, cache_dir, batch_size, lr, wd, momentum, warmup_epochs,
-              zero_init_final_gamma, paper, no_augment, seed, train_subset, top, sample,
+              download, skip_bad_images, cache_dir, batch_size, lr, wd, momentum,
+              warmup_epochs, zero_init_final_gamma, paper, no_augment, settings, seed,
+              train_subset, top, sample,
               sample_seed, seeds, curves, retry_failed, fp32,
               no_cuda_graph, channels_last, dry_run, warn_hours, claim_timeout, cluster, wait,
               **resources):
@@ -176,6 +183,7 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, fuse, max_models, store
                     augment=not no_augment, seed=seed, train_subset=train_subset)
     if paper:
         recipe = recipe.paper()
+    recipe = with_settings(recipe, settings or {})
     options = TrainOptions(recipe=recipe, device=device, jobs=jobs, concurrency=concurrency,
                            max_models=max_models,
                            retry_failed=retry_failed, data_dir=data_dir, download=download,
@@ -191,6 +199,23 @@ def train_cmd(spaces, epochs, device, jobs, concurrency, fuse, max_models, store
         _health_warning(done.outcomes)
     else:
         _submit(Store(store_path), spaces, options, cluster, wait, resources)
+
+
+def with_settings(recipe: Recipe, settings: dict) -> Recipe:
+    """`recipe` with the settings of --recipe KEY=VALUE,... (checked as the Recipe checks
+    them; `series` names a result's error series, which analyses choose, not training)."""
+    from dataclasses import replace
+
+    from dse.errors import ArgumentError
+
+    if "series" in settings:
+        raise DseError("--recipe series: a training records its model's series (and its "
+                       "weight EMA's with ema_alpha > 0); analyses choose one with --recipe "
+                       "series=ema")
+    try:
+        return replace(recipe, **settings)
+    except ArgumentError as e:
+        raise DseError(f"--recipe {e.param} {e.problem}") from None
 
 
 def _health_warning(outcomes) -> None:
@@ -236,16 +261,26 @@ def _submit(store, spaces, options, cluster, wait, resources):
 @store_option
 @click.option("--jobs", "only_jobs", is_flag=True,
               help="Only the cluster jobs of the store (each task's state).")
+@click.option("--runs", "only_runs", is_flag=True,
+              help="Only the training runs of the store: each one's predicted and actual time.")
 @json_option("Print a JSON list instead of a table.")
-def status_cmd(store_path, only_jobs, as_json):
+def status_cmd(store_path, only_jobs, only_runs, as_json):
     """Per space: sampled / done / diverged / failed / pending (and in flight) models, any
-    damaged file, the models each `dse train --top/--sample` chose, and the store's cluster
-    jobs (`dse train --cluster`)."""
-    from dse.runner import cluster
+    damaged file, the models each `dse train --top/--sample` chose, the last training runs
+    (their plan's time against the time they took) and the store's cluster jobs (`dse train
+    --cluster`)."""
+    from dse.runner import cluster, runs
     from dse.runner.pending import status
     from dse.store.core import Store
 
     store = Store(store_path)
+    if only_runs:
+        recs = runs.rows(Store.existing(store))
+        if as_json:
+            click.echo(json.dumps(recs, indent=2))
+        else:
+            _runs_table(recs) if recs else click.echo(f"no training runs recorded in {store}")
+        return
     if only_jobs:
         recs = cluster.jobs(Store.existing(store))
         if as_json:
@@ -281,10 +316,39 @@ def status_cmd(store_path, only_jobs, as_json):
         for f, error in damaged:
             click.echo(f"  {f}" + ("  (models.parquet: the space cannot be used until it "
                                    "is restored)" if error else ""))
+    done_runs = runs.rows(store)
+    if done_runs:
+        click.echo("")
+        _runs_table(done_runs, last=RUNS_SHOWN)
     recs = cluster.jobs(store)
     if recs:
         click.echo("")
         _jobs_table(recs)
+
+
+RUNS_SHOWN = 10  # runs `dse status` lists (all: --runs)
+
+
+def _runs_table(recs: list, last: int | None = None) -> None:
+    """Training runs, oldest first: what each trained, its plan's time and the time it took
+    (from reading the data to its last result)."""
+    from dse.units import clock, eta
+
+    shown = recs[-last:] if last else recs
+    more = len(recs) - len(shown)
+    click.echo("training runs (predicted: the plan's time when the run started; actual: "
+               "what it took)" + (f", the last {len(shown)} of {len(recs)} (all: --runs)"
+                                  if more else "") + ":")
+    rows = [dict(started=r.get("started_at", "")[:16].replace("T", " "),
+                 spaces=", ".join(r.get("spaces") or []), what=r.get("what", ""),
+                 models=f"{r.get('trained', 0)}/{r.get('models', 0)}",
+                 predicted=eta(r.get("predicted_s")),
+                 actual=clock(r["actual_s"]) if r.get("actual_s") is not None else "",
+                 ratio=f"{r['ratio']:.2f}" if r.get("ratio") else "",
+                 status=r.get("status", "")) for r in shown]
+    click.echo(table(rows, list(rows[0]), ["started", "spaces", "trains", "models",
+                                           "predicted", "actual", "actual/predicted",
+                                           "status"]))
 
 
 def _with_health(store, rows: list) -> list:

@@ -221,3 +221,70 @@ def curves_cmd(space_name, recipe, top, out, as_json, store_path):
 
 
 
+
+
+def _rungs(ctx, param, value):
+    """--rungs 1,3,9 as a tuple of epochs (checked with --eta by the library)."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of epochs such as 1,3,9") from None
+
+
+@click.command("halving", cls=Command)
+@click.argument("space_name", metavar="SPACE")
+@click.option("--eta", type=float, default=3.0, show_default=True,
+              help="Keep the best 1/eta of the models at each rung.")
+@click.option("--rungs", callback=_rungs, default=None, metavar="E1,E2,...",
+              help="Epochs of the rungs, rising; the last is full training [default: 1, "
+                   "eta, eta², … up to the longest curve].")
+@click.option("--top", "k", type=click.IntRange(min=1), default=None,
+              help="Recall of the K best under full training [default: the finalists].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@json_option()
+@store_option
+def halving_cmd(space_name, eta, rungs, k, seed, as_json, store_path):
+    """Successive halving replayed on a space's stored errors: every model at the first rung,
+    the best 1/eta at each next one, against training every model to the last rung (from
+    the per-epoch test errors of dse train --curves, or results at each rung's epochs).
+    Top-k recall and regret with 95% bootstrap intervals over models, beside one cut at the
+    first rung and a random pick."""
+    from dse.analysis import halving as hv
+    from dse.errors import DseError
+
+    store, space = _store_space(store_path, space_name)
+    res = store.read_results(space)
+    if not len(res):
+        raise DseError(f"{space} has no results yet; train it first (dse train --curves)")
+    try:
+        eta, _ = hv.check(eta, (1, 2))
+        eta, rungs = hv.check(eta, rungs) if rungs is not None else \
+            (eta, hv.default_rungs(res, eta))
+    except DseError as e:
+        raise DseError(f"--{'rungs' if 'rung' in str(e) else 'eta'}: {e}") from None
+    m = hv.rung_matrix(res, rungs, space)
+    if k is not None and k > len(m.model_ids):
+        raise DseError(f"--top {k} exceeds the {len(m.model_ids)} models with errors at "
+                       "every rung")
+    rp = hv.replay(m.errors, eta, k, seed=seed, rungs=rungs)
+    if as_json:
+        echo_json(dict(rp.to_json(), space=space, source=m.source,
+                       finalists=[m.model_ids[i] for i in rp.finalists]))
+        return
+    click.echo(f"{space}: {rp.n} models, from {m.source}")
+    click.echo(f"successive halving at {', '.join(map(str, rungs))} epochs, eta {eta:g}: "
+               f"{' → '.join(map(str, rp.counts))} models; {rp.epochs} epochs trained "
+               f"({rp.epochs_resumed} if each rung continued the one before) against "
+               f"{rp.epochs_full} for training all {rp.n} to {rungs[-1]}")
+    click.echo(table(
+        [dict(rule=f"halving ({rp.counts[-1]} finalists)", recall=rp.recall.text(".0%"),
+              regret=rp.regret.text()),
+         dict(rule=f"best {rp.counts[-1]} at {rungs[0]} epoch{'s' * (rungs[0] != 1)}",
+              recall=rp.first_rung_recall.text(".0%"), regret=rp.first_rung_regret.text()),
+         dict(rule=f"{rp.counts[-1]} at random", recall=f"{rp.random_recall:.0%} (expected)",
+              regret="")],
+        ["rule", "recall", "regret"],
+        ["rule", f"top-{rp.k} recall [{rp.level:.0%}]", f"regret, points [{rp.level:.0%}]"]))
+    click.echo("finalists: " + " ".join(m.model_ids[i] for i in rp.finalists))

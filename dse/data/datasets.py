@@ -42,6 +42,7 @@ class Dataset:
     torchvision: str | None = None    # torchvision.datasets class that --download uses
     about: str = ""
     train_size: int | None = None     # images in the train split, where fixed (for plans)
+    test_size: int | None = None      # images in the test split, where fixed (for plans)
 
     @property
     def trainable(self) -> bool:
@@ -87,22 +88,25 @@ def _folder(root, r, options):
 DATASETS = {d.name: d for d in [
     Dataset("cifar10", Task(32, "cifar", 3, 10), pad=4, flip=True,
             read=_fixed(readers.read_cifar10), torchvision="CIFAR10",
-            about="CIFAR-10, 32×32×3, 10 classes", train_size=50_000),
+            about="CIFAR-10, 32×32×3, 10 classes", train_size=50_000,
+            test_size=10_000),
     Dataset("fashion-mnist", Task(28, "cifar", 1, 10), pad=2, flip=False,
             read=_fixed(readers.read_fashion_mnist), torchvision="FashionMNIST",
-            about="Fashion-MNIST, 28×28×1, 10 classes", train_size=60_000),
+            about="Fashion-MNIST, 28×28×1, 10 classes", train_size=60_000,
+            test_size=10_000),
     *[Dataset(f"imagenet{r}", Task(r, "cifar", 3, 1000), pad=r // 8, flip=True,
               read=_downsampled(r), about=f"downsampled ImageNet, {r}×{r}×3, 1000 classes",
-              train_size=1_281_167)
+              train_size=1_281_167, test_size=50_000)
       for r in (16, 32, 64)],
     Dataset("synthetic", Task(32, "cifar", 3, 10), pad=4, flip=True,
             read=_fixed(lambda root: readers.synthetic()),
-            about="generated, 32×32×3, 10 classes", train_size=10_000),
+            about="generated, 32×32×3, 10 classes", train_size=10_000,
+            test_size=2_000),
     Dataset("folder", None, pad=None, flip=True, read=_folder,
             about="your images: train/<class>/* and val/<class>/*, at --resolution R"),
     Dataset("imagenet", Task(224, "imagenet", 3, 1000), flip=True, stream=True,
             about="ImageNet, train/ and val/ of class folders, 224×224, streamed",
-            train_size=1_281_167),
+            train_size=1_281_167, test_size=50_000),
 ]}
 
 DEFAULT = "cifar10"  # what `dse sample` samples for unless told

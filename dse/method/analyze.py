@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dse.analysis import effects, health, population, scaling, stats
@@ -16,7 +17,7 @@ from dse.analysis.population import Selection
 from dse.errors import DseError
 from dse.files import jsonable, write_atomic, writing
 from dse.method import claims as expect
-from dse.method import refine, stages
+from dse.method import looks, refine, stages
 from dse.method.experiment import Experiment
 from dse.space import regimes as flop_regimes
 from dse.store.core import Store
@@ -45,17 +46,59 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
         d.mkdir(parents=True, exist_ok=True)
     if not ready:
         out["spaces"] = [dict(space=s, **stats.counts(df, s)) for s in names]
-        out["claims"] = _claims(exp, {}, {}, repeats, _ranks(exp, store))
+        out["claims"] = _claims(exp, {}, {}, repeats, fidelities(exp, store))
+        _with_rounds(exp, store, out)
         _write_json(store.summary_path(exp.name), out)
         return out
     cmp = stats.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
     pops = {s: stats.population(df, s) for s in ready}
     out["spaces"] = _space_rows(df, names, cmp, pops, repeats, exp.seed)
     curves, claim_pops = _claim_populations(exp, store, names, df, ready, cmp, pops, pick)
-    out["claims"] = _claims(exp, curves, claim_pops, repeats, _ranks(exp, store))
+    out["claims"] = _claims(exp, curves, claim_pops, repeats, fidelities(exp, store))
+    _with_rounds(exp, store, out)
     figs = _figures(exp, cmp, ready, pops, out, repeats)
     _write_outputs(exp, store, out, figs)
     return out
+
+
+def _with_rounds(exp: Experiment, store: Store, out: dict) -> None:
+    """In an experiment in rounds, the claims' verdicts are those of the looks
+    (dse.method.looks), and the summary lists the looks."""
+    if not exp.rounds:
+        return
+    state = looks.read_state(exp, store)
+    out["claims"] = looks.verdicts(out["claims"], state)
+    out["rounds"] = state or dict(schedule=looks.schedule(exp).to_json(), looks=[],
+                                  stopped=None)
+
+
+def evidence(exp: Experiment, store: Store, n: int, pick: Pick | None = None,
+             repeats: int = 10_000, order: str = "sample_index") -> list:
+    """The claims' verdicts, each on its own (no correction), over the first `n` models of
+    each population of this store in sampling order (`order` "finished_at": the first n to
+    finish, for a replay of a finished run; populations of other stores as they are): one
+    look of an experiment in rounds (dse.method.rounds)."""
+    ops = list(dict.fromkeys([*map(population.Operand, exp.spaces),
+                              *(op for c in exp.claims for op in c.operands)]))
+    df = population.load(ops, Selection(pick=pick or Pick()), home=store,
+                         base=exp.path.parent).frame
+    cut = {}  # each space of this store: the `order` value of its n-th model
+    for s in exp.spaces:
+        v = df.loc[df["space"] == s, order].sort_values(kind="stable")
+        cut[s] = v.iloc[n - 1] if len(v) >= n else None
+    keep = np.ones(len(df), bool)
+    for op in (op for op in ops if op.store is None and cut.get(op.space) is not None):
+        rows = (df["space"] == op.label).to_numpy()
+        keep &= ~rows | (df[order] <= cut[op.space]).to_numpy()
+    df = df[keep]
+    labels = list(dict.fromkeys(op.label for op in ops))
+    ready = [s for s in labels if stats.counts(df, s)["finished"] > 0]
+    curves, pops = {}, {}
+    if ready:
+        curves = stats.compare(df, ready, exp.analyses.normalize, exp.analyses.bins).curves
+        pops = {s: stats.population(df, s) for s in ready}
+    return expect.judge_all(exp.claims, curves, pops, exp.alpha, "none", exp.margin, repeats,
+                            exp.seed, limits=_limits(exp))
 
 
 def _claim_populations(exp: Experiment, store: Store, names: list[str], df, ready: list[str],
@@ -85,7 +128,7 @@ def _claims(exp: Experiment, curves: dict, pops: dict, repeats: int,
     return [v.to_json() for v in found]
 
 
-def _ranks(exp: Experiment, store: Store) -> dict:
+def fidelities(exp: Experiment, store: Store) -> dict:
     """claim text → the Fidelity of each "ranks alike" claim (its interval at 1 − alpha)
     over the models promoted at random (those the experiment's `promote: top` chose as the
     proxy's best are a selected sample, left out when 5 or more others remain), or why it

@@ -36,7 +36,10 @@ from dse.train.recipe import Recipe
 
 TOP_KEYS = ("name", "about", "dataset", "data_dir", "resolution", "store", "n", "spaces",
             "flops", "params", "acts", "seed", "train", "analyze", "expect", "alpha", "refine",
-            "margin", "correction", "regimes", "promote")
+            "margin", "correction", "regimes", "promote", "rounds")
+ROUNDS_KEYS = ("size", "max_n")
+# claims judged by an interval alone have no p to spend over looks (dse.method.rounds)
+NOT_IN_ROUNDS = ("ranks", "negligible")
 ANALYZE_KEYS = ("edf", "fit_linear", "trends", "report")
 EDF_KEYS = ("normalize", "bins", "bands")
 BANDS = ("auto", "all", "none")
@@ -86,6 +89,8 @@ class Experiment:
     regimes: tuple = ()                          # regimes: n models per space in each
     promotes: tuple = ()                         # promote: TrainOptions of each stage after
     #                                              training (top K, sample M, seeds, recipe)
+    rounds: tuple | None = None                  # rounds: (size, max_n): K more models per
+    #                                              space per round up to max_n (None: one n)
 
     @property
     def regime_list(self) -> tuple:
@@ -191,6 +196,7 @@ def check(config: dict, path) -> Experiment:
     promotes = _promotes(err, config.get("promote"), config.get("train") or {}, data_dir)
     analyses = _analyze(err, config.get("analyze") or {}, names)
     claims = _claims(err, config.get("expect") or [], names, path.parent, args)
+    in_rounds = _rounds(err, config.get("rounds"), n, claims, refine, regimes, promotes)
     rounds = 0
     if refine is not None:
         rounds = _int(err, "refine.rounds", refine.get("rounds", 2), 1)
@@ -204,7 +210,32 @@ def check(config: dict, path) -> Experiment:
         resolution=resolution, store=_opt_str(err, "store", config.get("store")),
         options=options, analyses=analyses, claims=tuple(claims), alpha=float(alpha),
         margin=float(margin), correction=correction, refine_rounds=rounds, config=config,
-        regimes=regimes, promotes=promotes)
+        regimes=regimes, promotes=promotes, rounds=in_rounds)
+
+
+def _rounds(err, value, n: int, claims, refine, regimes, promotes) -> tuple | None:
+    """`rounds: {size: K, max_n: N}`: (K, N), checked against what rounds cannot carry."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - set(ROUNDS_KEYS) or \
+            not set(ROUNDS_KEYS) <= set(value):
+        raise err("rounds", "must be a mapping {size: K, max_n: N}: K more models per space "
+                  "each round, up to N")
+    size = _int(err, "rounds.size", value["size"], 1)
+    max_n = _int(err, "rounds.max_n", value["max_n"], 1)
+    if max_n <= n:
+        raise err("rounds.max_n", f"must exceed n ({n}), the first look (got {max_n})")
+    for key, there in (("refine", refine), ("regimes", regimes), ("promote", promotes)):
+        if there:
+            raise err("rounds", f"an experiment in rounds cannot have `{key}:` as well")
+    for i, c in enumerate(claims):
+        if c.kind in NOT_IN_ROUNDS:
+            raise err(f"expect[{i + 1}]", "is judged by an interval, which has no p to "
+                      "spend over the looks of rounds; judge it in an experiment without "
+                      "`rounds:`")
+    if not claims:
+        raise err("rounds", "an experiment in rounds needs claims (`expect:`) to decide")
+    return size, max_n
 
 
 def _regimes(err, config: dict, windows: dict) -> tuple:

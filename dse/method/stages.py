@@ -21,11 +21,21 @@ import yaml
 from dse.data import datasets
 from dse.files import write_atomic, writing
 from dse.method.experiment import Experiment
-from dse.runner.plan import Plan, measured_speeds, training_mult_adds
+from dse.runner.plan import (
+    EVAL_SLOWDOWN,
+    WORKER_START_S,
+    Plan,
+    expected_epochs,
+    measured,
+    test_mult_adds,
+    training_mult_adds,
+)
 from dse.space import definition as spaces
 from dse.space import regimes, sampling
 from dse.store.core import Store, needs_training
+from dse.store.recipes import fingerprint, trial_id
 from dse.system import stamp
+from dse.train.recipe import spec_of
 
 
 def load_space(exp: Experiment, name: str):
@@ -48,6 +58,7 @@ class ExperimentPlan:
     workers: int
     images: int | None       # training images per epoch
     epochs: int
+    mean_flops: float | None = None  # of the experiment's sampled models (promote stages' cost)
 
     @property
     def total(self) -> dict:
@@ -60,38 +71,67 @@ class ExperimentPlan:
                     total=self.total, rate=self.rate, workers=self.workers, images=self.images,
                     epochs=self.epochs)
 
+    def trials_s(self, options, trials: int, dataset: str) -> float | None:
+        """Seconds of `trials` trainings with `options` (a promote stage's) at this store's
+        speed on models of the experiment's mean flops, their test passes included; None
+        while the speed or the models are unknown."""
+        if not self.rate or self.mean_flops is None:
+            return None
+        ds = datasets.get(dataset)
+        r = options.recipe
+        images = r.train_subset or ds.train_size
+        if not images:
+            return None
+        work = training_mult_adds(self.mean_flops, images, r.epochs) + EVAL_SLOWDOWN * \
+            test_mult_adds(self.mean_flops, ds.test_size or 0, r.epochs, options.curves)
+        return trials * work / (self.rate * options.jobs)
 
-def plan(exp: Experiment, store: Store) -> ExperimentPlan:
+
+def plan(exp: Experiment, store: Store, stored: tuple | None = None) -> ExperimentPlan:
     """What `dse run` would do now: per space the models to sample and to train, the
-    training cost, and an ETA when models of this store have trained already."""
+    training cost, and an ETA when models of this store have trained already. `stored`:
+    held(exp, store), when read already."""
+    have, pending, pending_flops, (work, secs) = stored or held(exp, store)
+    rate = float(work.sum() / secs.sum()) if len(work) else None  # as measured_rate
+    workers = exp.options.jobs
+    rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
+    images = train_images(exp)
+    cost = [r["cost"] for r in rows]
+    n = sum(r["to_train"] for r in rows)
+    test = datasets.get(exp.dataset).test_size or 0
+    training = None if any(c is None for c in cost) else Plan(
+        n, exp.recipe.epochs, ((exp.dataset, images),), float(sum(cost)), rate,
+        f"measured: {len(work)} training{'s' * (len(work) != 1)} this store ran" if rate
+        else "no model of this store has trained", (exp.options.device,) * workers,
+        exp.options, tests=sum(r["tests"] for r in rows),
+        start_s=WORKER_START_S if workers > 1 and n else 0.0,
+        test_images=((exp.dataset, test),), passes=n if test else 0)
+    flops = [f for m in have.values() for f in m["flops"]]
+    return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
+                          exp.recipe.epochs, float(np.mean(flops)) if flops else None)
+
+
+def held(exp: Experiment, store: Store) -> tuple:
+    """What the store holds of the experiment's spaces: {space: its models}, {space: models
+    to train: without a result of the train stage's recipe}, {space: their flops}, and the
+    multiply-adds and seconds of the store's trainings (dse.runner.plan.measured)."""
     have, pending, pending_flops = {}, {}, {}
+    fp = fingerprint(spec_of(exp.recipe, exp.options.draws))  # the train stage's trials
     if Path(store).is_dir():
         present = set(store.spaces())
         for s in exp.spaces:
             if s not in present:
                 continue
             models = store.read_models(s)
-            stored = store.statuses(s)
-            todo = [needs_training(stored.get(m), exp.options.retry_failed)
-                    for m in models["model_id"]]
+            stored = store.trial_statuses(s)
+            todo = [needs_training(stored.get(trial_id(m, fp, exp.recipe.seed), stored.get(m)),
+                                   exp.options.retry_failed) for m in models["model_id"]]
             have[s] = models
             pending[s] = int(sum(todo))
             pending_flops[s] = float(models["flops"].to_numpy()[np.array(todo, bool)].sum()) \
                 if len(models) else 0.0
-    speeds = measured_speeds(store) if Path(store).is_dir() else np.array([])
-    rate = float(np.median(speeds)) if speeds.size else None
-    workers = exp.options.jobs
-    rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
-    images = train_images(exp)
-    cost = [r["cost"] for r in rows]
-    training = None if any(c is None for c in cost) else Plan(
-        sum(r["to_train"] for r in rows), exp.recipe.epochs, ((exp.dataset, images),),
-        float(sum(cost)), rate,
-        f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} this store "
-        "trained" if rate else "no model of this store has trained",
-        (exp.options.device,) * workers, exp.options)
-    return ExperimentPlan(exp.name, str(store), rows, training, rate, workers, images,
-                          exp.recipe.epochs)
+    trained = measured(store) if Path(store).is_dir() else (np.array([]), np.array([]))
+    return have, pending, pending_flops, trained
 
 
 # ---- stages ----------------------------------------------------------------------------------
@@ -161,8 +201,9 @@ def train_images(exp: Experiment) -> int | None:
 def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
               rate: float | None, workers: int) -> list[dict]:
     """Per space: models to sample (up to n in each regime) and to train, and the training
-    cost in multiply-adds (3 × flops × images × epochs: forward and backward), with an ETA
-    when `rate` (multiply-adds per second per worker, measured on this store) is known.
+    cost in multiply-adds (3 × flops × images × epochs: forward and backward) and that of
+    their test passes (flops × test images), with an ETA of both when `rate` (multiply-adds
+    per second per worker, measured on this store) is known.
     `have` maps a space to its stored models."""
     images = train_images(exp)
     rows = []
@@ -176,11 +217,15 @@ def plan_rows(exp: Experiment, have: dict, pending: dict, pending_flops: dict,
                 known = False  # an open window: the flops of unsampled models are unknown
             new_flops += k * (want.centre or 0.0)
         flops = pending_flops.get(s, 0.0) + new_flops
-        cost = training_mult_adds(flops, images, exp.recipe.epochs) if known else None
+        epochs = expected_epochs(exp.options)  # drawn per model: their mean
+        cost = training_mult_adds(flops, images, epochs) if known else None
+        tests = test_mult_adds(flops, datasets.get(exp.dataset).test_size or 0, 1, False) \
+            if known else None
         to_train = pending.get(s, 0) + to_sample
         rows.append(dict(space=s, sampled=0 if models is None else len(models),
                          to_sample=to_sample, to_train=to_train,
-                         image_epochs=to_train * images * exp.recipe.epochs if images else None,
-                         cost=cost,
-                         eta_s=cost / (rate * workers) if cost is not None and rate else None))
+                         image_epochs=round(to_train * images * epochs) if images else None,
+                         cost=cost, tests=tests,
+                         eta_s=(cost + EVAL_SLOWDOWN * tests) / (rate * workers)
+                         if cost is not None and rate else None))
     return rows

@@ -293,7 +293,7 @@ def _evidence(score, e, frac, rng, perms) -> dict | None:
     else:
         key = (n, k)
         if key not in perms:
-            perms[key] = np.argsort(rng.random((PERMUTATIONS, n)), axis=1)[:, :k]
+            perms[key] = random_sets(rng, n, k)
         null = score[perms[key]].mean(1)
         p = float((1 + (null >= t - 1e-12).sum()) / (PERMUTATIONS + 1))
     obey = full if full.sum() >= 5 else score >= np.median(score)
@@ -306,6 +306,19 @@ def _evidence(score, e, frac, rng, perms) -> dict | None:
     return dict(p=p, top_share=float(full[top].mean()), all_share=float(full.mean()),
                 top_score=t, all_score=float(score.mean()), ks_D=float(max(d_good, d_bad)),
                 ks_p=float(p_good if better == "obeying" else p_bad), better=better)
+
+
+def random_sets(rng, n: int, k: int, count: int = PERMUTATIONS,
+                rows: int = 256) -> np.ndarray:
+    """`count` random k-subsets of range(n) (count, k): in each row of uniform draws, the
+    indices of the k smallest, as ranking the whole row would give them (the same sets for
+    the same rng; argpartition is O(n) a row where argsort is O(n log n)). The draws come
+    `rows` rows at a time (the generator's stream is the same) to bound the memory."""
+    out = np.empty((count, k), dtype=np.int32 if n < 2 ** 31 else np.int64)
+    for s in range(0, count, rows):
+        u = rng.random((min(rows, count - s), n))
+        out[s:s + len(u)] = np.argpartition(u, k - 1, axis=1)[:, :k]
+    return out
 
 
 def _summary(r: Refinement) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from dse.analysis.halving import check as check_halving
 from dse.errors import ArgumentError, DseError, out_of_bounds
+from dse.method.halving import Halving
 from dse.runner.options import TrainOptions
 from dse.train.recipe import DRAWABLE, Recipe, check_draws
 
@@ -18,12 +20,17 @@ TRAIN_KEYS = {
     "warmup": ("recipe", "warmup_epochs"), "zero_gamma": ("recipe", "zero_init_final_gamma"),
     "augment": ("recipe", "augment"), "seed": ("recipe", "seed"),
     "train_subset": ("recipe", "train_subset"), "paper": (None, "paper"),
+    **{k: ("recipe", k) for k in ("label_smoothing", "mixup_alpha", "ema_alpha", "ema_period",
+                                  "bn_wd", "warmup_factor", "lr_policy", "lr_steps",
+                                  "lr_mult", "min_lr")},
     "device": ("options", "device"), "jobs": ("options", "jobs"),
     "concurrency": ("options", "concurrency"), "retry_failed": ("options", "retry_failed"),
     "download": ("options", "download"), "skip_bad_images": ("options", "skip_bad_images"),
     "cache_dir": ("options", "cache_dir"), "amp": ("options", "amp"),
     "cuda_graph": ("options", "cuda_graph"), "channels_last": ("options", "channels_last"),
     "fuse": ("options", "fuse")}
+FLOAT_KEYS = ("lr", "momentum", "wd", "warmup_epochs", "label_smoothing", "mixup_alpha",
+              "ema_alpha", "bn_wd", "warmup_factor", "lr_mult", "min_lr")
 BOOL_TRAIN = ("zero_gamma", "augment", "paper", "retry_failed", "download", "skip_bad_images")
 
 
@@ -55,8 +62,8 @@ def train_options(err, value, data_dir) -> TrainOptions:
         if where is None:
             paper = v
         elif where == "recipe":
-            recipe[fld] = float(v) if fld in ("lr", "momentum", "wd", "warmup_epochs") and \
-                isinstance(v, int) and not isinstance(v, bool) else v
+            recipe[fld] = float(v) if fld in FLOAT_KEYS and isinstance(v, int) and \
+                not isinstance(v, bool) else v
         else:
             options[fld] = v
     keys = {fld: k for k, (_, fld) in TRAIN_KEYS.items()}
@@ -75,12 +82,15 @@ def train_options(err, value, data_dir) -> TrainOptions:
 
 
 PROMOTE_KEYS = ("top", "sample", "sample_seed", "seeds", "curves")
+HALVING_KEYS = ("eta", "rungs")
+NOT_WITH_HALVING = ("top", "sample", "sample_seed", "seeds", "epochs")
 
 
 def promote_stages(err, value, train: dict, data_dir) -> tuple:
     """The `promote:` stages (one mapping or a list): which models (top K under the
     experiment's results, sample M more), seeds, curves, and the recipe keys that differ
-    from `train:` (e.g. epochs: 8); each as the TrainOptions of its `dse train`."""
+    from `train:` (e.g. epochs: 8); each as the TrainOptions of its `dse train`, or a
+    successive-halving stage (`halving: {eta, rungs}`) as a dse.method.halving.Halving."""
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
@@ -90,10 +100,14 @@ def promote_stages(err, value, train: dict, data_dir) -> tuple:
         if not isinstance(item, dict):
             raise err(key, "must be a mapping such as {top: 8, epochs: 8} or {sample: 16, "
                       "seeds: 3}")
-        extra = [k for k in item if k not in PROMOTE_KEYS and k not in TRAIN_KEYS]
+        extra = [k for k in item if k not in PROMOTE_KEYS and k not in TRAIN_KEYS
+                 and k != "halving"]
         if extra:
             raise err(f"{key}.{extra[0]}", f"unknown key; allowed: "
-                      f"{', '.join(PROMOTE_KEYS)} and the train: keys")
+                      f"{', '.join(PROMOTE_KEYS)}, halving and the train: keys")
+        if "halving" in item:
+            out.append(halving_stage(err, key, item, train, data_dir))
+            continue
         if "top" not in item and "sample" not in item and "seeds" not in item:
             raise err(key, "names no models: give top, sample or seeds")
         sub = lambda k, problem, key=key: err(f"{key}.{k.removeprefix('train.')}",  # noqa: E731
@@ -115,3 +129,36 @@ def promote_stages(err, value, train: dict, data_dir) -> tuple:
         except ArgumentError as e:
             raise err(f"{key}.{e.param}", e.problem) from None
     return tuple(out)
+
+
+def halving_stage(err, key: str, item: dict, train: dict, data_dir) -> Halving:
+    """A `promote:` stage with `halving: {eta: 3, rungs: [1, 3, 9]}` (eta defaults to 3),
+    its recipe the experiment's with the stage's keys, its epochs each rung's; checked at
+    every rung."""
+    h = item["halving"]
+    if not isinstance(h, dict):
+        raise err(f"{key}.halving", "must be a mapping such as {eta: 3, rungs: [1, 3, 9]} "
+                  "(rungs in epochs)")
+    extra = [k for k in h if k not in HALVING_KEYS]
+    if extra:
+        raise err(f"{key}.halving.{extra[0]}", f"unknown key; allowed: {', '.join(HALVING_KEYS)}")
+    if "rungs" not in h:
+        raise err(f"{key}.halving.rungs", "missing: the epochs of each rung, rising, such as "
+                  "[1, 3, 9]")
+    clash = [k for k in NOT_WITH_HALVING if k in item]
+    if clash:
+        raise err(f"{key}.{clash[0]}", "not with halving: it trains every model at the first "
+                  "rung and promotes by rank, one seed each; the rungs give the epochs")
+    try:
+        eta, rungs = check_halving(h.get("eta", 3), h["rungs"])
+    except DseError as e:
+        raise err(f"{key}.halving", str(e)) from None
+    sub = lambda k, problem: err(f"{key}.{k.removeprefix('train.')}", problem)  # noqa: E731
+    keys = {k: v for k, v in item.items() if k not in PROMOTE_KEYS and k != "halving"}
+    for r in rungs:  # each rung's recipe must be valid (a warm-up longer than a rung is not)
+        opts = train_options(sub, {**train, **keys, "epochs": r}, data_dir)
+    if isinstance(item.get("curves", False), bool):
+        opts = replace(opts, curves=item.get("curves", False))
+    else:
+        raise err(f"{key}.curves", f"must be true or false (got {item['curves']!r})")
+    return Halving(eta, rungs, replace(opts, recipe=replace(opts.recipe, epochs=rungs[0])))

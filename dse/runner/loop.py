@@ -27,11 +27,13 @@ from dse.runner.options import TrainOptions
 from dse.runner.pending import jobs_of, select_spaces
 from dse.runner.plan import Plan, estimate
 from dse.store.core import Store, needs_training
+from dse.store.recipes import fingerprint
 from dse.store.schema import RESULT_STATUSES
 from dse.store.status import Status
 from dse.system import HOST, now_utc
 from dse.train import fusion
 from dse.train.outcome import Outcome
+from dse.train.recipe import spec_of
 from dse.units import clock
 
 
@@ -99,8 +101,25 @@ def result_row(job: Job, options: TrainOptions, outcome: Outcome, device: str) -
         zero_init_final_gamma=r.zero_init_final_gamma, augment=r.augment,
         precision=outcome.precision, cuda_graph=outcome.cuda_graph,
         channels_last=outcome.channels_last,
-        epochs_run=outcome.epochs_run, host=HOST, fused=outcome.fused)
+        epochs_run=outcome.epochs_run, host=HOST, fused=outcome.fused,
+        label_smoothing=r.label_smoothing, mixup_alpha=r.mixup_alpha, ema_alpha=r.ema_alpha,
+        ema_period=r.ema_period, bn_wd=r.bn_wd, warmup_factor=r.warmup_factor,
+        lr_policy=r.lr_policy, lr_steps=list(r.lr_steps), lr_mult=r.lr_mult, min_lr=r.min_lr,
+        series="test")
 
+
+def ema_row(row: dict, job: Job, options: TrainOptions, outcome: Outcome) -> dict | None:
+    """The stored row of the model's weight EMA (a recipe with ema_alpha > 0): the same
+    training under its own recipe, series=ema (as `dse import --series ema` stores pycls's
+    test_ema_epoch), its error the EMA's at the last epoch and history_error every epoch's;
+    None when there is no EMA series (no EMA, or the training failed)."""
+    hist = outcome.history_ema_error
+    if hist is None or outcome.status == Status.FAILED:
+        return None
+    fp = fingerprint({**spec_of(job.recipe, options.draws), "series": "ema"})
+    done = outcome.status == Status.DONE and len(hist) > 0
+    return {**row, "recipe": fp, "series": "ema", "history_error": list(hist),
+            "error": hist[-1] if done else None}
 
 
 
@@ -116,8 +135,9 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     array's), for the ETA. `report` (a dse.runner.progress.Progress, or None for silence)
     hears start(total, workers), info(line), plan(plan), begin(job), step(job, epoch, step,
     steps), epoch(job, epoch, loss), result(job, row), tick() and end(summary)."""
-    from dse.runner import executors
+    from dse.runner import executors, runs
 
+    began = time.perf_counter()
     options = options or TrainOptions()
     report = report or Silent()
     store = Store.existing(store)
@@ -132,7 +152,9 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
         report.start(0, executors.describe(devices))
         report.end(summary)
         return summary
+    t0 = time.perf_counter()
     arrays, sizes = _load_data(todo, options, devices)  # fails before anything is claimed
+    data_s = time.perf_counter() - t0
     report.start(summary.total, executors.describe(devices))
     for ref, (n, n_test, source) in sizes.items():
         sub = options.recipe.train_subset
@@ -143,21 +165,25 @@ def run(store: Store | str, spaces=(), options: TrainOptions | None = None,
     loop = _Loop(store, options, summary, report, todo,
                  fusion.width(options.fuse, devices[0].split(":")[0]))
     ex = executors.executor(devices, options, arrays, on_event=loop.on_event)
-    start = time.perf_counter()
+    start, record, ended = time.perf_counter(), None, "stopped"
     try:
         with leases.Heartbeats(options.heartbeat_s) as hb, ex:
             summary.plan = estimate(store, todo[:summary.total], images, options, devices, ex,
-                                    tasks)
+                                    tasks, {ref: t for ref, (_, t, _) in sizes.items()}, data_s,
+                                    not isinstance(ex, executors.InProcess))
             report.plan(summary.plan)
             if dry_run:
                 return summary
+            record = runs.start(store, summary.plan, names, options)  # predicted, per stage
             start = time.perf_counter()  # the calibration is not training time
             loop.drive(ex, hb)
+        for s in names if summary.finished else ():  # fold this run's result files together
+            store.compact_if_many(s, at=1)
+        ended = "done"
     finally:
         loop.give_back()  # interrupted: the models in flight go back at once
         summary.seconds = time.perf_counter() - start
-    for s in names if summary.finished else ():  # fold this run's result files together
-        store.compact_if_many(s, at=1)
+        runs.finish(store, record, summary.finished, time.perf_counter() - began, ended)
     report.end(summary)
     return summary
 
@@ -328,6 +354,9 @@ def _record(store: Store, job: Job, options: TrainOptions, ev: Finished, summary
             report) -> None:
     """Write a finished model's result and count it."""
     row = result_row(job, options, ev.outcome, ev.device)
+    ema = ema_row(row, job, options, ev.outcome)
+    if ema is not None:  # first: the model's own row marks the trial done
+        store.write_result(job.space, ema)
     store.write_result(job.space, row)
     summary.counts[row["status"]] += 1
     summary.outcomes.append((row["status"], row["error"], row["train_loss"],

@@ -1,8 +1,10 @@
 """What a run will cost, said before it starts (pure: no torch; a calibration runs in the
 executor): models × epochs × images, the multiply-adds (3 × flops × images × epochs: forward
-and backward), and an ETA from the speed of a trainer, measured on this store's results or
-calibrated on a few steps of a few pending models. When the ETA is long, the levers that
-shorten it.
+and backward), the test passes (flops × test images, once per model and after every epoch
+with curves), and an ETA from the speed of a trainer, measured on this store's results or
+calibrated on a few steps of a few pending models on every trainer at once, plus what each
+trainer spends before its first model (its start and the data). When the ETA is long, the
+levers that shorten it.
 
     plan = estimate(store, jobs, images, options, workers, executor)
     print(*plan.lines(), plan.warning(3600) or "", sep="\n")
@@ -27,6 +29,12 @@ from dse.units import eta, mult_adds
 
 CALIBRATE_MODELS = 3        # jobs timed for the plan's speed when the store has none
 CALIBRATE_BUDGET_S = 20.0   # no further job is timed after this long (slow steps)
+# A test pass (dse.train.trainer.evaluate: batches of 1,000, no gradients) runs its forward
+# multiply-adds (flops × test images) at about the speed training runs its own: 1.01–1.22×
+# the time on three dds-cpu models (bench/plan_parts.py, bench/RESULTS.md).
+EVAL_SLOWDOWN = 1.1
+WORKER_START_S = 7.0        # a worker process's start: a fresh Python importing torch and
+#                             dse's trainer (6.7 s on the 2-core CPU, bench/plan_parts.py)
 
 
 def training_mult_adds(flops, images, epochs):
@@ -36,56 +44,93 @@ def training_mult_adds(flops, images, epochs):
     return 3.0 * flops * images * epochs
 
 
+def test_mult_adds(flops, tests, epochs, curves: bool):
+    """Multiply-adds of a model's test passes: flops × test images, once at the end, and
+    after every earlier epoch with curves."""
+    return flops * tests * (epochs if curves else 1)
+
+
+def expected_epochs(options: TrainOptions) -> float:
+    """The epochs a model of this run trains on average: the recipe's, or the mean of their
+    distribution when they are drawn per model (docs/trials.md)."""
+    d = options.draws.get("epochs")
+    if d is None:
+        return float(options.recipe.epochs)
+    if d["dist"] == "choice":
+        return float(np.mean(d["values"]))
+    lo, hi = float(d["low"]), float(d["high"])
+    if d["dist"] == "log_uniform" and hi > lo:
+        return (hi - lo) / math.log(hi / lo)
+    return (lo + hi) / 2
+
+
 # ---- the store's measured speed ---------------------------------------------------------------
 
-def measured_speeds(store: Store, kind: str | None = None, host: str | None = None
-                    ) -> np.ndarray:
-    """Training speed of each of the store's finished models, in multiply-adds per second per
-    trainer (3 × flops × images × epochs / train seconds, times the trials fused with it);
-    only those trained on a `kind` of
-    device ('cpu' or 'cuda') and on `host`, when given."""
-    speeds = []
+def measured(store: Store, kind: str | None = None, host: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(multiply-adds, train seconds) of each finished training of the store, every recipe
+    and seed (3 × flops × images × epochs run); only those trained on a `kind` of device
+    ('cpu' or 'cuda') and on `host`, when given."""
+    work, secs = [], []
     for s in store.spaces():
         try:
-            df = store.load([s])
+            res = store.read_results(s)
+            flops = store.read_models(s, ["model_id", "flops"])
         except DseError:
             continue
-        done = df[(df["status"] == Status.DONE) & (df["train_seconds"] > 0)]
+        done = res[(res["status"] == Status.DONE) & (res["train_seconds"] > 0)]
         if kind is not None:
             on_cpu = done["device"].fillna("").str.startswith("cpu")
             done = done[on_cpu if kind == "cpu" else ~on_cpu]
         if host is not None:
             done = done[done["host"] == host]
+        done = done.merge(flops, on="model_id")
         if done.empty:
             continue
         size = datasets.get(done["dataset"].iloc[0]).train_size or 0
         images = done["train_subset"].fillna(size).to_numpy(dtype=float)
         epochs = done["epochs_run"].fillna(done["epochs"]).to_numpy(dtype=float)
+        work.append(training_mult_adds(done["flops"].to_numpy(dtype=float), images, epochs))
         # a fused trial's seconds are its network's, which trained `fused` trials at once
         copies = (done["fused"].fillna(1).to_numpy(dtype=float) if "fused" in done
                   else np.ones(len(done)))
-        speeds.append(training_mult_adds(done["flops"].to_numpy(dtype=float), images, epochs)
-                      * copies / done["train_seconds"].to_numpy(dtype=float))
-    speeds = np.concatenate(speeds) if speeds else np.array([])
-    return speeds[np.isfinite(speeds) & (speeds > 0)]
+        secs.append(done["train_seconds"].to_numpy(dtype=float) / copies)
+    work = np.concatenate(work) if work else np.array([])
+    secs = np.concatenate(secs) if secs else np.array([])
+    ok = np.isfinite(work / np.where(secs > 0, secs, np.nan)) & (work > 0)
+    return work[ok], secs[ok]
+
+
+def measured_speeds(store: Store, kind: str | None = None, host: str | None = None
+                    ) -> np.ndarray:
+    """Training speed of each of the store's finished trainings (measured), in multiply-adds
+    per second per trainer."""
+    work, secs = measured(store, kind, host)
+    return work / secs
 
 
 def measured_rate(store: Store, kind: str | None = None, host: str | None = None
                   ) -> float | None:
-    """Median training speed of the store's finished models (measured_speeds), in
-    multiply-adds per second per trainer, or None before any."""
-    speeds = measured_speeds(store, kind, host)
-    return float(np.median(speeds)) if speeds.size else None
+    """The store's training speed, in multiply-adds per second per trainer: all its finished
+    trainings' multiply-adds over all their seconds (measured), as a run's time is the sum of
+    its models' (their median speed, used before, read a store with a few slow models, such
+    as small group widths, as 4–33% faster than it trained: bench/plan_accuracy.py); None
+    before any."""
+    work, secs = measured(store, kind, host)
+    return float(work.sum() / secs.sum()) if len(work) else None
 
 
 # ---- the plan ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Plan:
-    """A run's work and speed. cost: multiply-adds of every model (3 × flops × images ×
-    epochs); rate: multiply-adds per second of one trainer (None: unknown, `source` says
-    why); workers: the run's trainers (device names); tasks: runs sharing the models (the
-    tasks of a cluster array)."""
+    """A run's work and speed. cost: multiply-adds of training every model (3 × flops ×
+    images × epochs); tests: those of their test passes (flops × test images × passes);
+    rate: multiply-adds per second of one trainer (None: unknown, `source` says why);
+    workers: the run's trainers (device names); tasks: runs sharing the models (the tasks of
+    a cluster array); start_s: seconds each trainer spends before its first model (a worker
+    process's start, reading the data); spent_s: seconds spent before the plan was said
+    (reading the data, the calibration), part of the run's time but not of its ETA."""
 
     models: int
     epochs: int
@@ -96,29 +141,80 @@ class Plan:
     workers: tuple
     options: TrainOptions
     tasks: int = 1
+    tests: float = 0.0
+    start_s: float = 0.0
+    spent_s: float = 0.0
+    epochs_hi: int | None = None   # the most epochs of a job, when jobs differ (drawn epochs)
+    test_images: tuple = ()        # ((DataRef, test images), ...)
+    passes: int = 0                # test passes of all jobs
+
+    @property
+    def train_s(self) -> float | None:
+        """Seconds of training steps, on every trainer of every task at once."""
+        return self.cost / (self.rate * len(self.workers) * self.tasks) if self.rate else None
+
+    @property
+    def test_s(self) -> float | None:
+        """Seconds of test passes, on every trainer of every task at once."""
+        return (self.tests * EVAL_SLOWDOWN / (self.rate * len(self.workers) * self.tasks)
+                if self.rate else None)
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds of training at `rate` on every worker of every task."""
-        return self.cost / (self.rate * len(self.workers) * self.tasks) if self.rate else None
+        """Seconds the run takes from now: the trainers' start, training and test passes."""
+        return None if self.rate is None else self.start_s + self.train_s + self.test_s
+
+    @property
+    def work(self) -> float:
+        """The run's work in training multiply-adds: its training and its test passes at the
+        time they take."""
+        return self.cost + self.tests * EVAL_SLOWDOWN
 
     def cost_of(self, job: Job) -> float:
-        """Multiply-adds of training one job."""
-        return training_mult_adds(job.flops, dict(self.images)[job.data], self.epochs)
+        """Multiply-adds of training one job (its own epochs), with its test passes at the
+        time they take."""
+        recipe = getattr(job, "recipe", None)
+        epochs = self.epochs if recipe is None else recipe.epochs
+        return training_mult_adds(job.flops, dict(self.images)[job.data], epochs) \
+            + EVAL_SLOWDOWN * test_mult_adds(job.flops, dict(self.test_images).get(job.data, 0),
+                                             epochs, self.options.curves)
 
     def lines(self) -> list[str]:
-        """The plan as two lines: the work, then the ETA and where its speed comes from."""
+        """The plan as two lines: the work, then the ETA, its parts and where its speed comes
+        from."""
         n = sorted({k for _, k in self.images})
         images = f"{n[0]:,}" if len(n) == 1 else f"{n[0]:,}–{n[-1]:,}"
-        work = (f"plan: {self.models} model{'s' * (self.models != 1)} × {self.epochs} "
-                f"epoch{'s' * (self.epochs != 1)} × {images} images = {mult_adds(self.cost)} "
+        ep = self.epochs if not self.epochs_hi or self.epochs_hi == self.epochs else \
+            f"{self.epochs}–{self.epochs_hi}"
+        work = (f"plan: {self.models} model{'s' * (self.models != 1)} × {ep} "
+                f"epoch{'s' * (ep != 1)} × {images} images = {mult_adds(self.cost)} "
                 "multiply-adds (3 × flops × images × epochs)")
+        if self.tests:
+            t = sorted({k for _, k in self.test_images if k})
+            when = " (after every epoch: curves)" if self.options.curves else ""
+            work += (f", and {self.passes} test pass{'es' * (self.passes != 1)}{when} of "
+                     f"{t[0]:,}{f'–{t[-1]:,}' if t[-1] != t[0] else ''} images = "
+                     f"{mult_adds(self.tests)} (flops × images)")
         if self.rate is None:
             return [work, f"ETA unknown: {self.source}"]
         k = len(self.workers)
-        return [work, f"ETA {eta(self.eta_s)} at {self.rate / 1e9:.3g} G multiply-adds/s per "
+        parts = [f"training {eta(self.train_s)}"]
+        if self.tests:
+            parts.append(f"test passes {eta(self.test_s)}")
+        if self.start_s:
+            parts.append(f"trainers' start and data {eta(self.start_s)}")
+        return [work, f"ETA {eta(self.eta_s)} ({', '.join(parts)}) at "
+                f"{self.rate / 1e9:.3g} G multiply-adds/s per "
                 f"trainer × {k} trainer{'s' * (k != 1)}"
                 + (f" × {self.tasks} tasks" if self.tasks > 1 else "") + f", {self.source}"]
+
+    def to_json(self) -> dict:
+        """The prediction as recorded (dse.runner.runs): models, work and seconds."""
+        return dict(models=self.models, epochs=self.epochs, cost=self.cost, tests=self.tests,
+                    rate=self.rate, source=self.source, workers=len(self.workers),
+                    tasks=self.tasks, train_s=self.train_s, test_s=self.test_s,
+                    start_s=self.start_s, spent_s=self.spent_s, eta_s=self.eta_s,
+                    curves=self.options.curves)
 
     def warning(self, after_s: float | None = WARN_AFTER_S, command: str = "train"
                 ) -> str | None:
@@ -165,42 +261,68 @@ def probes(jobs: list[Job], k: int = CALIBRATE_MODELS) -> list[Job]:
     return [jobs[(2 * i + 1) * len(jobs) // (2 * k)] for i in range(k)]
 
 
-def calibrated_rate(executor, jobs: list[Job]) -> tuple[float | None, str]:
-    """Multiply-adds per second of a trainer, timed by `executor` on a few steps of each job
-    in turn (nothing is kept) until CALIBRATE_BUDGET_S have passed: the harmonic mean of
-    their speeds, as the run's time is the sum of its models'; and what it was measured on."""
+def calibrated_rate(executor, jobs: list[Job], at_once: int = 1) -> tuple[float | None, str]:
+    """Multiply-adds per second of a trainer, timed by `executor` on a few steps of each job,
+    `at_once` jobs at a time (one per trainer: they share the machine as training will),
+    until CALIBRATE_BUDGET_S have passed (nothing is kept): the harmonic mean of their
+    speeds, as the run's time is the sum of its models'; and what it was measured on."""
     start, got = time.monotonic(), []
-    for job in jobs:
+    many = getattr(executor, "calibrate_many", None)
+    for i in range(0, len(jobs), at_once):
         if got and time.monotonic() - start > CALIBRATE_BUDGET_S:
             break
-        got.append((job, executor.calibrate(job)))
+        group = jobs[i:i + at_once]
+        answers = many(group) if many is not None and len(group) > 1 else \
+            [executor.calibrate(j) for j in group]
+        got += list(zip(group, answers))
     timed = [(j, c) for j, c in got if c.images_per_second]
     if not timed:
         job, c = got[0]
         return None, f"its calibration on {job.key} failed: {c.message}"
     rate = len(timed) / sum(1 / training_mult_adds(j.flops, c.images_per_second, 1)
                             for j, c in timed)
+    together = f", {at_once} at a time" if at_once > 1 and many is not None else ""
     return rate, (f"calibrated on {sum(c.steps for _, c in timed)} steps of {len(timed)} "
-                  f"pending model{'s' * (len(timed) != 1)} (not counted as training)")
+                  f"pending model{'s' * (len(timed) != 1)}{together} (not counted as "
+                  "training)")
 
 
 def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
-             workers: list[str], executor=None, tasks: int = 1) -> Plan:
-    """The plan of training `jobs` (images: DataRef → training images per epoch) on
-    `workers`: the speed is the median of this store's models trained on this host and kind
-    of device, else calibrated by `executor` on a few steps of a few jobs (probes; not
-    counted as training), else unknown."""
+             workers: list[str], executor=None, tasks: int = 1, tests: dict | None = None,
+             data_s: float = 0.0, processes: bool | None = None) -> Plan:
+    """The plan of training `jobs` (images: DataRef → training images per epoch; tests:
+    DataRef → test images) on `workers`: the speed is this store's (measured_rate) on this
+    host and kind of device, else calibrated by `executor` on a few steps of
+    a few jobs, one per worker at a time (probes; not counted as training), else unknown.
+    Each job counts its own epochs (a drawn recipe's), its test passes (after every epoch
+    with options.curves). `data_s`: the seconds reading the data took here; `processes`
+    (default: more than one worker): the trainers are worker processes, which each start and
+    read the data before their first model."""
+    t0 = time.monotonic()
+    tests = tests or {}
     epochs = options.recipe.epochs
-    cost = sum(training_mult_adds(j.flops, images[j.data], epochs) for j in jobs)
+    cost = sum(training_mult_adds(j.flops, images[j.data], j.recipe.epochs) for j in jobs)
+    test = sum(test_mult_adds(j.flops, tests.get(j.data, 0), j.recipe.epochs, options.curves)
+               for j in jobs)
+    spans = sorted({j.recipe.epochs for j in jobs}) or [epochs]
     kind = "cpu" if workers[0] == "cpu" else "cuda"
-    speeds = measured_speeds(store, kind, HOST)
-    if speeds.size:
-        rate = float(np.median(speeds))
-        source = (f"measured: the median of {speeds.size} model{'s' * (speeds.size != 1)} "
-                  f"this store trained on this host's {kind}")
+    work, _ = measured(store, kind, HOST)
+    k = len(workers)
+    if len(work):
+        rate = measured_rate(store, kind, HOST)
+        source = (f"measured: {len(work)} training{'s' * (len(work) != 1)} this store ran on "
+                  f"this host's {kind}")
     elif executor is not None and jobs:
-        rate, source = calibrated_rate(executor, probes(jobs))
+        at_once = k if getattr(executor, "calibrate_many", None) else 1
+        rate, source = calibrated_rate(executor, probes(jobs, at_once * math.ceil(
+            CALIBRATE_MODELS / at_once)), at_once)
     else:
         rate, source = None, "no model of this store has trained on this host's " + kind
-    return Plan(len(jobs), epochs, tuple(images.items()), cost, rate, source, tuple(workers),
-                options, tasks)
+    processes = k > 1 if processes is None else processes
+    start = (WORKER_START_S + data_s) if processes and jobs else 0.0
+    spent = time.monotonic() - t0 + data_s
+    if processes and executor is not None and rate is not None and not len(work):
+        start = 0.0  # the calibration has started the workers and read their data
+    passes = sum(j.recipe.epochs if options.curves else 1 for j in jobs if tests.get(j.data))
+    return Plan(len(jobs), spans[0], tuple(images.items()), cost, rate, source, tuple(workers),
+                options, tasks, test, start, spent, spans[-1], tuple(tests.items()), passes)

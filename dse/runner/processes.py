@@ -159,12 +159,27 @@ class Processes:
     def calibrate(self, job: Job, timeout: float = CALIBRATE_TIMEOUT_S) -> Calibrated:
         """Time a few steps of `job` on the first idle worker and wait for the answer (a
         late answer is dropped; the worker then trains as usual)."""
-        i = next((i for i, s in enumerate(self.slots) if s.ready and not s.keys), None)
-        if i is None:
-            return Calibrated(job.key, None, 0, "no worker was ready")
+        return self.calibrate_many([job], timeout)[0]
+
+    def calibrate_many(self, jobs: list[Job], timeout: float = CALIBRATE_TIMEOUT_S
+                       ) -> list[Calibrated]:
+        """Time a few steps of each job, as many at once as there are idle workers (one
+        each: they share the machine as training will), and wait for every answer."""
+        idle = [i for i, s in enumerate(self.slots) if s.ready and not s.keys]
+        if not idle:
+            return [Calibrated(j.key, None, 0, "no worker was ready") for j in jobs]
+        out = []
+        for at in range(0, len(jobs), len(idle)):
+            group = list(zip(idle, jobs[at:at + len(idle)]))
+            for i, job in group:
+                self.slots[i].tasks.put(Calibrate(job))
+            deadline = time.monotonic() + timeout
+            out += [self._calibrated(i, job, deadline) for i, job in group]
+        return out
+
+    def _calibrated(self, i: int, job: Job, deadline: float) -> Calibrated:
+        """Worker i's answer to the calibration of `job`, waited for until `deadline`."""
         s = self.slots[i]
-        s.tasks.put(Calibrate(job))
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 ev = s.results.get(timeout=0.2)
@@ -178,7 +193,7 @@ class Processes:
             self.early[i].append(ev)  # booked by the next events()
             if isinstance(ev, StartFailed):
                 return Calibrated(job.key, None, 0, f"its worker cannot start: {ev.message}")
-        return Calibrated(job.key, None, 0, f"no answer within {timeout:.0f} s")
+        return Calibrated(job.key, None, 0, f"no answer within {CALIBRATE_TIMEOUT_S:.0f} s")
 
     def events(self, timeout: float) -> list:
         got, self.early = self.early, [[] for _ in self.slots]  # what each worker sent

@@ -4,8 +4,9 @@ with every model's steps (models done, in flight, the current model's epoch and 
 run's ETA, the last model's error or why it diverged or failed). When the output is not a
 terminal, a progress line instead at least every LOG_EVERY_S seconds while models train.
 
-The ETA counts work in multiply-adds (dse.runner.plan): the plan's speed until the first
-steps are heard, then the speed this run has shown.
+The ETA counts work in multiply-adds (dse.runner.plan: training, and the test passes at the
+time they take): the plan's speed until the first steps are heard, then the speed this run
+has shown.
 """
 
 from __future__ import annotations
@@ -126,18 +127,18 @@ class Progress:
 
     def _fraction(self) -> float:
         """The share of the run's work done (of its models, without a plan)."""
-        if self.plan_ and self.plan_.cost:
-            return self._work() / self.plan_.cost
+        if self.plan_ and self.plan_.work:
+            return self._work() / self.plan_.work
         return (self.done + sum(f[2] for f in self.flight.values())) / max(1, self.total)
 
     def _eta(self) -> float | None:
         """Seconds left: the work left at the speed this run has shown, or at the plan's
         speed before it has shown any."""
         p, elapsed, work = self.plan_, time.monotonic() - self.t0, self._work()
-        if p is None or not p.cost:
+        if p is None or not p.work:
             return None
         if work > 0:
-            return max(0.0, (p.cost - work) * elapsed / work / p.tasks)
+            return max(0.0, (p.work - work) * elapsed / work / p.tasks)
         return None if p.eta_s is None else max(0.0, p.eta_s - elapsed)
 
     def _epochs(self, job) -> int:

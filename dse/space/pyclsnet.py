@@ -21,7 +21,7 @@ ACTIVATIONS = {"relu": "relu", "silu": "silu", "swish": "silu"}
 _COMMON = dict(STEM_TYPE="simple_stem_in", STEM_W=32, BLOCK_TYPE="res_bottleneck_block",
                SE_ON=False, SE_R=0.25, HEAD_W=0)
 DEFAULTS = {
-    "MODEL": dict(TYPE="", NUM_CLASSES=10, ACTIVATION_FUN="relu"),
+    "MODEL": dict(TYPE="", NUM_CLASSES=10, ACTIVATION_FUN="relu", IN_CHANNELS=3),
     "ANYNET": dict(_COMMON, DEPTHS=[], WIDTHS=[], STRIDES=[], BOT_MULS=[], GROUP_WS=[]),
     "REGNET": dict(_COMMON, STRIDE=2, DEPTH=10, W0=32, WA=5.0, WM=2.5, GROUP_W=16,
                    BOT_MUL=1.0),
@@ -37,10 +37,12 @@ def section(cfg: dict, name: str) -> dict:
 
 def task(cfg: dict, stem: str | None) -> Task:
     """The task of a config: TRAIN.IM_SIZE, the stem (by size where dse has none),
-    MODEL.NUM_CLASSES."""
+    MODEL.NUM_CLASSES and MODEL.IN_CHANNELS (no pycls key: 3, but what `dse export --format
+    pycls-sweep` writes for other inputs)."""
     im = int(section(cfg, "TRAIN")["IM_SIZE"])
-    return Task(im, stem or ("cifar" if im <= 64 else "imagenet"), 3,
-                int(section(cfg, "MODEL")["NUM_CLASSES"]))
+    model = section(cfg, "MODEL")
+    return Task(im, stem or ("cifar" if im <= 64 else "imagenet"), int(model["IN_CHANNELS"]),
+                int(model["NUM_CLASSES"]))
 
 
 def network(cfg: dict, where: str) -> tuple[AnyNetSpec | None, str, str | None, dict]:

@@ -92,7 +92,7 @@ def compact(layout: Layout, space: str, store=None) -> Compaction:
         gen += 1
         path = layout.segment_path(space, gen)
         chunk = merged.slice(start, SEGMENT_ROWS)
-        write_atomic(path, lambda p, c=chunk: _write_checked(c, Path(p)), store=store, durable=True)
+        write_atomic(path, lambda p, c=chunk: write_segment(c, Path(p)), store=store, durable=True)
         written.append(path)
     aside = [set_aside(layout, space, p, store) for p in sorted(bad_paths) if p.exists()]
     for g, _ in redo:
@@ -155,7 +155,7 @@ def _sharing(parts: list[tuple[int, pa.Table]]) -> set[int]:
     return set(pc.unique(hit.column("_part")).to_pylist())
 
 
-def _write_checked(table: pa.Table, path) -> None:
+def write_segment(table: pa.Table, path) -> None:
     """Write a segment and read it back: it must hold exactly `table`, every checksum
     matching, before anything it absorbs may be removed."""
     checksums.write_verified(table, path, ROW_GROUP, name=f"a new segment of {path.parent}")

@@ -365,6 +365,17 @@ class Store(Layout):
         return write_output(path, lambda p: Path(p).write_text(json.dumps(record, indent=1)),
                             self.root)
 
+    def write_run(self, name: str, record: dict) -> Path:
+        """Write a training run's record (dse.runner.runs)."""
+        return write_output(self.run_record_path(name),
+                            lambda p: Path(p).write_text(json.dumps(record, indent=1)),
+                            self.root)
+
+    def read_runs(self) -> list[dict]:
+        """Every training run's record, oldest first; an unreadable one is skipped."""
+        recs = [_read_json(f) for f in sorted(self.runs_dir.glob("*.json"))]
+        return sorted((r for r in recs if r is not None), key=lambda r: r.get("started_at", ""))
+
     def read_jobs(self) -> list[dict]:
         """Every submission, oldest first, with `task_records` (task index → the task's own
         record); an unreadable record is skipped with a warning."""

@@ -42,9 +42,9 @@ from dse.space.complexity import batch
 from dse.space.spec import model_id
 from dse.store import checksums, compaction, generations, nds, pycls, results
 from dse.store.core import Store
-from dse.store.recipes import canonical
+from dse.store.recipes import OPTIONAL_KEYS, canonical
 from dse.store.records import Record, opaque_id
-from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA
+from dse.store.schema import MODELS_SCHEMA, RESULT_KEY, RESULTS_SCHEMA
 
 TOLERANCE = 1e-3  # relative difference of complexity counted as rounding
 FORMATS = ("pycls sweep", "pycls log", "nds list", "nds reruns")
@@ -154,9 +154,10 @@ def networks(records) -> tuple[list, list, list]:
         nxt = []
         for i, c in zip(pending, got):
             r = records[i]
-            if depth == 0 or not _differs(r.file_cx, c):
+            off = _differs(r.file_cx, c) if r.file_cx else ()
+            if depth == 0 or not off:
                 costs[i], chosen[i] = c, depth
-            if _differs(r.file_cx, c) and depth + 1 < len(r.specs):
+            if off and depth + 1 < len(r.specs):
                 nxt.append(i)
         pending, depth = nxt, depth + 1
     ids, specs, cx, bad = [], [], [], []
@@ -224,13 +225,14 @@ def recipes(records) -> tuple[list[str], dict]:
     return fps, settings
 
 
-def result_rows(space, records, ids, fps, tag: str, held: dict) -> tuple[list[dict], int]:
-    """The result rows of records not yet imported (`held`: key → source of the results
-    already stored; updated), and how many were held already."""
+def result_rows(space, records, ids, fps, tag: str, held: dict) -> tuple[pa.Table, int]:
+    """The results of records not yet imported, as a table of RESULTS_SCHEMA (`held`: key →
+    source of the results already stored; updated), and how many were held already. Built
+    column by column: a row dict per result costs as much again as the rest."""
     sources = set(held.values())
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    rows, skipped, known = [], 0, {}
-    for r, mid, fp in zip(records, ids, fps):
+    keep, seeds, srcs, skipped = [], [], [], 0
+    for i, (r, mid, fp) in enumerate(zip(records, ids, fps)):
         src = f"{tag}:{r.index}"
         if src in sources:
             skipped += 1
@@ -239,21 +241,40 @@ def result_rows(space, records, ids, fps, tag: str, held: dict) -> tuple[list[di
         while (mid, fp, seed) in held:
             seed += 1
         held[(mid, fp, seed)] = src
-        c = known.get(fp) or known.setdefault(fp, canonical(r.recipe))
-        rows.append(dict(
-            model_id=mid, space=space, status=r.status, error=r.error, message=r.message,
-            epochs=c["epochs"], batch_size=c["batch_size"], lr=r.recipe.get("lr"),
-            wd=r.recipe.get("wd"), seed=seed, dataset=r.dataset, train_subset=None,
-            train_seconds=r.train_seconds,
-            train_loss=r.history_loss[-1] if r.history_loss else None,
-            dse_version=__version__, finished_at=now, momentum=r.recipe.get("momentum"),
-            nesterov=r.recipe.get("nesterov"), warmup_epochs=r.recipe.get("warmup_epochs"),
-            zero_init_final_gamma=r.recipe.get("zero_init_final_gamma"),
-            augment=r.recipe.get("augment"), epochs_run=r.epochs_run, recipe=fp,
-            history_error=list(r.history_error) if r.history_error is not None else None,
-            history_loss=list(r.history_loss) if r.history_loss is not None else None,
-            source=src))
-    return rows, skipped
+        keep.append(i)
+        seeds.append(seed)
+        srcs.append(src)
+    recs = [records[i] for i in keep]
+    known: dict = {}
+    canon = [known.get(fps[i]) or known.setdefault(fps[i], canonical(records[i].recipe))
+             for i in keep]
+
+    def each(get):
+        return [get(r) for r in recs]
+
+    def recipe(key):
+        return [r.recipe.get(key) for r in recs]
+
+    cols = dict(
+        model_id=[ids[i] for i in keep], space=[space] * len(keep), status=each(
+            lambda r: r.status), error=each(lambda r: r.error), message=each(lambda r: r.message),
+        epochs=[c["epochs"] for c in canon], batch_size=[c["batch_size"] for c in canon],
+        lr=recipe("lr"), wd=recipe("wd"), seed=seeds, dataset=each(lambda r: r.dataset),
+        train_seconds=each(lambda r: r.train_seconds),
+        train_loss=each(lambda r: r.history_loss[-1] if r.history_loss else None),
+        dse_version=[__version__] * len(keep), finished_at=[now] * len(keep),
+        momentum=recipe("momentum"), nesterov=recipe("nesterov"),
+        warmup_epochs=recipe("warmup_epochs"),
+        zero_init_final_gamma=recipe("zero_init_final_gamma"), augment=recipe("augment"),
+        epochs_run=each(lambda r: r.epochs_run), recipe=[fps[i] for i in keep],
+        history_error=each(lambda r: r.history_error), history_loss=each(
+            lambda r: r.history_loss), source=srcs,
+        series=each(lambda r: r.extra.get("series")),
+        **{k: each(lambda r, k=k: r.settings.get(k)) for k in OPTIONAL_KEYS if k != "series"})
+    n = len(keep)
+    table = pa.table({f.name: pa.array(cols[f.name], f.type) if f.name in cols
+                      else pa.nulls(n, f.type) for f in RESULTS_SCHEMA}, schema=RESULTS_SCHEMA)
+    return table, skipped
 
 
 # ---- writing -------------------------------------------------------------------------------
@@ -288,13 +309,13 @@ def import_source(store: Store, src: Source, space: str | None = None) -> Report
             with generations.keeping_previous(store, space):  # as dse sample writes it
                 write_atomic(dst, lambda p: checksums.write_verified(table, Path(p), name=dst),
                              store.root, durable=True)
-        if rows:
-            _append(store, space, pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA))
+        if rows.num_rows:
+            _append(store, space, rows)
         _record_file(store, space, record, src, dataset, task_rec, settings)
     statuses = dict(pd.Series([r.status for r in recs]).value_counts())
     compared = sum(1 for r, s in zip(recs, specs) if s is not None and r.file_cx)
     flagged = {m[0] for m in bad}
-    return Report(str(src.path), src.format, space, len(recs), len(new_models), len(rows),
+    return Report(str(src.path), src.format, space, len(recs), len(new_models), rows.num_rows,
                   skipped, sum(s is None for s in specs), compared, compared - len(flagged),
                   tuple(bad), {k: int(v) for k, v in statuses.items()})
 
@@ -320,14 +341,21 @@ def _held(store: Store, space: str) -> dict:
 
 
 def _append(store: Store, space: str, table: pa.Table) -> None:
-    """Add rows to a space's results (the caller holds the space's lock): written, checked,
-    as one new segment after the newest, then folded with the loose per-trial files into
-    bounded segments, each read back before what it absorbs is removed
-    (dse.store.compaction)."""
+    """Add rows to a space's results (the caller holds the space's lock): sorted by the
+    result key and written as new segments of at most compaction.SEGMENT_ROWS results after
+    the newest, each read back and checked (what compaction would make of one big segment,
+    without writing the rows twice), then the space compacted as usual (its loose per-trial
+    files, a small last segment). A kill between two segments leaves the rest of the file's
+    results to the next import, which skips what is held."""
     segs = results.segments(store, space)
-    path = store.segment_path(space, (max(g for g, _ in segs) if segs else 0) + 1)
-    write_atomic(path, lambda p: checksums.write_verified(table, Path(p)), store.root,
-                 durable=True)
+    gen = max(g for g, _ in segs) if segs else 0
+    table = table.sort_by([(k, "ascending") for k in RESULT_KEY])
+    for start in range(0, table.num_rows, compaction.SEGMENT_ROWS):
+        gen += 1
+        chunk = table.slice(start, compaction.SEGMENT_ROWS)
+        write_atomic(store.segment_path(space, gen),
+                     lambda p, c=chunk: compaction.write_segment(c, Path(p)), store.root,
+                     durable=True)
     compaction.compact(store, space, store.root)
 
 

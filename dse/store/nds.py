@@ -20,7 +20,7 @@ import re
 from dse.errors import DseError
 from dse.space import regnet
 from dse.space.spec import AnyNetSpec, Task
-from dse.store.records import Record, need, net_json, number, outcome, series
+from dse.store.records import Record, ints, need, net_json, number, outcome, series
 
 CIFAR = ("cifar10", Task(32, "cifar", 3, 10))
 IMAGENET = ("imagenet", Task(224, "imagenet", 3, 1000))
@@ -28,6 +28,7 @@ BLOCK_PREFIXES = (("res_bottleneck_block", "x"), ("res_basic_block", "basic"),
                   ("double_plain_block", "plain"), ("vanilla_block", "plain"))
 REQUIRED = ("net", "optim", "rng_seed", "flops", "params", "test_ep_top1")
 OPTIM_REQUIRED = ("base_lr", "wd", "max_ep")
+_HAVE, _OPTIM_HAVE = frozenset(REQUIRED), frozenset(OPTIM_REQUIRED)  # checked at C speed
 _RERUN = re.compile(r"_(rng\d+|reruns)$")
 
 
@@ -75,17 +76,19 @@ def records(data, stem: str, where: str) -> list[Record]:
 
 
 def _record(job, i: int, dataset: str, task: Task, where: str) -> Record:
-    for k in REQUIRED:
-        need(job, k, where)
+    if not (isinstance(job, dict) and job.keys() >= _HAVE):  # the error names the key
+        for k in REQUIRED:
+            need(job, k, where)
     optim = job["optim"]
-    for k in OPTIM_REQUIRED:
-        need(optim, k, f"{where} optim")
+    if not (isinstance(optim, dict) and optim.keys() >= _OPTIM_HAVE):
+        for k in OPTIM_REQUIRED:
+            need(optim, k, f"{where} optim")
     epochs = int(number(optim["max_ep"], f"{where} optim.max_ep"))
     errors = series(job["test_ep_top1"], f"{where} test_ep_top1")
     loss = series(job["train_ep_loss"], f"{where} train_ep_loss") \
         if "train_ep_loss" in job else None
     status, error, message = outcome(errors, epochs)
-    net = need(job, "net", where)
+    net = job["net"]
     specs, why = _specs(net, task, where)
     recipe = dict(epochs=epochs, lr=number(optim["base_lr"], f"{where} optim.base_lr"),
                   wd=number(optim["wd"], f"{where} optim.wd"), augment=True)
@@ -122,7 +125,7 @@ def _specs(net: dict, task: Task, where: str) -> tuple[tuple[AnyNetSpec, ...], s
     block = block_of(str(bt))
     if block is None:
         return (), f"block type {bt} has no dse equivalent"
-    lists = {k: [int(number(x, f"{where} net.{k}")) for x in need(net, k, f"{where} net")]
+    lists = {k: ints(need(net, k, f"{where} net"), f"{where} net.{k}")
              for k in ("ds", "ws", "ss")}
     if len({len(v) for v in lists.values()}) != 1 or len(lists["ds"]) < 2:
         raise DseError(f"{where}: net ds, ws and ss must have one entry per stage after the "
@@ -138,8 +141,8 @@ def _specs(net: dict, task: Task, where: str) -> tuple[tuple[AnyNetSpec, ...], s
     if block != "x":
         # no bottleneck and one group: compatible as it stands (b = 1, g = w_b = w)
         return (AnyNetSpec(tuple(ds), tuple(ws), (1,) * n, tuple(ws), **common),), ""
-    bms = [number(x, f"{where} net.bot_muls") for x in need(net, "bot_muls", f"{where} net")]
-    ngs = [int(number(x, f"{where} net.num_gs")) for x in need(net, "num_gs", f"{where} net")]
+    bms = series(need(net, "bot_muls", f"{where} net"), f"{where} net.bot_muls")
+    ngs = ints(need(net, "num_gs", f"{where} net"), f"{where} net.num_gs")
     if len(bms) != n + 1 or len(ngs) != n + 1:
         raise DseError(f"{where}: net bot_muls and num_gs need one entry per stage after the "
                        "stem (element 0)")

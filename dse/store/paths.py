@@ -17,6 +17,7 @@ and nothing else in dse builds one. dse.store.core.Store adds the reads and writ
       analysis/                        figures that compare spaces (EDFs, search efficiency)
       report.html                      dse report
       experiments/  jobs/              experiment and cluster-job records
+      runs/<name>.json                 each training run: its plan's prediction, its time
 
 """
 
@@ -115,6 +116,10 @@ class Layout:
     def refine_chain_path(self, name: str) -> Path:
         return self.refine_dir(name) / "chain.json"
 
+    def rounds_path(self, name: str) -> Path:
+        """An experiment in rounds: its schedule and every look taken (dse.method.rounds)."""
+        return self.experiment_dir(name) / "rounds.json"
+
     @property
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
@@ -125,6 +130,14 @@ class Layout:
 
     def job_record_path(self, name: str) -> Path:
         return self.job_dir(name) / "job.json"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run_record_path(self, name: str) -> Path:
+        """A training run's record (dse.runner.runs): the plan when it started, its time."""
+        return self.runs_dir / f"{name}.json"
 
     def task_record_path(self, name: str, task: int) -> Path:
         return self.job_dir(name) / "tasks" / f"{task}.json"

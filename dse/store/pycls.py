@@ -36,6 +36,14 @@ KNOWN = (("epochs", "OPTIM", "MAX_EPOCH"), ("batch_size", "TRAIN", "BATCH_SIZE")
          ("nesterov", "OPTIM", "NESTEROV"), ("wd", "OPTIM", "WEIGHT_DECAY"),
          ("warmup_epochs", "OPTIM", "WARMUP_EPOCHS"),
          ("zero_init_final_gamma", "BN", "ZERO_INIT_FINAL_GAMMA"))
+# pycls's keys of dse's optional recipe settings (dse.store.recipes.OPTIONAL_KEYS): stored
+# in those columns as well, so `--recipe label_smoothing=0.1` reads imported results too.
+OPTIONAL = {("TRAIN", "LABEL_SMOOTHING"): "label_smoothing",
+            ("TRAIN", "MIXUP_ALPHA"): "mixup_alpha", ("OPTIM", "EMA_ALPHA"): "ema_alpha",
+            ("OPTIM", "EMA_UPDATE_PERIOD"): "ema_period",
+            ("OPTIM", "WARMUP_FACTOR"): "warmup_factor", ("OPTIM", "LR_POLICY"): "lr_policy",
+            ("OPTIM", "STEPS"): "lr_steps", ("OPTIM", "LR_MULT"): "lr_mult",
+            ("OPTIM", "MIN_LR"): "min_lr"}
 # TRAIN keys that say where data and checkpoints are, not how the model is trained.
 NOT_RECIPE = {"DATASET", "SPLIT", "IM_SIZE", "WEIGHTS", "AUTO_RESUME", "CHECKPOINT_PERIOD",
               "EVAL_PERIOD"}
@@ -122,6 +130,7 @@ def _record(job, i: int, which: str, where: str) -> Record:
     specs = (spec,) if spec is not None else ()
     task = pyclsnet.task(cfg, stem)
     recipe, extra = _recipe(cfg, which)
+    settings = _settings(cfg)
     cx = {k: int(v) for k, v in (job.get("complexity") or {}).items()
           if k in ("flops", "params", "acts") and isinstance(v, (int, float))}
     status, error, message, hist = _outcome(job, which, where)
@@ -132,7 +141,7 @@ def _record(job, i: int, which: str, where: str) -> Record:
     return Record(index=i, task=task, dataset=dataset, specs=specs, opaque=why,
                   net="" if specs else net_json({k: cfg.get(k) for k in
                                                  ("MODEL", "ANYNET", "REGNET", "EN")}),
-                  file_cx=cx, recipe=recipe, extra=extra,
+                  file_cx=cx, recipe=recipe, extra=extra, settings=settings,
                   seed=int(number(cfg.get("RNG_SEED", 0), f"{where} RNG_SEED")),
                   status=status, error=error, message=message, history_error=hist,
                   history_loss=loss, epochs_run=int(inds[-1]) if inds else 0,
@@ -157,6 +166,24 @@ def _outcome(job: dict, which: str, where: str):
     if ind < top:
         return "failed", None, last_err or f"unfinished: {ind} of {top} epochs", hist
     return "done", hist[-1], "", hist
+
+
+def _settings(cfg: dict) -> dict:
+    """The job's settings of dse's optional recipe keys (OPTIONAL, and BN weight decay)."""
+    out = {}
+    for (sec, key), name in OPTIONAL.items():
+        v = _section(cfg, sec).get(key)
+        ok = isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) \
+            if name == "lr_steps" else isinstance(v, str) if name == "lr_policy" \
+            else type(v) is int if name == "ema_period" \
+            else isinstance(v, (int, float)) and not isinstance(v, bool)
+        if ok:
+            out[name] = v
+    bn = _section(cfg, "BN")
+    if bn.get("USE_CUSTOM_WEIGHT_DECAY") is True and \
+            isinstance(bn.get("CUSTOM_WEIGHT_DECAY"), (int, float)):
+        out["bn_wd"] = bn["CUSTOM_WEIGHT_DECAY"]
+    return out
 
 
 def _recipe(cfg: dict, which: str) -> tuple[dict, dict]:

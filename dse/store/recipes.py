@@ -1,9 +1,11 @@
 """Trials: which recipe and seed a result was trained with (pure).
 
 A result is identified by (model, recipe fingerprint, training seed). The fingerprint is a
-short hash of the recipe's training settings, the seed left out (RECIPE_KEYS), so every seed
-of one recipe shares it; a recipe whose lr or wd is drawn per model (a distribution) is
-fingerprinted by its distribution, and each result records the value its model drew. A
+short hash of the recipe's training settings, the seed left out (RECIPE_KEYS, and each of
+OPTIONAL_KEYS that differs from its default: pycls's recipe, and `series` — a result of the
+weight-EMA model is its own recipe, series=ema), so every seed of one recipe shares it; a
+recipe whose lr or wd is drawn per model (a distribution) is fingerprinted by its
+distribution, and each result records the value its model drew. A
 result written before fingerprints were stored is the trial of the recipe it recorded: its
 fingerprint is computed from its columns (a column it lacks stands for the default of the
 time, RECIPE_DEFAULTS).
@@ -32,8 +34,18 @@ RECIPE_KEYS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "wd", "warm
                "zero_init_final_gamma", "augment", "train_subset")
 RECIPE_DEFAULTS = dict(momentum=0.9, nesterov=True, warmup_epochs=0.0,
                        zero_init_final_gamma=True, augment=True, train_subset=None)
-_INTS = ("epochs", "batch_size", "train_subset")
+# Settings added later (pycls's recipe, and which model's error a result holds: the trained
+# model's, or its weight EMA's). Each enters a fingerprint only when it differs from its
+# default, so every recipe written before keeps its fingerprint.
+OPTIONAL_DEFAULTS = dict(label_smoothing=0.0, mixup_alpha=0.0, ema_alpha=0.0, ema_period=32,
+                         bn_wd=None, warmup_factor=0.0, lr_policy="cos", lr_steps=(),
+                         lr_mult=0.1, min_lr=0.0, series="test")
+OPTIONAL_KEYS = tuple(OPTIONAL_DEFAULTS)
+SETTINGS = RECIPE_KEYS + OPTIONAL_KEYS  # every key --recipe may name
+SERIES = ("test", "ema")
+_INTS = ("epochs", "batch_size", "train_subset", "ema_period")
 _BOOLS = ("nesterov", "zero_init_final_gamma", "augment")
+_TEXTS = ("lr_policy", "series")
 _TRIAL = re.compile(r"^(?P<model>.+)-(?P<recipe>[0-9a-f]{10})-s(?P<seed>\d+)$")
 SHOWN = ("epochs", "batch_size", "lr", "wd", "train_subset")  # what a recipe's label shows
 
@@ -43,10 +55,14 @@ def _canon(key: str, v):
     a distribution (a mapping) as its sorted items."""
     if isinstance(v, Mapping):
         return {k: _canon("", x) for k, x in sorted(v.items())}
+    if key == "lr_steps":  # a list of epochs (a tuple, a list, an array read back)
+        return [] if v is None or isinstance(v, float) else [_canon("", x) for x in v]
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        v = RECIPE_DEFAULTS.get(key)
+        v = RECIPE_DEFAULTS.get(key, OPTIONAL_DEFAULTS.get(key))
         if v is None:
             return None
+    if key in _TEXTS:
+        return str(v)
     if key in _BOOLS:
         return bool(v)
     if key in _INTS:
@@ -57,19 +73,31 @@ def _canon(key: str, v):
 
 
 def canonical(values: Mapping) -> dict:
-    """The recipe settings of `values` (a Recipe's dict, a result row) in canonical form."""
-    return {k: _canon(k, values.get(k)) for k in RECIPE_KEYS}
+    """The recipe settings of `values` (a Recipe's dict, a result row) in canonical form:
+    every RECIPE_KEYS setting, and each OPTIONAL_KEYS setting that differs from its default."""
+    out = {k: _canon(k, values.get(k)) for k in RECIPE_KEYS}
+    for k in OPTIONAL_KEYS:
+        v = _canon(k, values.get(k))
+        if v != _canon(k, OPTIONAL_DEFAULTS[k]):
+            out[k] = v
+    return out
+
+
+def setting(values: Mapping, key: str):
+    """One setting of `values` in canonical form (its default when absent)."""
+    return _canon(key, values.get(key))
 
 
 def fingerprint(values: Mapping) -> str:
-    """Ten hex digits that name a recipe (its RECIPE_KEYS; distributions as given)."""
+    """Ten hex digits that name a recipe (its canonical settings; distributions as given)."""
     text = json.dumps(canonical(values), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def label(values: Mapping) -> str:
-    """A recipe in words: 'epochs=2 batch_size=128 lr=0.1 wd=5e-05 train_subset=6000'
-    (a drawn setting as dist(low..high)); the settings not shown are in `dse status --json`."""
+    """A recipe in words: 'epochs=2 batch_size=128 lr=0.1 wd=5e-05 train_subset=6000', then
+    every optional setting that differs from its default ('... series=ema'); a drawn
+    setting as dist(low..high); the settings not shown are in `dse status --json`."""
     out = []
     for k in SHOWN:
         v = _canon(k, values.get(k))
@@ -78,6 +106,9 @@ def label(values: Mapping) -> str:
         if isinstance(v, dict):
             v = f"{v.get('dist', 'drawn')}({v.get('low', '')}..{v.get('high', '')})"
         out.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+    c = canonical(values)
+    out += [f"{k}={settings_text({k: c[k]}).partition('=')[2]}" for k in OPTIONAL_KEYS
+            if k in c]
     return " ".join(out)
 
 
@@ -131,12 +162,22 @@ def parse_recipe(text: str, what: str = "recipe") -> dict:
     for part in [p for p in re.split(r"[,\s]+", text.strip()) if p]:
         key, eq, value = part.partition("=")
         key = key.strip()
-        if not eq or key not in RECIPE_KEYS:
+        if not eq or key not in SETTINGS:
             raise DseError(f"{what} {text!r}: write KEY=VALUE,... with keys "
-                           f"{', '.join(RECIPE_KEYS)} (e.g. epochs=8)")
+                           f"{', '.join(SETTINGS)} (e.g. epochs=8)")
         v = value.strip().lower()
         try:
-            if key in _BOOLS:
+            if key in _TEXTS:
+                allowed = SERIES if key == "series" else ("cos", "lin", "steps")
+                if v not in allowed:
+                    raise DseError(f"{what} {text!r}: {key} must be "
+                                   f"{' or '.join(allowed)} (got {value!r})")
+                out[key] = v
+            elif key == "lr_steps":  # epochs joined by ':' (commas separate the settings)
+                out[key] = tuple(float(x) for x in v.split(":") if x)
+            elif key == "bn_wd" and v in ("none", "wd", ""):
+                out[key] = None
+            elif key in _BOOLS:
                 if v not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError
                 out[key] = v in ("true", "1", "yes")
@@ -151,7 +192,7 @@ def parse_recipe(text: str, what: str = "recipe") -> dict:
                 out[key] = float(v)
         except ValueError:
             kind = "true or false" if key in _BOOLS else "an integer" if key in _INTS \
-                else "a number"
+                else "epochs joined by ':' (0:30:60)" if key == "lr_steps" else "a number"
             raise DseError(f"{what} {text!r}: {key} must be {kind} (got {value!r})") from None
     if not out:
         raise DseError(f"{what} is empty; write KEY=VALUE,... (e.g. epochs=8)")
@@ -160,13 +201,14 @@ def parse_recipe(text: str, what: str = "recipe") -> dict:
 
 def settings_text(wanted: Mapping) -> str:
     """{'epochs': 8, 'lr': 0.1} → 'epochs=8,lr=0.1' (as --recipe takes them)."""
-    return ",".join(f"{k}={v}" for k, v in wanted.items())
+    def text(v):
+        return ":".join(f"{x:g}" for x in v) if isinstance(v, (tuple, list)) else v
+    return ",".join(f"{k}={text(v)}" for k, v in wanted.items())
 
 
 def matches(values: Mapping, wanted: Mapping) -> bool:
     """Whether a recipe's settings agree with every KEY=VALUE of `wanted`."""
-    c = canonical(values)
-    return all(c[k] == _canon(k, v) for k, v in wanted.items())
+    return all(setting(values, k) == _canon(k, v) for k, v in wanted.items())
 
 
 # ---- reading one recipe's results, one row per model ----------------------------------------
@@ -201,7 +243,7 @@ class Pick:
 
 def recipes(results: pd.DataFrame) -> pd.DataFrame:
     """One row per recipe of `results`: recipe, label, results, models, seeds (most results
-    first)."""
+    first; of as many, a weight-EMA series after the model's own)."""
     if not len(results):
         return pd.DataFrame(columns=["recipe", "label", "results", "models", "seeds"])
     g = results.groupby("recipe", sort=False)
@@ -209,18 +251,21 @@ def recipes(results: pd.DataFrame) -> pd.DataFrame:
                         "seeds": g["seed"].nunique()})
     firsts = results.drop_duplicates("recipe").set_index("recipe")
     out["label"] = [label(_settings(firsts.loc[fp])) for fp in out.index]
-    out = out.reset_index().sort_values(["results", "recipe"], ascending=[False, True])
+    out["ema"] = [setting(_settings(firsts.loc[fp]), "series") == "ema" for fp in out.index]
+    out = out.reset_index().sort_values(["results", "ema", "recipe"],
+                                        ascending=[False, True, True])
     return out[["recipe", "label", "results", "models", "seeds"]].reset_index(drop=True)
 
 
 def _settings(row) -> dict:
     """A result row's recipe settings (a drawn lr or wd shows as the row's own value)."""
-    return {k: row.get(k) for k in RECIPE_KEYS}
+    return {k: row.get(k) for k in SETTINGS}
 
 
 def choose(results: pd.DataFrame, pick: Pick, where: str = "") -> str | None:
     """The fingerprint of the recipe `pick` names among `results` (None when there are no
-    results at all); a DseError when the named settings match none or several recipes."""
+    results at all); a DseError when the named settings match none or several recipes (of
+    a recipe and its weight-EMA series, the model's own unless `series` is named)."""
     table = recipes(results)
     if not len(table):
         return None
@@ -228,6 +273,10 @@ def choose(results: pd.DataFrame, pick: Pick, where: str = "") -> str | None:
         return table["recipe"].iloc[0]
     firsts = results.drop_duplicates("recipe").set_index("recipe")
     hit = [fp for fp in table["recipe"] if matches(_settings(firsts.loc[fp]), pick.recipe)]
+    if len(hit) > 1 and "series" not in pick.recipe:  # a recipe and its weight-EMA twin:
+        own = [fp for fp in hit                       # the model's own series
+               if setting(_settings(firsts.loc[fp]), "series") != "ema"]
+        hit = own if len(own) == 1 else hit
     wanted = settings_text(pick.recipe)
     held = "; ".join(f"{r.label} ({r.results} results)" for r in table.itertuples())
     if not hit:

@@ -33,6 +33,9 @@ class Record:
     file_cx: dict = field(default_factory=dict)  # flops, params, acts as the file gives them
     recipe: dict = field(default_factory=dict)   # RECIPE_KEYS settings
     extra: dict = field(default_factory=dict)    # every other setting, by the source's key
+    # the source's settings that are dse's optional recipe settings (label_smoothing, ...),
+    # stored in their columns; the fingerprint reads them from `extra`, as it always has
+    settings: dict = field(default_factory=dict)
     seed: int = 0
     status: str = "done"                 # done | diverged | failed (unfinished: failed)
     error: float | None = None           # top-1 test error in percent at the last epoch
@@ -68,6 +71,15 @@ def number(v, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise DseError(f"{where} must be a number (got {v!r})")
     return float(v)
+
+
+def ints(v, where: str) -> list[int]:
+    """A list of integers (numbers truncated, as int() does)."""
+    if not isinstance(v, list):
+        raise DseError(f"{where} must be a list of numbers (got {type(v).__name__})")
+    if set(map(type, v)) <= {int}:  # the usual case, checked at C speed
+        return v
+    return [int(number(x, f"{where}[{i}]")) for i, x in enumerate(v)]
 
 
 def series(v, where: str) -> tuple[float, ...]:

@@ -99,6 +99,10 @@ def _family(t: pa.DataType) -> str:
 _COMPATIBLE = {("int", "float"), ("float", "int")}  # pandas stores integers with gaps as floats
 
 
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
 def _cast(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
     """`col` as the schema's type, if the types are compatible; ValueError if not."""
     have, want = col.type, field.type
@@ -106,6 +110,14 @@ def _cast(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
         return col
     if pa.types.is_dictionary(have):
         return _cast(col.cast(have.value_type), field)
+    if _is_list(have) and _is_list(want):  # per element (pandas writes [] as list<null>)
+        a, b = _family(have.value_type), _family(want.value_type)
+        if a in ("null", b) or (a, b) in _COMPATIBLE:
+            try:
+                return col.cast(want)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+        raise ValueError(f"column {field.name} is {have}, not {want}")
     a, b = _family(have), _family(want)
     if a != "null" and a != b and (a, b) not in _COMPATIBLE:
         raise ValueError(f"column {field.name} is {have}, not {want}")

@@ -121,6 +121,20 @@ RESULTS_SCHEMA = pa.schema([
     # added with imports (docs/interop.md): the file a result was read from (the first 16
     # hex of its sha256) and the record in it; null for results dse trained itself
     ("source", pa.string()),
+    # added with pycls's recipe (docs/training.md); null in results written before: the
+    # default, which is how they were trained
+    ("label_smoothing", pa.float64()),  # ε of the smoothed targets; 0 = none
+    ("mixup_alpha", pa.float64()),      # mixup's Beta(α, α); 0 = none
+    ("ema_alpha", pa.float64()),        # weight EMA's alpha (pycls's EMA_ALPHA); 0 = none
+    ("ema_period", pa.int64()),         # steps between EMA updates
+    ("bn_wd", pa.float64()),            # weight decay of BN γ and β; null = wd
+    ("warmup_factor", pa.float64()),    # warm-up starts at lr · factor
+    ("lr_policy", pa.string()),         # cos | lin | steps
+    ("lr_steps", pa.list_(pa.float64())),  # steps: the epochs where the lr steps down
+    ("lr_mult", pa.float64()),          # steps: the multiplier
+    ("min_lr", pa.float64()),           # cos, lin: final lr as a fraction of lr
+    ("series", pa.string()),            # whose error: test (the model's; null) or ema (its
+                                        # weight EMA's, a recipe of its own)
     # added with fused trials (docs/training.md): how many trials trained together as one
     # fused network (dse train --fuse); null for a trial trained alone
     ("fused", pa.int64()),

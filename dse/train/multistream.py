@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import torch
 
@@ -60,6 +61,7 @@ def _together(models, data, recipe, amp, channels_last, on_epoch, on_step,
     group = [Stepper(spec, task, recipe, device, lrs, amp, True, fmt, torch.cuda.Stream(device))
              for spec, task in models]
     ended: list[Outcome | None] = [None] * len(group)  # set when a model diverged
+    ema_errors: list[list[float]] = [[] for _ in group]  # each EMA model's, every epoch
     gen = torch.Generator(device).manual_seed(recipe.seed)
     main = torch.cuda.current_stream(device)
     start, mean = time.perf_counter(), [float("nan")] * len(group)
@@ -90,10 +92,14 @@ def _together(models, data, recipe, amp, channels_last, on_epoch, on_step,
                 ended[k] = run_outcome(Status.DIVERGED, None, f"train loss became {mean[k]} in "
                                        f"epoch {epoch + 1}", mean[k], time.perf_counter() - start,
                                        epoch + 1, steps, recipe, amp, m.replayed, channels_last)
-            elif on_epoch is not None:
-                on_epoch(k, epoch + 1, mean[k])
+            else:
+                if on_epoch is not None:
+                    on_epoch(k, epoch + 1, mean[k])
+                if m.ema is not None:  # (its seconds count as training here)
+                    ema_errors[k].append(evaluate(m.ema.model, data, amp, fmt))
     seconds = time.perf_counter() - start  # the last .item() waited for every stream
-    return [ended[k] or run_outcome(Status.DONE, evaluate(m.model, data, amp, fmt), "",
-                                    mean[k], seconds, recipe.epochs, steps, recipe, amp,
-                                    m.replayed, channels_last)
+    return [replace(ended[k] or run_outcome(Status.DONE, evaluate(m.model, data, amp, fmt), "",
+                                            mean[k], seconds, recipe.epochs, steps, recipe,
+                                            amp, m.replayed, channels_last),
+                    history_ema_error=tuple(ema_errors[k]) if m.ema is not None else None)
             for k, m in enumerate(group)]

@@ -27,6 +27,8 @@ class Outcome:
     fatal: bool = False
     history_error: tuple[float, ...] | None = None  # test error after each epoch (curves)
     history_loss: tuple[float, ...] | None = None   # mean training loss of each epoch
+    # the weight-EMA model's test error after each epoch (a recipe with ema_alpha > 0)
+    history_ema_error: tuple[float, ...] | None = None
     fused: int | None = None  # copies of the fused network it trained in (dse.train.fused)
 
     @classmethod

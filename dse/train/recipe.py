@@ -30,19 +30,56 @@ class Recipe:
     augment: bool = True              # pad + random crop (+ flip), see dse.data.datasets
     seed: int = 0                     # model init, shuffling and augmentation
     train_subset: int | None = None   # train on N images of a fixed permutation; None = all
+    # pycls's recipe (pycls/core/net.py, optimizer.py); each default leaves training as it was
+    label_smoothing: float = 0.0      # ε: targets (1 − ε)·one-hot + ε / classes
+    mixup_alpha: float = 0.0          # mixup of each batch with a permutation of it, λ ~ Beta(α, α)
+    ema_alpha: float = 0.0            # weight EMA (pycls's EMA_ALPHA); 0 = no EMA model
+    ema_period: int = 32              # steps between EMA updates (EMA_UPDATE_PERIOD)
+    bn_wd: float | None = None        # weight decay of BN γ and β; None = wd, as every other
+    warmup_factor: float = 0.0        # warm-up starts at lr · factor (pycls's WARMUP_FACTOR)
+    lr_policy: str = "cos"            # cos | lin | steps
+    lr_steps: tuple = ()              # steps: epochs where the lr is multiplied again (from 0)
+    lr_mult: float = 0.1              # steps: the multiplier
+    min_lr: float = 0.0               # cos, lin: the final lr, as a fraction of lr
 
     def __post_init__(self):
         checks = {"epochs": dict(lo=1, integer=True), "batch_size": dict(lo=1, integer=True),
                   "lr": dict(lo=0, lo_open=True), "momentum": dict(lo=0, hi=1, hi_open=True),
-                  "wd": dict(lo=0), "warmup_epochs": dict(lo=0)}
+                  "wd": dict(lo=0), "warmup_epochs": dict(lo=0),
+                  "label_smoothing": dict(lo=0, hi=1, hi_open=True), "mixup_alpha": dict(lo=0),
+                  "ema_alpha": dict(lo=0), "ema_period": dict(lo=1, integer=True),
+                  "warmup_factor": dict(lo=0, hi=1), "lr_mult": dict(lo=0, lo_open=True),
+                  "min_lr": dict(lo=0, hi=1, hi_open=True)}
         if self.train_subset is not None:
             checks["train_subset"] = dict(lo=1, integer=True)
+        if self.bn_wd is not None:
+            checks["bn_wd"] = dict(lo=0)
         for name, bounds in checks.items():
             if why := out_of_bounds(getattr(self, name), **bounds):
                 raise ArgumentError(name, why)
         if self.warmup_epochs > self.epochs:
             raise ArgumentError("warmup_epochs", f"({self.warmup_epochs:g}) exceeds epochs "
                                 f"({self.epochs})")
+        if self.lr_policy not in LR_POLICIES:
+            raise ArgumentError("lr_policy", f"{self.lr_policy!r} is unknown; allowed: "
+                                f"{', '.join(LR_POLICIES)}")
+        if not isinstance(self.lr_steps, (tuple, list)):
+            raise ArgumentError("lr_steps", f"must be a list of epochs (got {self.lr_steps!r})")
+        steps = tuple(self.lr_steps)
+        object.__setattr__(self, "lr_steps", steps)  # a list given is kept as a tuple
+        if self.lr_policy == "steps":
+            if not steps or steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:])) \
+                    or any(out_of_bounds(x, lo=0) for x in steps):
+                raise ArgumentError("lr_steps", f"must be increasing epochs from 0, e.g. "
+                                    f"(0, 30, 60) (got {steps!r})")
+        elif steps:
+            raise ArgumentError("lr_steps", f"apply to lr_policy steps only (lr_policy is "
+                                f"{self.lr_policy})")
+
+    @property
+    def ema(self) -> bool:
+        """Whether a weight-EMA model is kept (and its test error recorded every epoch)."""
+        return self.ema_alpha > 0
 
     def paper(self) -> Recipe:
         """The same recipe with the paper's exact settings: every BN γ = 1, no warm-up."""
@@ -52,16 +89,46 @@ class Recipe:
         return asdict(self)
 
 
+LR_POLICIES = ("cos", "lin", "steps")
+
+
 def lr_schedule(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
-    """Learning rate of every step: lr · ½(1 + cos(π t / T)), t = 0..T−1 (half-period
-    cosine per step), times a linear ramp (t + 1) / W over the first W warm-up steps."""
-    total = recipe.epochs * steps_per_epoch
+    """Learning rate of every step t = 0..T−1, pycls's policies evaluated per step at the
+    fractional epoch e = t / steps_per_epoch (pycls evaluates them once per epoch) over E
+    epochs, with m = min_lr:
+      cos:   lr · ((1 − m) · ½(1 + cos(π e / E)) + m)   (m = 0: the half-period cosine)
+      lin:   lr · ((1 − m) · (1 − e / E) + m)
+      steps: lr · lr_mult^i, i the last index with lr_steps[i] ≤ e;
+    times the warm-up factor f + (1 − f) · min(1, (t + 1) / W) over the first W steps
+    (f = warmup_factor; f = 0 ramps from lr / W)."""
+    r = recipe
+    total = r.epochs * steps_per_epoch
     t = np.arange(total, dtype=np.float64)
-    lr = recipe.lr * 0.5 * (1 + np.cos(np.pi * t / total))
-    warm = round(recipe.warmup_epochs * steps_per_epoch)
+    if r.lr_policy == "steps":
+        i = np.searchsorted(np.asarray(r.lr_steps, dtype=np.float64) * steps_per_epoch, t,
+                            side="right") - 1
+        lr = r.lr * r.lr_mult ** i
+    else:
+        shape = 0.5 * (1 + np.cos(np.pi * t / total)) if r.lr_policy == "cos" \
+            else 1 - t / total
+        lr = r.lr * ((1 - r.min_lr) * shape + r.min_lr)
+    warm = round(r.warmup_epochs * steps_per_epoch)
     if warm:
-        lr *= np.minimum(1.0, (t + 1) / warm)
+        ramp = np.minimum(1.0, (t + 1) / warm)
+        lr *= r.warmup_factor + (1 - r.warmup_factor) * ramp if r.warmup_factor else ramp
     return lr
+
+
+def ema_schedule(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
+    """The weight each step gives the model in the EMA (ema ← (1 − a)·ema + a·model), as
+    pycls's update_model_ema: on the steps whose index within the epoch is a multiple of
+    ema_period, a = min(1, ema_alpha · batch_size / epochs · ema_period), and 1 (a copy)
+    while the epoch is below warmup_epochs; 0 (no update) on every other step."""
+    r = recipe
+    t = np.arange(r.epochs * steps_per_epoch)
+    epoch, it = np.divmod(t, steps_per_epoch)
+    a = min(1.0, r.ema_alpha * r.batch_size / r.epochs * r.ema_period)
+    return np.where(it % r.ema_period == 0, np.where(epoch < r.warmup_epochs, 1.0, a), 0.0)
 
 
 # ---- recipe keys as dimensions -----------------------------------------------------------

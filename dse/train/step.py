@@ -1,17 +1,25 @@
-"""One model's training step, written once for both trainers (torch): the SGD update with the
-learning rate in a device tensor, and `Stepper`, which holds a model's training state and
-runs its step eagerly while warming up, then captures it once in a CUDA graph and replays it.
-dse.train.trainer trains one model with it; dse.train.multistream several on their own
-streams."""
+"""One model's training step, written once for both trainers (torch): the loss (label
+smoothing, mixup), the SGD update with the learning rate in a device tensor (BN parameters
+with their own weight decay), the weight EMA, and `Stepper`, which holds a model's training
+state and runs its step eagerly while warming up, then captures it once in a CUDA graph and
+replays it. dse.train.trainer trains one model with it; dse.train.multistream several on
+their own streams.
+
+Every per-step quantity that the recipe fixes in advance (the learning rate, mixup's λ, the
+EMA's weight) is a device tensor indexed by the device step counter, so the captured step
+needs nothing from the host."""
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dse.space.spec import AnyNetSpec, Task
 from dse.train.models import build
-from dse.train.recipe import Recipe
+from dse.train.recipe import Recipe, ema_schedule
 
 GRAPH_WARMUP_STEPS = 3  # eager steps (on a side stream) before the step is captured
 
@@ -34,6 +42,59 @@ def sgd_step_(params, grads, bufs, lr: torch.Tensor, momentum: float, wd: float,
     torch._foreach_sub_(params, grads)                     # p ← p − lr·g
 
 
+def loss_of(model, x, y, recipe: Recipe, mix=None) -> torch.Tensor:
+    """The training loss of batch (x, y): cross-entropy against targets smoothed by
+    recipe.label_smoothing ((1 − ε)·one-hot + ε / classes, pycls's smooth_one_hot_labels);
+    with mix = (λ, perm) the batch is mixed with its permutation first (pycls's mixup),
+    x ← λ·x + (1 − λ)·x[perm], and the loss is λ·CE(y) + (1 − λ)·CE(y[perm]) (the
+    cross-entropy against the mixed targets: it is linear in them)."""
+    ls = recipe.label_smoothing
+    if mix is None:
+        return F.cross_entropy(model(x), y, label_smoothing=ls)
+    lam, perm = mix
+    out = model(lam * x + (1 - lam) * x.index_select(0, perm))
+    return lam * F.cross_entropy(out, y, label_smoothing=ls) + \
+        (1 - lam) * F.cross_entropy(out, y.index_select(0, perm), label_smoothing=ls)
+
+
+def mixup_lams(recipe: Recipe, steps: int) -> np.ndarray:
+    """mixup's λ of every step, drawn from Beta(α, α) (seeded by the recipe's seed)."""
+    rng = np.random.default_rng([recipe.seed, 0x6D6978])  # apart from every other stream
+    a = recipe.mixup_alpha
+    return rng.beta(a, a, size=recipe.epochs * steps)
+
+
+def decay_groups(model: torch.nn.Module, recipe: Recipe) -> list[tuple[list, float]]:
+    """The model's parameters by weight decay: [(parameters, wd)]. With recipe.bn_wd set,
+    the BN layers' γ and β get it (pycls's BN.CUSTOM_WEIGHT_DECAY), the rest recipe.wd."""
+    params = list(model.parameters())
+    if recipe.bn_wd is None:
+        return [(params, recipe.wd)]
+    bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+          for p in m.parameters(recurse=False)}
+    return [([p for p in params if id(p) not in bn], recipe.wd),
+            ([p for p in params if id(p) in bn], recipe.bn_wd)]
+
+
+class WeightEMA:
+    """An exponential moving average of a model's weights and BN statistics (every floating
+    tensor of its state, as pycls's update_model_ema): a copy of the model, updated after
+    each step t as ema ← ema·(1 − a_t) + model·a_t, a_t from `weights` (a device tensor,
+    dse.train.recipe.ema_schedule: 0 on the steps between updates)."""
+
+    def __init__(self, model: torch.nn.Module, weights: torch.Tensor):
+        self.model = copy.deepcopy(model)
+        self.src = [v for v in model.state_dict().values() if v.is_floating_point()]
+        self.dst = [v for v in self.model.state_dict().values() if v.is_floating_point()]
+        self.weights = weights
+
+    @torch.no_grad()
+    def update(self, t: torch.Tensor) -> None:
+        a = self.weights.index_select(0, t).squeeze(0)
+        torch._foreach_mul_(self.dst, 1 - a)
+        torch._foreach_add_(self.dst, torch._foreach_mul(self.src, a))
+
+
 class Stepper:
     """A model in training on `device`: its module (seeded by the recipe, so a model starts
     the same alone or in a group), momentum buffers, a step counter and a loss sum kept on the
@@ -49,7 +110,15 @@ class Stepper:
                                                                         memory_format=fmt)
         self.model.train()
         self.params = list(self.model.parameters())
-        self.bufs = [torch.zeros_like(p) for p in self.params]  # momentum
+        # (parameters, their momentum buffers, weight decay) per decay group
+        self.groups = [(ps, [torch.zeros_like(p) for p in ps], wd)
+                       for ps, wd in decay_groups(self.model, recipe)]
+        steps = len(lrs) // recipe.epochs
+        self.lams = torch.tensor(mixup_lams(recipe, steps), dtype=torch.float32,
+                                 device=device) if recipe.mixup_alpha else None
+        self.ema = WeightEMA(self.model, torch.tensor(
+            ema_schedule(recipe, steps), dtype=torch.float32, device=device)) \
+            if recipe.ema else None
         self.t = torch.zeros(1, dtype=torch.long, device=device)  # global step, read by the graph
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         self.recipe, self.lrs, self.amp, self.device = recipe, lrs, amp, device
@@ -66,12 +135,19 @@ class Stepper:
 
     def _step(self, x, y) -> None:
         r = self.recipe
+        mix = None
+        if self.lams is not None:  # λ of this step; the permutation drawn on the device
+            mix = (self.lams.index_select(0, self.t).squeeze(0),
+                   torch.argsort(torch.rand(len(y), device=self.device)))
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp,
                             cache_enabled=False):
-            loss = F.cross_entropy(self.model(x), y)
+            loss = loss_of(self.model, x, y, r, mix)
         loss.backward()
-        sgd_step_(self.params, [p.grad for p in self.params], self.bufs,
-                  self.lrs.index_select(0, self.t).squeeze(0), r.momentum, r.wd, r.nesterov)
+        lr = self.lrs.index_select(0, self.t).squeeze(0)
+        for params, bufs, wd in self.groups:
+            sgd_step_(params, [p.grad for p in params], bufs, lr, r.momentum, wd, r.nesterov)
+        if self.ema is not None:
+            self.ema.update(self.t)
         self.t.add_(1)
         self.loss_sum.add_(loss.detach().float())
 

@@ -80,11 +80,12 @@ def train(spec: AnyNetSpec, task: Task, data: Data, recipe: Recipe, *,
     step count: the device may still be behind it; nothing waits for it). Returns the outcome:
     status (done | diverged), error (percent), message, train_loss, train_seconds,
     images_per_second, epochs_run, precision, cuda_graph (whether a captured graph was
-    replayed), channels_last, history_loss (each epoch's mean loss) and, with curves, the test
-    error after every epoch (history_error; those evaluations are left out of train_seconds
-    and images_per_second). On CUDA the whole run has the data's device current: a graph
-    captured while another device is current would be empty and its replays would do
-    nothing."""
+    replayed), channels_last, history_loss (each epoch's mean loss), with curves the test
+    error after every epoch (history_error), and with a weight EMA (recipe.ema_alpha > 0) its
+    test error after every epoch (history_ema_error); evaluations are left out of
+    train_seconds and images_per_second. On CUDA the whole run has the data's device
+    current: a graph captured while another device is current would be empty and its
+    replays would do nothing."""
     with _on(data.device):
         return _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch,
                       on_step, STEP_REPORT_S if step_report_s is None else step_report_s,
@@ -136,7 +137,7 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch, o
     start = time.perf_counter()
     mean_loss = float("nan")
     report_at = start + every_s
-    losses, errors, evaluating = [], [], 0.0
+    losses, errors, ema_errors, evaluating = [], [], [], 0.0
     for epoch in range(recipe.epochs):
         m.loss_sum.zero_()
         n = 0
@@ -157,19 +158,23 @@ def _train(spec, task, data, recipe, amp, cuda_graph, channels_last, on_epoch, o
                 Status.DIVERGED, None, f"train loss became {mean_loss} in epoch {epoch + 1}",
                 mean_loss, time.perf_counter() - start - evaluating, epoch + 1, steps, recipe,
                 amp, m.replayed, channels_last), history_loss=_finite(losses),
-                history_error=tuple(errors) if curves else None)
+                history_error=tuple(errors) if curves else None,
+                history_ema_error=tuple(ema_errors) if m.ema is not None else None)
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
+        t0 = time.perf_counter()
         if curves and epoch + 1 < recipe.epochs:
-            t0 = time.perf_counter()
             errors.append(evaluate(m.model, data, amp, fmt))
-            evaluating += time.perf_counter() - t0
+        if m.ema is not None:  # the EMA model's error every epoch (pycls's test_ema_epoch)
+            ema_errors.append(evaluate(m.ema.model, data, amp, fmt))
+        evaluating += time.perf_counter() - t0
     seconds = time.perf_counter() - start - evaluating  # .item() waited for the last step
     error = evaluate(m.model, data, amp, fmt)
     out = run_outcome(Status.DONE, error, "", mean_loss, seconds, recipe.epochs, steps, recipe,
                       amp, m.replayed, channels_last)  # whether a graph really was replayed
     return replace(out, history_loss=tuple(losses),
-                   history_error=(*errors, error) if curves else None)
+                   history_error=(*errors, error) if curves else None,
+                   history_ema_error=tuple(ema_errors) if m.ema is not None else None)
 
 
 def _finite(xs) -> tuple:
