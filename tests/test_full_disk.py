@@ -43,10 +43,11 @@ def refuse(monkeypatch, where: str, err: int = errno.ENOSPC, op: str = "replace"
 
 
 def snapshot(root):
-    """Every file but the locks and claims, by content; each Parquet file must read."""
+    """Every file but the locks and the log of runs (runs/: a refused run is recorded there as
+    stopped, see ran_nothing), by content; each Parquet file must read."""
     out = {}
     for p in sorted(Path(root).rglob("*")):
-        if p.is_file() and p.name != ".lock":
+        if p.is_file() and p.name != ".lock" and p.relative_to(root).parts[0] != "runs":
             out[p] = p.read_bytes()
             if p.suffix == ".parquet":
                 pq.read_table(p)
@@ -96,12 +97,21 @@ def test_result_write(store, monkeypatch):
     assert snapshot(store.root) == before
 
 
+def ran_nothing(root):
+    """The refused run's record in the log of runs: stopped, no model trained."""
+    import json
+
+    recs = [json.loads(p.read_text()) for p in sorted((Path(root) / "runs").glob("*.json"))]
+    assert [(r["status"], r["trained"]) for r in recs] == [("stopped", 0)], recs
+
+
 def test_train_cannot_claim(store, monkeypatch):
     before = snapshot(store.root)
     refuse(monkeypatch, "claims", op="link")
     r = run("train", "--store", store.root, *FAST)
     assert "/claims/" in refused_line(r, store.root)
     assert snapshot(store.root) == before and not list(store.claims_dir("anynetxa").iterdir())
+    ran_nothing(store.root)
 
 
 def test_train_cannot_write_a_result_and_gives_its_claims_back(store, monkeypatch):
@@ -110,6 +120,7 @@ def test_train_cannot_write_a_result_and_gives_its_claims_back(store, monkeypatc
     r = run("train", "--store", store.root, *FAST)
     assert "/results/" in refused_line(r, store.root)
     assert snapshot(store.root) == before and not list(store.claims_dir("anynetxa").iterdir())
+    ran_nothing(store.root)
     assert ok("status", "--store", store.root).stdout.split("\n")[2].split()[6] == "2"
 
 
