@@ -28,15 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dse.analysis.reruns import Interval
 from dse.errors import DseError
 from dse.store.recipes import RECIPE_KEYS, label, recipes
 
 INTERVAL = "percentile bootstrap over models"
-
-
-def _num(v) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def check(eta, rungs) -> tuple[float, tuple[int, ...]]:
@@ -81,16 +77,8 @@ def finalists(errors: np.ndarray, eta: float) -> np.ndarray:
     return alive
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A value with its bootstrap interval (NaN where it could not be had)."""
-
-    value: float
-    lo: float
-    hi: float
-
-    def to_json(self) -> dict:
-        return dict(value=_num(self.value), lo=_num(self.lo), hi=_num(self.hi))
+class Estimate(Interval):
+    """A value with its bootstrap interval (NaN where it could not be had), and its text."""
 
     def text(self, fmt: str = ".2f") -> str:
         if not math.isfinite(self.value):

@@ -40,7 +40,7 @@ from dse.train import fusion, trainer
 from dse.train.models import AnyNet, build
 from dse.train.outcome import Outcome
 from dse.train.recipe import Recipe, lr_schedule
-from dse.train.step import Stepper, sgd_step_
+from dse.train.step import Stepper, momentum_, sgd_step_
 from dse.train.trainer import EVAL_BATCH, run_outcome
 
 
@@ -79,12 +79,7 @@ def fused_sgd_step_(params, grads, bufs, lr: torch.Tensor, lr_peak, wd_per, mome
     this step (the learning rate itself when lr_peak is None)."""
     if wd_per is not None:
         torch._foreach_addcmul_(grads, params, wd_per)     # g ← g + wd_k·p
-    torch._foreach_mul_(bufs, momentum)
-    torch._foreach_add_(bufs, grads)                       # v ← m·v + g
-    if nesterov:
-        torch._foreach_add_(grads, bufs, alpha=momentum)   # g ← g + m·v
-    else:
-        torch._foreach_copy_(grads, bufs)                  # g ← v
+    momentum_(grads, bufs, momentum, nesterov)
     if lr_peak is not None:
         torch._foreach_mul_(grads, lr_peak)
     torch._foreach_mul_(grads, lr)

@@ -32,14 +32,20 @@ def sgd_step_(params, grads, bufs, lr: torch.Tensor, momentum: float, wd: float,
     Overwrites grads."""
     if wd:
         torch._foreach_add_(grads, params, alpha=wd)       # g ← g + wd·p
+    momentum_(grads, bufs, momentum, nesterov)
+    torch._foreach_mul_(grads, lr)
+    torch._foreach_sub_(params, grads)                     # p ← p − lr·g
+
+
+def momentum_(grads, bufs, momentum: float, nesterov: bool) -> None:
+    """The momentum part of SGD's update, in place: v ← m·v + g, then g ← g + m·v (Nesterov)
+    or g ← v."""
     torch._foreach_mul_(bufs, momentum)
     torch._foreach_add_(bufs, grads)                       # v ← m·v + g
     if nesterov:
         torch._foreach_add_(grads, bufs, alpha=momentum)   # g ← g + m·v
     else:
         torch._foreach_copy_(grads, bufs)                  # g ← v
-    torch._foreach_mul_(grads, lr)
-    torch._foreach_sub_(params, grads)                     # p ← p − lr·g
 
 
 def loss_of(model, x, y, recipe: Recipe, mix=None) -> torch.Tensor:
