@@ -23,6 +23,7 @@ experiments in which the claim holds at `level`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,7 +163,7 @@ def n_for_power(kind: str, target: float, shift: float, spread: Spread, level: f
     to within 2% (and one model): from a normal approximation's guess, steps of 1.25× to a
     bracket, then bisection (power grows with n, up to the simulation's noise and the KS
     statistic's steps); None when even max_n falls short."""
-    p = lambda n: power(kind, n, n, shift, spread, level, margin, reps, seed)  # noqa: E731
+    p = functools.cache(lambda n: power(kind, n, n, shift, spread, level, margin, reps, seed))
     n = min(max_n, max(MIN_N, _guess(kind, target, shift, spread.sd_now, level, margin)))
     if p(n) >= target:
         lo, hi = n, n
@@ -170,12 +171,23 @@ def n_for_power(kind: str, target: float, shift: float, spread: Spread, level: f
             hi, lo = lo, max(MIN_N, int(lo / 1.25))
         if lo == MIN_N and p(lo) >= target:
             return lo
-    else:
-        lo, hi = n, n
-        while p(hi) < target:
-            if hi >= max_n:
-                return None
-            lo, hi = hi, min(max_n, int(np.ceil(hi * 1.25)))
+        return _bisect(p, lo, hi, target)
+    return _upward(p, n, target, max_n, 1.25)
+
+
+def _upward(p, n: int, target: float, max_n: int, step: float) -> int | None:
+    """The smallest n' ≥ n (to within 2%) with p(n') ≥ target: steps of `step`× from n to a
+    bracket, then bisection; None when even max_n falls short."""
+    lo = hi = n
+    while p(hi) < target:
+        if hi >= max_n:
+            return None
+        lo, hi = hi, min(max_n, int(np.ceil(hi * step)))
+    return _bisect(p, lo, hi, target)
+
+
+def _bisect(p, lo: int, hi: int, target: float) -> int:
+    """Bisection of [lo, hi] (p(hi) ≥ target) to within 2% of hi and one model."""
     while hi - lo > max(1, int(0.02 * hi)):
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if p(mid) >= target else (mid, hi)
@@ -233,13 +245,6 @@ def rank_n(rho: float, threshold: float, target: float, level: float, reps: int 
         return None
     gap = np.arctanh(min(rho, 0.9999)) - np.arctanh(threshold)
     z = stats.norm.isf(level / 2) + stats.norm.ppf(target)
-    p = lambda n: rank_power(rho, threshold, n, level, reps, seed=seed)  # noqa: E731
-    lo = hi = min(max_n, max(4, int(np.ceil(3 + 1.06 * (z / gap) ** 2))))
-    while p(hi) < target:
-        if hi >= max_n:
-            return None
-        lo, hi = hi, min(max_n, int(np.ceil(hi * 1.2)))
-    while hi - lo > max(1, int(0.02 * hi)):
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if p(mid) >= target else (mid, hi)
-    return hi
+    p = functools.cache(lambda n: rank_power(rho, threshold, n, level, reps, seed=seed))
+    return _upward(p, min(max_n, max(4, int(np.ceil(3 + 1.06 * (z / gap) ** 2)))), target,
+                   max_n, 1.2)
