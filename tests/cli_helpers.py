@@ -61,3 +61,21 @@ def write_results(store, space: str, models, errors, status: str = "done", **row
         Store(store).write_result(space, dict(
             model_id=mid, space=space, status=status, error=None if e is None else float(e),
             **{"epochs": 1, "dataset": "fashion-mnist", **row}))
+
+
+def killed_midway(cmd: list, env, until, timeout: float, pause: float = 0.0,
+                  poll: float = 0.2) -> str:
+    """Run `cmd`, wait (at most `timeout` s, the process alive) until `until()` holds, wait
+    `pause` s more, kill -9 it and return what it printed."""
+    import subprocess
+    import time
+
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    deadline = time.time() + timeout
+    while not until():
+        assert p.poll() is None and time.time() < deadline, p.stdout.read()
+        time.sleep(poll)
+    time.sleep(pause)
+    p.kill()
+    return p.communicate()[0]

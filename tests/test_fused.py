@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from cli_helpers import ok
+from cli_helpers import killed_midway, ok
 
 from dse.data import datasets, readers
 from dse.data import device as data
@@ -207,15 +206,9 @@ def test_kill_9_mid_fused_group_loses_only_its_trials(tmp_path):
            str(tmp_path), "--epochs", "2", "--train-subset", "1000", "--seeds", "3",
            "--fuse", "on"]
     results = Store(tmp_path).results_dir("regnetx")
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
-    deadline = time.time() + 600
-    while not (results.is_dir() and len(list(results.glob("*.parquet"))) >= 3):
-        assert p.poll() is None and time.time() < deadline, p.stdout.read()
-        time.sleep(0.2)
-    time.sleep(1.0)  # inside the second group
-    p.kill()
-    first = p.communicate()[0]
+    first = killed_midway(  # once the first group is stored, inside the second
+        cmd, ENV, lambda: results.is_dir() and len(list(results.glob("*.parquet"))) >= 3,
+        timeout=600, pause=1.0)
     before = {f.stem: f.read_bytes() for f in results.glob("*.parquet")}
     assert len(before) == 3, first  # the first model's three seeds; the second's in flight
     assert len({trials.parse_trial(t)[0] for t in before}) == 1

@@ -11,13 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from cli_helpers import ok, one_error, run
+from cli_helpers import killed_midway, ok, one_error, run
 
 from dse.errors import DseWarning
 from dse.runner import pending
@@ -157,14 +156,8 @@ def test_a_kill_9_during_the_first_run_then_a_rerun_trains_the_same_models(tmp_p
            str(tmp_path), "--top", "2", "--seeds", "2", "--epochs", "2", "--train-subset",
            "1000"]
     results = Store(tmp_path).results_dir(SPACE)
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
-    deadline = time.time() + 120
-    while not list(results.glob("*-s1.parquet")):
-        assert p.poll() is None and time.time() < deadline, p.stdout.read()
-        time.sleep(0.05)
-    p.kill()
-    first = p.communicate()[0]
+    first = killed_midway(cmd, ENV, lambda: bool(list(results.glob("*-s1.parquet"))),
+                          timeout=120, poll=0.05)
     (done,) = [pq.read_table(f).column("model_id")[0].as_py()
                for f in results.glob("*-s1.parquet")]
     assert done in ids[:2]

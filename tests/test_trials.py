@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_helpers import ok, one_error, run
+from cli_helpers import killed_midway, ok, one_error, run
 
 from dse.analysis import stats
 from dse.method import experiment
@@ -243,15 +242,9 @@ def test_kill_9_mid_seeds_then_a_rerun_trains_each_trial_once(tmp_path):
     cmd = [sys.executable, "-c", "from dse.cli import main; main()", "train", "--store",
            str(tmp_path), "--epochs", "2", "--train-subset", "1000", "--seeds", "2"]
     results = Store(tmp_path).results_dir("regnetx")
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
-    deadline = time.time() + 120
-    while not (results.is_dir() and list(results.glob("*.parquet"))):
-        assert p.poll() is None and time.time() < deadline, p.stdout.read()
-        time.sleep(0.2)
-    time.sleep(0.5)  # inside the next trial
-    p.kill()
-    first = p.communicate()[0]
+    first = killed_midway(  # once a trial is stored, inside the next
+        cmd, ENV, lambda: results.is_dir() and bool(list(results.glob("*.parquet"))),
+        timeout=120, pause=0.5)
     before = {f.stem: f.read_bytes() for f in results.glob("*.parquet")}
     assert 1 <= len(before) < 4
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
