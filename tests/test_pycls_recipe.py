@@ -299,3 +299,17 @@ def test_a_recipe_named_by_shared_settings_is_the_models_own_series():
     assert choose(rows, Pick(recipe={"epochs": 2})) == "aaa"
     assert choose(rows, Pick(recipe={"epochs": 2, "series": "ema"})) == "bbb"
     assert choose(rows, Pick()) == "aaa"  # as many results: the model's own first
+
+
+def test_the_stores_defaults_of_the_optional_settings_are_the_recipes():
+    """dse.store.recipes keeps the optional settings' defaults (it may not import dse.train):
+    they must be Recipe's, or a recipe at its defaults would get a new fingerprint."""
+    from dataclasses import fields
+
+    from dse.store.recipes import OPTIONAL_DEFAULTS, RECIPE_DEFAULTS
+    from dse.train.recipe import Recipe
+
+    defaults = {f.name: f.default for f in fields(Recipe)}
+    for key, value in {**RECIPE_DEFAULTS, **OPTIONAL_DEFAULTS}.items():
+        if key != "series":  # which model's error a result holds: not a training setting
+            assert defaults[key] == value, key
