@@ -113,8 +113,12 @@ def test_fit_linear_table_json_and_files(pop):
     table = pd.read_parquet(root / "anynetxe" / "analysis" / "fit_linear.parquet")
     assert table["e_fit"].tolist() == pytest.approx([m["e_fit"] for m in data["models"]])
     assert (root / "anynetxe" / "analysis" / "fit_linear.png").read_bytes().startswith(PNG)
-    r = run("fit-linear", "--space", "xe", "--store", root)
+    cache = pd.read_parquet(root / "analysis" / "fit_linear_cache.parquet")
+    assert len(cache) == len(set(cache["key"])) <= 60 and len(cache) >= 55  # per architecture
+    r = run("fit-linear", "--space", "xe", "--store", root)  # the fits read from the cache
     assert "joint linear fit over the top 20" in r.output and "Spearman" in r.output
+    assert pd.read_parquet(root / "anynetxe" / "analysis" / "fit_linear.parquet").equals(table)
+    assert run("verify", "--store", root).output.rstrip().endswith(" 0 damaged")
 
 
 def test_trends_ranges(pop):

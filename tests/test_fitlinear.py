@@ -6,6 +6,7 @@ import pytest
 
 from dse.analysis import fitlinear as F
 from dse.space import regnet
+from dse.store.fitcache import FitCache
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_fit_linear_is_the_same_one_model_at_a_time(rng):
     batch = F.fit_linear(W, d)
     for i in range(len(d)):
         one = F.fit_linear(W[i:i + 1, :d[i]], d[i:i + 1]).iloc[0]
-        assert one["e_fit"] == pytest.approx(batch["e_fit"].iloc[i])
+        assert one.tolist() == batch.iloc[i].tolist()  # e_fit too: summed in block order
 
 
 def _noisy(n, seed, rng):
@@ -139,3 +140,51 @@ def test_joint_linear_fit_finds_48_j_plus_1():
     W[1, 15:] = 0
     j = F.joint_linear_fit(W, np.array([20, 15]))
     assert j["w0"] == pytest.approx(48) and j["wa"] == pytest.approx(48)
+
+
+def test_fits_from_the_cache_equal_fits_computed_afresh(tmp_path, rng, monkeypatch):
+    W, d = _noisy(30, 5, rng)
+    W[29], d[29] = W[3], d[3]  # one architecture twice
+    fresh = F.fit_linear(W, d)
+    cache = FitCache(tmp_path / "analysis" / "fits.parquet")
+    part = F.fit_linear_cached(W[:12, :d[:12].max()], d[:12], cache)
+    assert part.equals(fresh.iloc[:12].reset_index(drop=True))
+    assert len(cache.read(F.VERSION)) == 12
+    both = F.fit_linear_cached(W, d, cache)  # 12 from the cache, 17 fitted, 1 repeated
+    assert both.equals(fresh)
+    assert len(cache.read(F.VERSION)) == 29
+    monkeypatch.setattr(F, "fit_linear", lambda *a, **k: pytest.fail("fitted again"))
+    assert F.fit_linear_cached(W[::-1], d[::-1], cache).equals(
+        fresh.iloc[::-1].reset_index(drop=True))
+
+
+def test_a_cache_of_another_version_damaged_or_unwritable_is_ignored(tmp_path, rng):
+    W, d = _noisy(6, 8, rng)
+    fresh = F.fit_linear(W, d)
+    path = tmp_path / "fits.parquet"
+    F.fit_linear_cached(W, d, FitCache(path))
+    assert FitCache(path).read("fit_linear r0").empty  # another search's fits are not used
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert FitCache(path).read(F.VERSION).empty
+    assert F.fit_linear_cached(W, d, FitCache(path)).equals(fresh)  # fitted and rewritten
+    assert len(FitCache(path).read(F.VERSION)) == 6
+    (tmp_path / "file").write_text("not a directory")
+    blocked = FitCache(tmp_path / "file" / "fits.parquet")
+    assert F.fit_linear_cached(W, d, blocked).equals(fresh)
+    assert FitCache(blocked.path).read(F.VERSION).empty
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+def test_a_cache_in_a_with_block_is_saved_only_when_the_block_succeeds(tmp_path, rng):
+    W, d = _noisy(4, 9, rng)
+    path = tmp_path / "fits.parquet"
+    with pytest.raises(RuntimeError), FitCache(path) as fits:
+        F.fit_linear_cached(W, d, fits)
+        assert len(fits.read(F.VERSION)) == 4 and not path.exists()  # held, not yet saved
+        raise RuntimeError("the command failed")
+    assert not path.exists()
+    with FitCache(path) as fits:
+        F.fit_linear_cached(W, d, fits)
+    assert len(FitCache(path).read(F.VERSION)) == 4

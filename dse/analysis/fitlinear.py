@@ -9,6 +9,7 @@ fit w_j ≈ w_0 + w_a·j over the blocks of the best models.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -294,8 +295,55 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
     wm = np.clip(out[:, 2], *wm_range)  # exp(log(x)) may leave the range by an ulp
     gen = regnet.quantized_widths(d, w0, wa, wm, q)
     obs = np.log(np.maximum(W[:, :gen.w.shape[1]], 1))
-    e_fit = np.where(gen.mask, np.abs(np.log(np.maximum(gen.w, 1)) - obs), 0).sum(1) / d
+    err = np.where(gen.mask, np.abs(np.log(np.maximum(gen.w, 1)) - obs), 0)
+    # summed in block order: the padding of deeper models beside it leaves a sum unchanged
+    e_fit = (np.cumsum(err, axis=1)[:, -1] if err.shape[1] else np.zeros(B)) / d
     return pd.DataFrame(dict(d=d, w0=w0, wa=wa, wm=wm, e_fit=e_fit))
+
+
+# What a cached fit was computed by: bump REVISION whenever fit_linear's search changes.
+REVISION = 1
+VERSION = (f"fit_linear r{REVISION} q={regnet.Q} a={FIT_A[0]!r}:{FIT_A[1]!r} "
+           f"wm={FIT_WM[0]!r}:{FIT_WM[1]!r} grid=48 keep=3 levels=4")
+FIT_COLUMNS = ["d", "w0", "wa", "wm", "e_fit"]
+
+
+def architecture_keys(W, d) -> list[bytes]:
+    """One 16-byte key per model for its per-block widths (what fit_linear reads of it)."""
+    W = np.asarray(W, dtype=np.int64)
+    return [hashlib.blake2b(np.ascontiguousarray(row[:n]).tobytes(), digest_size=16).digest()
+            for row, n in zip(W, np.asarray(d, dtype=np.int64))]
+
+
+def fit_linear_cached(W, d, cache=None) -> pd.DataFrame:
+    """fit_linear with the default search, reading the fits of architectures already fitted
+    from `cache` and adding the others to it. `cache` has read(version) -> DataFrame (a
+    bytes column `key` and FIT_COLUMNS; empty when it holds no fits of this version) and
+    write(version, frame); None fits every model. A model's fit depends on its own widths
+    only, so the rows equal fit_linear's."""
+    if cache is None:
+        return fit_linear(W, d)
+    W = np.asarray(W, dtype=np.int64)
+    d = np.asarray(d, dtype=np.int64)
+    keys = architecture_keys(W, d)
+    known = cache.read(VERSION)
+    where = dict(zip(known["key"], range(len(known)))) if len(known) else {}
+    at = np.array([where.get(k, -1) for k in keys], dtype=np.int64)
+    miss = np.flatnonzero(at < 0)
+    out = pd.DataFrame(np.zeros((len(d), len(FIT_COLUMNS))), columns=FIT_COLUMNS)
+    hit = np.flatnonzero(at >= 0)
+    if len(hit):
+        out.iloc[hit] = known[FIT_COLUMNS].to_numpy(dtype=float)[at[hit]]
+    if len(miss):
+        Wm = W[miss][:, :int(d[miss].max())]
+        new = fit_linear(Wm, d[miss])
+        out.iloc[miss] = new[FIT_COLUMNS].to_numpy(dtype=float)
+        first = {k: i for i, k in reversed(list(enumerate(keys[j] for j in miss)))}
+        add = new.iloc[sorted(first.values())].reset_index(drop=True)
+        add.insert(0, "key", [keys[miss[i]] for i in sorted(first.values())])
+        cache.write(VERSION, pd.concat([known, add], ignore_index=True) if len(known) else add)
+    out["d"] = d
+    return out
 
 
 def joint_linear_fit(W, d) -> dict:
@@ -312,14 +360,14 @@ def joint_linear_fit(W, d) -> dict:
     return dict(w0=float(w0), wa=float(wa), models=int(len(d)))
 
 
-def fit_linear_population(pop: pd.DataFrame, top: int = 20) -> dict:
+def fit_linear_population(pop: pd.DataFrame, top: int = 20, cache=None) -> dict:
     """fit-linear for one space's finished models: per-model rows (model_id, error, e_fit,
     d, w0, wa, wm, rank), the joint fit over the top-K by error, and the rank correlation of
-    e_fit with error."""
+    e_fit with error. `cache`: see fit_linear_cached."""
     parametric(pop, "linear fits of widths")
     pop = pop.sort_values("error", kind="stable").reset_index(drop=True)
     W, d = block_widths(pop["ds"], pop["ws"])
-    fit = fit_linear(W, d)
+    fit = fit_linear_cached(W, d, cache)
     rows = pd.concat([pop[["model_id", "space", "error"]], fit], axis=1)
     rows.insert(3, "rank", np.arange(1, len(rows) + 1))
     k = min(top, len(rows))

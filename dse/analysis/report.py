@@ -71,11 +71,12 @@ def _normalized(df, names, metric="flops", bins=10):
 
 
 def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 20,
-          selection: Selection = Selection(), names=None) -> str:
+          selection: Selection = Selection(), names=None, fits=None) -> str:
     """The report's HTML for the populations `names` (dse.analysis.population: SPACE,
     SPACE@STORE, SPACE[EXPR], ...), by default every space in the store (a space whose
     models cannot be read is named in a note and left out, as is a space without the
-    chosen regime), over the models the selection picks."""
+    chosen regime), over the models the selection picks. `fits`: a cache of linear fits
+    (default: the store's, dse.store.fitcache)."""
     store = Store.existing(store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DseWarning)
@@ -97,7 +98,8 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
     pops = {s: stats.population(df, s) for s in ready}
     parts["fit-linear"] = ("<p>Per-model quantized linear fit of the per-block widths "
                            "(DDS §3.3): e_fit = mean_j |log(pred_j / obs_j)|.</p>"
-                           + "".join(_fit_linear(s, pop, top) for s, pop in pops.items()))
+                           + "".join(_fit_linear(s, pop, top, fits or store.fit_cache())
+                                     for s, pop in pops.items()))
     parts["trends"] = (f"<p>Shaded: the 95% interval of the best model's parameter over "
                        f"{repeats} bootstrap resamples of 25% of the models; line: "
                        "the median.</p>"
@@ -188,9 +190,9 @@ def _comparisons(df, ready: list[str], seed: int) -> dict:
     return parts
 
 
-def _fit_linear(s: str, pop, top: int) -> str:
-    """One space's fit-linear section."""
-    fit = fitlinear.fit_linear_population(pop, top)
+def _fit_linear(s: str, pop, top: int, fits=None) -> str:
+    """One space's fit-linear section (`fits`: the store's cache of fits)."""
+    fit = fitlinear.fit_linear_population(pop, top, fits)
     j, sp = fit["joint"], fit["spearman"]
     rho = "undefined" if sp["rho"] is None else f"{sp['rho']:.3f} (p = {sp['p']:.3g})"
     return (f"<h3>{html.escape(s)}</h3><p>{len(pop)} trained models; mean e_fit "
@@ -265,10 +267,12 @@ def write(store: Store | str, out=None, seed: int = 0, repeats: int = 10_000,
     """Build the report of the populations `names` (default: every space) and write it
     atomically to `out` (default <store>/report.html)."""
     store = Store.existing(store)
-    text = build(store, seed=seed, repeats=repeats, selection=selection, names=names)
-    path = Path(out) if out else store.report_path
-    return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"),
-                        store.root)
+    with store.fit_cache() as fits:  # the fits are kept when the report is written
+        text = build(store, seed=seed, repeats=repeats, selection=selection, names=names,
+                     fits=fits)
+        path = Path(out) if out else store.report_path
+        return write_output(path, lambda p: Path(p).write_text(text, encoding="utf-8"),
+                            store.root)
 
 
 # ---- an experiment's page (dse run) ----------------------------------------------------------

@@ -145,9 +145,10 @@ def fit_linear_cmd(space_name, top, selection, out, as_json, store_path):
 
     store, space, df, notes = _load_one(store_path, space_name, selection)
     path = _figure(out, store.figure_path("fit_linear", [space]))
-    fit = fitlinear.fit_linear_population(stats.population(df, space), top)
-    saved = store.save_table(space, "fit_linear", fit["rows"])
-    plots.save(plots.fit_linear_figure(fit, space), path, store.root)
+    with store.fit_cache() as fits:  # kept when the outputs are written
+        fit = fitlinear.fit_linear_population(stats.population(df, space), top, fits)
+        saved = store.save_table(space, "fit_linear", fit["rows"])
+        plots.save(plots.fit_linear_figure(fit, space), path, store.root)
     rows = fit["rows"]
     if as_json:
         echo_json(dict(space=space, models=rows.to_dict(orient="records"),

@@ -343,12 +343,13 @@ def suggest_cmd(space_name, store_path, frac, alpha, show, write_path, selection
                            home=store)
     notes = read.notes
     pop = stats.population(read.frame, read.labels[0])
-    found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed)
-    weighed = _importance_hints(pop, alpha, seed)
-    written = None
-    if write_path and found.best is not None:
-        suggest.write_space_file(space, found.best, write_path, write=write_output)
-        written = write_path
+    with store.fit_cache() as fits:  # kept unless the command fails
+        found = suggest.suggest(space, pop, frac=frac, alpha=alpha, seed=seed, fits=fits)
+        weighed = _importance_hints(pop, alpha, seed)
+        written = None
+        if write_path and found.best is not None:
+            suggest.write_space_file(space, found.best, write_path, write=write_output)
+            written = write_path
     if as_json:
         echo_json({**found.to_json(), **({"written": written} if write_path else {}),
                    "importance": weighed})

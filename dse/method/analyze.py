@@ -56,8 +56,9 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
     curves, claim_pops = _claim_populations(exp, store, names, df, ready, cmp, pops, pick)
     out["claims"] = _claims(exp, curves, claim_pops, repeats, fidelities(exp, store))
     _with_rounds(exp, store, out)
-    figs = _figures(exp, cmp, ready, pops, out, repeats)
-    _write_outputs(exp, store, out, figs)
+    with store.fit_cache() as fits:  # kept when the outputs are written
+        figs = _figures(exp, cmp, ready, pops, out, repeats, fits)
+        _write_outputs(exp, store, out, figs)
     return out
 
 
@@ -200,7 +201,7 @@ def _space_rows(df, names: list[str], cmp, pops: dict, repeats: int = 10_000,
 
 
 def _figures(exp: Experiment, cmp, ready: list[str], pops: dict, out: dict,
-             repeats: int) -> dict:
+             repeats: int, fits=None) -> dict:
     """The experiment's figures by key; fills out's fit_linear and trends on the way."""
     from dse.analysis import fitlinear, plots
 
@@ -209,7 +210,7 @@ def _figures(exp: Experiment, cmp, ready: list[str], pops: dict, out: dict,
     if len(ready) > 2:
         figs["edf_steps"] = plots.edf_steps_figure(cmp, ready)
     for s in (s for s in a.fit_linear if s in pops):
-        fit = fitlinear.fit_linear_population(pops[s], a.fit_top)
+        fit = fitlinear.fit_linear_population(pops[s], a.fit_top, fits)
         j = fit["joint"]
         out["fit_linear"][s] = dict(top=j["top"], w0=j["w0"], wa=j["wa"],
                                     mean_e_fit=float(fit["rows"]["e_fit"].mean()),

@@ -121,7 +121,8 @@ def _refinement(exp, store, current, start: str, r: int, refused: list, looks: t
     pop, looks, tested_on = _look(store, current, looks)
     if pop is None:
         return None, looks, tested_on
-    out = suggest.suggest(current, pop, alpha=exp.alpha, seed=exp.seed + r)
+    out = suggest.suggest(current, pop, alpha=exp.alpha, seed=exp.seed + r,
+                          fits=store.fit_cache())
     best = next((c for c in out.candidates
                  if c.significant and c.constraint not in refused), None)
     if best is None:

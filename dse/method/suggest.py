@@ -54,7 +54,8 @@ def _stage_matrix(col: pd.Series, stages: int) -> np.ndarray:
     return np.array([list(v)[:stages] for v in col], dtype=float)
 
 
-def _candidates(space: Space, pop: pd.DataFrame, half: np.ndarray, frac: float, rng):
+def _candidates(space: Space, pop: pd.DataFrame, half: np.ndarray, frac: float, rng,
+                fits=None):
     """(description, constraint, score per model, chosen on the half `half` or None)."""
     out = []
     e = pop["error"].to_numpy(dtype=float)
@@ -89,7 +90,7 @@ def _candidates(space: Space, pop: pd.DataFrame, half: np.ndarray, frac: float, 
             if c:
                 out.append(c)
         if space.params["w"].size > 1:
-            out.append(_linear_rule(space, pop, rng))
+            out.append(_linear_rule(space, pop, rng, fits))
         out += _bottleneck_not_inverted(space, arr["b"])
     else:
         for p, col in ((p, c) for p, c in REGNET_COLS.items() if p in space.params):
@@ -166,15 +167,16 @@ def _narrow(space: Space, p: str, x: np.ndarray, e: np.ndarray, half: np.ndarray
     return (f"narrow {p} to [{_num(lo)}, {_num(hi)}]", {"params": {p: new}}, score, half)
 
 
-def _linear_rule(space: Space, pop: pd.DataFrame, rng):
+def _linear_rule(space: Space, pop: pd.DataFrame, rng, fits=None):
     """Replace free widths by the quantized linear rule: a model obeys it when its widths are
     fit better than the median e_fit. The fit costs ~10 ms a model, so at most LINEAR_FIT
-    models drawn at random are fit and tested (the others score NaN: left out)."""
+    models drawn at random are fit and tested (the others score NaN: left out). `fits`: a
+    cache of fits (dse.analysis.fitlinear.fit_linear_cached)."""
     n = len(pop)
     fit = np.sort(rng.permutation(n)[:LINEAR_FIT]) if n > LINEAR_FIT else np.arange(n)
     W, d = fitlinear.block_widths(pop["ds"].iloc[fit], pop["ws"].iloc[fit])
     e_fit = np.full(n, np.nan)
-    e_fit[fit] = fitlinear.fit_linear(W, d)["e_fit"].to_numpy(dtype=float)
+    e_fit[fit] = fitlinear.fit_linear_cached(W, d, fits)["e_fit"].to_numpy(dtype=float)
     depth = pop["ds"].map(sum).to_numpy()
     base = space.config["params"]
     rule = {"kind": "regnet",
@@ -240,9 +242,9 @@ class Suggestion:
 
 
 def suggest(space: Space, pop: pd.DataFrame, frac: float = 0.25, alpha: float = 0.05,
-            seed: int = 0) -> Suggestion:
+            seed: int = 0, fits=None) -> Suggestion:
     """Candidates for the next refinement of `space` from its finished models `pop`, best
-    first (see the module doc)."""
+    first (see the module doc); `fits` caches the linear fits (a store's fit_cache())."""
     pop = pop.reset_index(drop=True)
     n = len(pop)
     if n < MIN_MODELS:
@@ -252,7 +254,7 @@ def suggest(space: Space, pop: pd.DataFrame, frac: float = 0.25, alpha: float = 
     e = pop["error"].to_numpy(dtype=float)
     half = np.zeros(n, bool)
     half[rng.permutation(n)[: n // 2]] = True
-    cands = _candidates(space, pop, half, frac, rng)
+    cands = _candidates(space, pop, half, frac, rng, fits)
     before = space.log10_size
     rows, perms = [], {}
     for desc, constraint, score, chosen_on in cands:

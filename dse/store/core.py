@@ -387,6 +387,12 @@ class Store(Layout):
 
     # ---- analysis outputs ------------------------------------------------------------------
 
+    def fit_cache(self):
+        """The cache of this store's quantized linear fits (dse.store.fitcache)."""
+        from dse.store.fitcache import FitCache
+
+        return FitCache(self.fit_cache_path, self)
+
     def save_table(self, space: str, name: str, df: pd.DataFrame) -> Path:
         """Write an analysis table atomically to <space>/analysis/<name>.parquet."""
         path = self.analysis_dir(space) / f"{name}.parquet"

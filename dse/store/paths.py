@@ -15,6 +15,7 @@ and nothing else in dse builds one. dse.store.core.Store adds the reads and writ
         analysis/<name>.parquet|.png   analyses of this space (fit-linear, trends)
         .lock                          the space's inter-process lock
       analysis/                        figures that compare spaces (EDFs, search efficiency)
+        fit_linear_cache.parquet       fits of every architecture fitted here (store.fitcache)
       report.html                      dse report
       experiments/  jobs/              experiment and cluster-job records
       runs/<name>.json                 each training run: its plan's prediction, its time
@@ -76,6 +77,11 @@ class Layout:
     def analysis_dir(self, space: str | None = None) -> Path:
         """Outputs of one space's analyses, or (no space) of comparisons between spaces."""
         return (self.root / space if space else self.root) / "analysis"
+
+    @property
+    def fit_cache_path(self) -> Path:
+        """The quantized linear fits of the architectures fitted in this store (fitcache)."""
+        return self.analysis_dir() / "fit_linear_cache.parquet"
 
     def figure_path(self, name: str, spaces: list[str], suffix: str = "") -> Path:
         """Default figure of an analysis: <space>/analysis/<name>.png for one space's
