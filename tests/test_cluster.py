@@ -197,3 +197,25 @@ def test_cluster_options_map_to_submitit_parameters():
         cluster.ClusterOptions("local", tasks=0)
     with pytest.raises(ArgumentError, match="cluster must be one of slurm, local"):
         cluster.ClusterOptions("pbs")
+
+
+def test_a_usr2_taken_while_the_claims_are_given_back_still_requeues():
+    # Slurm's preemption is SIGTERM then USR2 at once: the USR2 may arrive while the first
+    # Stop unwinds (or reach a torch thread), where the task must record it, not stop again
+    usr, term = cluster._usr_signal(), signal.SIGTERM
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        cluster._RECEIVED.clear()
+        with pytest.raises(cluster.Stop):
+            cluster._raise_stop(term, None)
+        cluster._raise_stop(usr, None)  # recorded only
+        assert cluster._RECEIVED == [term, usr]
+        task = cluster.TrainTask("store", "job", (), cluster.TrainOptions(), "slurm")
+        requeued, notes, t0 = [], [], time.monotonic()
+        with pytest.raises(SystemExit):  # submitit's requeue exits; this one returns
+            task._stopped(term, lambda s, f: requeued.append(s), lambda *a: notes.append(a))
+        assert requeued == [usr] and notes[0][0] == "requeued"
+        assert time.monotonic() - t0 < 1  # no wait for a USR2 already taken
+    finally:
+        cluster._RECEIVED.clear()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -51,11 +51,17 @@ def _usr_signal() -> int:
     return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
 
 
+_RECEIVED: list[int] = []  # the stop signals this task received, in order
+
+
 def _raise_stop(signum, frame):
+    """Stop the task at the first signal; later ones (Slurm's USR2 right after its SIGTERM)
+    are only recorded, so they cannot cut short the claims being given back. Python runs
+    this in the main thread even when another thread (torch's) took the signal."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, _usr_signal()})
-    raise Stop(signum)
-
-
+    _RECEIVED.append(signum)
+    if len(_RECEIVED) == 1:
+        raise Stop(signum)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class TrainTask:
               f"requeued {self.requeues}x", flush=True)
         usr, mask = _usr_signal(), signal.pthread_sigmask(signal.SIG_BLOCK, [])
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, usr)}
+        _RECEIVED.clear()
         for s in handlers:
             signal.signal(s, _raise_stop)
         try:
@@ -137,8 +144,14 @@ class TrainTask:
 
         usr, name = _usr_signal(), signal.Signals(signum).name
         if signum == signal.SIGTERM and self.cluster == "slurm":  # preemption: TERM, then USR2
-            with contextlib.suppress(OSError):
-                signum = signal.sigtimedwait([usr], REQUEUE_GRACE_S) and usr or signum
+            end = time.monotonic() + REQUEUE_GRACE_S
+            while usr not in _RECEIVED and time.monotonic() < end:
+                # USR2 is either pending here (blocked) or recorded by _raise_stop when
+                # another thread took it, which the main thread sees between waits
+                with contextlib.suppress(OSError):
+                    if signal.sigtimedwait([usr], 0.1):
+                        _RECEIVED.append(usr)
+            signum = usr if usr in _RECEIVED else signum
         if signum == usr and callable(requeue):
             if self.requeues < self.max_requeues:  # else checkpoint() refuses: see below
                 note("requeued", f"{name}: claims given back; requeued "
