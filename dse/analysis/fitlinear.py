@@ -338,9 +338,11 @@ def fit_linear_cached(W, d, cache=None) -> pd.DataFrame:
         Wm = W[miss][:, :int(d[miss].max())]
         new = fit_linear(Wm, d[miss])
         out.iloc[miss] = new[FIT_COLUMNS].to_numpy(dtype=float)
-        first = {k: i for i, k in reversed(list(enumerate(keys[j] for j in miss)))}
-        add = new.iloc[sorted(first.values())].reset_index(drop=True)
-        add.insert(0, "key", [keys[miss[i]] for i in sorted(first.values())])
+        first: dict[bytes, int] = {}  # one row per architecture new to the cache
+        for pos, i in enumerate(miss):
+            first.setdefault(keys[i], pos)
+        add = new.iloc[list(first.values())].reset_index(drop=True)
+        add.insert(0, "key", list(first))
         cache.write(VERSION, pd.concat([known, add], ignore_index=True) if len(known) else add)
     out["d"] = d
     return out
