@@ -110,6 +110,23 @@ def test_a_second_look_at_a_grown_sample_tests_only_the_fresh_models(tmp_path):
     assert pop is None and looks == (110,) and "needs at least 12 fresh" in said
 
 
+def test_the_refine_loop_reads_the_results_the_analysis_reads(tmp_path):
+    """With --recipe, the refine loop's looks read that recipe's results, as the analysis
+    does, not the recipe with the most results."""
+    from dse.method import refine
+    from dse.store.recipes import Pick
+
+    store = stored(tmp_path, "anynetxa", stage_share("bs", lambda b: b == 1), n=120)
+    space = spaces.load("anynetxa")
+    longer = {k: v for k, v in Recipe(epochs=2).asdict().items() if k != "seed"}
+    for m in store.read_models("anynetxa")["model_id"][:20]:
+        store.write_result("anynetxa", dict(model_id=m, space="anynetxa", status="done",
+                                            error=50.0, **longer))
+    assert len(refine._look(store, space, ())[0]) == 120  # the recipe with the most results
+    pop = refine._look(store, space, (), Pick({"epochs": "2"}))[0]
+    assert len(pop) == 20 and (pop["error"] == 50.0).all()
+
+
 def test_an_exact_p_matches_the_hypergeometric_tail():
     # 40 models, 10 obey a whole-model rule, all of them among the best 10 (frac 0.25)
     e = np.arange(40.0)

@@ -32,14 +32,15 @@ def run(exp: Experiment, store: Store, only: str | None = None, echo=print,
             stages.record(exp, store)
             stages.sample(exp, store, echo)
         if only in (None, "train"):
-            _train(exp, store, report, echo)
+            _train(exp, store, report, echo, pick)
     if only in (None, "analyze"):
         return analyze.analyze(exp, store, pick=pick)
     return None
 
 
-def _train(exp: Experiment, store: Store, report, echo) -> None:
-    """The train stage: the models without a result, the promote stages, the refine loop."""
+def _train(exp: Experiment, store: Store, report, echo, pick=None) -> None:
+    """The train stage: the models without a result, the promote stages, the refine loop
+    (whose verdicts read the results `pick` names, as the analysis does)."""
     from dse.runner import loop as runner
 
     runs = [stages.train(exp, Store.existing(store), report())]
@@ -51,7 +52,7 @@ def _train(exp: Experiment, store: Store, report, echo) -> None:
     _warn_untrained(runs)
     if exp.refine_rounds:
         refine.loop(exp, store, lambda name: runner.run(store, [name], exp.options,
-                                                        report=report()), echo)
+                                                        report=report()), echo, pick)
 
 
 def _warn_untrained(runs) -> None:

@@ -70,9 +70,10 @@ def read_chain(exp: Experiment, store: Store) -> list[Step]:
         return []
 
 
-def loop(exp: Experiment, store: Store, train, echo=print) -> list[Step]:
-    """Run the rounds; `train(space_name)` trains one space's pending models. Returns the
-    chain: one Step per round."""
+def loop(exp: Experiment, store: Store, train, echo=print, pick=None) -> list[Step]:
+    """Run the rounds; `train(space_name)` trains one space's pending models; `pick`
+    (dse.store.recipes.Pick) the results the verdicts read, as the analysis does (default:
+    the recipe with the most results). Returns the chain: one Step per round."""
     d = store.refine_dir(exp.name)
     with writing(d, store.root):  # full or read-only: one line
         d.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ def loop(exp: Experiment, store: Store, train, echo=print) -> list[Step]:
         train(current.name)
         prior = before.get((r, current.name))
         found, looks, tested_on = _refinement(exp, store, current, start.name, r, refused,
-                                              tuple(prior.looks) if prior else ())
+                                              tuple(prior.looks) if prior else (), pick)
         if found is None:
             chain.append(Step(r, None, current.name, None, False, "nothing supported", None,
                               f"no refinement of {current.name} is supported", None, looks,
@@ -95,7 +96,7 @@ def loop(exp: Experiment, store: Store, train, echo=print) -> list[Step]:
             break
         new, constraint, what = found
         echo(f"refine round {r}: {current.name} → {new.name}: {what}")
-        step = _try(exp, store, current, new, constraint, what, r, train, echo)
+        step = _try(exp, store, current, new, constraint, what, r, train, echo, pick)
         chain.append(replace(step, looks=looks or (prior.looks if prior else ()),
                              tested_on=tested_on or (prior.tested_on if prior else "")))
         _save(exp, store, chain)
@@ -109,7 +110,8 @@ def loop(exp: Experiment, store: Store, train, echo=print) -> list[Step]:
     return chain
 
 
-def _refinement(exp, store, current, start: str, r: int, refused: list, looks: tuple):
+def _refinement(exp, store, current, start: str, r: int, refused: list, looks: tuple,
+                pick=None):
     """The refined space of round r: the file written by an earlier run of this round, or the
     best supported candidate not refused before, written now; None when there is none. With
     the looks made before at `current` in this round; returns (found, looks, tested on)."""
@@ -118,7 +120,7 @@ def _refinement(exp, store, current, start: str, r: int, refused: list, looks: t
         cfg = yaml.safe_load(path.read_text())
         constraint = {k: v for k, v in cfg.items() if k not in ("extends", "name", "title", "adds")}
         return (spaces.load(str(path)), constraint, str(cfg.get("adds", ""))), (), ""
-    pop, looks, tested_on = _look(store, current, looks)
+    pop, looks, tested_on = _look(store, current, looks, pick)
     if pop is None:
         return None, looks, tested_on
     out = suggest.suggest(current, pop, alpha=exp.alpha, seed=exp.seed + r,
@@ -132,11 +134,11 @@ def _refinement(exp, store, current, start: str, r: int, refused: list, looks: t
     return found, looks, tested_on
 
 
-def _look(store, current, looks: tuple):
+def _look(store, current, looks: tuple, pick=None):
     """The models a new look of suggest at `current` may test: all of them at a first look;
     after earlier looks, only those sampled since the last one (a fresh confirmation
     sample). Returns (population or None, the looks with this one, what it tested)."""
-    pop = stats.population(store.load([current.name]), current.name)
+    pop = stats.population(store.load([current.name], pick), current.name)
     sampled = len(store.read_models(current.name))
     if not looks:
         return pop, (sampled,), f"first look: all {len(pop)} models"
@@ -151,12 +153,12 @@ def _look(store, current, looks: tuple):
                                       "confirmation sample)")
 
 
-def _try(exp, store, current, new, constraint, what, r, train, echo) -> Step:
+def _try(exp, store, current, new, constraint, what, r, train, echo, pick=None) -> Step:
     """Sample and train the refined space; keep it when it is shown to be at least as good
     as the space it refines (non-inferiority within the experiment's margin)."""
     stages.sample_space(exp, store, new, echo)
     train(new.name)
-    df = store.load([current.name, new.name])
+    df = store.load([current.name, new.name], pick)
     if stats.counts(df, new.name)["finished"] == 0:
         return Step(r, new.name, current.name, constraint, False, "untrained", None, what)
     pops = {s: stats.population(df, s) for s in (current.name, new.name)}
