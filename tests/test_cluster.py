@@ -81,6 +81,7 @@ def test_local_tasks_train_every_model_exactly_once(tmp_path):
     assert "cluster jobs:" in status and "2 done" in status
 
 
+@pytest.mark.slow  # default tier: local tasks train every model once (above)
 def test_debug_runs_the_tasks_in_process_with_the_results_of_a_plain_run(tmp_path):
     ids = sample(tmp_path / "a", 2)
     sample(tmp_path / "b", 2)

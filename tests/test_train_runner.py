@@ -98,7 +98,8 @@ def test_status_counts_claims_in_flight_and_stale(tmp_path):
     assert (row["sampled"], row["pending"], row["in_flight"], row["stale_claims"]) == (3, 3, 1, 1)
 
 
-def test_two_runs_on_one_store_train_disjoint_models(tmp_path):
+@pytest.mark.slow  # default tier: worker processes share a store (test_cli_train), and tasks
+def test_two_runs_on_one_store_train_disjoint_models(tmp_path):  # do (test_cluster)
     ids = sample(tmp_path, 6)
     args = ["--epochs", "1", "--train-subset", "1000"]
     a, b = dse_train(tmp_path, *args), dse_train(tmp_path, *args)
@@ -210,6 +211,7 @@ def test_workers_per_device():
         "3 workers (2 × cuda:0, cuda:1)"
 
 
+@pytest.mark.slow  # default tier: a cancelled cluster task gives its claims back (test_cluster)
 def test_sigterm_gives_the_claims_back(tmp_path):
     import signal
 
