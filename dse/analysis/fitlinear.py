@@ -305,7 +305,7 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
 REVISION = 1
 VERSION = (f"fit_linear r{REVISION} q={regnet.Q} a={FIT_A[0]!r}:{FIT_A[1]!r} "
            f"wm={FIT_WM[0]!r}:{FIT_WM[1]!r} grid=48 keep=3 levels=4")
-FIT_COLUMNS = ["d", "w0", "wa", "wm", "e_fit"]
+FIT_COLUMNS = ["w0", "wa", "wm", "e_fit"]  # what a cache keeps of a fit (d: from the key)
 
 
 def architecture_keys(W, d) -> list[bytes]:
@@ -330,22 +330,20 @@ def fit_linear_cached(W, d, cache=None) -> pd.DataFrame:
     where = dict(zip(known["key"], range(len(known)))) if len(known) else {}
     at = np.array([where.get(k, -1) for k in keys], dtype=np.int64)
     miss = np.flatnonzero(at < 0)
-    out = pd.DataFrame(np.zeros((len(d), len(FIT_COLUMNS))), columns=FIT_COLUMNS)
+    fits = np.zeros((len(d), len(FIT_COLUMNS)))
     hit = np.flatnonzero(at >= 0)
     if len(hit):
-        out.iloc[hit] = known[FIT_COLUMNS].to_numpy(dtype=float)[at[hit]]
+        fits[hit] = known[FIT_COLUMNS].to_numpy(dtype=float)[at[hit]]
     if len(miss):
-        Wm = W[miss][:, :int(d[miss].max())]
-        new = fit_linear(Wm, d[miss])
-        out.iloc[miss] = new[FIT_COLUMNS].to_numpy(dtype=float)
+        new = fit_linear(W[miss][:, :int(d[miss].max())], d[miss])
+        fits[miss] = new[FIT_COLUMNS].to_numpy(dtype=float)
         first: dict[bytes, int] = {}  # one row per architecture new to the cache
         for pos, i in enumerate(miss):
             first.setdefault(keys[i], pos)
-        add = new.iloc[list(first.values())].reset_index(drop=True)
+        add = new[FIT_COLUMNS].iloc[list(first.values())].reset_index(drop=True)
         add.insert(0, "key", list(first))
         cache.write(VERSION, pd.concat([known, add], ignore_index=True) if len(known) else add)
-    out["d"] = d
-    return out
+    return pd.DataFrame({"d": d, **dict(zip(FIT_COLUMNS, fits.T))})
 
 
 def joint_linear_fit(W, d) -> dict:

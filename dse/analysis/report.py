@@ -96,10 +96,10 @@ def build(store: Store | str, seed: int = 0, repeats: int = 10_000, top: int = 2
         return _page(store.root, parts)
     parts.update(_comparisons(df, ready, seed))
     pops = {s: stats.population(df, s) for s in ready}
+    fits = fits or store.fit_cache()  # one cache, read once, for every space
     parts["fit-linear"] = ("<p>Per-model quantized linear fit of the per-block widths "
                            "(DDS §3.3): e_fit = mean_j |log(pred_j / obs_j)|.</p>"
-                           + "".join(_fit_linear(s, pop, top, fits or store.fit_cache())
-                                     for s, pop in pops.items()))
+                           + "".join(_fit_linear(s, pop, top, fits) for s, pop in pops.items()))
     parts["trends"] = (f"<p>Shaded: the 95% interval of the best model's parameter over "
                        f"{repeats} bootstrap resamples of 25% of the models; line: "
                        "the median.</p>"

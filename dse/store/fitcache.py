@@ -1,6 +1,6 @@
 """The store's cache of quantized linear fits (pure: pyarrow): analysis/fit_linear_cache.parquet
 holds one row per architecture fitted in this store (a 16-byte key of its per-block widths,
-d, w0, wa, wm, e_fit), with the version of the search that computed them in the file's
+w0, wa, wm, e_fit), with the version of the search that computed them in the file's
 metadata. A fit depends on a model's widths only, so `dse report`, `dse fit-linear`, `dse
 suggest` and experiment summaries fit each architecture once; the fits of 10,000 models take
 seconds. The file is derived data: one that is missing, damaged, of another version or cannot
@@ -20,7 +20,7 @@ from dse.files import write_atomic
 from dse.store import checksums
 
 VERSION_KEY = b"dse.fit_version"
-SCHEMA = pa.schema([("key", pa.binary(16)), ("d", pa.int64()), ("w0", pa.float64()),
+SCHEMA = pa.schema([("key", pa.binary(16)), ("w0", pa.float64()),
                     ("wa", pa.float64()), ("wm", pa.float64()), ("e_fit", pa.float64())])
 
 
