@@ -38,9 +38,19 @@ INTERVAL = "percentile bootstrap over models"
 def check(eta, rungs) -> tuple[float, tuple[int, ...]]:
     """eta (a number above 1) and rungs (two or more epochs, rising), checked; raises
     DseError saying what is allowed."""
+    return check_eta(eta), check_rungs(rungs)
+
+
+def check_eta(eta) -> float:
+    """eta, a number above 1; a DseError saying so otherwise."""
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 1 \
             or not math.isfinite(eta):
         raise DseError(f"eta must be a number above 1, such as 3 (got {eta!r})")
+    return float(eta)
+
+
+def check_rungs(rungs) -> tuple[int, ...]:
+    """rungs, two or more whole epochs rising strictly; a DseError saying so otherwise."""
     if not isinstance(rungs, (list, tuple)) or len(rungs) < 2:
         raise DseError(f"rungs must list two or more epochs, rising, such as [1, 3, 9] "
                        f"(got {rungs!r})")
@@ -49,7 +59,7 @@ def check(eta, rungs) -> tuple[float, tuple[int, ...]]:
             raise DseError(f"rungs must be whole epochs of at least 1 (got {r!r})")
     if any(b <= a for a, b in zip(rungs, rungs[1:])):
         raise DseError(f"rungs must rise strictly, such as [1, 3, 9] (got {list(rungs)})")
-    return float(eta), tuple(rungs)
+    return tuple(rungs)
 
 
 def counts(n: int, eta: float, k: int) -> list[int]:

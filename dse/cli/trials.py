@@ -259,11 +259,13 @@ def halving_cmd(space_name, eta, rungs, k, seed, as_json, store_path):
     if not len(res):
         raise DseError(f"{space} has no results yet; train it first (dse train --curves)")
     try:
-        eta, _ = hv.check(eta, (1, 2))
-        eta, rungs = hv.check(eta, rungs) if rungs is not None else \
-            (eta, hv.default_rungs(res, eta))
+        eta = hv.check_eta(eta)
     except DseError as e:
-        raise DseError(f"--{'rungs' if 'rung' in str(e) else 'eta'}: {e}") from None
+        raise DseError(f"--eta: {e}") from None
+    try:
+        rungs = hv.check_rungs(rungs) if rungs is not None else hv.default_rungs(res, eta)
+    except DseError as e:
+        raise DseError(f"--rungs: {e}") from None
     m = hv.rung_matrix(res, rungs, space)
     if k is not None and k > len(m.model_ids):
         raise DseError(f"--top {k} exceeds the {len(m.model_ids)} models with errors at "

@@ -27,6 +27,7 @@ from dse.runner.plan import (
     Plan,
     expected_epochs,
     measured,
+    rate_of,
     test_mult_adds,
     training_mult_adds,
 )
@@ -92,7 +93,7 @@ def plan(exp: Experiment, store: Store, stored: tuple | None = None) -> Experime
     training cost, and an ETA when models of this store have trained already. `stored`:
     held(exp, store), when read already."""
     have, pending, pending_flops, (work, secs) = stored or held(exp, store)
-    rate = float(work.sum() / secs.sum()) if len(work) else None  # as measured_rate
+    rate = rate_of(work, secs)
     workers = exp.options.jobs
     rows = plan_rows(exp, have, pending, pending_flops, rate, workers)
     images = train_images(exp)

@@ -55,10 +55,6 @@ class Fused:
     jobs: tuple[Job, ...]
 
     @property
-    def key(self) -> str:
-        return self.jobs[0].key
-
-    @property
     def keys(self) -> tuple[str, ...]:
         return tuple(j.key for j in self.jobs)
 

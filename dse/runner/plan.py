@@ -101,23 +101,18 @@ def measured(store: Store, kind: str | None = None, host: str | None = None
     return work[ok], secs[ok]
 
 
-def measured_speeds(store: Store, kind: str | None = None, host: str | None = None
-                    ) -> np.ndarray:
-    """Training speed of each of the store's finished trainings (measured), in multiply-adds
-    per second per trainer."""
-    work, secs = measured(store, kind, host)
-    return work / secs
+def rate_of(work: np.ndarray, secs: np.ndarray) -> float | None:
+    """Multiply-adds per second per trainer of these trainings (measured's): all their
+    multiply-adds over all their seconds, as a run's time is the sum of its models' (their
+    median speed, used before, read a store with a few slow models, such as small group
+    widths, as 4–33% faster than it trained: bench/plan_accuracy.py); None for none."""
+    return float(work.sum() / secs.sum()) if len(work) else None
 
 
 def measured_rate(store: Store, kind: str | None = None, host: str | None = None
                   ) -> float | None:
-    """The store's training speed, in multiply-adds per second per trainer: all its finished
-    trainings' multiply-adds over all their seconds (measured), as a run's time is the sum of
-    its models' (their median speed, used before, read a store with a few slow models, such
-    as small group widths, as 4–33% faster than it trained: bench/plan_accuracy.py); None
-    before any."""
-    work, secs = measured(store, kind, host)
-    return float(work.sum() / secs.sum()) if len(work) else None
+    """The store's training speed (rate_of its measured trainings); None before any."""
+    return rate_of(*measured(store, kind, host))
 
 
 # ---- the plan ---------------------------------------------------------------------------------
@@ -306,10 +301,10 @@ def estimate(store: Store, jobs: list[Job], images: dict, options: TrainOptions,
                for j in jobs)
     spans = sorted({j.recipe.epochs for j in jobs}) or [epochs]
     kind = "cpu" if workers[0] == "cpu" else "cuda"
-    work, _ = measured(store, kind, HOST)
+    work, secs = measured(store, kind, HOST)
     k = len(workers)
     if len(work):
-        rate = measured_rate(store, kind, HOST)
+        rate = rate_of(work, secs)
         source = (f"measured: {len(work)} training{'s' * (len(work) != 1)} this store ran on "
                   f"this host's {kind}")
     elif executor is not None and jobs:

@@ -174,11 +174,12 @@ class Processes:
             for i, job in group:
                 self.slots[i].tasks.put(Calibrate(job))
             deadline = time.monotonic() + timeout
-            out += [self._calibrated(i, job, deadline) for i, job in group]
+            out += [self._calibrated(i, job, deadline, timeout) for i, job in group]
         return out
 
-    def _calibrated(self, i: int, job: Job, deadline: float) -> Calibrated:
-        """Worker i's answer to the calibration of `job`, waited for until `deadline`."""
+    def _calibrated(self, i: int, job: Job, deadline: float, timeout: float) -> Calibrated:
+        """Worker i's answer to the calibration of `job`, waited for until `deadline` (the
+        call's `timeout` from its start)."""
         s = self.slots[i]
         while time.monotonic() < deadline:
             try:
@@ -193,7 +194,7 @@ class Processes:
             self.early[i].append(ev)  # booked by the next events()
             if isinstance(ev, StartFailed):
                 return Calibrated(job.key, None, 0, f"its worker cannot start: {ev.message}")
-        return Calibrated(job.key, None, 0, f"no answer within {CALIBRATE_TIMEOUT_S:.0f} s")
+        return Calibrated(job.key, None, 0, f"no answer within {timeout:.0f} s")
 
     def events(self, timeout: float) -> list:
         got, self.early = self.early, [[] for _ in self.slots]  # what each worker sent

@@ -36,22 +36,14 @@ def cuda_fault(e: BaseException) -> bool:
 
 # ---- training one job ------------------------------------------------------------------------
 
-def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch,
-              on_step=None) -> Outcome:
-    """Train a job, turning any exception into a `failed` outcome with its message; the
-    outcome has fatal=True after a CUDA error that leaves the process's CUDA unusable.
-    on_epoch(epoch, loss) and on_step(epoch, step, steps) as dse.train.trainer.train's."""
+def guarded(run):
+    """run(), or a `failed` outcome with the message of any exception it raised (fatal=True
+    after a CUDA error that leaves the process's CUDA unusable); Ctrl-C and exits pass."""
     import torch
-
-    from dse.train import trainer as train
 
     t0 = time.perf_counter()
     try:
-        data = cache.get(job.data, job.recipe.train_subset)
-        return train.train(job.spec, job.task, data, job.recipe, amp=options.amp,
-                           cuda_graph=options.cuda_graph, channels_last=options.channels_last,
-                           on_epoch=on_epoch, on_step=on_step,
-                           step_report_s=options.step_report_s, curves=options.curves)
+        return run()
     except (KeyboardInterrupt, SystemExit):
         raise
     except DseError as e:
@@ -66,34 +58,41 @@ def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch,
     return Outcome.failed(msg, time.perf_counter() - t0, fatal)
 
 
+def train_one(job: Job, cache: DataCache, options: TrainOptions, on_epoch,
+              on_step=None) -> Outcome:
+    """Train a job, turning any exception into a `failed` outcome (guarded).
+    on_epoch(epoch, loss) and on_step(epoch, step, steps) as dse.train.trainer.train's."""
+    from dse.train import trainer as train
+
+    def run():
+        data = cache.get(job.data, job.recipe.train_subset)
+        return train.train(job.spec, job.task, data, job.recipe, amp=options.amp,
+                           cuda_graph=options.cuda_graph, channels_last=options.channels_last,
+                           on_epoch=on_epoch, on_step=on_step,
+                           step_report_s=options.step_report_s, curves=options.curves)
+
+    return guarded(run)
+
+
 def train_fused(unit: Fused, cache: DataCache, options: TrainOptions, on_epoch,
                 on_step=None) -> list[Outcome]:
     """Train a Fused unit's jobs as one fused network (dse.train.fused); an exception fails
-    every one of them (fatal after a sticky CUDA error), as train_one does one job.
-    on_epoch(k, epoch, loss) and on_step(k, epoch, step, steps) hear job k."""
-    import torch
-
+    every one of them (guarded). on_epoch(k, epoch, loss) and on_step(k, epoch, step, steps)
+    hear job k."""
     from dse.train import fused
 
-    jobs, t0 = unit.jobs, time.perf_counter()
-    try:
+    jobs = unit.jobs
+
+    def run():
         data = cache.get(jobs[0].data, jobs[0].recipe.train_subset)
         return fused.train_fused(jobs[0].spec, jobs[0].task, data, [j.recipe for j in jobs],
                                  amp=options.amp, cuda_graph=options.cuda_graph,
                                  channels_last=options.channels_last, on_epoch=on_epoch,
                                  on_step=on_step, step_report_s=options.step_report_s,
                                  curves=options.curves)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except DseError as e:
-        return [Outcome.failed(str(e), time.perf_counter() - t0)] * len(jobs)
-    except BaseException as e:  # noqa: BLE001 - as train_one
-        msg = described(e, 500)
-        oom, fatal = isinstance(e, torch.cuda.OutOfMemoryError), cuda_fault(e)
-    if oom:
-        gc.collect()
-        torch.cuda.empty_cache()
-    return [Outcome.failed(msg, time.perf_counter() - t0, fatal)] * len(jobs)
+
+    got = guarded(run)
+    return got if isinstance(got, list) else [got] * len(jobs)
 
 
 def train_unit(unit: Job | Fused, cache: DataCache, options: TrainOptions, on_epoch,

@@ -116,7 +116,7 @@ class FusedStepper(Stepper):
         self.t = torch.zeros(1, dtype=torch.long, device=device)
         self.loss_sum = torch.zeros(k, dtype=torch.float32, device=device)
         self.weight = torch.ones(k, dtype=torch.float32, device=device)  # 0: stopped
-        self.recipe, self.recipes, self.amp, self.device = recipes[0], recipes, amp, device
+        self.recipe, self.amp, self.device = recipes[0], amp, device
         lrs, wds = [r.lr for r in recipes], [r.wd for r in recipes]
         one_lr = len(set(lrs)) == 1
         # one peak lr: the unfused schedule itself; else its shape (peak 1) × each copy's peak
