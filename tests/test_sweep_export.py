@@ -155,3 +155,16 @@ def test_one_channel_models_and_errors(tmp_path):
     sampled(tmp_path / "c", 1, "xa", "synthetic", "0.5M:2M", 0)
     assert "holds 2 spaces (anynetxa, regnetx); name one with --space" in one_error(run(
         "export", "--format", "pycls-sweep", tmp_path / "c"))
+
+
+def test_a_regnet_model_without_groups_exports_its_regnet_section(tmp_path):
+    # a refined space without g stores group_w as null (read back as NaN)
+    from dse.compare.sweep import network
+
+    row = sampled(tmp_path, 1).iloc[0].to_dict()
+    with_g = network(row)
+    row["group_w"] = float("nan")
+    cfg = network(row)
+    assert cfg["MODEL"]["TYPE"] == "regnet" and "GROUP_W" in cfg["REGNET"]
+    assert {k: v for k, v in cfg["REGNET"].items() if k != "GROUP_W"} == \
+        {k: v for k, v in with_g["REGNET"].items() if k != "GROUP_W"}

@@ -140,7 +140,7 @@ def _resolve(text: str, store_path):
     """(spec, task, RegNet params or {}, name) of a zoo name, a JSON spec or a store model id."""
     from dse.errors import DseError
     from dse.space import zoo
-    from dse.space.spec import Task, from_row, parse_spec
+    from dse.space.spec import Task, from_row, parse_spec, regnet_params
 
     if zoo.canonical(text) or text.lstrip().startswith("{"):
         spec, rp = parse_spec(text)
@@ -157,10 +157,7 @@ def _resolve(text: str, store_path):
         if len(hit):
             r = hit.iloc[0]
             spec, task = from_row(r)
-            rp = ({k: (None if r[k] is None or r[k] != r[k] else
-                       float(r[k]) if k in ("wa", "wm", "b") else int(r[k]))
-                   for k in ("d", "w0", "wa", "wm", "group_w", "b")}
-                  if r["kind"] == "regnet" else {})
+            rp = regnet_params(r) or {}
             return spec, task, rp, r["model_id"]
     zoo.lookup(text)  # not in the store either: the zoo's error with its near misses
     raise AssertionError("unreachable")

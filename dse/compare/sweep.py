@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dse.errors import DseError
-from dse.space.spec import Task, from_row
+from dse.space.spec import Task, from_row, regnet_params
 from dse.store.core import Store
 from dse.store.recipes import Pick, canonical, choose, setting
 from dse.store.status import Status
@@ -94,9 +94,8 @@ def network(model) -> dict:
                 int(model["num_classes"]))
     if model["kind"] != "opaque":
         spec, _ = from_row(model)
-        rp = ({k: (float(model[k]) if k in ("wa", "wm", "b") else int(model[k]))
-               for k in ("d", "w0", "wa", "wm", "group_w", "b")}
-              if model["kind"] == "regnet" and _known(model["b"]) else None)
+        rp = regnet_params(model)
+        rp = rp if rp and rp["b"] is not None else None
         try:
             cfg = export.pycls_config(spec, Task(task.resolution, task.stem, 3,
                                                  task.num_classes), rp)

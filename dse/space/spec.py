@@ -121,6 +121,16 @@ def from_row(row) -> tuple[AnyNetSpec, Task]:
     return spec, task
 
 
+def regnet_params(row) -> dict | None:
+    """The RegNet parameters (d, w0, wa, wm, group_w, b) of a stored RegNet model, None for
+    a null one (group_w of a space without groups); None for a model of another kind."""
+    if row["kind"] != "regnet":
+        return None
+    return {k: (None if _or(row[k], None) is None else
+                float(row[k]) if k in ("wa", "wm", "b") else int(row[k]))
+            for k in ("d", "w0", "wa", "wm", "group_w", "b")}
+
+
 def _or(v, default):
     """A stored value, or the default where the column is absent or null."""
     return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
