@@ -23,6 +23,7 @@ from dse.space import regnet
 # 1.5 ≤ w_m ≤ 3 is the paper's RegNet range; a spans the sampler's w_a/w_0 ∈ [1/32, 32].
 FIT_A = (1 / 64, 64.0)
 FIT_WM = (1.5, 3.0)
+GRID, KEEP, LEVELS = 48, 3, 4  # the search's defaults: w_m grid, pairs refined, refinements
 SHARED = 12  # a shared w_m grid is searched this many values at a time (see _best_a)
 
 
@@ -233,8 +234,8 @@ def _stage_widths(W, d, count: int) -> np.ndarray:
     return out
 
 
-def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: int = 48,
-               keep: int = 3, levels: int = 4, chunk: int = 4_000_000) -> pd.DataFrame:
+def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: int = GRID,
+               keep: int = KEEP, levels: int = LEVELS, chunk: int = 4_000_000) -> pd.DataFrame:
     """Quantized linear fit of each model's per-block widths (DDS §3.3).
 
     For every model (row of W, depth d) find w_0, w_a, w_m minimizing
@@ -304,7 +305,7 @@ def fit_linear(W, d, q: int = regnet.Q, a_range=FIT_A, wm_range=FIT_WM, grid: in
 # What a cached fit was computed by: bump REVISION whenever fit_linear's search changes.
 REVISION = 1
 VERSION = (f"fit_linear r{REVISION} q={regnet.Q} a={FIT_A[0]!r}:{FIT_A[1]!r} "
-           f"wm={FIT_WM[0]!r}:{FIT_WM[1]!r} grid=48 keep=3 levels=4")
+           f"wm={FIT_WM[0]!r}:{FIT_WM[1]!r} grid={GRID} keep={KEEP} levels={LEVELS}")
 FIT_COLUMNS = ["w0", "wa", "wm", "e_fit"]  # what a cache keeps of a fit (d: from the key)
 
 
