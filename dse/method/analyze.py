@@ -74,9 +74,10 @@ def _with_rounds(exp: Experiment, store: Store, out: dict) -> None:
 
 
 def evidence(exp: Experiment, store: Store, n: int, pick: Pick | None = None,
-             repeats: int = 10_000, order: str = "sample_index") -> list:
-    """The claims' verdicts, each on its own (no correction), over the first `n` models of
-    each population of this store in sampling order (`order` "finished_at": the first n to
+             repeats: int = 10_000, order: str = "sample_index", claims=None) -> list:
+    """The verdicts of `claims` (default: all the experiment's), each on its own (no
+    correction: a claim's verdict does not depend on the others judged), over the first `n`
+    models of each population of this store in sampling order (`order` "finished_at": the first n to
     finish, for a replay of a finished run; populations of other stores as they are): one
     look of an experiment in rounds (dse.method.rounds)."""
     ops = list(dict.fromkeys([*map(population.Operand, exp.spaces),
@@ -98,8 +99,8 @@ def evidence(exp: Experiment, store: Store, n: int, pick: Pick | None = None,
     if ready:
         curves = stats.compare(df, ready, exp.analyses.normalize, exp.analyses.bins).curves
         pops = {s: stats.population(df, s) for s in ready}
-    return expect.judge_all(exp.claims, curves, pops, exp.alpha, "none", exp.margin, repeats,
-                            exp.seed, limits=_limits(exp))
+    return expect.judge_all(exp.claims if claims is None else claims, curves, pops, exp.alpha,
+                            "none", exp.margin, repeats, exp.seed, limits=_limits(exp))
 
 
 def _claim_populations(exp: Experiment, store: Store, names: list[str], df, ready: list[str],

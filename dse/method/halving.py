@@ -76,13 +76,12 @@ def run(stage: Halving, store: Store, spaces, report=lambda: None) -> list:
     return runs
 
 
-def rung_models(store: Store, space: str, stage: Halving, j: int, n: int | None = None
-                ) -> list[str] | None:
+def rung_models(store: Store, space: str, stage: Halving, j: int) -> list[str] | None:
     """The models of rung j of a space (every model at rung 0; later, its stored selection,
     None before it is made)."""
     if j == 0:
         return store.read_models(space, ["model_id"])["model_id"].tolist()
-    n = len(store.read_models(space, ["model_id"])) if n is None else n
+    n = len(store.read_models(space, ["model_id"]))
     fp, _ = stage.recipe_of(j)
     sel = selections.read(store, space, selections.name(fp, stage.counts(n)[j]))
     return None if sel is None else sel.models

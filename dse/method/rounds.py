@@ -102,16 +102,20 @@ def look(exp: Experiment, store: Store, plan: Schedule, state: dict, k: int, gro
     sequential p and the correction's verdict."""
     before = decided(state)
     n = plan.looks[k]
-    found = {v.claim: v for v in analyze.evidence(exp, store, n, pick, order=order)}
+    settled = {t for t, old in before.items() if old["status"] not in (OPEN, UNTESTABLE)}
+    judged = [c for c in exp.claims if c.text not in settled]  # decided ones are kept
+    found = {v.claim: v for v in (analyze.evidence(exp, store, n, pick, order=order,
+                                                   claims=judged) if judged else ())}
     history = state["looks"]
     rows, p_seq, vs_seq = [], [], []
     for c in exp.claims:
-        v, old = found[c.text], before.get(c.text)
-        if old and old["status"] not in (OPEN, UNTESTABLE):
+        if c.text in settled:
+            old = before[c.text]
             rows.append(dict(old, look_decided=old["look_decided"]))  # kept as decided
             p_seq.append(old["p_seq"])
             vs_seq.append(old["p_against_seq"])
             continue
+        v = found[c.text]
         ps = [h["claims"][i]["p"] for h in history for i in [_index(exp, c.text)]] + [v.p]
         pv = [h["claims"][i]["p_against"] for h in history
               for i in [_index(exp, c.text)]] + [v.p_against]
