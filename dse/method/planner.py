@@ -34,7 +34,7 @@ from dse.analysis.population import Operand, Selection
 from dse.errors import DseError
 from dse.method import analyze, stages
 from dse.method.experiment import NOT_IN_ROUNDS, Experiment
-from dse.runner.plan import EVAL_SLOWDOWN, measured_rate
+from dse.runner.plan import EVAL_SLOWDOWN, measured_rate, rate_of
 from dse.store.core import Store
 
 MIN_PILOT = 5   # fewer finished models in a pilot population: no spread read from it
@@ -125,9 +125,10 @@ def plan(exp: Experiment, store: Store, pilot: Store | None = None, target: floa
             plans.append(ClaimPlan(c.text, c.kind, "", tuple(op.label for op in c.operands),
                                    note="no power model for this form yet: more models "
                                    "narrow its interval, dse plan cannot say how many"))
-    rate, rate_from = _rate(store, pilot)
-    return Planning(exp.name, target, plans, _spaces(exp, store, plans, home, rate), rate,
-                    rate_from)
+    stored = stages.held(exp, store)  # read once: its trainings give the store's speed too
+    rate, rate_from = _rate(stored[3], pilot)
+    return Planning(exp.name, target, plans, _spaces(exp, store, plans, home, rate, stored),
+                    rate, rate_from)
 
 
 def _pair(exp: Experiment, c, home, given, sd, level, target, reps, seed) -> ClaimPlan:
@@ -232,16 +233,17 @@ def _value(text: str, sd: float | None, claim: str) -> float:
                        "deviations (0.5sd) or, for 'ranks alike', a rank correlation") from None
 
 
-def _rate(store: Store, pilot: Store | None) -> tuple[float | None, str]:
-    for s, what in ((store, "this store"), (pilot, "the pilot")):
-        if s is not None and s.root.is_dir():
-            r = measured_rate(s)
-            if r:
-                return r, f"measured on {what}'s trained models"
+def _rate(trained: tuple, pilot: Store | None) -> tuple[float | None, str]:
+    """The speed of this store's trainings (`trained`: measured's), else of the pilot's."""
+    if r := rate_of(*trained):
+        return r, "measured on this store's trained models"
+    if pilot is not None and pilot.root.is_dir() and (r := measured_rate(pilot)):
+        return r, "measured on the pilot's trained models"
     return None, "no trained model to measure a speed on"
 
 
-def _spaces(exp: Experiment, store: Store, plans: list, home, rate) -> list[dict]:
+def _spaces(exp: Experiment, store: Store, plans: list, home, rate, stored: tuple
+            ) -> list[dict]:
     """Per space of the experiment: the n its claims need (the largest), the models to add
     beyond those it holds, and their cost and ETA (dse.method.stages.plan)."""
     need: dict[str, int | None] = {}
@@ -256,7 +258,7 @@ def _spaces(exp: Experiment, store: Store, plans: list, home, rate) -> list[dict
                 need[op.space] = None
             elif need.get(op.space, 0) is not None:
                 need[op.space] = max(n, need.get(op.space) or 0)
-    rows, stored = [], stages.held(exp, store)
+    rows = []
     for s, n in need.items():
         row = dict(space=s, n=n, to_train=None, cost=None, eta_s=None)
         if n is not None:
