@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import os
 import shutil
@@ -121,3 +122,9 @@ def jsonable(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def write_json(path, obj, store=None) -> None:
+    """Write `obj` (jsonable) as indented JSON with a final newline, atomically."""
+    text = json.dumps(jsonable(obj), indent=2)
+    write_atomic(Path(path), lambda p: Path(p).write_text(text + "\n", encoding="utf-8"), store)

@@ -5,7 +5,6 @@ No torch here."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pandas as pd
 from dse.analysis import effects, health, population, scaling, stats
 from dse.analysis.population import Selection
 from dse.errors import DseError
-from dse.files import jsonable, write_atomic, writing
+from dse.files import write_atomic, write_json, writing
 from dse.method import claims as expect
 from dse.method import looks, refine, stages
 from dse.method.experiment import Experiment
@@ -48,7 +47,7 @@ def analyze(exp: Experiment, store: Store, repeats: int = 10_000,
         out["spaces"] = [dict(space=s, **stats.counts(df, s)) for s in names]
         out["claims"] = _claims(exp, {}, {}, repeats, fidelities(exp, store))
         _with_rounds(exp, store, out)
-        _write_json(store.summary_path(exp.name), out)
+        write_json(store.summary_path(exp.name), out)
         return out
     cmp = stats.compare(df, ready, exp.analyses.normalize, exp.analyses.bins)
     pops = {s: stats.population(df, s) for s in ready}
@@ -260,9 +259,4 @@ def _write_outputs(exp: Experiment, store: Store, out: dict, figs: dict) -> None
         path = store.experiment_output(exp.name, "report", ".html")
         write_atomic(path, lambda p: Path(p).write_text(page, encoding="utf-8"))
         out["files"]["report"] = str(path)
-    _write_json(store.summary_path(exp.name), out)
-
-
-def _write_json(path: Path, obj) -> None:
-    text = json.dumps(jsonable(obj), indent=2)
-    write_atomic(path, lambda p: Path(p).write_text(text + "\n", encoding="utf-8"))
+    write_json(store.summary_path(exp.name), out)

@@ -6,11 +6,10 @@ summary. No torch here."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from dse.analysis.sequential import Schedule
 from dse.errors import DseError
-from dse.files import jsonable, write_atomic, writing
+from dse.files import write_json, writing
 from dse.method.claims import AGAINST, HOLDS, UNSURE, UNTESTABLE
 from dse.method.experiment import Experiment
 from dse.store.core import Store
@@ -53,9 +52,7 @@ def write_state(exp: Experiment, store: Store, state: dict) -> None:
     d = store.experiment_dir(exp.name)
     with writing(d, store.root):  # full or read-only: one line
         d.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(jsonable(state), indent=2)
-    write_atomic(store.rounds_path(exp.name),
-                 lambda p: Path(p).write_text(text + "\n", encoding="utf-8"))
+    write_json(store.rounds_path(exp.name), state)
 
 
 def decided(state: dict | None) -> dict:

@@ -362,13 +362,14 @@ class Store(Layout):
     def write_job(self, name: str, record: dict, task: int | None = None) -> Path:
         """Write a submission's record (job.json), or a task's own (tasks/<task>.json)."""
         path = self.job_record_path(name) if task is None else self.task_record_path(name, task)
-        return write_output(path, lambda p: Path(p).write_text(json.dumps(record, indent=1)),
-                            self.root)
+        return self._write_record(path, record)
 
     def write_run(self, name: str, record: dict) -> Path:
         """Write a training run's record (dse.runner.runs)."""
-        return write_output(self.run_record_path(name),
-                            lambda p: Path(p).write_text(json.dumps(record, indent=1)),
+        return self._write_record(self.run_record_path(name), record)
+
+    def _write_record(self, path: Path, record: dict) -> Path:
+        return write_output(path, lambda p: Path(p).write_text(json.dumps(record, indent=1)),
                             self.root)
 
     def read_runs(self) -> list[dict]:
