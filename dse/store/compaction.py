@@ -84,16 +84,8 @@ def compact(layout: Layout, space: str, store=None) -> Compaction:
             _record_rows(layout, space, {g: t.num_rows for g, t in parts}, store)
         return Compaction(space, None, kept + sum(t.num_rows for t in small), 0, ())
     todo = redo + [(LOOSE, t) for _, _, t in loose]
-    merged = latest(todo, compacting=True).sort_by([(k, "ascending") for k in RESULT_KEY]) \
-        if todo else RESULTS_SCHEMA.empty_table()
-    gen = listed[0][0] if listed else 0
-    written = []
-    for start in range(0, merged.num_rows, SEGMENT_ROWS):
-        gen += 1
-        path = layout.segment_path(space, gen)
-        chunk = merged.slice(start, SEGMENT_ROWS)
-        write_atomic(path, lambda p, c=chunk: write_segment(c, Path(p)), store=store, durable=True)
-        written.append(path)
+    merged = latest(todo, compacting=True) if todo else RESULTS_SCHEMA.empty_table()
+    written = write_segments(layout, space, merged, listed[0][0] if listed else 0, store)
     aside = [set_aside(layout, space, p, store) for p in sorted(bad_paths) if p.exists()]
     for g, _ in redo:
         p = layout.segment_path(space, g)
@@ -153,6 +145,20 @@ def _sharing(parts: list[tuple[int, pa.Table]]) -> set[int]:
         return set()
     hit = keys.join(twice, list(RESULT_KEY), join_type="inner")
     return set(pc.unique(hit.column("_part")).to_pylist())
+
+
+def write_segments(layout, space: str, table: pa.Table, after: int, store=None) -> list[Path]:
+    """Write `table`, sorted by the result key, as segments of at most SEGMENT_ROWS results
+    numbered from generation after + 1, each atomically and read back (write_segment);
+    returns their paths."""
+    table = table.sort_by([(k, "ascending") for k in RESULT_KEY])
+    written = []
+    for gen, start in enumerate(range(0, table.num_rows, SEGMENT_ROWS), after + 1):
+        path = layout.segment_path(space, gen)
+        chunk = table.slice(start, SEGMENT_ROWS)
+        write_atomic(path, lambda p, c=chunk: write_segment(c, Path(p)), store=store, durable=True)
+        written.append(path)
+    return written
 
 
 def write_segment(table: pa.Table, path) -> None:

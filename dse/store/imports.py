@@ -44,7 +44,7 @@ from dse.store import checksums, compaction, generations, nds, pycls, results
 from dse.store.core import Store
 from dse.store.recipes import OPTIONAL_KEYS, canonical
 from dse.store.records import Record, opaque_id
-from dse.store.schema import MODELS_SCHEMA, RESULT_KEY, RESULTS_SCHEMA
+from dse.store.schema import MODELS_SCHEMA, RESULTS_SCHEMA
 
 TOLERANCE = 1e-3  # relative difference of complexity counted as rounding
 FORMATS = ("pycls sweep", "pycls log", "nds list", "nds reruns")
@@ -348,14 +348,8 @@ def _append(store: Store, space: str, table: pa.Table) -> None:
     files, a small last segment). A kill between two segments leaves the rest of the file's
     results to the next import, which skips what is held."""
     segs = results.segments(store, space)
-    gen = max(g for g, _ in segs) if segs else 0
-    table = table.sort_by([(k, "ascending") for k in RESULT_KEY])
-    for start in range(0, table.num_rows, compaction.SEGMENT_ROWS):
-        gen += 1
-        chunk = table.slice(start, compaction.SEGMENT_ROWS)
-        write_atomic(store.segment_path(space, gen),
-                     lambda p, c=chunk: compaction.write_segment(c, Path(p)), store.root,
-                     durable=True)
+    compaction.write_segments(store, space, table, max(g for g, _ in segs) if segs else 0,
+                              store.root)
     compaction.compact(store, space, store.root)
 
 
