@@ -30,6 +30,7 @@ import numpy as np
 from scipy import special, stats
 
 from dse.analysis.effects import ks_critical
+from dse.analysis.reruns import spearman_rows
 from dse.errors import ArgumentError, DseError
 
 PAIR_KINDS = ("better", "at_least", "same")
@@ -224,13 +225,7 @@ def rank_power(rho: float, threshold: float, n: int, level: float, reps: int = 4
         y = r * x + np.sqrt(1 - r * r) * rng.standard_normal((k, n))
         idx = rng.integers(0, n, size=(k, boot, n))
         rows = np.arange(k)[:, None, None]
-        rx = stats.rankdata(x[rows, idx], axis=-1)
-        ry = stats.rankdata(y[rows, idx], axis=-1)
-        rx -= rx.mean(axis=-1, keepdims=True)
-        ry -= ry.mean(axis=-1, keepdims=True)
-        den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rho_b = np.where(den > 0, (rx * ry).sum(axis=-1) / den, np.nan)
+        rho_b = spearman_rows(x[rows, idx], y[rows, idx])
         got += int((np.nanquantile(rho_b, level / 2, axis=1) > threshold).sum())
         left -= k
     return got / reps

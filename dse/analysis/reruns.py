@@ -106,17 +106,22 @@ def _as_errors(v, name: str) -> np.ndarray:
     return a
 
 
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's ρ of x and y along their last axis: the Pearson correlation of their ranks
+    (ties averaged, as duplicates of a model are ties); NaN where either is constant."""
+    rx = stats.rankdata(x, axis=-1)
+    ry = stats.rankdata(y, axis=-1)
+    rx -= rx.mean(axis=-1, keepdims=True)
+    ry -= ry.mean(axis=-1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(axis=-1) / den, np.nan)
+
+
 def _spearman_boot(p: np.ndarray, t: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Spearman's ρ of each resample (a row of `idx`): the Pearson correlation of the
-    resample's ranks (ties averaged, as duplicates of a model are ties); constant ones
-    dropped."""
-    rp = stats.rankdata(p[idx], axis=1)
-    rt = stats.rankdata(t[idx], axis=1)
-    rp -= rp.mean(axis=1, keepdims=True)
-    rt -= rt.mean(axis=1, keepdims=True)
-    den = np.sqrt((rp * rp).sum(axis=1) * (rt * rt).sum(axis=1))
-    ok = den > 0
-    return (rp * rt).sum(axis=1)[ok] / den[ok]
+    """Spearman's ρ of each resample (a row of `idx`), constant ones dropped."""
+    r = spearman_rows(p[idx], t[idx])
+    return r[~np.isnan(r)]
 
 
 def _kendall_boot(p: np.ndarray, t: np.ndarray, idx: np.ndarray) -> np.ndarray:
