@@ -28,11 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dse.analysis.reruns import Interval
+from dse.analysis.reruns import INTERVAL, Interval
 from dse.errors import DseError
 from dse.store.recipes import RECIPE_KEYS, label, recipes
-
-INTERVAL = "percentile bootstrap over models"
 
 
 def check(eta, rungs) -> tuple[float, tuple[int, ...]]:
