@@ -174,6 +174,9 @@ def test_the_run_groups_trials_of_one_architecture():
     assert [len(g) for g in fusion_groups(epochs, 8)] == [1, 1]
 
 
+# fusion is off by default (--fuse auto fuses nowhere yet); the default tier checks fused
+# steps against separate ones, the slow tier whole dse train runs
+@pytest.mark.slow
 def test_dse_train_seeds_fused_stores_ordinary_trials_like_unfused(tmp_path):
     runs = {}
     for fuse in ("on", "off"):

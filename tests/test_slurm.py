@@ -42,6 +42,7 @@ def slurm(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+@pytest.mark.slow  # default tier: local tasks of one array (test_cluster), Slurm's queue here
 def test_an_array_of_two_tasks_trains_the_store(tmp_path):
     ids = sample(tmp_path, 4)
     r = ok("train", "--store", tmp_path, *FAST, "--cluster", "slurm", "--tasks", 2,
